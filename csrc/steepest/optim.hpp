@@ -1,0 +1,58 @@
+// Optimizers: in-place updates over the network's flat params/grads buffers, with the
+// semantics and defaults of torch.optim. State buffers share the parameters' layout.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace steepest {
+
+enum class OptimizerKind : int32_t { SGD, Adam, AdamW, RMSprop, Adagrad };
+
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::SGD;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  // SGD and RMSprop
+  double momentum = 0.0;
+  double dampening = 0.0;
+  bool nesterov = false;
+  // Adam / AdamW
+  double beta1 = 0.9, beta2 = 0.999;
+  bool amsgrad = false;
+  double eps = 1e-8;
+  // RMSprop
+  double alpha = 0.99;
+  bool centered = false;
+  // Adagrad
+  double lr_decay = 0.0;
+  double initial_accumulator_value = 0.0;
+};
+
+template <class T>
+class Optimizer {
+ public:
+  // ranges: (offset, length) pieces of the flat buffers this optimizer updates.
+  Optimizer(const OptimizerConfig& config, std::vector<std::pair<int64_t, int64_t>> ranges);
+
+  // One update of params from grads (both the network's flat buffers), in place.
+  void step(T* params, const T* grads);
+
+  OptimizerConfig config;
+  int64_t steps = 0;  // updates done so far (torch's per-parameter "step")
+  const std::vector<std::pair<int64_t, int64_t>>& ranges() const { return ranges_; }
+  int64_t size() const { return size_; }
+  // Named state buffers (each `size()` long, laid out as the concatenated ranges).
+  std::vector<std::pair<std::string, std::vector<T>*>> state();
+
+ private:
+  std::vector<std::pair<int64_t, int64_t>> ranges_;
+  int64_t size_ = 0;
+  // SGD: buf1 = momentum_buffer. Adam: buf1 = exp_avg, buf2 = exp_avg_sq, buf3 = max_exp_avg_sq.
+  // RMSprop: buf1 = square_avg, buf2 = momentum_buffer, buf3 = grad_avg. Adagrad: buf1 = sum.
+  std::vector<T> buf1_, buf2_, buf3_;
+};
+
+}  // namespace steepest

@@ -1,0 +1,173 @@
+"""Callbacks for fit(): hooks at the start and end of training and after every epoch.
+
+``logs`` holds the epoch's values: loss, lr, time, grad_norm, and accuracy / val_loss /
+val_accuracy when available. A callback stops training with ``model.stop_training = True``.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+
+import numpy as np
+
+from . import _checks
+
+
+class Callback:
+    model = None
+    optimizer = None
+
+    def on_train_begin(self, model, optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        pass
+
+    def on_train_end(self) -> None:
+        pass
+
+
+def _format(logs: dict) -> str:
+    keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
+    return " ".join(f"{k}={logs[k]:.4f}" for k in keys) + f" ({logs['time'] * 1e3:.0f} ms)"
+
+
+class ConsoleLogger(Callback):
+    """One line per epoch on stdout (fit's verbose=2)."""
+
+    def on_epoch_end(self, epoch, logs):
+        print(f"epoch {epoch + 1}: {_format(logs)}", flush=True)
+
+
+class ProgressBar(Callback):
+    """A progress bar over epochs (fit's verbose=1): tqdm when installed, else one line
+    rewritten in place."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+        self._bar = None
+
+    def on_train_begin(self, model, optimizer):
+        super().on_train_begin(model, optimizer)
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            tqdm = None
+        if tqdm is not None:
+            self._bar = tqdm(total=self.epochs, unit="epoch", leave=True)
+
+    def on_epoch_end(self, epoch, logs):
+        if self._bar is not None:
+            self._bar.set_postfix_str(_format(logs), refresh=False)
+            self._bar.update(1)
+        else:
+            end = "\n" if epoch + 1 == self.epochs else ""
+            print(f"\repoch {epoch + 1}/{self.epochs}: {_format(logs)}", end=end, flush=True,
+                  file=sys.stderr)
+
+    def on_train_end(self):
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _monitored(logs: dict, monitor: str, who: str) -> float:
+    if monitor not in logs:
+        raise ValueError(f"{who} monitors {monitor!r}, which fit does not log here "
+                         f"(available: {sorted(logs)}); pass validation_data for val_*")
+    return float(logs[monitor])
+
+
+class _Best:
+    """Tracks the best value of a monitored quantity."""
+
+    def __init__(self, monitor: str, mode: str, min_delta: float):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.mode = monitor, mode
+        self.min_delta = _checks.real(min_delta, "min_delta", low=0.0)
+        self.best = math.inf if mode == "min" else -math.inf
+
+    def improved(self, value: float) -> bool:
+        better = (value < self.best - self.min_delta if self.mode == "min"
+                  else value > self.best + self.min_delta)
+        if better:
+            self.best = value
+        return better
+
+
+class EarlyStopping(Callback):
+    """Stops when `monitor` has not improved by min_delta for `patience` epochs; with
+    restore_best_weights the model ends with the weights of its best epoch."""
+
+    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="min",
+                 restore_best_weights=True):
+        self.tracker = _Best(monitor, mode, min_delta)
+        self.patience = _checks.integer(patience, "patience", low=0)
+        self.restore_best_weights = restore_best_weights
+        self.best_epoch = None
+        self.stopped_epoch = None
+
+    def on_train_begin(self, model, optimizer):
+        super().on_train_begin(model, optimizer)
+        self.tracker.best = math.inf if self.tracker.mode == "min" else -math.inf
+        self._wait, self._best_params = 0, None
+
+    def on_epoch_end(self, epoch, logs):
+        if self.tracker.improved(_monitored(logs, self.tracker.monitor, "EarlyStopping")):
+            self.best_epoch, self._wait = epoch, 0
+            if self.restore_best_weights:
+                self._best_params = self.model._net.params.copy()
+        else:
+            self._wait += 1
+            if self._wait > self.patience:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+
+    def on_train_end(self):
+        if self.restore_best_weights and self._best_params is not None:
+            self.model._net.params[...] = self._best_params
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model (atomically) after each epoch, or only when `monitor` improves.
+    path may contain {epoch} (1-based) and any logged value, e.g. "model-{epoch:03d}.npz"."""
+
+    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="min"):
+        self.path = os.fspath(path)
+        self.save_best_only = save_best_only
+        self.tracker = _Best(monitor, mode, 0.0)
+
+    def on_epoch_end(self, epoch, logs):
+        if self.save_best_only and not self.tracker.improved(
+                _monitored(logs, self.tracker.monitor, "ModelCheckpoint")):
+            return
+        scalars = {k: v for k, v in logs.items() if np.isscalar(v)}
+        self.model.save(self.path.format(epoch=epoch + 1, **scalars))
+
+
+class CSVLogger(Callback):
+    """Writes one row per epoch (epoch and the scalar logs) to a CSV file."""
+
+    def __init__(self, path, append=False):
+        self.path, self.append = os.fspath(path), append
+        self._file = self._writer = None
+
+    def on_epoch_end(self, epoch, logs):
+        row = {"epoch": epoch + 1}
+        row.update({k: v for k, v in logs.items() if np.isscalar(v)})
+        row.update({f"grad_norm_{i}": g for i, g in enumerate(logs.get("grad_norm", ()))})
+        if self._writer is None:
+            exists = self.append and os.path.exists(self.path) and os.path.getsize(self.path)
+            self._file = open(self.path, "a" if self.append else "w", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=list(row))
+            if not exists:
+                self._writer.writeheader()
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def on_train_end(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = self._writer = None

@@ -1,0 +1,18 @@
+"""Exceptions of steepest."""
+
+
+class TrainingDiverged(ArithmeticError):
+    """The loss or the gradients became NaN or infinite; the step was not applied.
+
+    ``epoch`` (0-based, or None outside ``fit``), ``step`` (the batch within the epoch) and
+    ``cause`` ("non-finite loss" or "non-finite gradient") say where and why.
+    """
+
+    def __init__(self, cause: str, epoch=None, step=None, loss=None):
+        self.cause, self.epoch, self.step, self.loss = cause, epoch, step, loss
+        where = "" if epoch is None else f" at epoch {epoch}, step {step}"
+        super().__init__(
+            f"training diverged{where}: {cause} (loss={loss}); the step was not applied and "
+            "the parameters are those of the last finite step. Try a smaller learning rate "
+            "or gradient clipping."
+        )

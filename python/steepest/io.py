@@ -1,0 +1,178 @@
+"""The steepest file format, version 1.
+
+A file is a zip archive of .npy arrays (numpy's .npz layout, so any numpy can read it) that
+never holds pickled objects:
+
+- ``__steepest__``: a uint8 array holding UTF-8 JSON: ``{"format": "steepest.model",
+  "version": 1, "dtype": "float32" | "float64", "seed": int, "layers": [{"type": "Dense",
+  "in_features": 784, "out_features": 128, "bias": true, "init": "torch_default"},
+  {"type": "ReLU"}, {"type": "Dropout", "p": 0.2}, ...], ...}``
+- one array per parameter, named as in ``model.state_dict()`` ("0.weight", "0.bias", ...),
+  with the model's dtype and torch's shapes.
+
+Writing is atomic (a temporary file in the same folder, flushed, fsynced, then renamed over
+the target), so a crash leaves either the old file or the new one. Reading checks the format
+name and version, the declared shape of every array against the architecture and against the
+bytes actually present before reading any data, and the zip's checksums; anything else is a
+ValueError. Loading never executes code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT_VERSION = 1
+HEADER = "__steepest__"
+_MAX_HEADER_BYTES = 1 << 24
+
+
+def write_archive(path, header: dict, arrays: dict) -> None:
+    """Atomically writes header (JSON-able) and named arrays to path."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    payload = {HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        if a.dtype.hasobject:
+            raise TypeError(f"array {name!r} holds Python objects; only numeric arrays are saved")
+        payload[name] = a
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def read_archive(path, kind: str, expected_shapes=None):
+    """Reads (header, arrays) of a file written by write_archive with header format `kind`.
+
+    expected_shapes(header) -> {name: (shape, dtype)} says which arrays must be present;
+    every declared shape is checked before data is read."""
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
+            if HEADER not in members:
+                raise ValueError(f"{path} is not a steepest file (no {HEADER} record)")
+            header = _read_header(z, members[HEADER], path)
+            if header.get("format") != kind:
+                raise ValueError(f"{path} holds {header.get('format')!r}, not {kind!r}")
+            version = header.get("version")
+            if not isinstance(version, int) or version < 1:
+                raise ValueError(f"{path} has an invalid format version {version!r}")
+            if version > FORMAT_VERSION:
+                raise ValueError(f"{path} has format version {version}, newer than this "
+                                 f"steepest reads ({FORMAT_VERSION}); upgrade steepest")
+            wanted = expected_shapes(header) if expected_shapes else {}
+            missing = set(wanted) - set(members)
+            if missing:
+                raise ValueError(f"{path} is missing arrays {sorted(missing)}")
+            extra = set(members) - set(wanted) - {HEADER}
+            if extra:
+                raise ValueError(f"{path} has unexpected arrays {sorted(extra)}")
+            arrays = {name: _read_array(z, members[name], name, shape, dtype, path)
+                      for name, (shape, dtype) in wanted.items()}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is truncated, corrupted or not a steepest file: {e}") from None
+    return header, arrays
+
+
+def _read_header(z, member, path) -> dict:
+    info = z.getinfo(member)
+    if info.file_size > _MAX_HEADER_BYTES:
+        raise ValueError(f"{path}: header record is implausibly large")
+    raw = _read_array(z, member, HEADER, None, np.uint8, path)
+    try:
+        header = json.loads(raw.tobytes().decode())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: header is not a JSON object")
+    return header
+
+
+def _read_array(z, member, name, shape, dtype, path) -> np.ndarray:
+    info = z.getinfo(member)
+    with z.open(member) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            d_shape, fortran, d_dtype = read(f)
+        except ValueError as e:
+            raise ValueError(f"{path}: array {name!r} has a bad header ({e})") from None
+        if d_dtype.hasobject:
+            raise ValueError(f"{path}: array {name!r} holds pickled objects; refused")
+        if d_dtype != np.dtype(dtype) or fortran:
+            raise ValueError(f"{path}: array {name!r} has dtype {d_dtype}, expected "
+                             f"{np.dtype(dtype)}")
+        if shape is not None and tuple(d_shape) != tuple(shape):
+            raise ValueError(f"{path}: array {name!r} has shape {d_shape}, expected {shape}")
+        nbytes = int(np.prod(d_shape, dtype=np.int64)) * d_dtype.itemsize
+        if nbytes != info.file_size - f.tell():
+            raise ValueError(f"{path}: array {name!r} declares {nbytes} bytes but the file "
+                             f"holds {info.file_size - f.tell()}")
+        data = f.read(nbytes)  # the zip checks its CRC at the end of the member
+    if len(data) != nbytes:
+        raise ValueError(f"{path}: array {name!r} is truncated")
+    return np.frombuffer(data, dtype=d_dtype).reshape(d_shape).copy()
+
+
+def model_header(model) -> dict:
+    return {"format": "steepest.model", "version": FORMAT_VERSION, **model.config()}
+
+
+def model_from_header(header: dict, path=""):
+    """An (untrained) Sequential from a header's architecture, validated."""
+    from .layers import layer_from_config
+    from .model import Sequential
+
+    try:
+        layers = [layer_from_config(c) for c in header["layers"]]
+        return Sequential(*layers, dtype=header["dtype"], seed=header["seed"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: bad architecture in header: {e}") from None
+
+
+def parameter_shapes(model) -> dict:
+    return {p.name: (p.shape, model.dtype) for p in model.parameters()}
+
+
+def save(model, path) -> None:
+    """Writes model's architecture and parameters to path, atomically."""
+    write_archive(path, model_header(model), {p.name: p.data for p in model.parameters()})
+
+
+def load(path):
+    """Reads a model written by save(): same architecture, bit-identical parameters."""
+    model = None
+
+    def shapes(header):
+        nonlocal model
+        model = model_from_header(header, path)
+        return parameter_shapes(model)
+
+    _, arrays = read_archive(path, "steepest.model", shapes)
+    model.load_state_dict(arrays)
+    return model

@@ -1,0 +1,212 @@
+"""Optimizers: gradient descent and its variants, with torch.optim's names, defaults and
+semantics. Each update is one C++ loop over the model's flat parameter buffer, in place.
+
+    opt = st.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt.zero_grad(); ...; opt.step()
+    opt.lr = 0.01        # may change between steps (that is all a schedule does)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _checks, _core
+
+
+class Optimizer:
+    kind = None
+    _hyper = ()  # names of the hyper-parameters, in the order of the signature
+
+    def __init__(self, params, **hyper):
+        params = list(params)
+        if not params:
+            raise ValueError("params is empty: pass model.parameters()")
+        from .model import Parameter  # a model owns parameters; optimizers only point at them
+
+        if not all(isinstance(p, Parameter) for p in params):
+            raise TypeError("params must be Parameters, as returned by model.parameters()")
+        self.model = params[0].model
+        if any(p.model is not self.model for p in params):
+            raise ValueError("params must all belong to the same model")
+        self.params = params
+        config = _core.OptimizerConfig()
+        config.kind = self.kind
+        for name, value in hyper.items():
+            setattr(config, name, value)
+        self._impl = self.model._core_optimizer(config, _ranges(params))
+
+    # -- the learning rate, changeable between steps ------------------------------------------
+    @property
+    def lr(self) -> float:
+        return self._impl.config.lr
+
+    @lr.setter
+    def lr(self, value):
+        config = self._impl.config
+        config.lr = _checks.real(value, "lr", low=0.0)
+        self._impl.config = config
+
+    @property
+    def steps(self) -> int:
+        """Updates applied so far."""
+        return self._impl.steps
+
+    def hyperparameters(self) -> dict:
+        config = self._impl.config
+        return {name: getattr(config, name) for name in self._hyper}
+
+    # -- the update -------------------------------------------------------------------------
+    def zero_grad(self) -> None:
+        """Sets the gradients of the optimized parameters to zero (in place)."""
+        for p in self.params:
+            p.grad[...] = 0
+
+    def step(self) -> None:
+        """One gradient-descent update of the parameters from their gradients, in place."""
+        self._impl.step(self.model._net)
+
+    # -- state, for checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Hyper-parameters, step count and state buffers (copies)."""
+        return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(),
+                "steps": self.steps,
+                "state": {k: v.copy() for k, v in self._impl.state().items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("type") != type(self).__name__:
+            raise ValueError(f"state is for {state.get('type')!r}, not {type(self).__name__}")
+        buffers = self._impl.state()
+        if set(state["state"]) != set(buffers):
+            raise ValueError(f"state buffers {sorted(state['state'])} do not match "
+                             f"{sorted(buffers)}")
+        for k, v in state["state"].items():
+            v = np.asarray(v)
+            if v.shape != buffers[k].shape:
+                raise ValueError(f"state buffer {k!r} has shape {v.shape}, "
+                                 f"expected {buffers[k].shape}")
+            buffers[k][...] = v
+        for name, value in state["hyperparameters"].items():
+            if name == "lr":
+                self.lr = value
+        self._impl.steps = int(state["steps"])
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _ranges(params):
+    """(offset, size) pieces of the flat buffer, adjacent pieces merged."""
+    pieces = sorted((p.offset, p.size) for p in params)
+    merged = []
+    for off, size in pieces:
+        if merged and merged[-1][0] + merged[-1][1] == off:
+            merged[-1] = (merged[-1][0], merged[-1][1] + size)
+        elif merged and off < merged[-1][0] + merged[-1][1]:
+            raise ValueError("params lists the same parameter twice")
+        else:
+            merged.append((off, size))
+    return merged
+
+
+def _nonneg(**values):
+    return {k: _checks.real(v, k, low=0.0) for k, v in values.items()}
+
+
+def _beta(betas):
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    return [_checks.real(b, f"betas[{i}]", low=0.0, high=1.0, high_open=True)
+            for i, b in enumerate(betas)]
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum (heavy ball or Nesterov), dampening
+    and L2 weight decay, exactly as torch.optim.SGD."""
+
+    kind = _core.OptimizerKind.SGD
+    _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False):
+        hyper = _nonneg(lr=lr, momentum=momentum, weight_decay=weight_decay)
+        hyper["dampening"] = _checks.real(dampening, "dampening")
+        if nesterov and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
+            raise ValueError("nesterov requires momentum > 0 and dampening = 0")
+        super().__init__(params, nesterov=bool(nesterov), **hyper)
+
+
+class Adam(Optimizer):
+    """Adam (torch.optim.Adam): bias-corrected first and second moment estimates; weight_decay
+    is added to the gradient (L2). amsgrad keeps the running maximum of the second moment."""
+
+    kind = _core.OptimizerKind.Adam
+    _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False):
+        b1, b2 = _beta(betas)
+        super().__init__(params, beta1=b1, beta2=b2, amsgrad=bool(amsgrad),
+                         **_nonneg(lr=lr, eps=eps, weight_decay=weight_decay))
+
+    def hyperparameters(self):
+        h = super().hyperparameters()
+        h["betas"] = (h.pop("beta1"), h.pop("beta2"))
+        return h
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (torch.optim.AdamW): p *= 1 - lr * weight_decay."""
+
+    kind = _core.OptimizerKind.AdamW
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (torch.optim.RMSprop): divides by a running RMS of the gradient; optional
+    momentum, centering (subtracts the running mean) and L2 weight decay."""
+
+    kind = _core.OptimizerKind.RMSprop
+    _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False):
+        super().__init__(params, centered=bool(centered),
+                         **_nonneg(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                   momentum=momentum))
+
+
+class Adagrad(Optimizer):
+    """Adagrad (torch.optim.Adagrad): divides by the root of the summed squared gradients."""
+
+    kind = _core.OptimizerKind.Adagrad
+    _hyper = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10):
+        super().__init__(params, **_nonneg(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                           initial_accumulator_value=initial_accumulator_value,
+                                           eps=eps))
+
+
+OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+
+
+def clip_grad_norm_(params, max_norm: float) -> float:
+    """Rescales the gradients so that their global L2 norm is at most max_norm (as
+    torch.nn.utils.clip_grad_norm_); returns the norm before clipping. params: a model or
+    its parameters."""
+    max_norm = _checks.real(max_norm, "max_norm", low=0.0, low_open=True)
+    from .model import Sequential
+
+    if isinstance(params, Sequential):
+        return _core.clip_grad_norm(params._net, max_norm)
+    params = list(params)
+    norm = float(np.sqrt(sum(float(np.dot(p.grad.ravel(), p.grad.ravel())) for p in params)))
+    if norm > max_norm:
+        for p in params:
+            p.grad *= max_norm / (norm + 1e-6)
+    return norm
