@@ -242,10 +242,10 @@ class Sequential:
                 logs["accuracy"] = stats["correct"] / max(stats["samples"], 1)
             if val is not None:
                 logs.update({"val_" + k: v for k, v in self._evaluate(*val, loss).items()})
-            for key, value in logs.items():
-                history[key].append(value)
-            for cb in callbacks:
+            for cb in callbacks:  # callbacks may add entries (diagnostics) to logs
                 cb.on_epoch_end(epoch, logs)
+            for key, value in logs.items():
+                history.setdefault(key, [None] * epoch).append(value)
             if self.stop_training:
                 break
         for cb in callbacks:
