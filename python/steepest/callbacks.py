@@ -28,6 +28,17 @@ class Callback:
     def on_train_end(self) -> None:
         pass
 
+    def on_train_abort(self) -> None:
+        """Training stopped by an exception (Ctrl-C, divergence): release resources only."""
+
+    # What a checkpoint keeps so that a resumed run behaves as an uninterrupted one: a dict
+    # of JSON-able values and numpy arrays.
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
 
 def _format(logs: dict) -> str:
     keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
@@ -70,6 +81,8 @@ class ProgressBar(Callback):
     def on_train_end(self):
         if self._bar is not None:
             self._bar.close()
+
+    on_train_abort = on_train_end
 
 
 def _monitored(logs: dict, monitor: str, who: str) -> float:
@@ -129,6 +142,18 @@ class EarlyStopping(Callback):
         if self.restore_best_weights and self._best_params is not None:
             self.model._net.params[...] = self._best_params
 
+    def state_dict(self):
+        state = {"best": self.tracker.best, "wait": self._wait, "best_epoch": self.best_epoch,
+                 "stopped_epoch": self.stopped_epoch}
+        if self._best_params is not None:
+            state["best_params"] = self._best_params
+        return state
+
+    def load_state_dict(self, state):
+        self.tracker.best, self._wait = state["best"], state["wait"]
+        self.best_epoch, self.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
+        self._best_params = state.get("best_params")
+
 
 class ModelCheckpoint(Callback):
     """Saves the model (atomically) after each epoch, or only when `monitor` improves.
@@ -145,6 +170,12 @@ class ModelCheckpoint(Callback):
             return
         scalars = {k: v for k, v in logs.items() if np.isscalar(v)}
         self.model.save(self.path.format(epoch=epoch + 1, **scalars))
+
+    def state_dict(self):
+        return {"best": self.tracker.best}
+
+    def load_state_dict(self, state):
+        self.tracker.best = state["best"]
 
 
 class CSVLogger(Callback):
@@ -171,3 +202,12 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
             self._file = self._writer = None
+
+    on_train_abort = on_train_end
+
+    def state_dict(self):
+        return {"started": self._writer is not None or self.append}
+
+    def load_state_dict(self, state):
+        # A resumed run continues the file the interrupted one wrote.
+        self.append = self.append or bool(state["started"])

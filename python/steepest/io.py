@@ -34,7 +34,8 @@ def write_archive(path, header: dict, arrays: dict) -> None:
     """Atomically writes header (JSON-able) and named arrays to path."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    payload = {HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    text = json.dumps(header, default=_json_default)
+    payload = {HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}
     for name, a in arrays.items():
         a = np.asarray(a)
         if a.dtype.hasobject:
@@ -43,6 +44,7 @@ def write_archive(path, header: dict, arrays: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as an ordinary new file, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
             f.flush()
@@ -62,6 +64,19 @@ def write_archive(path, header: dict, arrays: dict) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _json_default(value):
+    """numpy scalars and arrays in a header become plain JSON numbers and lists."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a steepest file header")
 
 
 def read_archive(path, kind: str, expected_shapes=None):

@@ -1,12 +1,14 @@
 """Sequential models: build once, then train step by step or with fit()."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
 from . import _checks, _core
-from .callbacks import Callback, ProgressBar
+from . import checkpoint as _checkpoint
+from .callbacks import Callback, ConsoleLogger, ProgressBar
 from .errors import TrainingDiverged
 from .layers import Dense, Layer, layer_config
 from .losses import Loss
@@ -178,7 +180,8 @@ class Sequential:
 
     # -- the whole loop ---------------------------------------------------------------------
     def fit(self, X, y, *, loss, optimizer, epochs: int = 1, batch_size=32, shuffle=True,
-            validation_data=None, callbacks=(), verbose: int = 1, clip_grad_norm=None) -> dict:
+            validation_data=None, callbacks=(), verbose: int = 1, clip_grad_norm=None,
+            checkpoint=None) -> dict:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -190,6 +193,14 @@ class Sequential:
         (with validation_data), "accuracy"/"val_accuracy" (classification), "lr", "time"
         (seconds) and "grad_norm" (per Dense layer, the mean L2 norm of its gradient over the
         epoch's steps: the vanishing/exploding-gradient signal).
+
+        Failure modes: a non-finite loss or gradient raises TrainingDiverged with the model as
+        after the last finite step (an update that would overflow a parameter restores the
+        state of the epoch's start). Ctrl-C stops between two steps and re-raises
+        KeyboardInterrupt; ``model.history`` keeps the finished epochs. With checkpoint=path
+        the whole training state is written atomically after every epoch, and a later fit
+        with the same model, optimizer, loss, data and batch size resumes from it and ends
+        with bitwise the same weights as an uninterrupted run.
         """
         self._check_optimizer(loss, optimizer)
         X, y = self._data(X, y, loss)
@@ -203,17 +214,16 @@ class Sequential:
             val = self._data(*validation_data, loss, ("validation_data[0]",
                                                       "validation_data[1]"))
         clip = _clip(clip_grad_norm)
-        callbacks = list(callbacks or ())
-        for cb in callbacks:
+        user_callbacks = list(callbacks or ())
+        for cb in user_callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be steepest callbacks, got {cb!r}")
-        verbose = _checks.integer(verbose, "verbose", low=0)
-        if verbose == 1:
-            callbacks.append(ProgressBar(epochs))
-        elif verbose >= 2:
-            from .callbacks import ConsoleLogger
-
-            callbacks.append(ConsoleLogger())
+        callbacks = user_callbacks + _reporters(_checks.integer(verbose, "verbose", low=0),
+                                                epochs)
+        run = None
+        if checkpoint is not None:
+            checkpoint = os.fspath(checkpoint)
+            run = _checkpoint.fingerprint(self, optimizer, loss, X, y, batch, shuffle, clip)
 
         history = {"loss": [], "lr": [], "time": [], "grad_norm": []}
         if loss.classification:
@@ -226,31 +236,58 @@ class Sequential:
         self.stop_training = False
         for cb in callbacks:
             cb.on_train_begin(self, optimizer)
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            lr = optimizer.lr
-            stats = self._net.train_epoch(X, y, batch, bool(shuffle), loss._spec,
-                                          optimizer._impl, clip)
-            if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
-                raise stats["error"]
-            if stats["status"] != "ok":
-                raise TrainingDiverged(stats["status"], epoch=epoch, step=stats["steps"],
-                                       loss=stats["bad_loss"])
-            logs = {"loss": stats["loss"], "lr": lr, "time": time.perf_counter() - start,
-                    "grad_norm": stats["grad_norms"]}
-            if loss.classification:  # counted during the epoch, before each update
-                logs["accuracy"] = stats["correct"] / max(stats["samples"], 1)
-            if val is not None:
-                logs.update({"val_" + k: v for k, v in self._evaluate(*val, loss).items()})
-            for cb in callbacks:  # callbacks may add entries (diagnostics) to logs
-                cb.on_epoch_end(epoch, logs)
-            for key, value in logs.items():
-                history.setdefault(key, [None] * epoch).append(value)
-            if self.stop_training:
-                break
+        first = 0
+        if checkpoint is not None and os.path.exists(checkpoint):
+            state = _checkpoint.load(checkpoint, self, optimizer, user_callbacks, run)
+            first, self.stop_training = state["epoch"], state["finished"]
+            history.clear()
+            history.update(state["history"])
+        try:
+            for epoch in range(first, epochs):
+                if self.stop_training:
+                    break
+                logs = self._fit_epoch(epoch, X, y, batch, shuffle, loss, optimizer, clip, val)
+                for cb in callbacks:  # callbacks may add entries (diagnostics) to logs
+                    cb.on_epoch_end(epoch, logs)
+                for key, value in logs.items():
+                    history.setdefault(key, [None] * epoch).append(value)
+                if checkpoint is not None:
+                    _checkpoint.save(checkpoint, self, optimizer, user_callbacks, epoch + 1,
+                                     history, run, finished=self.stop_training)
+        except BaseException:
+            for cb in callbacks:
+                cb.on_train_abort()
+            raise
         for cb in callbacks:
             cb.on_train_end()
         return history
+
+    def _fit_epoch(self, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) -> dict:
+        """One epoch in C++; returns its logs or raises (divergence, Ctrl-C)."""
+        start = time.perf_counter()
+        lr = optimizer.lr
+        saved = optimizer._snapshot(), self._net.rng_state
+        stats = self._net.train_epoch(X, y, batch, bool(shuffle), loss._spec, optimizer._impl,
+                                      clip)
+        if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
+            raise stats["error"]
+        if stats["status"] != "ok":
+            raise TrainingDiverged(stats["status"], epoch=epoch, step=stats["steps"],
+                                   loss=stats["bad_loss"])
+        if not np.isfinite(self._net.params).all():
+            # Finite gradients, but an update overflowed: back to the epoch's start.
+            optimizer._restore(saved[0])
+            self._net.rng_state = saved[1]
+            raise TrainingDiverged("non-finite parameter after an update (overflow); the "
+                                   "state of the epoch's start was restored", epoch=epoch,
+                                   step=stats["steps"], loss=stats["loss"])
+        logs = {"loss": stats["loss"], "lr": lr, "time": time.perf_counter() - start,
+                "grad_norm": stats["grad_norms"]}
+        if loss.classification:  # counted during the epoch, before each update
+            logs["accuracy"] = stats["correct"] / max(stats["samples"], 1)
+        if val is not None:
+            logs.update({"val_" + k: v for k, v in self._evaluate(*val, loss).items()})
+        return logs
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:
@@ -305,6 +342,13 @@ class Sequential:
         from .io import save
 
         save(self, path)
+
+
+def _reporters(verbose: int, epochs: int) -> list:
+    """The console callbacks for fit's verbose level: 0 none, 1 progress bar, 2 a line each."""
+    if verbose == 1:
+        return [ProgressBar(epochs)]
+    return [ConsoleLogger()] if verbose >= 2 else []
 
 
 def _clip(clip_grad_norm) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _checks, _core
+from .errors import TrainingDiverged
 
 
 class Optimizer:
@@ -60,9 +61,35 @@ class Optimizer:
         for p in self.params:
             p.grad[...] = 0
 
-    def step(self) -> None:
-        """One gradient-descent update of the parameters from their gradients, in place."""
+    def step(self, check_finite: bool = True) -> None:
+        """One gradient-descent update of the parameters from their gradients, in place.
+
+        With check_finite (the default) a non-finite gradient, or an update that would leave a
+        parameter NaN or infinite, raises TrainingDiverged and leaves parameters and optimizer
+        state as they were."""
+        if not check_finite:
+            self._impl.step(self.model._net)
+            return
+        params, grads = self.model._net.params, self.model._net.grads
+        if not np.isfinite(grads).all():
+            raise TrainingDiverged("non-finite gradient")
+        saved = self._snapshot()
         self._impl.step(self.model._net)
+        if not np.isfinite(params).all():
+            self._restore(saved)
+            raise TrainingDiverged("non-finite parameter after the update (overflow)")
+
+    def _snapshot(self):
+        """Copies of everything a step changes: parameters, state buffers, step count."""
+        return (self.model._net.params.copy(),
+                {k: v.copy() for k, v in self._impl.state().items()}, self._impl.steps)
+
+    def _restore(self, saved) -> None:
+        params, state, steps = saved
+        self.model._net.params[...] = params
+        for k, v in self._impl.state().items():
+            v[...] = state[k]
+        self._impl.steps = steps
 
     # -- state, for checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -34,6 +34,12 @@ class LRScheduler(Callback):
     def on_epoch_end(self, epoch, logs):
         self.step()
 
+    def state_dict(self):
+        return {"last_epoch": self.last_epoch, "base_lr": self.base_lr}
+
+    def load_state_dict(self, state):
+        self.last_epoch, self.base_lr = state["last_epoch"], state["base_lr"]
+
 
 class StepLR(LRScheduler):
     """lr = base_lr * gamma ** (epoch // step_size)."""
@@ -118,3 +124,10 @@ class ReduceLROnPlateau(LRScheduler):
 
     def on_epoch_end(self, epoch, logs):
         self.step(_monitored(logs, self.monitor, "ReduceLROnPlateau"))
+
+    def state_dict(self):
+        return {**super().state_dict(), "best": self.tracker.best, "wait": self._wait}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.tracker.best, self._wait = state["best"], state["wait"]

@@ -1,0 +1,116 @@
+"""Training checkpoints: everything fit() needs to continue a run bit for bit.
+
+A checkpoint is a steepest file (see steepest.io) with format "steepest.checkpoint": the
+model's architecture and parameters, the optimizer's hyper-parameters, step count and state
+buffers, the network's random-generator state (shuffling and dropout), the number of finished
+epochs, the history so far, the callbacks' state, and a fingerprint of the run (architecture,
+optimizer, loss, batch size, data) that decides whether a later fit() may resume from it.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from . import io
+
+
+def fingerprint(model, optimizer, loss, X, y, batch_size, shuffle, clip) -> dict:
+    """What must match for a checkpoint to belong to this run (the learning rate may differ:
+    schedules change it)."""
+    hyper = {k: v for k, v in optimizer.hyperparameters().items() if k != "lr"}
+    return {"layers": model.config()["layers"], "dtype": model.dtype.name,
+            "optimizer": type(optimizer).__name__, "hyperparameters": _jsonable(hyper),
+            "loss": loss.config(), "batch_size": batch_size, "shuffle": bool(shuffle),
+            "clip_grad_norm": clip, "data": [list(X.shape), list(y.shape), _crc(X), _crc(y)]}
+
+
+def _crc(a: np.ndarray) -> int:
+    return zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B"))
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def save(path, model, optimizer, callbacks, epoch: int, history: dict, run: dict,
+         finished: bool) -> None:
+    """Writes the checkpoint atomically."""
+    arrays = {p.name: p.data for p in model.parameters()}
+    for name, buf in optimizer._impl.state().items():
+        arrays[f"optimizer.{name}"] = buf
+    callback_states = []
+    for i, cb in enumerate(callbacks):
+        state = {}
+        for key, value in cb.state_dict().items():
+            if isinstance(value, np.ndarray):
+                arrays[f"callbacks.{i}.{key}"] = value
+                state[key] = {"array": f"callbacks.{i}.{key}"}
+            else:
+                state[key] = value
+        callback_states.append({"type": type(cb).__name__, "state": state})
+    header = io.model_header(model)
+    header.update({
+        "format": "steepest.checkpoint", "run": run, "epoch": epoch, "finished": finished,
+        "history": history, "rng_state": [str(w) for w in model._net.rng_state],
+        "optimizer": {"type": type(optimizer).__name__, "steps": optimizer.steps,
+                      "lr": optimizer.lr},
+        "callbacks": callback_states,
+        "arrays": {k: [list(np.shape(v)), np.asarray(v).dtype.str] for k, v in arrays.items()},
+    })
+    io.write_archive(path, header, arrays)
+
+
+def load(path, model, optimizer, callbacks, run: dict) -> dict:
+    """Restores a checkpoint of this run into model, optimizer and callbacks; returns its
+    header (epoch, finished, history). Raises ValueError for a file of another run."""
+
+    def shapes(header):
+        declared = header.get("arrays")
+        if not isinstance(declared, dict):
+            raise ValueError(f"{path}: checkpoint header lists no arrays")
+        if header.get("run") != run:
+            raise ValueError(_mismatch(path, header.get("run"), run))
+        wanted = io.parameter_shapes(model)
+        for name, buf in optimizer._impl.state().items():
+            wanted[f"optimizer.{name}"] = (buf.shape, model.dtype)
+        for name, spec in declared.items():
+            if name.startswith("callbacks."):
+                try:
+                    wanted[name] = (tuple(int(d) for d in spec[0]), np.dtype(spec[1]))
+                except (TypeError, ValueError, IndexError):
+                    raise ValueError(f"{path}: bad array declaration {name!r}") from None
+        return wanted
+
+    header, arrays = io.read_archive(path, "steepest.checkpoint", shapes)
+    try:
+        epoch, finished, history = int(header["epoch"]), bool(header["finished"]), \
+            header["history"]
+        rng = [int(w) for w in header["rng_state"]]
+        opt = header["optimizer"]
+        states = header["callbacks"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: incomplete checkpoint header ({e})") from None
+    if len(states) != len(callbacks) or any(
+            s.get("type") != type(cb).__name__ for s, cb in zip(states, callbacks)):
+        raise ValueError(f"{path}: the checkpoint was written with callbacks "
+                         f"{[s.get('type') for s in states]}, this run has "
+                         f"{[type(cb).__name__ for cb in callbacks]}")
+    model.load_state_dict({p.name: arrays[p.name] for p in model.parameters()})
+    optimizer.load_state_dict({
+        "type": opt["type"], "hyperparameters": {"lr": opt["lr"]}, "steps": opt["steps"],
+        "state": {k[len("optimizer."):]: v for k, v in arrays.items()
+                  if k.startswith("optimizer.")}})
+    model._net.rng_state = rng
+    for s, cb in zip(states, callbacks):
+        cb.load_state_dict({k: arrays[v["array"]] if isinstance(v, dict) and "array" in v
+                            else v for k, v in s["state"].items()})
+    return {"epoch": epoch, "finished": finished, "history": history}
+
+
+def _mismatch(path, found, expected) -> str:
+    if not isinstance(found, dict):
+        return f"{path} is not a checkpoint of a fit() run"
+    keys = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+    return (f"{path} holds a checkpoint of a different run (it differs in {', '.join(keys)}); "
+            "delete it or pass another checkpoint path")
