@@ -271,9 +271,6 @@ class Sequential:
                                       clip)
         if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
             raise stats["error"]
-        if stats["status"] != "ok":
-            raise TrainingDiverged(stats["status"], epoch=epoch, step=stats["steps"],
-                                   loss=stats["bad_loss"])
         if not np.isfinite(self._net.params).all():
             # Finite gradients, but an update overflowed: back to the epoch's start.
             optimizer._restore(saved[0])
@@ -281,6 +278,9 @@ class Sequential:
             raise TrainingDiverged("non-finite parameter after an update (overflow); the "
                                    "state of the epoch's start was restored", epoch=epoch,
                                    step=stats["steps"], loss=stats["loss"])
+        if stats["status"] != "ok":
+            raise TrainingDiverged(stats["status"], epoch=epoch, step=stats["steps"],
+                                   loss=stats["bad_loss"])
         logs = {"loss": stats["loss"], "lr": lr, "time": time.perf_counter() - start,
                 "grad_norm": stats["grad_norms"]}
         if loss.classification:  # counted during the epoch, before each update
