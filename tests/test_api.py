@@ -310,3 +310,14 @@ def test_public_names():
     for name in ("EarlyStopping", "ModelCheckpoint", "CSVLogger"):
         assert hasattr(st.callbacks, name)
     assert isinstance(st.__version__, str)
+
+
+@pytest.mark.parametrize("n", [1, 255, 256, 257, 1000])
+def test_predict_in_chunks_equals_one_forward_pass(n, rng):
+    """predict works through the rows in chunks; the result equals one full forward pass."""
+    model = st.Sequential(st.Dense(6, 16), st.GELU(), st.Dropout(0.5), st.Dense(16, 16),
+                          st.Softmax(), st.Dense(16, 4), dtype="float64", seed=0)
+    X = rng.normal(size=(n, 6))
+    full = model.forward(X, training=False)
+    np.testing.assert_allclose(model.predict(X), full, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(model.predict(X[-1:]), full[-1:], rtol=1e-13, atol=1e-15)
