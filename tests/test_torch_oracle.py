@@ -425,3 +425,28 @@ def test_schedule_in_fit_matches_torch(kind, torch, rng):
         topt.step()
         theirs.step()
     np.testing.assert_allclose(history["lr"], tlrs, rtol=1e-12, atol=1e-15)
+
+
+def test_reduce_lr_on_plateau_in_fit_matches_torch(torch, rng):
+    """In fit the scheduler reads the monitored value from the epoch's logs."""
+    metrics = [1.0, 0.8, 0.8, 0.8, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+
+    class Score(st.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["score"] = metrics[epoch]
+
+    model = st.Sequential(st.Dense(3, 2), seed=0)
+    opt = st.optim.Adam(model.parameters(), lr=0.1)
+    sched = st.schedules.ReduceLROnPlateau(opt, monitor="score", factor=0.3, patience=1)
+    X, y = rng.normal(size=(16, 3)), rng.normal(size=(16, 2))
+    history = model.fit(X, y, loss=st.losses.MSE(), optimizer=opt, epochs=len(metrics),
+                        callbacks=[Score(), sched], verbose=0)
+    topt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, factor=0.3, patience=1)
+    tlrs = []
+    for m in metrics:
+        tlrs.append(topt.param_groups[0]["lr"])
+        topt.step()
+        theirs.step(m)
+    np.testing.assert_allclose(history["lr"], tlrs, rtol=1e-12)
+    assert history["lr"][-1] < 0.1 * history["lr"][0]
