@@ -321,3 +321,34 @@ def test_predict_in_chunks_equals_one_forward_pass(n, rng):
     full = model.forward(X, training=False)
     np.testing.assert_allclose(model.predict(X), full, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(model.predict(X[-1:]), full[-1:], rtol=1e-13, atol=1e-15)
+
+
+def test_backward_after_training_needs_a_new_forward(rng):
+    """train_step and fit reuse the core's forward buffers: a backward() for an earlier
+    forward() would read another batch's activations (and beyond the end of grad), so it is
+    refused. predict/evaluate do not touch those buffers and leave the forward pass intact."""
+    model = st.Sequential(st.Dense(3, 4), st.Tanh(), st.Dense(4, 2), dtype="float64", seed=0)
+    opt = st.optim.SGD(model.parameters(), lr=0.1)
+    loss = st.losses.CrossEntropy()
+    x, dy = rng.normal(size=(2, 3)), rng.normal(size=(2, 2))
+    X, y = rng.normal(size=(500, 3)), rng.integers(0, 2, 500)
+
+    model.forward(x, training=True)
+    model.train_step(X, y, loss, opt)
+    with pytest.raises(RuntimeError, match="forward"):
+        model.backward(dy)
+    model.forward(x, training=True)
+    model.fit(X, y, loss=loss, optimizer=opt, epochs=1, verbose=0)
+    with pytest.raises(RuntimeError, match="forward"):
+        model.backward(dy)
+
+    model.zero_grad()
+    model.forward(x, training=True)
+    model.backward(dy)
+    expected = model._net.grads.copy()
+    model.zero_grad()
+    model.forward(x, training=True)
+    model.predict(X)
+    model.evaluate(X, y, loss)
+    model.backward(dy)
+    np.testing.assert_array_equal(model._net.grads, expected)

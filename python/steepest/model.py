@@ -173,6 +173,7 @@ class Sequential:
         self._check_optimizer(loss, optimizer)
         x, y = self._data(x, y, loss, ("x", "y"))
         clip = _clip(clip_grad_norm)
+        self._last = None  # the core's forward state now belongs to this step
         status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
         if status != "ok":
             raise TrainingDiverged(status, loss=value)
@@ -267,6 +268,7 @@ class Sequential:
         start = time.perf_counter()
         lr = optimizer.lr
         saved = optimizer._snapshot(), self._net.rng_state
+        self._last = None  # backward() needs a new forward() after training
         stats = self._net.train_epoch(X, y, batch, bool(shuffle), loss._spec, optimizer._impl,
                                       clip)
         if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
