@@ -450,3 +450,18 @@ def test_reduce_lr_on_plateau_in_fit_matches_torch(torch, rng):
         theirs.step(m)
     np.testing.assert_allclose(history["lr"], tlrs, rtol=1e-12)
     assert history["lr"][-1] < 0.1 * history["lr"][0]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_losses_at_their_kinks_match_torch(dtype, torch):
+    """L1 at out == y (torch's sign(0) = 0) and Huber at |out - y| == delta."""
+    out = np.array([[0.5, -1.0, 2.0, 0.0]], dtype=dtype)
+    y = np.array([[0.5, -1.0, 1.0, 1.0]], dtype=dtype)
+    for loss, tloss in ((st.losses.L1(), torch.nn.L1Loss()),
+                        (st.losses.Huber(1.0), torch.nn.HuberLoss(delta=1.0)),
+                        (st.losses.MSE(), torch.nn.MSELoss())):
+        tout = tensor(torch, out).requires_grad_()
+        value = tloss(tout, tensor(torch, y))
+        value.backward()
+        assert loss.forward(out, y) == pytest.approx(value.item(), rel=1e-7)
+        np.testing.assert_array_equal(loss.backward(), tout.grad.numpy())
