@@ -32,6 +32,9 @@ struct Model {
   Network<T> net;
   std::shared_mutex busy;
   std::vector<T> loss_grad;  // scratch for loss_forward
+  // The input of the last forward(), kept alive for backward(); None once another call
+  // (train_step, train_epoch, layer_outputs) has reused the activation buffers.
+  py::object forward_input = py::none();
 };
 
 template <class T>
@@ -112,8 +115,15 @@ void register_model(py::module_& m, const char* name) {
       })
       .def_property(
           "rng_state", [](M& s) { return s.net.rng().state(); },
-          [](M& s, const Rng::State& st) { s.net.rng().set_state(st); })
-      .def("initialize", [](M& s) { s.net.initialize(); })
+          [](M& s, const Rng::State& st) {
+            auto lock = exclusive(s);
+            s.net.rng().set_state(st);
+          })
+      .def("initialize",
+           [](M& s) {
+             auto lock = exclusive(s);
+             s.net.initialize();
+           })
       .def("forward",
            [](M& s, Array<T> x, bool training) {
              auto lock = exclusive(s);
@@ -124,12 +134,20 @@ void register_model(py::module_& m, const char* name) {
                const T* y = s.net.forward(x.data(), B, training);
                std::copy(y, y + B * s.net.out_features(), out.mutable_data());
              }
+             s.forward_input = x;
              return out;
            },
            py::arg("x").noconvert(), py::arg("training"))
       .def("backward",
            [](M& s, Array<T> dy, bool accumulate) {
              auto lock = exclusive(s);
+             if (s.forward_input.is_none())
+               throw std::runtime_error("backward needs a forward(x, training=True) first (another "
+                                        "call since has reused its buffers)");
+             if (dy.ndim() != 2 || dy.shape(0) != s.net.batch() ||
+                 dy.shape(1) != s.net.out_features())
+               throw std::invalid_argument("backward: dy must have the shape of the last forward "
+                                           "output");
              py::gil_scoped_release release;
              s.net.backward(dy.data(), accumulate);
            },
@@ -138,6 +156,7 @@ void register_model(py::module_& m, const char* name) {
            [](M& s, Array<T> x) {
              // Every layer's output for x, dropout off: copies, for diagnostics.
              auto lock = exclusive(s);
+             s.forward_input = py::none();
              const int64_t B = x.shape(0);
              {
                py::gil_scoped_release release;
@@ -154,6 +173,7 @@ void register_model(py::module_& m, const char* name) {
            },
            py::arg("x").noconvert())
       .def("measure_grads", [](M& s) {
+        auto lock = exclusive(s);
         s.net.measure_grads();
         return s.net.layer_grad_sq();
       })
@@ -161,6 +181,7 @@ void register_model(py::module_& m, const char* name) {
            [](M& s, Array<T> x, py::array y, const LossSpec& spec, Optimizer<T>& opt,
               double clip_norm) {
              auto lock = exclusive(s);
+             s.forward_input = py::none();
              double value = 0;
              StepStatus status;
              {
@@ -176,6 +197,7 @@ void register_model(py::module_& m, const char* name) {
            [](M& s, Array<T> X, py::array y, int64_t batch_size, bool shuffle,
               const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
              auto lock = exclusive(s);
+             s.forward_input = py::none();
              SignalPoll poll;
              EpochStats st;
              {
