@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
+INT64_MAX = 2**63 - 1
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -40,9 +42,7 @@ def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
         raise ValueError(f"{name} is empty: it has no samples")
     if X.shape[1] != n_features:
         raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features}")
-    X = np.ascontiguousarray(X, dtype=dtype)
-    check_finite(X, name)
-    return X
+    return _convert(X, name, dtype)
 
 
 def labels(y, name: str, n_samples: int, n_classes: int) -> np.ndarray:
@@ -79,9 +79,17 @@ def values(y, name: str, n_samples: int, n_outputs: int, dtype: np.dtype) -> np.
             f"got {y.shape}"
         )
     _same_length(y, name, n_samples)
-    y = np.ascontiguousarray(y, dtype=dtype)
-    check_finite(y, name)
-    return y
+    return _convert(y, name, dtype)
+
+
+def _convert(a: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous `dtype`; values beyond its range are an error, not infinities."""
+    check_finite(a, name)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(a, dtype=dtype)
+    if out is not a and not np.isfinite(out).all():
+        raise ValueError(f"{name} holds values too large for {np.dtype(dtype).name}")
+    return out
 
 
 def _same_length(y: np.ndarray, name: str, n_samples: int) -> None:
@@ -96,6 +104,8 @@ def real(value, name: str, *, low=None, high=None, low_open=False, high_open=Fal
     v = float(value)
     if v != v:
         raise ValueError(f"{name} must not be NaN")
+    if v in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value!r}")
     if low is not None and (v < low or (low_open and v == low)):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
     if high is not None and (v > high or (high_open and v == high)):
@@ -111,4 +121,17 @@ def integer(value, name: str, *, low=None, allow_none=False):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if low is not None and value < low:
         raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    if value > INT64_MAX:  # the core counts in 64-bit integers
+        raise ValueError(f"{name} must be <= 2**63 - 1, got {value!r}")
     return int(value)
+
+
+def buffer_memory(nbytes: int, what: str) -> None:
+    """Refuses (MemoryError) buffers larger than this machine's memory before allocating."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return
+    if total > 0 and nbytes > total:
+        raise MemoryError(f"{what} would need {nbytes / 2**30:,.1f} GiB, more than this "
+                          f"machine's memory ({total / 2**30:,.1f} GiB)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import _checks, _core
 
+BLAS_MAX_DIM = 2**31 - 1  # OpenBLAS (scipy-openblas32) takes 32-bit dimensions
 INITS = ("torch_default", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
          "lecun_normal", "normal", "zeros")
 # Common aliases of the initializer names.
@@ -41,6 +42,10 @@ class Dense(Layer):
                  init: str = "torch_default"):
         self.in_features = _checks.integer(in_features, "in_features", low=1)
         self.out_features = _checks.integer(out_features, "out_features", low=1)
+        for name, width in (("in_features", in_features), ("out_features", out_features)):
+            if width > BLAS_MAX_DIM:
+                raise ValueError(f"{name}={width} exceeds {BLAS_MAX_DIM}, the largest matrix "
+                                 "dimension of the BLAS library (32-bit integers)")
         if not isinstance(bias, bool):
             raise TypeError(f"bias must be True or False, got {bias!r}")
         self.bias = bias

@@ -56,6 +56,10 @@ class Sequential:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**63)
         self.seed = _checks.integer(seed, "seed", low=0)
+        n_params = sum(layer.out_features * (layer.in_features + layer.bias)
+                       for layer in self.layers if isinstance(layer, Dense))
+        _checks.buffer_memory(2 * n_params * self.dtype.itemsize,
+                              f"a model of {n_params:,} parameters (values and gradients)")
         self._net = _NETWORKS[self.dtype.name](self._specs(), self.seed)
         self._params = []
         for i, s in enumerate(self._net.layers):
