@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -85,8 +86,9 @@ def read_archive(path, kind: str, expected_shapes=None):
     expected_shapes(header) -> {name: (shape, dtype)} says which arrays must be present;
     every declared shape is checked before data is read."""
     path = os.fspath(path)
+    fh = open(path, "rb")  # a missing or unreadable file is an OSError, not a ValueError
     try:
-        with zipfile.ZipFile(path) as z:
+        with fh, zipfile.ZipFile(fh) as z:
             members = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
             if HEADER not in members:
                 raise ValueError(f"{path} is not a steepest file (no {HEADER} record)")
@@ -108,7 +110,10 @@ def read_archive(path, kind: str, expected_shapes=None):
                 raise ValueError(f"{path} has unexpected arrays {sorted(extra)}")
             arrays = {name: _read_array(z, members[name], name, shape, dtype, path)
                       for name, (shape, dtype) in wanted.items()}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, UnicodeDecodeError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, UnicodeDecodeError, zlib.error,
+            OSError, NotImplementedError, RuntimeError, OverflowError) as e:
+        # RuntimeError: a member flagged as encrypted; NotImplementedError: an unknown
+        # compression method or zip version; OSError: seeks outside the file.
         raise ValueError(f"{path} is truncated, corrupted or not a steepest file: {e}") from None
     return header, arrays
 
@@ -120,7 +125,7 @@ def _read_header(z, member, path) -> dict:
     raw = _read_array(z, member, HEADER, None, np.uint8, path)
     try:
         header = json.loads(raw.tobytes().decode())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"{path}: header is not valid JSON ({e})") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path}: header is not a JSON object")
@@ -140,8 +145,9 @@ def _read_array(z, member, name, shape, dtype, path) -> np.ndarray:
         if d_dtype.hasobject:
             raise ValueError(f"{path}: array {name!r} holds pickled objects; refused")
         if d_dtype != np.dtype(dtype) or fortran:
-            raise ValueError(f"{path}: array {name!r} has dtype {d_dtype}, expected "
-                             f"{np.dtype(dtype)}")
+            raise ValueError(f"{path}: array {name!r} has dtype {d_dtype}"
+                             f"{' in Fortran order' if fortran else ''}, expected "
+                             f"{np.dtype(dtype)} in C order")
         if shape is not None and tuple(d_shape) != tuple(shape):
             raise ValueError(f"{path}: array {name!r} has shape {d_shape}, expected {shape}")
         nbytes = int(np.prod(d_shape, dtype=np.int64)) * d_dtype.itemsize
@@ -166,8 +172,30 @@ def model_from_header(header: dict, path=""):
     try:
         layers = [layer_from_config(c) for c in header["layers"]]
         return Sequential(*layers, dtype=header["dtype"], seed=header["seed"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, MemoryError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
+
+
+def declared_shapes(header: dict, path="") -> dict:
+    """{name: (shape, dtype)} of the parameters a header's architecture declares, validated,
+    without allocating the model (so sizes are checked against the file first)."""
+    from ._checks import as_dtype, buffer_memory
+    from .layers import Dense, layer_from_config
+
+    try:
+        layers = [layer_from_config(c) for c in header["layers"]]
+        dtype = as_dtype(header["dtype"])
+        shapes = {}
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Dense):
+                shapes[f"{i}.weight"] = ((layer.out_features, layer.in_features), dtype)
+                if layer.bias:
+                    shapes[f"{i}.bias"] = ((layer.out_features,), dtype)
+        n = sum(int(np.prod(s, dtype=object)) for s, _ in shapes.values())
+        buffer_memory(2 * n * dtype.itemsize, f"a model of {n:,} parameters")
+    except (KeyError, TypeError, ValueError, MemoryError) as e:
+        raise ValueError(f"{path}: bad architecture in header: {e}") from None
+    return shapes
 
 
 def parameter_shapes(model) -> dict:
@@ -181,13 +209,8 @@ def save(model, path) -> None:
 
 def load(path):
     """Reads a model written by save(): same architecture, bit-identical parameters."""
-    model = None
-
-    def shapes(header):
-        nonlocal model
-        model = model_from_header(header, path)
-        return parameter_shapes(model)
-
-    _, arrays = read_archive(path, "steepest.model", shapes)
+    header, arrays = read_archive(path, "steepest.model",
+                                  lambda header: declared_shapes(header, path))
+    model = model_from_header(header, path)
     model.load_state_dict(arrays)
     return model
