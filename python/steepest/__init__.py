@@ -13,6 +13,7 @@ import scipy_openblas32 as _openblas  # noqa: E402,F401  (loads the BLAS the cor
 
 from . import _core  # noqa: E402
 from . import callbacks, datasets, losses, optim, schedules  # noqa: E402
+from . import diagnostics, experiments  # noqa: E402  (numpy only; matplotlib on use)
 from .errors import TrainingDiverged  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
 from .io import load  # noqa: E402

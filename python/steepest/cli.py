@@ -5,6 +5,8 @@ import argparse
 import sys
 import time
 
+from .experiments import experiments_parser
+
 ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softplus")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
 
@@ -123,6 +125,7 @@ def main(argv=None) -> int:
         prog="steepest", description="Train neural networks on the CPU with steepest.")
     sub = parser.add_subparsers(dest="command", required=True)
     train_parser(sub)
+    experiments_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
