@@ -420,6 +420,18 @@ def test_other_input_dtypes_equal_the_converted_float_case(in_dtype, dtype, rng)
     assert a.predict(X).dtype == np.dtype(dtype)
 
 
+def test_values_beyond_float32_range_are_refused(rng):
+    """1e39 is a finite float64 but overflows float32: refused by name, no warning."""
+    model = st.Sequential(st.Dense(2, 2), seed=0)
+    opt = st.optim.SGD(model.parameters(), lr=0.1)
+    X = np.array([[1e39, 0.0], [0.0, 1.0]])
+    refuses_everywhere(model, opt, X, np.array([0, 1]), ValueError, r"(?i)\bx\b holds values too "
+                       r"large for float32")
+    with pytest.raises(ValueError, match=r"\by holds values too large"):
+        model.fit(X[1:], np.array([[-1e40, 0.0]]), loss=st.losses.MSE(), optimizer=opt,
+                  verbose=0)
+
+
 def test_float64_data_into_float32_model(rng):
     model = st.Sequential(st.Dense(4, 3), seed=0)
     X = rng.normal(size=(5, 4))
