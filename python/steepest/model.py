@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 
 import numpy as np
 
@@ -23,10 +24,20 @@ class Parameter:
     buffers: the optimizer updates ``data`` in place, backward fills ``grad``."""
 
     def __init__(self, model, name: str, offset: int, shape: tuple):
-        self.model, self.name, self.offset, self.shape = model, name, offset, shape
+        # A weak reference: model -> parameter -> model would be a cycle, and the model's
+        # buffers would wait for the cyclic garbage collector instead of going with the model.
+        self._model = weakref.ref(model)
+        self.name, self.offset, self.shape = name, offset, shape
         self.size = int(np.prod(shape))
         self.data = model._net.params[offset:offset + self.size].reshape(shape)
         self.grad = model._net.grads[offset:offset + self.size].reshape(shape)
+
+    @property
+    def model(self):
+        model = self._model()
+        if model is None:
+            raise ReferenceError(f"the model of parameter {self.name!r} no longer exists")
+        return model
 
     def __repr__(self):
         return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.data.dtype})"
