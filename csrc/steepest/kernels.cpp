@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <climits>
 #include <stdexcept>
 #include <string>
@@ -10,19 +11,39 @@ namespace steepest {
 
 namespace {
 int g_num_threads = 1;
-// Below this many cheap operations a loop stays on one thread: forking costs more than it saves.
-constexpr int64_t kParallelThreshold = 1 << 15;
+// Below this many cheap operations a loop stays on one thread: handing out work costs more
+// than it saves. Above, pieces of about kParallelThreshold / 2 operations.
+constexpr int64_t kParallelThreshold = int64_t(1) << 18;
+// Products of at least this many multiply-adds (M * N * K) are split in tiles (see gemm).
+constexpr int64_t kTileWork = int64_t(1) << 20;
+constexpr int64_t kMaxTiles = 8;
 }  // namespace
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("number of threads must be >= 1");
   g_num_threads = n;
-  scipy_openblas_set_num_threads(n);
+  set_pool_threads(n);
+  // OpenBLAS itself always runs on one thread: the core spreads tiles of a product over its
+  // own pool instead (one thread pool, and the same bits on any number of threads).
+  scipy_openblas_set_num_threads(1);
 }
 
 int get_num_threads() { return g_num_threads; }
 
-int threads_for(int64_t work) { return work < kParallelThreshold ? 1 : g_num_threads; }
+int64_t chunks_for(int64_t n, int64_t cost) {
+  const int64_t work = n * cost;
+  if (g_num_threads <= 1 || work < kParallelThreshold) return 1;
+  return std::min<int64_t>(64, std::max<int64_t>(2, work / (kParallelThreshold / 2)));
+}
+
+int gemm_tiles(int64_t M, int64_t N, int64_t K) {
+  // A power of two from the work alone, never from the thread count; each tile keeps at least
+  // 32 rows or columns.
+  const int64_t work = M * N * K, dim = std::max(M, N);
+  int64_t p = 1;
+  while (p < kMaxTiles && work / (2 * p) >= kTileWork && dim / (2 * p) >= 32) p *= 2;
+  return int(p);
+}
 
 namespace {
 blasint blas_dim(int64_t d) {
@@ -31,23 +52,262 @@ blasint blas_dim(int64_t d) {
                             " exceeds the 32-bit limit of the BLAS library");
   return blasint(d);
 }
+
+void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    blasint(M), blasint(N), blasint(K), alpha, A, blasint(lda), B, blasint(ldb),
+                    beta, C, blasint(ldc));
+}
+void blas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+          int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                    blasint(M), blasint(N), blasint(K), alpha, A, blasint(lda), B, blasint(ldb),
+                    beta, C, blasint(ldc));
+}
+
+void gemv(bool trans, int64_t rows, int64_t cols, float alpha, const float* A, int64_t lda,
+          const float* x, int64_t incx, float beta, float* y, int64_t incy) {
+  scipy_cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, blasint(rows),
+                    blasint(cols), alpha, A, blasint(lda), x, blasint(incx), beta, y,
+                    blasint(incy));
+}
+void gemv(bool trans, int64_t rows, int64_t cols, double alpha, const double* A, int64_t lda,
+          const double* x, int64_t incx, double beta, double* y, int64_t incy) {
+  scipy_cblas_dgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, blasint(rows),
+                    blasint(cols), alpha, A, blasint(lda), x, blasint(incx), beta, y,
+                    blasint(incy));
+}
+
+// Products with a dimension of 1, which sgemm serves slowly (it packs panels for nothing):
+// M == 1 or N == 1 is a matrix-vector product, K == 1 an outer product.
+template <class T>
+void small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 1) {  // c (N) = alpha op(B)^T a + beta c, a = op(A) (1, K)
+    const int64_t inca = ta ? lda : 1;
+    if (tb) gemv(false, N, K, alpha, B, ldb, A, inca, beta, C, 1);  // B (N, K)
+    else gemv(true, K, N, alpha, B, ldb, A, inca, beta, C, 1);      // B (K, N)
+  } else if (N == 1) {  // c (M) = alpha op(A) b + beta c, b = op(B) (K, 1), c strided
+    const int64_t incb = tb ? 1 : ldb;
+    if (ta) gemv(true, K, M, alpha, A, lda, B, incb, beta, C, ldc);  // A (K, M)
+    else gemv(false, M, K, alpha, A, lda, B, incb, beta, C, ldc);    // A (M, K)
+  } else {  // K == 1: C (M, N) = alpha a b^T + beta C
+    const int64_t inca = ta ? 1 : lda, incb = tb ? ldb : 1;
+    for (int64_t i = 0; i < M; ++i) {
+      T* c = C + i * ldc;
+      const T ai = alpha * A[i * inca];
+      if (beta == T(0)) {
+        for (int64_t j = 0; j < N; ++j) c[j] = ai * B[j * incb];
+      } else {
+        for (int64_t j = 0; j < N; ++j) c[j] = ai * B[j * incb] + beta * c[j];
+      }
+    }
+  }
+}
+
+// A product split in gemm_tiles(M, N, K) tiles along the longer side of C (never along K: each
+// element of C is one whole dot product in BLAS's own order). Each tile is a one-thread BLAS
+// call; the tiles run on the core's thread pool (parallel.hpp). The split depends on the shape
+// only, so the result is bitwise the same on any number of threads. OpenBLAS's own threading
+// is not (its 1- and 2-thread sgemm differ in the last bits), and its pool of waiting threads
+// fought any other pool for the cores.
+template <class T>
+void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+            const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  for (int64_t d : {M, N, K, lda, ldb, ldc}) blas_dim(d);
+  if (M == 0 || N == 0) return;
+  if (M == 1 || N == 1 || K == 1) {  // batch 1: matrix-vector products skip GEMM's packing
+    small_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const int64_t tiles = gemm_tiles(M, N, K);
+  if (tiles == 1) {
+    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const bool split_rows = M >= N;
+  const int64_t dim = split_rows ? M : N;
+  const int64_t step = ((dim + tiles - 1) / tiles + 15) / 16 * 16;
+  auto tile = [&](int64_t t) {
+    const int64_t lo = std::min(dim, t * step), len = std::min(dim, lo + step) - lo;
+    if (len <= 0) return;
+    if (split_rows) {  // rows lo.. of op(A) and C
+      blas(ta, tb, len, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc,
+           ldc);
+    } else {  // columns lo.. of op(B) and C
+      blas(ta, tb, M, len, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+    }
+  };
+  if (g_num_threads <= 1) {
+    for (int64_t t = 0; t < tiles; ++t) tile(t);
+  } else {
+    run_tasks(tiles, tile);
+  }
+}
 }  // namespace
 
 template <>
 void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    blas_dim(M), blas_dim(N), blas_dim(K), alpha, A, blas_dim(lda), B,
-                    blas_dim(ldb), beta, C, blas_dim(ldc));
+  gemm_t(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 template <>
 void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
                   const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
                   double* C, int64_t ldc) {
-  scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    blas_dim(M), blas_dim(N), blas_dim(K), alpha, A, blas_dim(lda), B,
-                    blas_dim(ldb), beta, C, blas_dim(ldc));
+  gemm_t(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise kernels with runtime dispatch. Each *_impl is inlined into a STEEPEST_CLONES
+// wrapper (one per type), which is what gets an AVX2 and a baseline version; the pool, when the
+// work is large enough, splits the range outside the wrapper.
+
+namespace {
+
+template <class T>
+[[gnu::always_inline]] inline void bias_act_impl(T* act, T* z, const T* b, int64_t rows,
+                                                 int64_t OUT, T slope) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* zr = z + r * OUT;
+    if (b) {
+      for (int64_t o = 0; o < OUT; ++o) zr[o] += b[o];
+    }
+    if (act) {
+      T* ar = act + r * OUT;
+      if (slope == T(0)) {
+        for (int64_t o = 0; o < OUT; ++o) ar[o] = zr[o] > T(0) ? zr[o] : T(0);
+      } else {
+        for (int64_t o = 0; o < OUT; ++o) ar[o] = zr[o] > T(0) ? zr[o] : slope * zr[o];
+      }
+    }
+  }
+}
+
+STEEPEST_CLONES void bias_act_rows(float* act, float* z, const float* b, int64_t rows,
+                                   int64_t OUT, float slope) {
+  bias_act_impl(act, z, b, rows, OUT, slope);
+}
+STEEPEST_CLONES void bias_act_rows(double* act, double* z, const double* b, int64_t rows,
+                                   int64_t OUT, double slope) {
+  bias_act_impl(act, z, b, rows, OUT, slope);
+}
+
+template <class T>
+void bias_act_forward_t(T* act, T* z, const T* b, int64_t B, int64_t OUT, T slope) {
+  // Whole rows per thread (for_chunks splits in multiples of 16 rows).
+  for_chunks(B, OUT, [&](int64_t lo, int64_t hi) {
+    bias_act_rows(act ? act + lo * OUT : nullptr, z + lo * OUT, b, hi - lo, OUT, slope);
+  });
+}
+
+template <class T>
+[[gnu::always_inline]] inline void act_colsum_impl(T* db, T* dy, const T* x, int64_t B,
+                                                   int64_t OUT, T slope, bool accumulate) {
+  if (db && !accumulate) std::memset(db, 0, sizeof(T) * OUT);
+  for (int64_t r = 0; r < B; ++r) {
+    T* d = dy + r * OUT;
+    if (x) {
+      const T* xr = x + r * OUT;
+      if (slope == T(0)) {
+        for (int64_t o = 0; o < OUT; ++o) d[o] = xr[o] > T(0) ? d[o] : T(0);
+      } else {
+        for (int64_t o = 0; o < OUT; ++o) d[o] = xr[o] > T(0) ? d[o] : slope * d[o];
+      }
+    }
+    if (db) {
+      for (int64_t o = 0; o < OUT; ++o) db[o] += d[o];
+    }
+  }
+}
+
+STEEPEST_CLONES void act_colsum(float* db, float* dy, const float* x, int64_t B, int64_t OUT,
+                                float slope, bool accumulate) {
+  act_colsum_impl(db, dy, x, B, OUT, slope, accumulate);
+}
+STEEPEST_CLONES void act_colsum(double* db, double* dy, const double* x, int64_t B,
+                                int64_t OUT, double slope, bool accumulate) {
+  act_colsum_impl(db, dy, x, B, OUT, slope, accumulate);
+}
+
+// 32 interleaved double accumulators, combined in a fixed order: vectorizes (4 or 8 lanes of
+// each register hold independent sums) without changing the result.
+template <class T>
+[[gnu::always_inline]] inline double sumsq_impl(const T* x, int64_t n) {
+  constexpr int kLanes = 32;
+  double acc[kLanes] = {0};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) acc[j] += double(x[i + j]) * double(x[i + j]);
+  }
+  for (int j = 0; i < n; ++i, ++j) acc[j] += double(x[i]) * double(x[i]);
+  for (int w = kLanes / 2; w > 0; w /= 2) {
+    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
+  }
+  return acc[0];
+}
+
+STEEPEST_CLONES double sumsq_block(const float* x, int64_t n) { return sumsq_impl(x, n); }
+STEEPEST_CLONES double sumsq_block(const double* x, int64_t n) { return sumsq_impl(x, n); }
+
+template <class T>
+double sum_squares_t(const T* x, int64_t n) {
+  // 16 fixed chunks: the same partial sums whichever thread computes them.
+  constexpr int64_t kChunks = 16;
+  double partial[kChunks] = {0};
+  const int64_t step = ((n + kChunks - 1) / kChunks + 31) / 32 * 32;
+  auto chunk = [&](int64_t c) {
+    const int64_t lo = std::min(n, c * step), hi = std::min(n, lo + step);
+    partial[c] = sumsq_block(x + lo, hi - lo);
+  };
+  if (chunks_for(n, 1) > 1) {
+    run_tasks(kChunks, chunk);
+  } else {
+    for (int64_t c = 0; c < kChunks; ++c) chunk(c);
+  }
+  double s = 0;
+  for (int64_t c = 0; c < kChunks; ++c) s += partial[c];
+  return s;
+}
+
+template <class T>
+[[gnu::always_inline]] inline void scale_impl(T* x, T a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= a;
+}
+STEEPEST_CLONES void scale_block(float* x, float a, int64_t n) { scale_impl(x, a, n); }
+STEEPEST_CLONES void scale_block(double* x, double a, int64_t n) { scale_impl(x, a, n); }
+
+}  // namespace
+
+void bias_act_forward(float* act, float* z, const float* b, int64_t B, int64_t OUT, float slope) {
+  bias_act_forward_t(act, z, b, B, OUT, slope);
+}
+void bias_act_forward(double* act, double* z, const double* b, int64_t B, int64_t OUT,
+                      double slope) {
+  bias_act_forward_t(act, z, b, B, OUT, slope);
+}
+
+// Column sums must add rows in order, so this pass stays on one thread (it is O(B * OUT),
+// small next to the products around it).
+void act_backward_colsum(float* db, float* dy, const float* x, int64_t B, int64_t OUT,
+                         float slope, bool accumulate) {
+  act_colsum(db, dy, x, B, OUT, slope, accumulate);
+}
+void act_backward_colsum(double* db, double* dy, const double* x, int64_t B, int64_t OUT,
+                         double slope, bool accumulate) {
+  act_colsum(db, dy, x, B, OUT, slope, accumulate);
+}
+
+double sum_squares(const float* x, int64_t n) { return sum_squares_t(x, n); }
+double sum_squares(const double* x, int64_t n) { return sum_squares_t(x, n); }
+
+void scale(float* x, float a, int64_t n) {
+  for_chunks(n, 1, [&](int64_t lo, int64_t hi) { scale_block(x + lo, a, hi - lo); });
+}
+void scale(double* x, double a, int64_t n) {
+  for_chunks(n, 1, [&](int64_t lo, int64_t hi) { scale_block(x + lo, a, hi - lo); });
 }
 
 }  // namespace steepest

@@ -3,22 +3,58 @@
 // B = batch rows, IN/OUT = feature widths, C = classes/outputs, n = element count.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
+#include "steepest/parallel.hpp"
+
+// Runtime dispatch for the hot elementwise loops: GCC compiles a function marked
+// STEEPEST_CLONES twice (AVX2 and baseline x86-64) and picks one when the library loads, so a
+// wheel runs on any x86-64 and still uses 256-bit vectors where they exist. Only AVX2, not FMA:
+// no multiply-add contraction, so both versions give bitwise-identical results.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && \
+    !defined(STEEPEST_NO_DISPATCH)
+#define STEEPEST_CLONES __attribute__((target_clones("avx2", "default"), noinline))
+#else
+#define STEEPEST_CLONES __attribute__((noinline))
+#endif
+
 namespace steepest {
 
 // ---------------------------------------------------------------------------------------------
-// Threads and BLAS. One setting governs OpenBLAS and the core's own OpenMP loops.
+// Threads and BLAS. One setting governs the core's thread pool, which runs its parallel loops
+// and the tiles of large products (OpenBLAS itself is kept at one thread).
 void set_num_threads(int n);
 int get_num_threads();
-// The number of threads for a loop of `work` cheap operations: 1 below a threshold, so small
-// loops never pay for a thread fork.
-int threads_for(int64_t work);
+// The number of tiles gemm splits a product of M x N x K multiply-adds into: 1 for small
+// products, up to 8 for large ones; from the shape alone, never from the thread count.
+int gemm_tiles(int64_t M, int64_t N, int64_t K);
+
+// Runs f(lo, hi) over [0, n) split in contiguous pieces (multiples of 16 elements: whole cache
+// lines) on the thread pool when n * cost cheap operations are worth it, else f(0, n) here.
+// For elementwise loops, whose results do not depend on the split.
+int64_t chunks_for(int64_t n, int64_t cost);
+template <class F>
+void for_chunks(int64_t n, int64_t cost, F&& f) {
+  const int64_t chunks = chunks_for(n, cost);
+  if (chunks <= 1) {
+    if (n > 0) f(int64_t(0), n);
+    return;
+  }
+  const int64_t per = ((n + chunks - 1) / chunks + 15) / 16 * 16;
+  auto task = [&](int64_t c) {
+    const int64_t lo = std::min(n, c * per), hi = std::min(n, lo + per);
+    if (lo < hi) f(lo, hi);
+  };
+  run_tasks(chunks, task);
+}
 
 // C (M, N) = alpha * op(A) op(B) + beta * C, row-major. op(A) is (M, K), op(B) is (K, N).
-// Throws std::length_error when a dimension does not fit BLAS's 32-bit integers.
+// Large products run as tiles on the thread pool (see gemm_tiles); bitwise the same
+// result on any number of threads. Throws std::length_error when a dimension does not fit
+// BLAS's 32-bit integers.
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
@@ -26,14 +62,29 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 // ---------------------------------------------------------------------------------------------
 // Dense layer: y = x W^T + b, W (OUT, IN) like torch.nn.Linear.
 
-// y (B, OUT) <- x (B, IN), w (OUT, IN), b (OUT) or nullptr
+// Fused epilogue of a Dense layer: z (B, OUT) += b (OUT) (b may be nullptr), then, when act
+// is not nullptr, act (B, OUT) <- max(z, 0) + slope * min(z, 0) (ReLU when slope is 0,
+// LeakyReLU otherwise). One pass over z instead of two or three.
+void bias_act_forward(float* act, float* z, const float* b, int64_t B, int64_t OUT, float slope);
+void bias_act_forward(double* act, double* z, const double* b, int64_t B, int64_t OUT,
+                      double slope);
+
+// y (B, OUT) <- x (B, IN), w (OUT, IN), b (OUT) or nullptr. With act (B, OUT) not nullptr, also
+// act <- ReLU/LeakyReLU(y) (slope) in the same pass as the bias.
 template <class T>
-void dense_forward(T* y, const T* x, const T* w, const T* b, int64_t B, int64_t IN, int64_t OUT) {
-  if (b) {
-    for (int64_t r = 0; r < B; ++r) std::memcpy(y + r * OUT, b, sizeof(T) * OUT);
-  }
-  gemm<T>(false, true, B, OUT, IN, T(1), x, IN, w, IN, b ? T(1) : T(0), y, OUT);
+void dense_forward(T* y, const T* x, const T* w, const T* b, int64_t B, int64_t IN, int64_t OUT,
+                   T* act = nullptr, T slope = T(0)) {
+  gemm<T>(false, true, B, OUT, IN, T(1), x, IN, w, IN, T(0), y, OUT);
+  if (b || act) bias_act_forward(act, y, b, B, OUT, slope);
 }
+
+// db (OUT) (+)= column sums of dy (B, OUT), rows added in order 0..B-1 whatever the thread
+// count. With x (B, OUT) not nullptr, first dy <- dy * (x > 0 ? 1 : slope) in place (the
+// backward of ReLU/LeakyReLU whose input was x) in the same pass; db may then be nullptr.
+void act_backward_colsum(float* db, float* dy, const float* x, int64_t B, int64_t OUT,
+                         float slope, bool accumulate);
+void act_backward_colsum(double* db, double* dy, const double* x, int64_t B, int64_t OUT,
+                         double slope, bool accumulate);
 
 // dw (OUT, IN), db (OUT) <- dy (B, OUT), x (B, IN); added to (accumulate) or overwriting the
 // old values. dx (B, IN) <- dy W, skipped when dx is nullptr (nobody needs it).
@@ -41,14 +92,9 @@ template <class T>
 void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t B,
                     int64_t IN, int64_t OUT, bool accumulate) {
   gemm<T>(true, false, OUT, IN, B, T(1), dy, OUT, x, IN, accumulate ? T(1) : T(0), dw, IN);
-  if (db) {
-    // Column sums of dy in a fixed row order: the result does not depend on the thread count.
-    if (!accumulate) std::memset(db, 0, sizeof(T) * OUT);
-    for (int64_t r = 0; r < B; ++r) {
-      const T* row = dy + r * OUT;
-      for (int64_t o = 0; o < OUT; ++o) db[o] += row[o];
-    }
-  }
+  // Column sums of dy in a fixed row order: the result does not depend on the thread count.
+  if (db) act_backward_colsum(db, const_cast<T*>(dy), static_cast<const T*>(nullptr), B, OUT,
+                              T(0), accumulate);
   if (dx) gemm<T>(false, false, B, IN, OUT, T(1), dy, OUT, w, IN, T(0), dx, IN);
 }
 
@@ -69,96 +115,86 @@ inline T sigmoid(T x) {
 // y (n) <- x (n)
 template <class T>
 void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param) {
-  switch (kind) {
-    case Activation::ReLU:
-#pragma omp parallel for simd num_threads(threads_for(n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
-      break;
-    case Activation::LeakyReLU:
-#pragma omp parallel for simd num_threads(threads_for(n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : param * x[i];
-      break;
-    case Activation::ELU:
-#pragma omp parallel for num_threads(threads_for(8 * n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : param * std::expm1(x[i]);
-      break;
-    case Activation::GELU:
-#pragma omp parallel for num_threads(threads_for(8 * n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * T(M_SQRT1_2)));
-      break;
-    case Activation::SiLU:
-#pragma omp parallel for num_threads(threads_for(8 * n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigmoid(x[i]);
-      break;
-    case Activation::Sigmoid:
-#pragma omp parallel for num_threads(threads_for(8 * n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) y[i] = sigmoid(x[i]);
-      break;
-    case Activation::Tanh:
-#pragma omp parallel for num_threads(threads_for(8 * n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
-      break;
-    case Activation::Softplus:  // beta = 1, threshold = 20, as torch.nn.Softplus
-#pragma omp parallel for num_threads(threads_for(8 * n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(20) ? x[i] : std::log1p(std::exp(x[i]));
-      break;
-  }
+  const int64_t cost = kind == Activation::ReLU || kind == Activation::LeakyReLU ? 1 : 8;
+  for_chunks(n, cost, [&](int64_t lo, int64_t hi) {
+    switch (kind) {
+      case Activation::ReLU:
+        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+        break;
+      case Activation::LeakyReLU:
+        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > T(0) ? x[i] : param * x[i];
+        break;
+      case Activation::ELU:
+        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > T(0) ? x[i] : param * std::expm1(x[i]);
+        break;
+      case Activation::GELU:
+        for (int64_t i = lo; i < hi; ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * T(M_SQRT1_2)));
+        break;
+      case Activation::SiLU:
+        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] * sigmoid(x[i]);
+        break;
+      case Activation::Sigmoid:
+        for (int64_t i = lo; i < hi; ++i) y[i] = sigmoid(x[i]);
+        break;
+      case Activation::Tanh:
+        for (int64_t i = lo; i < hi; ++i) y[i] = std::tanh(x[i]);
+        break;
+      case Activation::Softplus:  // beta = 1, threshold = 20, as torch.nn.Softplus
+        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > T(20) ? x[i] : std::log1p(std::exp(x[i]));
+        break;
+    }
+  });
 }
 
 // dx (n) <- dy (n), x (n) input, y (n) output of the forward pass
 template <class T>
 void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Activation kind,
                          T param) {
-  switch (kind) {
-    case Activation::ReLU:
-#pragma omp parallel for simd num_threads(threads_for(n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
-      break;
-    case Activation::LeakyReLU:
-#pragma omp parallel for simd num_threads(threads_for(n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > T(0) ? dy[i] : param * dy[i];
-      break;
-    case Activation::ELU:
-#pragma omp parallel for simd num_threads(threads_for(n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > T(0) ? dy[i] : dy[i] * (y[i] + param);
-      break;
-    case Activation::GELU: {
-      const T inv_sqrt_2pi = T(0.3989422804014327);
-#pragma omp parallel for num_threads(threads_for(8 * n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
-        T cdf = T(0.5) * (T(1) + std::erf(x[i] * T(M_SQRT1_2)));
-        T pdf = inv_sqrt_2pi * std::exp(T(-0.5) * x[i] * x[i]);
-        dx[i] = dy[i] * (cdf + x[i] * pdf);
+  const int64_t cost = kind == Activation::ReLU || kind == Activation::LeakyReLU ? 1 : 8;
+  for_chunks(n, cost, [&](int64_t lo, int64_t hi) {
+    switch (kind) {
+      case Activation::ReLU:
+        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+        break;
+      case Activation::LeakyReLU:
+        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > T(0) ? dy[i] : param * dy[i];
+        break;
+      case Activation::ELU:
+        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > T(0) ? dy[i] : dy[i] * (y[i] + param);
+        break;
+      case Activation::GELU: {
+        const T inv_sqrt_2pi = T(0.3989422804014327);
+        for (int64_t i = lo; i < hi; ++i) {
+          T cdf = T(0.5) * (T(1) + std::erf(x[i] * T(M_SQRT1_2)));
+          T pdf = inv_sqrt_2pi * std::exp(T(-0.5) * x[i] * x[i]);
+          dx[i] = dy[i] * (cdf + x[i] * pdf);
+        }
+        break;
       }
-      break;
+      case Activation::SiLU:
+        for (int64_t i = lo; i < hi; ++i) {
+          T s = sigmoid(x[i]);
+          dx[i] = dy[i] * s * (T(1) + x[i] * (T(1) - s));
+        }
+        break;
+      case Activation::Sigmoid:
+        for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * y[i] * (T(1) - y[i]);
+        break;
+      case Activation::Tanh:
+        for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+        break;
+      case Activation::Softplus:
+        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > T(20) ? dy[i] : dy[i] * sigmoid(x[i]);
+        break;
     }
-    case Activation::SiLU:
-#pragma omp parallel for num_threads(threads_for(8 * n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) {
-        T s = sigmoid(x[i]);
-        dx[i] = dy[i] * s * (T(1) + x[i] * (T(1) - s));
-      }
-      break;
-    case Activation::Sigmoid:
-#pragma omp parallel for simd num_threads(threads_for(n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (T(1) - y[i]);
-      break;
-    case Activation::Tanh:
-#pragma omp parallel for simd num_threads(threads_for(n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
-      break;
-    case Activation::Softplus:
-#pragma omp parallel for num_threads(threads_for(8 * n)) schedule(static)
-      for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > T(20) ? dy[i] : dy[i] * sigmoid(x[i]);
-      break;
-  }
+  });
 }
 
 // Softmax over the last axis. y (B, C) <- x (B, C)
 template <class T>
 void softmax_forward(T* y, const T* x, int64_t B, int64_t C) {
-#pragma omp parallel for num_threads(threads_for(8 * B * C)) schedule(static)
-  for (int64_t r = 0; r < B; ++r) {
+  for_chunks(B, 8 * C, [&](int64_t lo, int64_t hi) {
+  for (int64_t r = lo; r < hi; ++r) {
     const T* xr = x + r * C;
     T* yr = y + r * C;
     T mx = xr[0];
@@ -167,26 +203,29 @@ void softmax_forward(T* y, const T* x, int64_t B, int64_t C) {
     for (int64_t c = 0; c < C; ++c) sum += (yr[c] = std::exp(xr[c] - mx));
     for (int64_t c = 0; c < C; ++c) yr[c] /= sum;
   }
+  });
 }
 
 // dx (B, C) <- dy (B, C), y (B, C): dx_i = y_i (dy_i - sum_j dy_j y_j). May run in place.
 template <class T>
 void softmax_backward(T* dx, const T* dy, const T* y, int64_t B, int64_t C) {
-#pragma omp parallel for num_threads(threads_for(4 * B * C)) schedule(static)
-  for (int64_t r = 0; r < B; ++r) {
+  for_chunks(B, 4 * C, [&](int64_t lo, int64_t hi) {
+  for (int64_t r = lo; r < hi; ++r) {
     const T* dyr = dy + r * C;
     const T* yr = y + r * C;
     T dot = 0;
     for (int64_t c = 0; c < C; ++c) dot += dyr[c] * yr[c];
     for (int64_t c = 0; c < C; ++c) dx[r * C + c] = yr[c] * (dyr[c] - dot);
   }
+  });
 }
 
 // Dropout with inverted scaling: y = x * mask, mask (n) holds 0 or 1/(1-p), drawn by the caller.
 template <class T>
 void dropout_forward(T* y, const T* x, const T* mask, int64_t n) {
-#pragma omp parallel for simd num_threads(threads_for(n)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * mask[i];
+  for_chunks(n, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) y[i] = x[i] * mask[i];
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -277,31 +316,14 @@ double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, int64_t 
 // ---------------------------------------------------------------------------------------------
 // Reductions over the flat buffers.
 
-// Sum of squares of x (n), in double, in a fixed order (chunked partial sums in a fixed number
-// of chunks), so the result does not depend on the thread count.
-template <class T>
-double sum_squares(const T* x, int64_t n) {
-  constexpr int64_t kChunks = 16;
-  double partial[kChunks] = {0};
-  const int64_t step = (n + kChunks - 1) / kChunks;
-#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
-  for (int64_t c = 0; c < kChunks; ++c) {
-    const int64_t lo = c * step, hi = lo + step < n ? lo + step : n;
-    double s = 0;
-    for (int64_t i = lo; i < hi; ++i) s += double(x[i]) * double(x[i]);
-    partial[c] = s;
-  }
-  double s = 0;
-  for (int64_t c = 0; c < kChunks; ++c) s += partial[c];
-  return s;
-}
+// Sum of squares of x (n), in double, in a fixed order (16 fixed chunks, each summed in 32
+// interleaved lanes), so the result does not depend on the thread count or the SIMD width.
+double sum_squares(const float* x, int64_t n);
+double sum_squares(const double* x, int64_t n);
 
 // x (n) *= a
-template <class T>
-void scale(T* x, T a, int64_t n) {
-#pragma omp parallel for simd num_threads(threads_for(n)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) x[i] *= a;
-}
+void scale(float* x, float a, int64_t n);
+void scale(double* x, double a, int64_t n);
 
 // True when every value of x (n) is finite.
 template <class T>

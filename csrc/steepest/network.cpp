@@ -107,8 +107,15 @@ const T* Network<T>::forward(const T* x, int64_t B, bool training) {
     const int64_t n = B * l.out;
     switch (l.kind) {
       case LayerKind::Dense:
-        dense_forward(out, in, params_.data() + l.weight_offset,
-                      l.bias ? params_.data() + l.bias_offset : nullptr, B, l.in, l.out);
+        if (fuses_relu(k)) {  // bias and the ReLU/LeakyReLU after it in one pass
+          dense_forward(out, in, params_.data() + l.weight_offset,
+                        l.bias ? params_.data() + l.bias_offset : nullptr, B, l.in, l.out,
+                        output(k + 1), T(relu_slope(k + 1)));
+          ++k;
+        } else {
+          dense_forward(out, in, params_.data() + l.weight_offset,
+                        l.bias ? params_.data() + l.bias_offset : nullptr, B, l.in, l.out);
+        }
         break;
       case LayerKind::Activation: activation_forward(out, in, n, l.activation, T(l.param)); break;
       case LayerKind::Softmax: softmax_forward(out, in, B, l.out); break;
@@ -148,6 +155,7 @@ void Network<T>::backward_from_loss(bool accumulate) {
   const int64_t B = batch_;
   T* d = grad_a_.data();      // gradient w.r.t. the output of layer k
   T* spare = grad_b_.data();  // receives the gradient w.r.t. its input (Dense only)
+  bool db_done = false;       // the bias gradient of the Dense layer below is already summed
   for (size_t k = layers_.size(); k-- > first_dense_;) {
     const LayerSpec& l = layers_[k];
     const T* in = input_of(k);
@@ -156,13 +164,22 @@ void Network<T>::backward_from_loss(bool accumulate) {
       case LayerKind::Dense: {
         T* dx = k == first_dense_ ? nullptr : spare;
         dense_backward(dx, grads_.data() + l.weight_offset,
-                       l.bias ? grads_.data() + l.bias_offset : nullptr, d, in,
+                       l.bias && !db_done ? grads_.data() + l.bias_offset : nullptr, d, in,
                        params_.data() + l.weight_offset, B, l.in, l.out, accumulate);
+        db_done = false;
         std::swap(d, spare);
         break;
       }
       case LayerKind::Activation:
-        activation_backward(d, d, in, out, B * l.out, l.activation, T(l.param));
+        if (k > first_dense_ && fuses_relu(k - 1)) {
+          // ReLU/LeakyReLU backward and the bias gradient of the Dense below, one pass.
+          const LayerSpec& below = layers_[k - 1];
+          act_backward_colsum(below.bias ? grads_.data() + below.bias_offset : nullptr, d, in,
+                              B, l.out, T(relu_slope(k)), accumulate);
+          db_done = below.bias;
+        } else {
+          activation_backward(d, d, in, out, B * l.out, l.activation, T(l.param));
+        }
         break;
       case LayerKind::Softmax: softmax_backward(d, d, out, B, l.out); break;
       case LayerKind::Dropout: {
@@ -294,13 +311,23 @@ void Network<T>::infer(T* out, const T* x, int64_t N) const {
     std::copy(x + start * IN, x + (start + B) * IN, a.data());
     T* cur = a.data();
     T* spare = b.data();
+    bool skip = false;  // the activation was fused into the Dense layer before it
     for (const LayerSpec& l : layers_) {
+      if (skip) {
+        skip = false;
+        continue;
+      }
       switch (l.kind) {
-        case LayerKind::Dense:
+        case LayerKind::Dense: {
+          const size_t k = size_t(&l - layers_.data());
+          const bool fused = fuses_relu(k);  // then the activation runs in place, here
           dense_forward(spare, cur, params_.data() + l.weight_offset,
-                        l.bias ? params_.data() + l.bias_offset : nullptr, B, l.in, l.out);
+                        l.bias ? params_.data() + l.bias_offset : nullptr, B, l.in, l.out,
+                        fused ? spare : nullptr, T(fused ? relu_slope(k + 1) : 0.0));
           std::swap(cur, spare);
+          skip = fused;
           break;
+        }
         case LayerKind::Activation:
           activation_forward(cur, cur, B * l.out, l.activation, T(l.param));
           break;

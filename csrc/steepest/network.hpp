@@ -116,6 +116,18 @@ class Network {
   T* output(size_t k) { return acts_.data() + act_offset_[k] * batch_cap_; }
   const T* input_of(size_t k) { return k == 0 ? input_ : output(k - 1); }
   void draw_mask(T* mask, int64_t n, double p);
+  // True when layer k is Dense and layer k + 1 a ReLU or LeakyReLU: forward adds the bias and
+  // applies the activation in one pass, backward masks the gradient and sums the bias gradient
+  // in one pass.
+  bool fuses_relu(size_t k) const {
+    if (k + 1 >= layers_.size() || layers_[k].kind != LayerKind::Dense) return false;
+    const LayerSpec& a = layers_[k + 1];
+    return a.kind == LayerKind::Activation &&
+           (a.activation == Activation::ReLU || a.activation == Activation::LeakyReLU);
+  }
+  double relu_slope(size_t k) const {
+    return layers_[k].activation == Activation::LeakyReLU ? layers_[k].param : 0.0;
+  }
 
   std::vector<LayerSpec> layers_;
   std::vector<T> params_, grads_;

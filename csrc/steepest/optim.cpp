@@ -62,47 +62,142 @@ namespace {
 // Each update below is one flat loop over p (n), g (n) and the state buffers (n), in place.
 // Coefficients are computed once per step in double, as torch does in Python floats.
 
+// SGD and Adam, the common ones, are split in dispatched blocks (AVX2 or baseline, see
+// STEEPEST_CLONES) with the branches hoisted out of the loops; for_chunks adds threads when the
+// buffers are large. The arithmetic is exactly torch's, in the same order.
+
+template <class T>
+struct SgdCoef {
+  T lr, wd, mom, damp;
+  int mode;  // 0: no momentum, 1: first step (buf = d), 2: later steps; +3 with nesterov
+};
+
+template <class T>
+[[gnu::always_inline]] inline void sgd_impl(T* p, const T* g, T* buf, int64_t n,
+                                            const SgdCoef<T>& k) {
+  const T lr = k.lr, wd = k.wd, mom = k.mom, damp = k.damp;
+  switch (k.mode) {
+    case 0:
+      for (int64_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
+      break;
+    case 1:
+      for (int64_t i = 0; i < n; ++i) {
+        const T d = g[i] + wd * p[i];
+        buf[i] = d;
+        p[i] -= lr * d;
+      }
+      break;
+    case 2:
+      for (int64_t i = 0; i < n; ++i) {
+        const T d = g[i] + wd * p[i];
+        const T b = mom * buf[i] + damp * d;
+        buf[i] = b;
+        p[i] -= lr * b;
+      }
+      break;
+    case 4:
+      for (int64_t i = 0; i < n; ++i) {
+        const T d = g[i] + wd * p[i];
+        buf[i] = d;
+        p[i] -= lr * (d + mom * d);
+      }
+      break;
+    default:
+      for (int64_t i = 0; i < n; ++i) {
+        const T d = g[i] + wd * p[i];
+        const T b = mom * buf[i] + damp * d;
+        buf[i] = b;
+        p[i] -= lr * (d + mom * b);
+      }
+      break;
+  }
+}
+
+STEEPEST_CLONES void sgd_block(float* p, const float* g, float* buf, int64_t n,
+                               const SgdCoef<float>& k) {
+  sgd_impl(p, g, buf, n, k);
+}
+STEEPEST_CLONES void sgd_block(double* p, const double* g, double* buf, int64_t n,
+                               const SgdCoef<double>& k) {
+  sgd_impl(p, g, buf, n, k);
+}
+
 template <class T>
 void sgd_update(T* p, const T* g, T* buf, int64_t n, const OptimizerConfig& c, bool first) {
-  const T lr = T(c.lr), wd = T(c.weight_decay), mom = T(c.momentum), damp = T(1 - c.dampening);
-#pragma omp parallel for simd num_threads(threads_for(n)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    T d = g[i] + wd * p[i];
-    if (buf) {
-      buf[i] = first ? d : mom * buf[i] + damp * d;
-      d = c.nesterov ? d + mom * buf[i] : buf[i];
+  SgdCoef<T> k{T(c.lr), T(c.weight_decay), T(c.momentum), T(1 - c.dampening), 0};
+  if (buf) k.mode = (first ? 1 : 2) + (c.nesterov ? 3 : 0);
+  for_chunks(n, 1, [&](int64_t lo, int64_t hi) {
+    sgd_block(p + lo, g + lo, buf ? buf + lo : nullptr, hi - lo, k);
+  });
+}
+
+template <class T>
+struct AdamCoef {
+  T decay, wd, b1, b2, eps, step_size, inv_bc2_sqrt;
+  bool decoupled;
+};
+
+template <class T>
+[[gnu::always_inline]] inline void adam_impl(T* p, const T* g, T* m, T* v, T* vmax, int64_t n,
+                                             const AdamCoef<T>& k) {
+  const T decay = k.decay, wd = k.wd, b1 = k.b1, b2 = k.b2, eps = k.eps;
+  const T step_size = k.step_size, inv_bc2_sqrt = k.inv_bc2_sqrt;
+  if (!vmax && !k.decoupled) {  // Adam: the common case, no decay multiply, no max
+    for (int64_t i = 0; i < n; ++i) {
+      const T gi = g[i] + wd * p[i];
+      const T mi = m[i] + (T(1) - b1) * (gi - m[i]);
+      const T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] -= step_size * mi / (std::sqrt(vi) * inv_bc2_sqrt + eps);
     }
-    p[i] -= lr * d;
+    return;
   }
+  for (int64_t i = 0; i < n; ++i) {
+    const T gi = g[i] + wd * p[i];
+    const T pi = p[i] * decay;
+    const T mi = m[i] + (T(1) - b1) * (gi - m[i]);
+    T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    if (vmax) vi = vmax[i] = vmax[i] > vi ? vmax[i] : vi;
+    p[i] = pi - step_size * mi / (std::sqrt(vi) * inv_bc2_sqrt + eps);
+  }
+}
+
+STEEPEST_CLONES void adam_block(float* p, const float* g, float* m, float* v, float* vmax,
+                                int64_t n, const AdamCoef<float>& k) {
+  adam_impl(p, g, m, v, vmax, n, k);
+}
+STEEPEST_CLONES void adam_block(double* p, const double* g, double* m, double* v, double* vmax,
+                                int64_t n, const AdamCoef<double>& k) {
+  adam_impl(p, g, m, v, vmax, n, k);
 }
 
 template <class T>
 void adam_update(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const OptimizerConfig& c,
                  int64_t step) {
   const bool decoupled = c.kind == OptimizerKind::AdamW;
-  const T decay = decoupled ? T(1 - c.lr * c.weight_decay) : T(1);
-  const T wd = decoupled ? T(0) : T(c.weight_decay);
-  const T b1 = T(c.beta1), b2 = T(c.beta2), eps = T(c.eps);
-  const T step_size = T(c.lr / (1 - std::pow(c.beta1, double(step))));
-  const T inv_bc2_sqrt = T(1 / std::sqrt(1 - std::pow(c.beta2, double(step))));
-#pragma omp parallel for simd num_threads(threads_for(4 * n)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const T gi = g[i] + wd * p[i];
-    p[i] *= decay;
-    m[i] += (T(1) - b1) * (gi - m[i]);
-    v[i] = b2 * v[i] + (T(1) - b2) * gi * gi;
-    T vi = v[i];
-    if (vmax) vi = vmax[i] = vmax[i] > vi ? vmax[i] : vi;
-    p[i] -= step_size * m[i] / (std::sqrt(vi) * inv_bc2_sqrt + eps);
-  }
+  AdamCoef<T> k;
+  k.decoupled = decoupled;
+  k.decay = decoupled ? T(1 - c.lr * c.weight_decay) : T(1);
+  k.wd = decoupled ? T(0) : T(c.weight_decay);
+  k.b1 = T(c.beta1);
+  k.b2 = T(c.beta2);
+  k.eps = T(c.eps);
+  k.step_size = T(c.lr / (1 - std::pow(c.beta1, double(step))));
+  k.inv_bc2_sqrt = T(1 / std::sqrt(1 - std::pow(c.beta2, double(step))));
+  for_chunks(n, 4, [&](int64_t lo, int64_t hi) {
+    adam_block(p + lo, g + lo, m + lo, v + lo, vmax ? vmax + lo : nullptr, hi - lo, k);
+  });
 }
 
 template <class T>
 void rmsprop_update(T* p, const T* g, T* sq, T* buf, T* gavg, int64_t n, const OptimizerConfig& c) {
   const T lr = T(c.lr), wd = T(c.weight_decay), alpha = T(c.alpha), eps = T(c.eps);
   const T mom = T(c.momentum);
-#pragma omp parallel for simd num_threads(threads_for(4 * n)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+  for_chunks(n, 4, [&](int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; ++i) {
     const T gi = g[i] + wd * p[i];
     sq[i] = alpha * sq[i] + (T(1) - alpha) * gi * gi;
     T var = sq[i];
@@ -118,18 +213,20 @@ void rmsprop_update(T* p, const T* g, T* sq, T* buf, T* gavg, int64_t n, const O
       p[i] -= lr * gi / avg;
     }
   }
+  });
 }
 
 template <class T>
 void adagrad_update(T* p, const T* g, T* sum, int64_t n, const OptimizerConfig& c, int64_t step) {
   const T wd = T(c.weight_decay), eps = T(c.eps);
   const T clr = T(c.lr / (1 + double(step - 1) * c.lr_decay));
-#pragma omp parallel for simd num_threads(threads_for(4 * n)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+  for_chunks(n, 4, [&](int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; ++i) {
     const T gi = g[i] + wd * p[i];
     sum[i] += gi * gi;
     p[i] -= clr * gi / (std::sqrt(sum[i]) + eps);
   }
+  });
 }
 
 template <class T>

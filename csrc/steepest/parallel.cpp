@@ -1,0 +1,153 @@
+#include "steepest/parallel.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define STEEPEST_PAUSE() _mm_pause()
+#else
+#define STEEPEST_PAUSE() std::this_thread::yield()
+#endif
+
+namespace steepest {
+
+namespace {
+
+// The job protocol is a sequence lock on `epoch`: odd while the caller writes the job, even
+// once it is published. A worker announces itself in `active` and then re-reads `epoch`; the
+// caller waits for `active` to drop to 0 before writing a new job. All atomics are sequentially
+// consistent (the two sides' store-then-load pairs need it).
+class Pool {
+ public:
+  ~Pool() { stop(); }
+
+  void resize(int threads) {
+    std::lock_guard<std::mutex> guard(call_);
+    stop();
+    threads_ = threads < 1 ? 1 : threads;
+  }
+
+  void run(int64_t n, TaskFn fn, void* ctx) {
+    std::unique_lock<std::mutex> guard(call_, std::try_to_lock);
+    if (n <= 1 || threads_ <= 1 || in_task_ || !guard.owns_lock()) {
+      for (int64_t i = 0; i < n; ++i) fn(ctx, i);
+      return;
+    }
+    if (workers_.empty()) start();
+    // Write the job (epoch odd), once no worker is still reading the previous one.
+    epoch_.fetch_add(1);
+    while (active_.load() != 0) STEEPEST_PAUSE();
+    fn_ = fn;
+    ctx_ = ctx;
+    n_ = n;
+    done_.store(0);
+    next_.store(0);
+    epoch_.fetch_add(1);  // published
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> lock(sleep_);
+      wake_.notify_all();
+    }
+    in_task_ = true;
+    int64_t mine = 0;
+    for (int64_t i; (i = next_.fetch_add(1)) < n;) {
+      fn(ctx, i);
+      ++mine;
+    }
+    in_task_ = false;
+    if (done_.fetch_add(mine) + mine != n) {
+      while (done_.load() != n) STEEPEST_PAUSE();  // tasks a worker is finishing
+    }
+  }
+
+ private:
+  void start() {
+    quit_.store(false);
+    for (int t = 1; t < threads_; ++t) workers_.emplace_back([this] { work(); });
+  }
+
+  void stop() {
+    if (workers_.empty()) return;
+    {
+      std::lock_guard<std::mutex> lock(sleep_);
+      quit_.store(true);
+      wake_.notify_all();
+    }
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+  void work() {
+    in_task_ = true;  // a task that calls run_tasks runs its tasks itself
+    uint64_t seen = epoch_.load();
+    if (seen & 1) --seen;
+    for (;;) {
+      uint64_t e = 0;
+      // Spin a little (the next job usually follows within microseconds), then sleep.
+      for (int spin = 0; spin < 4000; ++spin) {
+        e = epoch_.load();
+        if ((e != seen && !(e & 1)) || quit_.load()) break;
+        STEEPEST_PAUSE();
+      }
+      if (e == seen || (e & 1)) {
+        std::unique_lock<std::mutex> lock(sleep_);
+        sleepers_.fetch_add(1);
+        wake_.wait(lock, [&] {
+          e = epoch_.load();
+          return quit_.load() || (e != seen && !(e & 1));
+        });
+        sleepers_.fetch_sub(1);
+      }
+      if (quit_.load()) return;
+      active_.fetch_add(1);
+      if (epoch_.load() != e) {  // the caller started writing another job: retry
+        active_.fetch_sub(1);
+        continue;
+      }
+      seen = e;
+      const int64_t n = n_;
+      const TaskFn fn = fn_;
+      void* const ctx = ctx_;
+      int64_t mine = 0;
+      for (int64_t i; (i = next_.fetch_add(1)) < n;) {
+        fn(ctx, i);
+        ++mine;
+      }
+      if (mine) done_.fetch_add(mine);
+      active_.fetch_sub(1);
+    }
+  }
+
+  std::mutex call_;  // one job at a time
+  int threads_ = 1;
+  std::vector<std::thread> workers_;
+  std::atomic<uint64_t> epoch_{0};
+  std::atomic<int> active_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> quit_{false};
+  std::atomic<int64_t> next_{0}, done_{0};
+  int64_t n_ = 0;
+  TaskFn fn_ = nullptr;
+  void* ctx_ = nullptr;
+  std::mutex sleep_;
+  std::condition_variable wake_;
+  static thread_local bool in_task_;
+};
+
+thread_local bool Pool::in_task_ = false;
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: workers may outlive static destructors
+  return *p;
+}
+
+}  // namespace
+
+void run_tasks(int64_t n, TaskFn fn, void* ctx) { pool().run(n, fn, ctx); }
+
+void set_pool_threads(int n) { pool().resize(n); }
+
+}  // namespace steepest
