@@ -248,3 +248,13 @@ def test_sigint_handler_exception_propagates_and_model_stays_usable():
         signal.signal(signal.SIGALRM, old)
     assert len(model.history["loss"]) >= 1
     assert np.isfinite(model.predict(X[:10])).all()
+
+
+def test_optimizer_state_of_other_hyperparameters_is_refused():
+    model = st.Sequential(st.Dense(3, 2), seed=0)
+    state = st.optim.Adam(model.parameters(), betas=(0.8, 0.99)).state_dict()
+    with pytest.raises(ValueError, match="betas"):
+        st.optim.Adam(model.parameters()).load_state_dict(state)
+    other = st.optim.Adam(model.parameters(), lr=0.5, betas=(0.8, 0.99))
+    other.load_state_dict(state)  # only lr may differ: it is restored
+    assert other.lr == state["hyperparameters"]["lr"]

@@ -111,14 +111,24 @@ class Optimizer:
                 raise ValueError(f"state buffer {k!r} has shape {v.shape}, "
                                  f"expected {buffers[k].shape}")
             buffers[k][...] = v
+        mine = self.hyperparameters()
         for name, value in state["hyperparameters"].items():
-            if name == "lr":
-                self.lr = value
+            if name != "lr" and _plain(value) != _plain(mine.get(name)):
+                raise ValueError(f"state has {name}={value!r} but this optimizer has "
+                                 f"{name}={mine.get(name)!r}; build it with the same "
+                                 "hyper-parameters (only lr may differ)")
+        if "lr" in state["hyperparameters"]:
+            self.lr = state["hyperparameters"]["lr"]
         self._impl.steps = int(state["steps"])
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
+
+
+def _plain(value):
+    """Hyper-parameter values compared across a save/load: tuples and lists alike."""
+    return list(value) if isinstance(value, (tuple, list)) else value
 
 
 def _ranges(params):
