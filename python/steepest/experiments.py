@@ -17,13 +17,10 @@ techniques, init, backprop (vs numerical differentiation).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import platform
 import re
 import time
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -261,6 +258,8 @@ def _memory_probe():
         base = rss("VmRSS")
         return lambda: (rss("VmHWM") - base, "peak resident memory above the start")
     except OSError:
+        import tracemalloc
+
         tracemalloc.start()
         tracemalloc.reset_peak()
         base = tracemalloc.get_traced_memory()[0]
@@ -277,10 +276,10 @@ def batch_modes(data, seeds=3, epochs=30, hidden=(128,), activation="relu",
                 verbose=False) -> dict:
     """Batch (all rows per update) vs mini-batch vs stochastic (one row per update) gradient
     descent with plain SGD, the same number of epochs for each. Each mode's learning rate is
-    the one of `lrs` with the lowest final training loss on seed 0 (training is done with the
-    other seeds at that rate). target: the training loss to reach (default: 0.1 for
-    classification, 0.5 for regression); "time to target" is the training time until the
-    first epoch whose full training-set loss is at or below it."""
+    the one of `lrs` with the lowest mean training loss over the epochs on seed 0 (fast and
+    stable; the other seeds then train at that rate). target: the training loss to reach
+    (default: 0.1 for classification, 0.5 for regression); "time to target" is the training
+    time until the first epoch whose full training-set loss is at or below it."""
     modes = [("batch", None), (f"mini-batch ({minibatch})", minibatch), ("stochastic (1)", 1)]
     if target is None:
         target = 0.1 if _classify(data) else 0.5
@@ -291,11 +290,12 @@ def batch_modes(data, seeds=3, epochs=30, hidden=(128,), activation="relu",
         for lr in lrs:
             r = train_run(data, hidden=hidden, activation=activation, opt="sgd", lr=lr,
                           epochs=epochs, batch_size=bs, seed=0)
-            ok = r["status"] == "ok" and np.isfinite(r["train_loss"])
+            score = float(np.mean(r["history"]["loss"])) if r["history"]["loss"] else math.inf
+            ok = r["status"] == "ok" and np.isfinite(score)
             tuning.append({"mode": mode, "lr": lr, "status": r["status"],
-                           "train_loss": r["train_loss"] if ok else None})
-            if ok and (best is None or r["train_loss"] < best[1]):
-                best = (lr, r["train_loss"])
+                           "mean_loss": score if ok else None})
+            if ok and (best is None or score < best[1]):
+                best = (lr, score)
         chosen[mode] = best[0] if best else min(lrs)
         _say(verbose, f"  {mode}: learning rate {chosen[mode]}")
         for seed in _seeds(seeds):
@@ -441,7 +441,8 @@ def techniques(data, seeds=3, configs=TECHNIQUES, hidden=(256, 256), activation=
                          "train_metric": r["train_metric"], "test_metric": r["test_metric"],
                          "time": r["train_time"], "weight_norm": r["weight_norm"],
                          "curve": r["history"].get("val_accuracy" if _classify(data)
-                                                   else "val_loss", [])})
+                                                   else "val_loss", []),
+                         "loss_curve": r["history"]["loss"]})
         _say(verbose, f"  {name}: done")
     return {"study": "techniques", "data": _describe(data), "metric": _metric_name(data),
             "hidden": list(hidden), "activation": activation, "epochs": epochs,
@@ -590,7 +591,8 @@ def _md_batch(res) -> str:
                if fastest else "\n\nNo mode reached the target with every seed.")
     return (f"Setup: {res['data']}. {_hidden_text(res['hidden'], res['activation'])}, "
             f"plain SGD, {res['epochs']} epochs for every mode. Each mode's learning "
-            f"rate is the best (lowest final training loss, seed 0) of {res['lrs']}. Target: "
+            "rate is the best (lowest mean training loss over the epochs, seed 0) of "
+            f"{res['lrs']}. Target: "
             f"training loss ≤ {res['target']} on the whole training set, checked after each "
             f"epoch; times are training time only (evaluation excluded). Memory: {measured} "
             f"of one training run. {res['seeds']} seeds (initial weights and shuffling).\n\n"
@@ -622,6 +624,15 @@ def _md_learning_rate(res) -> str:
             else:
                 cells.append("not reached")
         ep_rows.append([f"{lr:g}"] + cells)
+    loss_rows = []
+    for lr in res["lrs"]:
+        cells = []
+        for o in res["optimizers"]:
+            rs = [r for r in by[(o, lr)] if r["status"] != "diverged"]
+            mu, sd = mean_std([r["final_loss"] for r in rs])
+            cells.append("diverged" if not rs else "–" if not np.isfinite(mu) else
+                         f"{mu:.2g}" if len(rs) == 1 else f"{mu:.2g} ± {sd:.2g}")
+        loss_rows.append([f"{lr:g}"] + cells)
     target = (f"test accuracy ≥ {100 * res['target']:g} %" if m == "accuracy"
               else f"test MSE ≤ {res['target']}")
     diverging = {o: [f"{lr:g}" for lr in res["lrs"]
@@ -644,6 +655,9 @@ def _md_learning_rate(res) -> str:
             f"TrainingDiverged; recorded here). {res['seeds']} seeds.\n\n"
             f"Final test {m} (mean ± std over the seeds that did not diverge):\n\n"
             + table(cols, acc_rows) +
+            "\n\nFinal training loss on the whole training set (a rate can stay finite and "
+            "keep a good accuracy while the loss blows up: the weights grow, the arg-max "
+            "survives):\n\n" + table(cols, loss_rows) +
             f"\n\nEpochs until {target} (over the seeds that reached it; (k/n) = k of n "
             "seeds):\n\n" + table(cols, ep_rows) +
             f"\n\nRates with at least one diverged run: {div_text}. Best rate of the grid per "
@@ -804,7 +818,7 @@ def _figure(ncols=1, width=6.0, height=4.2):
 
 def _save(fig, out, name) -> str:
     path = os.path.join(out, name)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     return name
 
 
@@ -850,8 +864,9 @@ def _plot_learning_rate(res, out) -> list:
                 xs.append(lr), ys.append(mu), es.append(sd)
         line = ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, capsize=2, label=o)
         if dx:
-            ax.scatter(dx, [0 if res["metric"] == "accuracy" else max(ys or [1])] * len(dx),
-                       marker="x", s=60, color=line[0].get_color())
+            k = res["optimizers"].index(o)
+            y0 = -0.04 * k if res["metric"] == "accuracy" else max(ys or [1]) * (1 + 0.05 * k)
+            ax.scatter(dx, [y0] * len(dx), marker="x", s=50, color=line[0].get_color())
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel(f"test {res['metric']}")
@@ -931,20 +946,32 @@ def _plot_depth(res, out) -> list:
 
 
 def _plot_techniques(res, out) -> list:
-    fig, axes = _figure(1, 7.5, 4.5)
-    ax = axes[0]
-    for (name,), rs in _group(res["runs"], "technique"):
-        curves = [r["curve"] for r in rs if r["curve"] and len(r["curve"]) == res["epochs"]]
+    fig, (ax1, ax2) = _figure(2, 6.0, 4.6)
+    groups = _group(res["runs"], "technique")
+    names = [name for (name,), _ in groups]
+    stats = [mean_std([r["test_metric"] for r in rs if r["status"] == "ok"]) for _, rs in groups]
+    ypos = np.arange(len(names))[::-1]
+    ax1.barh(ypos, [s[0] for s in stats], xerr=[s[1] for s in stats], capsize=3,
+             color=[f"C{k}" for k in range(len(names))])
+    ax1.set_yticks(ypos, names, fontsize=8)
+    finite = [s[0] for s in stats if np.isfinite(s[0])]
+    if finite and res["metric"] == "accuracy":
+        ax1.set_xlim(max(0.0, min(finite) - 0.03), min(1.0, max(finite) + 0.015))
+    ax1.set_xlabel(f"test {res['metric']} after {res['epochs']} epochs (mean ± std)")
+    ax1.grid(alpha=0.3, axis="x")
+    ax1.set_title("Final test " + res["metric"])
+    for k, (_, rs) in enumerate(groups):
+        curves = [r["loss_curve"] for r in rs if len(r["loss_curve"]) == res["epochs"]]
         if curves:
-            ax.plot(np.arange(1, res["epochs"] + 1), np.mean(curves, axis=0), label=name,
-                    ls="-" if len(ax.lines) < 10 else "--")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"test {res['metric']} (mean over seeds)")
-    if res["metric"] == "accuracy":
-        ax.set_ylim(0.8, 1.0)
-    ax.set_title("Techniques: test curve")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+            ax2.plot(np.arange(1, res["epochs"] + 1), np.mean(curves, axis=0),
+                     color=f"C{k}", ls=("-", "--", ":")[k // 4 % 3], label=names[k])
+    ax2.set_yscale("log")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("training loss (mean over the epoch's batches)")
+    ax2.set_title("Training loss (mean over seeds)")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=7, ncol=2)
+    fig.suptitle("Techniques on the same network and data")
     return [_save(fig, out, "techniques.png")]
 
 
@@ -967,7 +994,7 @@ def _plot_init(res, out) -> list:
                 if np.all(values == 0):
                     label += " (all exactly 0: off the log scale)"
                 elif np.any(values == 0):
-                    label += " (zeros not drawn)"
+                    label += " (only the nonzero values drawn)"
                 ax.plot(np.arange(1, len(y) + 1), y, marker="o", ms=3, label=label,
                         color=f"C{k}")
             ax.set_yscale("log")
@@ -994,7 +1021,7 @@ def _plot_backprop(res, out) -> list:
     ax1.set_xscale("log")
     ax1.set_yscale("log")
     ax1.set_xlabel("parameters")
-    ax1.set_ylabel("seconds per gradient")
+    ax1.set_ylabel("seconds")
     ax1.set_title("Cost of one gradient")
     ax1.legend()
     ax1.grid(alpha=0.3)
@@ -1069,6 +1096,9 @@ def run(out="steepest-experiments", quick=False, seeds=None, only=None, verbose=
 
 
 def _run(out, quick, seeds, only, verbose):
+    import json
+    import platform
+
     from . import __version__, get_num_threads
 
     only = list(only or STUDIES)
