@@ -79,6 +79,46 @@ Target<T> target_of(const py::array& y) {
   return t;
 }
 
+// The fast path of Sequential.train_step: true when x and y are exactly what Python's
+// validation would hand over unchanged (C-contiguous, aligned, the model's dtype or int64
+// labels, the right shapes) and pass its checks: finite values, labels in [0, C), BCE targets
+// in [0, 1]. Anything else goes the slow way, which converts or raises the usual error.
+template <class T>
+bool fast_input_ok(const Network<T>& net, const py::array& x, const py::array& y,
+                   const LossSpec& spec) {
+  auto exact = [](const py::array& a, py::dtype dt) {
+    return a.dtype().is(dt) || (a.dtype().equal(dt) && a.dtype().kind() == dt.kind());
+  };
+  auto aligned = [](const py::array& a, size_t align) {
+    return (a.flags() & py::array::c_style) && reinterpret_cast<uintptr_t>(a.data()) % align == 0;
+  };
+  const py::dtype dt = py::dtype::of<T>();
+  if (!exact(x, dt) || !aligned(x, alignof(T)) || x.ndim() != 2 || x.shape(0) < 1 ||
+      x.shape(1) != net.in_features())
+    return false;
+  const int64_t B = x.shape(0), C = net.out_features();
+  if (!all_finite(static_cast<const T*>(x.data()), B * net.in_features())) return false;
+  if (spec.kind == LossKind::CrossEntropy) {
+    if (!exact(y, py::dtype::of<int64_t>()) || !aligned(y, alignof(int64_t)) || y.ndim() != 1 ||
+        y.shape(0) != B)
+      return false;
+    const int64_t* labels = static_cast<const int64_t*>(y.data());
+    for (int64_t i = 0; i < B; ++i)
+      if (labels[i] < 0 || labels[i] >= C) return false;
+    return true;
+  }
+  const bool shape_ok = (y.ndim() == 2 && y.shape(0) == B && y.shape(1) == C) ||
+                        (y.ndim() == 1 && C == 1 && y.shape(0) == B);
+  if (!exact(y, dt) || !aligned(y, alignof(T)) || !shape_ok) return false;
+  const T* v = static_cast<const T*>(y.data());
+  if (!all_finite(v, B * C)) return false;
+  if (spec.kind == LossKind::BinaryCrossEntropy) {
+    for (int64_t i = 0; i < B * C; ++i)
+      if (!(v[i] >= T(0) && v[i] <= T(1))) return false;
+  }
+  return true;
+}
+
 template <class T>
 void register_model(py::module_& m, const char* name) {
   using M = Model<T>;
@@ -192,6 +232,25 @@ void register_model(py::module_& m, const char* name) {
              return py::make_tuple(status_name(status), value);
            },
            py::arg("x").noconvert(), py::arg("y"), py::arg("loss"), py::arg("optimizer"),
+           py::arg("clip_norm"))
+      .def("train_step_checked",
+           // train_step for arrays that need no conversion, validated here in one pass (see
+           // fast_input_ok); ("unchecked", 0.0) and nothing done when they are not.
+           [](M& s, py::array x, py::array y, const LossSpec& spec, Optimizer<T>& opt,
+              double clip_norm) -> py::tuple {
+             if (!fast_input_ok(s.net, x, y, spec)) return py::make_tuple("unchecked", 0.0);
+             auto lock = exclusive(s);
+             s.forward_input = py::none();
+             double value = 0;
+             StepStatus status;
+             {
+               py::gil_scoped_release release;
+               status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y),
+                                         x.shape(0), spec, opt, clip_norm, &value);
+             }
+             return py::make_tuple(status_name(status), value);
+           },
+           py::arg("x"), py::arg("y"), py::arg("loss"), py::arg("optimizer"),
            py::arg("clip_norm"))
       .def("train_epoch",
            [](M& s, Array<T> X, py::array y, int64_t batch_size, bool shuffle,

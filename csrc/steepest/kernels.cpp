@@ -79,6 +79,45 @@ void gemv(bool trans, int64_t rows, int64_t cols, double alpha, const double* A,
                     blasint(incy));
 }
 
+template <class T>
+[[gnu::always_inline]] inline void outer_impl(int64_t M, int64_t N, T alpha, const T* a,
+                                              int64_t inca, const T* b, T beta, T* C,
+                                              int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    T* c = C + i * ldc;
+    const T ai = alpha * a[i * inca];
+    if (beta == T(0)) {
+      for (int64_t j = 0; j < N; ++j) c[j] = ai * b[j];
+    } else {
+      for (int64_t j = 0; j < N; ++j) c[j] = ai * b[j] + beta * c[j];
+    }
+  }
+}
+STEEPEST_CLONES void outer_block(int64_t M, int64_t N, float alpha, const float* a, int64_t inca,
+                                 const float* b, float beta, float* C, int64_t ldc) {
+  outer_impl(M, N, alpha, a, inca, b, beta, C, ldc);
+}
+STEEPEST_CLONES void outer_block(int64_t M, int64_t N, double alpha, const double* a,
+                                 int64_t inca, const double* b, double beta, double* C,
+                                 int64_t ldc) {
+  outer_impl(M, N, alpha, a, inca, b, beta, C, ldc);
+}
+
+// C (M, N) = alpha a b^T + beta C, a (M) with stride inca, b (N) with stride incb.
+template <class T>
+void outer(int64_t M, int64_t N, T alpha, const T* a, int64_t inca, const T* b, int64_t incb,
+           T beta, T* C, int64_t ldc) {
+  if (incb == 1) {
+    outer_block(M, N, alpha, a, inca, b, beta, C, ldc);
+    return;
+  }
+  for (int64_t i = 0; i < M; ++i) {  // b strided: rare (a transposed row vector)
+    T* c = C + i * ldc;
+    const T ai = alpha * a[i * inca];
+    for (int64_t j = 0; j < N; ++j) c[j] = beta == T(0) ? ai * b[j * incb] : ai * b[j * incb] + beta * c[j];
+  }
+}
+
 // Products with a dimension of 1, which sgemm serves slowly (it packs panels for nothing):
 // M == 1 or N == 1 is a matrix-vector product, K == 1 an outer product.
 template <class T>
@@ -93,16 +132,7 @@ void small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
     if (ta) gemv(true, K, M, alpha, A, lda, B, incb, beta, C, ldc);  // A (K, M)
     else gemv(false, M, K, alpha, A, lda, B, incb, beta, C, ldc);    // A (M, K)
   } else {  // K == 1: C (M, N) = alpha a b^T + beta C
-    const int64_t inca = ta ? 1 : lda, incb = tb ? ldb : 1;
-    for (int64_t i = 0; i < M; ++i) {
-      T* c = C + i * ldc;
-      const T ai = alpha * A[i * inca];
-      if (beta == T(0)) {
-        for (int64_t j = 0; j < N; ++j) c[j] = ai * B[j * incb];
-      } else {
-        for (int64_t j = 0; j < N; ++j) c[j] = ai * B[j * incb] + beta * c[j];
-      }
-    }
+    outer(M, N, alpha, A, ta ? 1 : lda, B, tb ? ldb : 1, beta, C, ldc);
   }
 }
 
@@ -299,6 +329,27 @@ void act_backward_colsum(double* db, double* dy, const double* x, int64_t B, int
                          double slope, bool accumulate) {
   act_colsum(db, dy, x, B, OUT, slope, accumulate);
 }
+
+namespace {
+template <class T>
+[[gnu::always_inline]] inline bool finite_impl(const T* x, int64_t n) {
+  constexpr int kLanes = 16;
+  T acc[kLanes] = {0};  // x * 0 is 0 for finite x, NaN for NaN or infinity
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) acc[j] += x[i + j] * T(0);
+  }
+  for (; i < n; ++i) acc[0] += x[i] * T(0);
+  T s = 0;
+  for (int j = 0; j < kLanes; ++j) s += acc[j];
+  return s == T(0);
+}
+STEEPEST_CLONES bool finite_block(const float* x, int64_t n) { return finite_impl(x, n); }
+STEEPEST_CLONES bool finite_block(const double* x, int64_t n) { return finite_impl(x, n); }
+}  // namespace
+
+bool all_finite(const float* x, int64_t n) { return finite_block(x, n); }
+bool all_finite(const double* x, int64_t n) { return finite_block(x, n); }
 
 double sum_squares(const float* x, int64_t n) { return sum_squares_t(x, n); }
 double sum_squares(const double* x, int64_t n) { return sum_squares_t(x, n); }

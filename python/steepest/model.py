@@ -12,9 +12,10 @@ from . import checkpoint as _checkpoint
 from .callbacks import Callback, ConsoleLogger, ProgressBar
 from .errors import TrainingDiverged
 from .layers import Dense, Layer, layer_config
-from .losses import Loss
+from .losses import LOSSES, Loss
 from .optim import Optimizer
 
+_FAST_LOSSES = frozenset(LOSSES.values())  # losses whose targets the core can validate
 _NETWORKS = {"float32": _core.Network32, "float64": _core.Network64}
 _OPTIMIZERS = {"float32": _core.Optimizer32, "float64": _core.Optimizer64}
 
@@ -186,10 +187,19 @@ class Sequential:
         loss. Raises TrainingDiverged, without updating, if the loss or gradients are not
         finite."""
         self._check_optimizer(loss, optimizer)
-        x, y = self._data(x, y, loss, ("x", "y"))
-        clip = _clip(clip_grad_norm)
-        self._last = None  # the core's forward state now belongs to this step
-        status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        status = "unchecked"
+        if (clip_grad_norm is None and type(x) is np.ndarray and type(y) is np.ndarray
+                and type(loss) in _FAST_LOSSES):
+            # Fast path: arrays that need no conversion are validated by the core in one pass
+            # (shapes, dtypes, finiteness, label range); anything else takes the path below.
+            status, value = self._net.train_step_checked(x, y, loss._spec, optimizer._impl, 0.0)
+            if status != "unchecked":
+                self._last = None  # the core's forward state now belongs to this step
+        if status == "unchecked":
+            x, y = self._data(x, y, loss, ("x", "y"))
+            clip = _clip(clip_grad_norm)
+            self._last = None  # the core's forward state now belongs to this step
+            status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
         if status != "ok":
             raise TrainingDiverged(status, loss=value)
         return value
