@@ -700,7 +700,7 @@ def _md_depth(res) -> str:
             "\n\nThe same ratio during the last epoch of training (fit's per-epoch mean "
             "gradient norms):\n\n" + table(cols, trained) +
             f"\n\nThe {deepest}-hidden-layer networks in their last epoch: the first layer's "
-            "update-to-weight ratio ||ΔW|| / ||W|| over the epoch, dead ReLU units and "
+            "update-to-weight ratio ‖ΔW‖ / ‖W‖ over the epoch, dead ReLU units and "
             "saturated sigmoid/tanh values after training (256 training rows), and runs where "
             "the diagnostics flagged vanishing gradients:\n\n"
             + table(["activation (init)", "first-layer update ratio", "dead ReLU units",
@@ -737,11 +737,11 @@ def _md_techniques(res) -> str:
             f"{res['epochs']} epochs, mini-batches of {res['batch_size']}. Learning "
             "rates: 0.05 for plain SGD, 0.01 with momentum (its steps are about 10x larger), "
             "torch's defaults for Adam/AdamW/RMSprop (1e-3) and Adagrad (1e-2). The gap is "
-            f"train minus test {m} at the end (pp: percentage points); ||W|| is the norm of all "
+            f"train minus test {m} at the end (pp: percentage points); ‖W‖ is the norm of all "
             "the weight matrices together at the end (what weight decay shrinks); time is training "
             "time. "
             f"{res['seeds']} seeds.\n\n"
-            + table(["technique", "lr", f"train {m}", f"test {m}", "train - test", "||W||",
+            + table(["technique", "lr", f"train {m}", f"test {m}", "train - test", "‖W‖",
                      "time (s)"], rows))
 
 
@@ -785,8 +785,8 @@ def _md_backprop(res) -> str:
             f"rows for one hidden layer of growing width ({res['activation']}), float64. "
             "Backpropagation: one forward and one backward pass. Numerical: central "
             f"differences (L(p + ε) - L(p - ε)) / 2ε with ε = {res['eps']:g} for every "
-            "parameter, i.e. two forward passes each. Gradient error: ||backprop - numerical|| "
-            "/ ||backprop|| for the whole gradient; entry error: the largest "
+            "parameter, i.e. two forward passes each. Gradient error: ‖backprop - numerical‖ "
+            "/ ‖backprop‖ for the whole gradient; entry error: the largest "
             "|backprop - numerical| / max(|backprop| + |numerical|, 1e-7) over all parameters "
             "(st.gradcheck's measure, large where an entry is itself tiny); both the worst over "
             "the seeds. Times through the Python API (each call has a fixed "
@@ -816,9 +816,12 @@ def _figure(ncols=1, width=6.0, height=4.2):
     return fig, axes
 
 
+DPI = 110  # resolution of the PNG plots
+
+
 def _save(fig, out, name) -> str:
     path = os.path.join(out, name)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return name
 
 
