@@ -219,3 +219,16 @@ def test_report_table_and_grads_untouched():
     assert "pass y and loss" in str(diag.report(model, X))
     with pytest.raises(ValueError, match="both y and loss"):
         diag.report(model, X, y)
+
+
+def test_fit_diagnostics_flag_adds_entries_and_warns_for_deep_sigmoid():
+    X, y = _toy()
+    model = _deep(st.Sigmoid, 8)
+    with pytest.warns(diag.GradientWarning, match="vanishing"):
+        history = model.fit(X, y, loss=st.losses.CrossEntropy(), epochs=2, verbose=0,
+                            optimizer=st.optim.SGD(model.parameters(), lr=0.1),
+                            diagnostics=True)
+    for key in ("weight_norm", "update_ratio", "grad_ratio", "saturated_fraction"):
+        assert len(history[key]) == 2, key
+    assert len(history["saturated_fraction"][0]) == 8
+    assert history["grad_ratio"][0] < 1e-3

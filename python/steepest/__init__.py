@@ -47,5 +47,5 @@ set_num_threads(_default_threads())
 
 __all__ = ["Sequential", "Parameter", "Dense", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Sigmoid", "Tanh", "Softplus", "Softmax", "Dropout", "losses", "optim", "schedules",
-           "callbacks", "datasets", "gradcheck", "load", "clip_grad_norm_", "TrainingDiverged",
-           "set_num_threads", "get_num_threads"]
+           "callbacks", "datasets", "diagnostics", "experiments", "gradcheck", "load",
+           "clip_grad_norm_", "TrainingDiverged", "set_num_threads", "get_num_threads"]

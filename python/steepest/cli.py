@@ -1,4 +1,4 @@
-"""Command line: ``steepest train`` (also ``python -m steepest train``)."""
+"""Command line: ``steepest train`` and ``steepest experiments`` (also ``python -m steepest``)."""
 from __future__ import annotations
 
 import argparse

@@ -10,6 +10,7 @@ import numpy as np
 from . import _checks, _core
 from . import checkpoint as _checkpoint
 from .callbacks import Callback, ConsoleLogger, ProgressBar
+from .diagnostics import Diagnostics
 from .errors import TrainingDiverged
 from .layers import Dense, Layer, layer_config
 from .losses import LOSSES, Loss
@@ -207,7 +208,7 @@ class Sequential:
     # -- the whole loop ---------------------------------------------------------------------
     def fit(self, X, y, *, loss, optimizer, epochs: int = 1, batch_size=32, shuffle=True,
             validation_data=None, callbacks=(), verbose: int = 1, clip_grad_norm=None,
-            checkpoint=None) -> dict:
+            checkpoint=None, diagnostics: bool = False) -> dict:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -218,7 +219,10 @@ class Sequential:
         Returns the history (also kept as ``model.history``): per epoch "loss", "val_loss"
         (with validation_data), "accuracy"/"val_accuracy" (classification), "lr", "time"
         (seconds) and "grad_norm" (per Dense layer, the mean L2 norm of its gradient over the
-        epoch's steps: the vanishing/exploding-gradient signal).
+        epoch's steps: the vanishing/exploding-gradient signal). diagnostics=True adds, per
+        epoch, weight norms, update-to-weight ratios, the first/last layer gradient ratio, the
+        fraction of dead ReLU and saturated sigmoid/tanh units (see steepest.diagnostics), and
+        warns (GradientWarning) when gradients vanish or explode.
 
         Failure modes: a non-finite loss or gradient raises TrainingDiverged with the model as
         after the last finite step (an update that would overflow a parameter restores the
@@ -244,6 +248,8 @@ class Sequential:
         for cb in user_callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be steepest callbacks, got {cb!r}")
+        if diagnostics:  # first, so that user callbacks (CSVLogger, ...) see its entries
+            user_callbacks.insert(0, Diagnostics(X))
         callbacks = user_callbacks + _reporters(_checks.integer(verbose, "verbose", low=0),
                                                 epochs)
         run = None
