@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from .callbacks import Callback
+from .gradcheck import backprop_gradient, numerical_gradient, relative_errors
 
 STUDIES = ("batch", "learning_rate", "depth", "techniques", "init", "backprop")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu", "silu")
@@ -503,31 +504,14 @@ def backprop_vs_numerical(data, seeds=3, widths=(2, 4, 8, 16, 32, 64, 128, 256),
             model = Sequential(*base.layers, dtype="float64", seed=seed)
             Xc, yc = model._data(X, y, loss)
 
-            def value():
-                return loss.forward(model.predict(Xc), yc)
-
-            def backprop():
-                model.zero_grad()
-                loss.forward(model.forward(Xc, training=True), yc)
-                model.backward(loss.backward())
-
-            t_forward = _best_time(value)
-            t_backprop = _best_time(backprop)
-            analytic = model._net.grads.copy()
+            t_forward = _best_time(lambda: loss.forward(model.predict(Xc), yc))
+            t_backprop = _best_time(lambda: backprop_gradient(model, loss, Xc, yc))
+            analytic = backprop_gradient(model, loss, Xc, yc)
             flat = model._net.params
-            numeric = np.empty(flat.size)
             start = time.perf_counter()
-            for i in range(flat.size):
-                old = flat[i]
-                flat[i] = old + eps
-                plus = value()
-                flat[i] = old - eps
-                minus = value()
-                flat[i] = old
-                numeric[i] = (plus - minus) / (2 * eps)
+            numeric = numerical_gradient(model, loss, Xc, yc, eps)
             t_numeric = time.perf_counter() - start
-            err = np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric),
-                                                          1e-7)
+            err = relative_errors(analytic, numeric)
             rel = float(np.linalg.norm(analytic - numeric) / max(np.linalg.norm(analytic),
                                                                  1e-300))
             runs.append({"width": width, "seed": seed, "params": int(flat.size),
