@@ -21,7 +21,7 @@ def as_dtype(dtype) -> np.dtype:
     return d
 
 
-def _numeric(a, name: str) -> np.ndarray:
+def numeric(a, name: str) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a numeric array, got dtype {a.dtype}")
@@ -35,7 +35,7 @@ def check_finite(a: np.ndarray, name: str) -> None:
 
 def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
     """X (N, n_features) of any real dtype and layout -> C-contiguous `dtype`, checked."""
-    X = _numeric(X, name)
+    X = numeric(X, name)
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (samples, features), got shape {X.shape}")
     if X.shape[0] == 0:
@@ -47,7 +47,7 @@ def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
 
 def labels(y, name: str, n_samples: int, n_classes: int) -> np.ndarray:
     """Integer class labels (N,) in [0, n_classes) -> C-contiguous int64."""
-    y = _numeric(y, name)
+    y = numeric(y, name)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
@@ -70,7 +70,7 @@ def labels(y, name: str, n_samples: int, n_classes: int) -> np.ndarray:
 
 def values(y, name: str, n_samples: int, n_outputs: int, dtype: np.dtype) -> np.ndarray:
     """Real targets (N, n_outputs), or (N,) when n_outputs == 1 -> C-contiguous `dtype`."""
-    y = _numeric(y, name)
+    y = numeric(y, name)
     if y.ndim == 1 and n_outputs == 1:
         y = y[:, None]
     if y.ndim != 2 or y.shape[1] != n_outputs:

@@ -29,7 +29,7 @@ class Loss:
         """The loss of predictions out (N, C) against targets y; keeps d(loss)/d(out)."""
         out = np.asarray(out)
         if out.dtype not in (np.float32, np.float64):
-            out = _checks._numeric(out, "out").astype(np.float64)
+            out = _checks.numeric(out, "out").astype(np.float64)
         if out.ndim != 2:
             raise ValueError(f"out must be 2-D (samples, outputs), got shape {out.shape}")
         if out.shape[0] == 0:

@@ -141,7 +141,7 @@ class Sequential:
                                else state[p.name])
             if value.shape != p.shape:
                 raise ValueError(f"state[{p.name!r}] has shape {value.shape}, expected {p.shape}")
-            arrays[p.name] = _checks._numeric(value, f"state[{p.name!r}]")
+            arrays[p.name] = _checks.numeric(value, f"state[{p.name!r}]")
             _checks.check_finite(arrays[p.name], f"state[{p.name!r}]")
         for p in self._params:  # all checked first: nothing half-loaded
             p.data[...] = arrays[p.name]
@@ -166,7 +166,7 @@ class Sequential:
         if grad.shape != self._last[1]:
             raise ValueError(f"grad has shape {grad.shape} but the last forward output has "
                              f"shape {self._last[1]}")
-        grad = np.ascontiguousarray(_checks._numeric(grad, "grad"), dtype=self.dtype)
+        grad = np.ascontiguousarray(_checks.numeric(grad, "grad"), dtype=self.dtype)
         _checks.check_finite(grad, "grad")
         self._net.backward(grad, True)
 
