@@ -28,10 +28,17 @@ fi
 # The interpreter is not instrumented, so the ASan runtime must be loaded first. CPython
 # keeps objects alive until exit by design: leak checking is off (the no-leak test measures
 # memory instead, and valgrind covers leaks in the core; see tests/native/).
+# libstdc++ is preloaded too, so that ASan finds the real __cxa_throw when it starts (without
+# it, a C++ exception thrown by an extension loaded later aborts in ASan's interceptor).
 libasan="$(${CXX:-c++} -print-file-name=libasan.so)"
-export LD_PRELOAD="$libasan"
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+libstdcxx="$(${CXX:-c++} -print-file-name=libstdc++.so)"
+export LD_PRELOAD="$libasan $libstdcxx"
+# Reports go to files as well: pytest captures stderr and an abort would lose them.
+reports="$venv/sanitizer-reports"
+rm -rf "$reports" && mkdir -p "$reports"
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:log_path=$reports/asan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan"
+export MPLBACKEND=Agg
 export STEEPEST_SANITIZED=1  # tests may skip what the sanitizers make impractically slow
 
 # The extension must be the instrumented one, not a build left elsewhere on the path.
@@ -43,4 +50,10 @@ print("sanitized extension:", c.__file__)
 PY
 
 cd "$root"
-exec "$venv/bin/python" -m pytest -p no:cacheprovider "$@"
+status=0
+"$venv/bin/python" -m pytest -p no:cacheprovider "$@" || status=$?
+if compgen -G "$reports/*" > /dev/null; then
+  echo "sanitizer reports:" && cat "$reports"/*
+  status=1
+fi
+exit "$status"

@@ -598,8 +598,9 @@ def test_predict_from_8_threads_at_once(dtype):
 
 
 def test_fit_and_predict_racing_on_one_model():
-    """predict while another thread trains: it works or raises the core's clear RuntimeError;
-    the training finishes, and the model ends exactly as an undisturbed run."""
+    """predict while another thread trains: each call works or raises the core's clear
+    RuntimeError (fit too, when a prediction holds the model at the moment it starts an
+    epoch); a fit that completes ends exactly as an undisturbed run."""
     X, y = problem(2000, n_in=10, n_out=3)
     model = st.Sequential(st.Dense(10, 32), st.ReLU(), st.Dense(32, 3), seed=0)
     twin = clone(model)
@@ -607,10 +608,15 @@ def test_fit_and_predict_racing_on_one_model():
     stop = threading.Event()
     outcomes = {"ok": 0, "busy": 0}
 
+    trained = []
+
     def train(_):
         try:
             model.fit(X, y, loss=loss, optimizer=st.optim.Adam(model.parameters(), lr=1e-3),
                       epochs=15, batch_size=16, verbose=0)
+            trained.append(True)
+        except RuntimeError as e:
+            assert "in use by another thread" in str(e)
         finally:
             stop.set()
 
@@ -627,6 +633,9 @@ def test_fit_and_predict_racing_on_one_model():
     errors = run_threads(lambda i: train(i) if i == 0 else predict(i), 3)
     assert errors == []
     assert outcomes["ok"] + outcomes["busy"] > 0
+    assert np.isfinite(model._net.params).all() and np.isfinite(model.predict(X)).all()
+    if not trained:
+        return
     twin.fit(X, y, loss=loss, optimizer=st.optim.Adam(twin.parameters(), lr=1e-3), epochs=15,
              batch_size=16, verbose=0)
     np.testing.assert_array_equal(model._net.params, twin._net.params)
