@@ -15,7 +15,7 @@ int g_num_threads = 1;
 // than it saves. Above, pieces of about kParallelThreshold / 2 operations.
 constexpr int64_t kParallelThreshold = int64_t(1) << 18;
 // Products of at least this many multiply-adds (M * N * K) are split in tiles (see gemm).
-constexpr int64_t kTileWork = int64_t(1) << 20;
+constexpr int64_t kTileWork = int64_t(1) << 21;
 constexpr int64_t kMaxTiles = 8;
 }  // namespace
 

@@ -1,0 +1,448 @@
+"""steepest vs PyTorch (eager) vs scikit-learn vs plain numpy: one train step, and one fit epoch.
+
+Prints a markdown table. Every number is the median over --repeat rounds; in each round every
+implementation is timed once, one after the other in the same process (side by side, so a busy
+machine slows all of them alike). One train step = zero_grad + forward + cross-entropy + backward
++ optimizer step, float32, ReLU hidden layers. torch and scikit-learn are optional: their columns
+are skipped when they are not installed.
+
+    python bench/compare.py                # full run (a few minutes)
+    python bench/compare.py --quick        # fewer rounds, smaller budget per timing
+    python bench/compare.py --threads 1 --configs 0,1
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # as steepest sets it; before numpy loads
+
+import numpy as np  # noqa: E402
+
+import steepest as st  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+try:
+    import sklearn
+    from sklearn.neural_network import MLPClassifier
+except ImportError:
+    sklearn = None
+try:
+    from threadpoolctl import threadpool_info, threadpool_limits
+except ImportError:
+    threadpool_limits = threadpool_info = None
+
+# (sizes, batch, optimizer) as in the performance issue
+CONFIGS = [
+    ((784, 128, 10), 1, "sgd"),
+    ((784, 128, 10), 32, "adam"),
+    ((784, 512, 512, 10), 32, "sgd"),
+    ((784, 512, 512, 10), 256, "adam"),
+    ((1024, 2048, 2048, 10), 1024, "sgd"),
+]
+LR = {"sgd": 1e-3, "adam": 1e-3}
+MOMENTUM = 0.9
+
+
+def step_flops(sizes, batch):
+    """Nominal FLOPs of a train step: forward, dW everywhere, dX for all but the first layer."""
+    macs = sum((2 if i == 0 else 3) * batch * a * b
+               for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])))
+    return 2.0 * macs
+
+
+def set_threads(n):
+    """The same thread count for every library; steepest last (it keeps its OpenBLAS at 1)."""
+    if threadpool_limits is not None:
+        threadpool_limits(limits=n)
+    if torch is not None:
+        torch.set_num_threads(n)
+    st.set_num_threads(n)
+
+
+# -- the implementations: each builds a model and returns a step() (and an epoch()) ------------
+
+def steepest_step(sizes, batch, opt, X, y):
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [st.Dense(a, b), st.ReLU()]
+    model = st.Sequential(*layers[:-1], seed=0)
+    loss = st.losses.CrossEntropy()
+    o = (st.optim.SGD(model.parameters(), lr=LR[opt], momentum=MOMENTUM) if opt == "sgd"
+         else st.optim.Adam(model.parameters(), lr=LR[opt]))
+    return lambda: model.train_step(X, y, loss, o)
+
+
+def torch_model(sizes, opt):
+    torch.manual_seed(0)
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    o = (torch.optim.SGD(model.parameters(), lr=LR[opt], momentum=MOMENTUM) if opt == "sgd"
+         else torch.optim.Adam(model.parameters(), lr=LR[opt]))
+    return model, o
+
+
+def torch_step(sizes, batch, opt, X, y):
+    model, o = torch_model(sizes, opt)
+    ce = torch.nn.CrossEntropyLoss()
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+
+    def step():
+        o.zero_grad()
+        loss = ce(model(tX), ty)
+        loss.backward()
+        o.step()
+    return step
+
+
+def sklearn_model(sizes, batch, opt):
+    return MLPClassifier(hidden_layer_sizes=sizes[1:-1], activation="relu",
+                         solver="sgd" if opt == "sgd" else "adam", alpha=0.0, batch_size=batch,
+                         learning_rate_init=LR[opt], momentum=MOMENTUM, nesterovs_momentum=False,
+                         max_iter=1, shuffle=True, tol=0.0, n_iter_no_change=10**9,
+                         random_state=0)
+
+
+def sklearn_step(sizes, batch, opt, X, y):
+    """partial_fit on exactly one batch: one epoch of one step (with sklearn's own checks)."""
+    clf = sklearn_model(sizes, batch, opt)
+    classes = np.arange(sizes[-1])
+    clf.partial_fit(X, y, classes=classes)
+    return lambda: clf.partial_fit(X, y)
+
+
+class NumpyMLP:
+    """A plain numpy MLP: the textbook formulas, torch's SGD/Adam, float32."""
+
+    def __init__(self, sizes, opt, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            bound = 1 / np.sqrt(a)
+            self.params += [rng.uniform(-bound, bound, (b, a)).astype(np.float32),
+                            rng.uniform(-bound, bound, b).astype(np.float32)]
+        self.opt, self.t = opt, 0
+        self.state = [[np.zeros_like(p) for p in self.params] for _ in range(2)]
+
+    def step(self, X, y):
+        acts, n = [X], len(self.params) // 2
+        for i in range(n):  # forward
+            z = acts[-1] @ self.params[2 * i].T + self.params[2 * i + 1]
+            acts.append(np.maximum(z, 0) if i < n - 1 else z)
+        logits = acts[-1]
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(len(y)), y] -= 1
+        d = p / len(y)
+        grads = [None] * len(self.params)
+        for i in reversed(range(n)):  # backward
+            grads[2 * i] = d.T @ acts[i]
+            grads[2 * i + 1] = d.sum(axis=0)
+            if i > 0:
+                d = (d @ self.params[2 * i]) * (acts[i] > 0)
+        self.t += 1
+        lr = LR[self.opt]
+        for p, g, s1, s2 in zip(self.params, grads, *self.state):  # update in place
+            if self.opt == "sgd":
+                if self.t == 1:
+                    s1[...] = g
+                else:
+                    s1 *= MOMENTUM
+                    s1 += g
+                p -= lr * s1
+            else:
+                s1 += (1 - 0.9) * (g - s1)
+                s2 *= 0.999
+                s2 += (1 - 0.999) * g * g
+                denom = np.sqrt(s2) / np.sqrt(1 - 0.999 ** self.t) + 1e-8
+                p -= (lr / (1 - 0.9 ** self.t)) * s1 / denom
+
+
+def numpy_step(sizes, batch, opt, X, y):
+    m = NumpyMLP(sizes, opt)
+    return lambda: m.step(X, y)
+
+
+STEPPERS = {"steepest": steepest_step, "PyTorch": torch_step, "sklearn": sklearn_step,
+            "numpy": numpy_step}
+
+
+def available():
+    names = ["steepest"]
+    if torch is not None:
+        names.append("PyTorch")
+    if sklearn is not None:
+        names.append("sklearn")
+    names.append("numpy")
+    return names
+
+
+# -- timing ---------------------------------------------------------------------------------
+
+def calls_for(fn, budget):
+    """How many calls make about `budget` seconds (after two warm-up calls)."""
+    fn()
+    t = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t
+    return max(1, int(budget / max(one, 1e-7)))
+
+
+def side_by_side(fns, repeat, budget):
+    """{name: median seconds per call}: every round times each fn once, in turn."""
+    counts = {k: calls_for(f, budget) for k, f in fns.items()}
+    samples = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, f in fns.items():
+            n = counts[k]
+            t = time.perf_counter()
+            for _ in range(n):
+                f()
+            samples[k].append((time.perf_counter() - t) / n)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def gemm_only(sizes, batch, X):
+    """The products of one train step with plain numpy matmul (numpy's OpenBLAS sgemm)."""
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal((b, a), dtype=np.float32) * 0.01
+          for a, b in zip(sizes[:-1], sizes[1:])]
+    acts = [X] + [np.ones((batch, b), np.float32) for b in sizes[1:]]
+    ds = [np.ones((batch, b), np.float32) for b in sizes[1:]]
+    outs_f = [np.empty((batch, b), np.float32) for b in sizes[1:]]
+    outs_w = [np.empty(W.shape, np.float32) for W in Ws]
+    outs_x = [np.empty((batch, a), np.float32) for a in sizes[:-1]]
+
+    def run():
+        for i, W in enumerate(Ws):
+            np.matmul(acts[i], W.T, out=outs_f[i])
+        for i in reversed(range(len(Ws))):
+            np.matmul(ds[i].T, acts[i], out=outs_w[i])
+            if i > 0:
+                np.matmul(ds[i], Ws[i], out=outs_x[i])
+    return run
+
+
+def fmt_time(s):
+    if s < 1e-3:
+        return f"{s * 1e6:.1f} us"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def fmt_ratio(other, ours):
+    return f"{other / ours:.1f}x" if other is not None else "-"
+
+
+# -- the fit epoch on a real data set -------------------------------------------------------
+
+def digits_784(copies):
+    """scikit-learn's 8x8 digits, upscaled (nearest) to 28x28 = 784 features, in [0, 1],
+    repeated `copies` times: 1797 * copies samples."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    idx = (np.arange(28) * 8) // 28
+    X = (d.images[:, idx][:, :, idx].reshape(len(d.images), 784) / 16.0).astype(np.float32)
+    return np.tile(X, (copies, 1)), np.tile(d.target.astype(np.int64), copies)
+
+
+def fit_epochs(X, y, sizes, batch):
+    """One epoch of Adam (lr 1e-3, sklearn's defaults) with shuffling, per implementation."""
+    fns = {}
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [st.Dense(a, b), st.ReLU()]
+    model = st.Sequential(*layers[:-1], seed=0)
+    opt = st.optim.Adam(model.parameters(), lr=1e-3)
+    loss = st.losses.CrossEntropy()
+    fns["steepest"] = lambda: model.fit(X, y, loss=loss, optimizer=opt, epochs=1,
+                                        batch_size=batch, verbose=0)
+    if torch is not None:
+        tm, to = torch_model(sizes, "adam")
+        ce = torch.nn.CrossEntropyLoss()
+        tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+        gen = torch.Generator().manual_seed(0)
+
+        def torch_epoch():
+            perm = torch.randperm(len(tX), generator=gen)
+            for s in range(0, len(tX), batch):
+                idx = perm[s:s + batch]
+                to.zero_grad()
+                ce(tm(tX[idx]), ty[idx]).backward()
+                to.step()
+        fns["PyTorch"] = torch_epoch
+    if sklearn is not None:
+        clf = sklearn_model(sizes, batch, "adam")
+        clf.partial_fit(X[:batch], y[:batch], classes=np.arange(10))
+        fns["sklearn"] = lambda: clf.partial_fit(X, y)  # one epoch, shuffled
+    m = NumpyMLP(sizes, "adam")
+    rng = np.random.default_rng(0)
+
+    def numpy_epoch():
+        perm = rng.permutation(len(X))
+        for s in range(0, len(X), batch):
+            idx = perm[s:s + batch]
+            m.step(X[idx], y[idx])
+    fns["numpy"] = numpy_epoch
+    return fns
+
+
+# -- the report -----------------------------------------------------------------------------
+
+def import_time(module, repeat=5):
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    times = []
+    for _ in range(repeat):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if out.returncode != 0:
+            return None
+        times.append(float(out.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+def machine():
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+        simd = "+".join(x for x in ("avx2", "fma", "avx512f") if f" {x}" in flags)
+    except OSError:
+        simd = "?"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    vers = [f"Python {platform.python_version()}", f"numpy {np.__version__}",
+            f"steepest {st.__version__}"]
+    if torch is not None:
+        vers.append(f"torch {torch.__version__}")
+    if sklearn is not None:
+        vers.append(f"scikit-learn {sklearn.__version__}")
+    try:
+        import scipy_openblas32
+
+        vers.append(f"scipy-openblas32 {scipy_openblas32.__version__}")
+    except (ImportError, AttributeError):
+        pass
+    return (f"{model} ({simd}), {cores} cores available, load average {load:.1f} at start; "
+            f"{platform.system()} {platform.machine()}; " + ", ".join(vers))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="3 rounds, 0.05 s per timing")
+    ap.add_argument("--repeat", type=int, default=None, help="rounds (default 7, quick 3)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds per timing of one implementation (default 0.2, quick 0.05)")
+    ap.add_argument("--threads", default="1,2", help="thread counts to compare (default 1,2)")
+    ap.add_argument("--configs", default=None,
+                    help=f"indices into the {len(CONFIGS)} configurations (default all)")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated subset of steepest,PyTorch,sklearn,numpy")
+    ap.add_argument("--no-epoch", action="store_true", help="skip the fit epoch")
+    ap.add_argument("--epoch-copies", type=int, default=4,
+                    help="copies of the 1797 digits in the epoch's data set (default 4)")
+    args = ap.parse_args(argv)
+    repeat = args.repeat or (3 if args.quick else 7)
+    budget = args.budget or (0.05 if args.quick else 0.2)
+    threads = [int(t) for t in args.threads.split(",")]
+    configs = ([CONFIGS[int(i)] for i in args.configs.split(",")] if args.configs else CONFIGS)
+    names = available()
+    if args.only:
+        names = [n for n in names if n == "steepest" or n in args.only.split(",")]
+    warnings.filterwarnings("ignore")  # sklearn's ConvergenceWarning on one-epoch fits
+
+    print(f"Machine: {machine()}\n")
+    print(f"Medians of {repeat} rounds, implementations timed side by side in each round; "
+          f"float32; ratio = other's time / steepest's time (higher: steepest faster).\n")
+
+    header = ["model", "batch", "optimizer", "threads"] + names + \
+        [f"{n} / steepest" for n in names[1:]]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(" --- " for _ in header) + "|")
+    results = {}
+    gemm_rows = []
+    for t in threads:
+        set_threads(t)
+        for sizes, batch, opt in configs:
+            rng = np.random.default_rng(0)
+            X = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
+            y = rng.integers(0, sizes[-1], batch).astype(np.int64)
+            fns = {n: STEPPERS[n](sizes, batch, opt, X, y) for n in names}
+            big = batch >= 1024
+            if big:
+                fns["sgemm"] = gemm_only(sizes, batch, X)
+            r = side_by_side(fns, max(3, repeat // 2) if big else repeat, budget)
+            results[(sizes, batch, opt, t)] = r
+            label = "-".join(map(str, sizes))
+            row = [label, str(batch), "SGD momentum" if opt == "sgd" else "Adam", str(t)]
+            row += [fmt_time(r[n]) for n in names]
+            row += [fmt_ratio(r[n], r["steepest"]) for n in names[1:]]
+            print("| " + " | ".join(row) + " |", flush=True)
+            if big:
+                f = step_flops(sizes, batch)
+                gemm_rows.append((label, batch, t, f / r["steepest"] / 1e9, f / r["sgemm"] / 1e9,
+                                  r["sgemm"] / r["steepest"]))
+
+    if len(threads) > 1:
+        t1, t2 = threads[0], threads[1]
+        print(f"\nThread scaling, steepest: time with {t1} thread(s) / time with {t2} "
+              f"(> 1: {t2} threads faster; below 1 means a cliff)\n")
+        print("| model | batch | " + " | ".join(f"{n} {t1}/{t2}" for n in names) + " |")
+        print("| --- | --- |" + " --- |" * len(names))
+        for sizes, batch, opt in configs:
+            a, b = results[(sizes, batch, opt, t1)], results[(sizes, batch, opt, t2)]
+            print(f"| {'-'.join(map(str, sizes))} | {batch} | " +
+                  " | ".join(f"{a[n] / b[n]:.2f}" for n in names) + " |")
+
+    if gemm_rows:
+        print("\nEffective GEMM throughput of the big train step (nominal step FLOPs / step time) "
+              "vs plain sgemm of the same products (numpy matmul, same run, same threads)\n")
+        print("| model | batch | threads | steepest step GFLOP/s | plain sgemm GFLOP/s | "
+              "step / sgemm |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for label, batch, t, a, b, ratio in gemm_rows:
+            print(f"| {label} | {batch} | {t} | {a:.1f} | {b:.1f} | {ratio:.0%} |")
+
+    if not args.no_epoch and sklearn is not None:
+        X, y = digits_784(args.epoch_copies)
+        sizes, batch = (784, 256, 128, 10), 64
+        print(f"\nOne fit epoch: digits upscaled to 28x28 ({len(X)} samples x 784), "
+              f"{'-'.join(map(str, sizes))}, batch {batch}, Adam lr 1e-3, shuffled; "
+              f"samples/s (median of {repeat})\n")
+        hdr = ["threads"] + names + [f"steepest / {n}" for n in names[1:]]
+        print("| " + " | ".join(hdr) + " |")
+        print("|" + "|".join(" --- " for _ in hdr) + "|")
+        for t in threads:
+            set_threads(t)
+            r = side_by_side(fit_epochs(X, y, sizes, batch), repeat, 0.0)
+            print("| " + " | ".join([str(t)] + [f"{len(X) / r[n]:,.0f}" for n in names] +
+                                    [fmt_ratio(r[n], r["steepest"]) for n in names[1:]]) + " |",
+                  flush=True)
+
+    ti = import_time("steepest")
+    line = f"\nImport time (fresh process, median of 5): steepest {fmt_time(ti)}"
+    if torch is not None:
+        tt = import_time("torch")
+        line += f", torch {fmt_time(tt)} ({tt / ti:.0f}x)"
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Performance properties that are not timings: results do not depend on the thread count.
+
+The core splits large products into tiles chosen from the shape alone and keeps every
+reduction in a fixed order, so the same seed gives bitwise-identical weights on 1 and 2
+threads (PyTorch does not promise this). A steady-state step allocating nothing is checked by
+the C++ benchmark (bench/bench_kernels.cpp, allocs_per_step), which counts every malloc.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import steepest as st
+
+
+@pytest.fixture
+def restore_threads():
+    old = st.get_num_threads()
+    yield
+    st.set_num_threads(old)
+
+
+def build(sizes, dropout, dtype, seed=3):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(st.Dense(a, b))
+        if i < len(sizes) - 2:
+            layers.append(st.ReLU())
+            if dropout:
+                layers.append(st.Dropout(dropout))
+    return st.Sequential(*layers, dtype=dtype, seed=seed)
+
+
+def make_optimizer(name, model):
+    if name == "sgd":
+        return st.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    return st.optim.Adam(model.parameters(), lr=1e-3)
+
+
+def weights_after_steps(threads, sizes, batch, optimizer, dropout, dtype, steps=3):
+    st.set_num_threads(threads)
+    model = build(sizes, dropout, dtype)
+    opt = make_optimizer(optimizer, model)
+    loss = st.losses.CrossEntropy()
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        X = rng.standard_normal((batch, sizes[0])).astype(dtype)
+        y = rng.integers(0, sizes[-1], batch)
+        model.train_step(X, y, loss, opt)
+    return model.state_dict(), {k: v.copy() for k, v in opt.state_dict()["state"].items()}
+
+
+def assert_bitwise_equal(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert a[k].tobytes() == b[k].tobytes(), f"{k} differs between 1 and 2 threads"
+
+
+# Shapes from tiny (one thread whatever the setting) to large enough for tiled products and
+# parallel elementwise loops on 2 threads.
+SHAPES = [
+    ((784, 128, 10), 1),
+    ((784, 128, 10), 32),
+    ((64, 300, 200, 10), 100),
+    ((256, 1024, 512, 10), 512),
+]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("sizes,batch", SHAPES)
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_train_step_weights_do_not_depend_on_thread_count(restore_threads, sizes, batch,
+                                                          optimizer, dropout):
+    p1, s1 = weights_after_steps(1, sizes, batch, optimizer, dropout, np.float32)
+    p2, s2 = weights_after_steps(2, sizes, batch, optimizer, dropout, np.float32)
+    assert_bitwise_equal(p1, p2)
+    assert_bitwise_equal(s1, s2)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_float64_weights_do_not_depend_on_thread_count(restore_threads, optimizer):
+    sizes, batch = (256, 1024, 512, 10), 256
+    p1, _ = weights_after_steps(1, sizes, batch, optimizer, 0.1, np.float64, steps=2)
+    p2, _ = weights_after_steps(2, sizes, batch, optimizer, 0.1, np.float64, steps=2)
+    assert_bitwise_equal(p1, p2)
+
+
+@pytest.mark.parametrize("threads", [3, 4])
+def test_more_threads_than_cores_gives_the_same_weights(restore_threads, threads):
+    sizes, batch = (256, 1024, 512, 10), 512
+    p1, _ = weights_after_steps(1, sizes, batch, "adam", 0.2, np.float32, steps=2)
+    pn, _ = weights_after_steps(threads, sizes, batch, "adam", 0.2, np.float32, steps=2)
+    assert_bitwise_equal(p1, pn)
+
+
+def test_fit_epochs_do_not_depend_on_thread_count(restore_threads):
+    """Shuffling, gathering batches, the grad-norm statistics and the history too."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((3000, 200)).astype(np.float32)
+    y = rng.integers(0, 10, 3000)
+
+    def run(threads):
+        st.set_num_threads(threads)
+        model = build((200, 1024, 256, 10), 0.1, "float32", seed=11)
+        opt = st.optim.Adam(model.parameters(), lr=1e-3)
+        hist = model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=2,
+                         batch_size=256, verbose=0, clip_grad_norm=5.0)
+        return model.state_dict(), hist
+
+    (p1, h1), (p2, h2) = run(1), run(2)
+    assert_bitwise_equal(p1, p2)
+    assert h1["loss"] == h2["loss"]
+    assert h1["accuracy"] == h2["accuracy"]
+    assert h1["grad_norm"] == h2["grad_norm"]
+
+
+def test_predict_does_not_depend_on_thread_count(restore_threads):
+    model = build((300, 2048, 10), 0.0, "float32")
+    X = np.random.default_rng(2).standard_normal((1000, 300)).astype(np.float32)
+    st.set_num_threads(1)
+    a = model.predict(X)
+    st.set_num_threads(2)
+    b = model.predict(X)
+    assert a.tobytes() == b.tobytes()
+
+
+def test_fast_and_validated_paths_give_the_same_step(restore_threads):
+    """Exact arrays take the core's one-pass validation, others the Python one; same result."""
+    X = np.random.default_rng(3).standard_normal((16, 50))
+    y = np.arange(16) % 5
+    results = []
+    for x_in, y_in in [(X.astype(np.float32), y.astype(np.int64)),  # fast path
+                       (X, y.astype(np.int32)),                     # converted
+                       (X.astype(np.float32).tolist(), y.tolist())]:  # lists
+        model = build((50, 40, 5), 0.0, "float32")
+        opt = make_optimizer("adam", model)
+        value = model.train_step(x_in, y_in, st.losses.CrossEntropy(), opt)
+        results.append((value, model.state_dict()))
+    for value, params in results[1:]:
+        assert value == results[0][0]
+        assert_bitwise_equal(params, results[0][1])
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "label_high", "label_negative", "shape"])
+def test_fast_path_refuses_bad_input_like_the_validated_path(bad):
+    model = build((8, 6, 3), 0.0, "float32")
+    opt = make_optimizer("sgd", model)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    X = np.ones((4, 8), np.float32)
+    y = np.zeros(4, np.int64)
+    if bad == "nan":
+        X[2, 3] = np.nan
+    elif bad == "inf":
+        X[0, 0] = np.inf
+    elif bad == "label_high":
+        y[1] = 3
+    elif bad == "label_negative":
+        y[1] = -1
+    else:
+        X = np.ones((4, 7), np.float32)
+    with pytest.raises(ValueError):
+        model.train_step(X, y, st.losses.CrossEntropy(), opt)
+    assert_bitwise_equal(before, model.state_dict())
