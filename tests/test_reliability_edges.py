@@ -219,8 +219,8 @@ def test_empty_data_is_a_clear_error():
 
 def test_backward_after_another_call_is_refused_not_a_stale_read():
     """forward(small) -> train_step(big) -> backward(small grad): the core's buffers now hold
-    the big batch, and the small forward's input may be gone. It must refuse, not read out of
-    bounds (AddressSanitizer caught this as a heap overflow before the check existed)."""
+    the big batch, and the small forward's input may be gone. It must refuse, not read past
+    the small gradient or from the freed input (what the core did before the check)."""
     model = small_model()
     loss = st.losses.CrossEntropy()
     X, y = problem(50)
