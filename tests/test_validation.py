@@ -313,6 +313,7 @@ def test_bad_layer_and_loss_arguments(make, error, match):
     (lambda: st.Sequential(st.Dense(4, 8), st.ReLU(), st.Dense(7, 2)), ValueError,
      r"layer 2 .*expects 7 features .*gives 8"),
     (lambda: st.Sequential(st.Dense(2, 2), dtype="float16"), ValueError, "dtype"),
+    (lambda: st.Sequential(st.Dense(2, 2), dtype=None), TypeError, "dtype"),
     (lambda: st.Sequential(st.Dense(2, 2), dtype="int32"), ValueError, "dtype"),
     (lambda: st.Sequential(st.Dense(2, 2), dtype="banana"), TypeError, "dtype"),
     (lambda: st.Sequential(st.Dense(2, 2), seed=-1), ValueError, "seed"),

@@ -12,6 +12,8 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 
 def as_dtype(dtype) -> np.dtype:
     """'float32' | 'float64' (or the numpy types) -> np.dtype."""
+    if dtype is None:  # np.dtype(None) would quietly mean float64
+        raise TypeError("dtype must be 'float32' or 'float64', got None")
     try:
         d = np.dtype(dtype)
     except TypeError:
