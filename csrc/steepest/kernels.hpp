@@ -116,7 +116,7 @@ inline T sigmoid(T x) {
 template <class T>
 void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param) {
   const int64_t cost = kind == Activation::ReLU || kind == Activation::LeakyReLU ? 1 : 8;
-  for_chunks(n, cost, [&](int64_t lo, int64_t hi) {
+  for_chunks(n, cost, [=](int64_t lo, int64_t hi) {
     switch (kind) {
       case Activation::ReLU:
         for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
@@ -151,16 +151,25 @@ template <class T>
 void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Activation kind,
                          T param) {
   const int64_t cost = kind == Activation::ReLU || kind == Activation::LeakyReLU ? 1 : 8;
-  for_chunks(n, cost, [&](int64_t lo, int64_t hi) {
+  for_chunks(n, cost, [=](int64_t lo, int64_t hi) {
     switch (kind) {
       case Activation::ReLU:
-        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > T(0) ? dy[i] : T(0);
+        for (int64_t i = lo; i < hi; ++i) {
+          const T g = dy[i];  // loaded unconditionally: a select, not a branch
+          dx[i] = x[i] > T(0) ? g : T(0);
+        }
         break;
       case Activation::LeakyReLU:
-        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > T(0) ? dy[i] : param * dy[i];
+        for (int64_t i = lo; i < hi; ++i) {
+          const T g = dy[i];
+          dx[i] = x[i] > T(0) ? g : param * g;
+        }
         break;
       case Activation::ELU:
-        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > T(0) ? dy[i] : dy[i] * (y[i] + param);
+        for (int64_t i = lo; i < hi; ++i) {
+          const T g = dy[i], yi = y[i];
+          dx[i] = x[i] > T(0) ? g : g * (yi + param);
+        }
         break;
       case Activation::GELU: {
         const T inv_sqrt_2pi = T(0.3989422804014327);
@@ -193,7 +202,7 @@ void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, 
 // Softmax over the last axis. y (B, C) <- x (B, C)
 template <class T>
 void softmax_forward(T* y, const T* x, int64_t B, int64_t C) {
-  for_chunks(B, 8 * C, [&](int64_t lo, int64_t hi) {
+  for_chunks(B, 8 * C, [=](int64_t lo, int64_t hi) {
   for (int64_t r = lo; r < hi; ++r) {
     const T* xr = x + r * C;
     T* yr = y + r * C;
@@ -209,7 +218,7 @@ void softmax_forward(T* y, const T* x, int64_t B, int64_t C) {
 // dx (B, C) <- dy (B, C), y (B, C): dx_i = y_i (dy_i - sum_j dy_j y_j). May run in place.
 template <class T>
 void softmax_backward(T* dx, const T* dy, const T* y, int64_t B, int64_t C) {
-  for_chunks(B, 4 * C, [&](int64_t lo, int64_t hi) {
+  for_chunks(B, 4 * C, [=](int64_t lo, int64_t hi) {
   for (int64_t r = lo; r < hi; ++r) {
     const T* dyr = dy + r * C;
     const T* yr = y + r * C;
@@ -223,7 +232,7 @@ void softmax_backward(T* dx, const T* dy, const T* y, int64_t B, int64_t C) {
 // Dropout with inverted scaling: y = x * mask, mask (n) holds 0 or 1/(1-p), drawn by the caller.
 template <class T>
 void dropout_forward(T* y, const T* x, const T* mask, int64_t n) {
-  for_chunks(n, 1, [&](int64_t lo, int64_t hi) {
+  for_chunks(n, 1, [=](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) y[i] = x[i] * mask[i];
   });
 }

@@ -196,7 +196,7 @@ template <class T>
 void rmsprop_update(T* p, const T* g, T* sq, T* buf, T* gavg, int64_t n, const OptimizerConfig& c) {
   const T lr = T(c.lr), wd = T(c.weight_decay), alpha = T(c.alpha), eps = T(c.eps);
   const T mom = T(c.momentum);
-  for_chunks(n, 4, [&](int64_t lo, int64_t hi) {
+  for_chunks(n, 4, [=](int64_t lo, int64_t hi) {
   for (int64_t i = lo; i < hi; ++i) {
     const T gi = g[i] + wd * p[i];
     sq[i] = alpha * sq[i] + (T(1) - alpha) * gi * gi;
@@ -220,7 +220,7 @@ template <class T>
 void adagrad_update(T* p, const T* g, T* sum, int64_t n, const OptimizerConfig& c, int64_t step) {
   const T wd = T(c.weight_decay), eps = T(c.eps);
   const T clr = T(c.lr / (1 + double(step - 1) * c.lr_decay));
-  for_chunks(n, 4, [&](int64_t lo, int64_t hi) {
+  for_chunks(n, 4, [=](int64_t lo, int64_t hi) {
   for (int64_t i = lo; i < hi; ++i) {
     const T gi = g[i] + wd * p[i];
     sum[i] += gi * gi;
