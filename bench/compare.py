@@ -2,7 +2,8 @@
 
 Prints a markdown table. Every number is the median over --repeat rounds; in each round every
 implementation is timed once, one after the other in the same process (side by side, so a busy
-machine slows all of them alike). One train step = zero_grad + forward + cross-entropy + backward
+machine slows all of them alike), after a 50 ms pause so that no library's idle thread pool
+is still spinning when the next one starts. One train step = zero_grad + forward + cross-entropy + backward
 + optimizer step, float32, ReLU hidden layers. torch and scikit-learn are optional: their columns
 are skipped when they are not installed.
 
@@ -206,6 +207,7 @@ def side_by_side(fns, repeat, budget):
     for _ in range(repeat):
         for k, f in fns.items():
             n = counts[k]
+            time.sleep(0.05)  # let the previous library's idle threads stop spinning
             t = time.perf_counter()
             for _ in range(n):
                 f()
