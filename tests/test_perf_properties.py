@@ -7,6 +7,10 @@ the C++ benchmark (bench/bench_kernels.cpp, allocs_per_step), which counts every
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
+import warnings
+
 import numpy as np
 import pytest
 
@@ -162,3 +166,38 @@ def test_fast_path_refuses_bad_input_like_the_validated_path(bad):
     with pytest.raises(ValueError):
         model.train_step(X, y, st.losses.CrossEntropy(), opt)
     assert_bitwise_equal(before, model.state_dict())
+
+
+def _train_in_child(queue):
+    try:
+        st.set_num_threads(2)
+        model = build((256, 1024, 512, 10), 0.1, "float32")
+        opt = make_optimizer("adam", model)
+        X = np.random.default_rng(0).standard_normal((512, 256)).astype(np.float32)
+        y = np.arange(512) % 10
+        value = model.train_step(X, y, st.losses.CrossEntropy(), opt)
+        st.set_num_threads(1)
+        queue.put(("ok", value))
+    except BaseException as exc:  # report to the parent rather than hang or die silently
+        queue.put(("error", repr(exc)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_can_train_after_the_parent_used_its_threads(restore_threads):
+    """The thread pool's workers do not survive fork(); the child must neither hang nor
+    crash (it starts its own)."""
+    p1, _ = weights_after_steps(2, (256, 1024, 512, 10), 512, "adam", 0.2, np.float32, steps=1)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        child = ctx.Process(target=_train_in_child, args=(queue,))
+        child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung")
+    status, value = queue.get(timeout=10)
+    assert status == "ok", value
+    assert np.isfinite(value)
+    assert child.exitcode == 0

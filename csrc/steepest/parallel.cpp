@@ -1,8 +1,11 @@
 #include "steepest/parallel.hpp"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -24,6 +27,21 @@ namespace {
 class Pool {
  public:
   ~Pool() { stop(); }
+
+  // In a child process after fork(): the workers did not survive it. Forget them without
+  // joining (their handles are leaked on purpose) and reset the locks and the protocol, so the
+  // child can train (and start its own workers) as if fresh.
+  void after_fork() {
+    new (&workers_) std::vector<std::thread>();
+    new (&call_) std::mutex();
+    new (&sleep_) std::mutex();
+    new (&wake_) std::condition_variable();
+    active_.store(0);
+    sleepers_.store(0);
+    quit_.store(false);
+    if (epoch_.load() & 1) epoch_.fetch_add(1);
+    in_task_ = false;
+  }
 
   void resize(int threads) {
     std::lock_guard<std::mutex> guard(call_);
@@ -140,7 +158,10 @@ class Pool {
 thread_local bool Pool::in_task_ = false;
 
 Pool& pool() {
-  static Pool* p = new Pool();  // never destroyed: workers may outlive static destructors
+  static Pool* p = [] {
+    pthread_atfork(nullptr, nullptr, [] { pool().after_fork(); });
+    return new Pool();  // never destroyed: workers may outlive static destructors
+  }();
   return *p;
 }
 
