@@ -11,19 +11,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${PYTHON:-python3}"
-if [[ -n "${SANITIZE_VENV:-}" ]]; then
-  venv="$SANITIZE_VENV"
-else
-  venv="$(mktemp -d)/venv"
-  trap 'rm -rf "$(dirname "$venv")"' EXIT
-fi
-
-[[ -x "$venv/bin/python" ]] || "$python" -m venv --system-site-packages "$venv"
-"$venv/bin/python" -m pip install --no-build-isolation --force-reinstall --no-deps -q \
-  -C cmake.define.STEEPEST_SANITIZE=ON \
-  -C cmake.build-type=RelWithDebInfo \
-  -C build-dir="$venv/build" \
-  "$root"
+. "$root/tests/native/build_venv.sh"
+build_venv "${SANITIZE_VENV:-}" -C cmake.define.STEEPEST_SANITIZE=ON
 
 # The interpreter is not instrumented, so the ASan runtime must be loaded first. CPython
 # keeps objects alive until exit by design: leak checking is off (the no-leak test measures

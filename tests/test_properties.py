@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
 import steepest as st
+from steepest.gradcheck import backprop_gradient, numerical_gradient
 
 FAST = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -170,24 +171,10 @@ def check_gradients(data, smooth):
     if isinstance(loss, st.losses.L1):
         assume(np.abs(model.predict(X) - y).min() > 1e-3)
 
-    model.zero_grad()
-    loss.forward(model.forward(X, training=False), y)
-    model.backward(loss.backward())
-    analytic = model._net.grads.copy()
-
-    flat = model._net.params
-    index = np.arange(flat.size)
-    if flat.size > 40:
-        index = rng.choice(flat.size, size=40, replace=False)
-    numeric = np.empty(index.size)
-    for j, i in enumerate(index):
-        old = flat[i]
-        flat[i] = old + eps
-        plus = loss.forward(model.predict(X), y)
-        flat[i] = old - eps
-        minus = loss.forward(model.predict(X), y)
-        flat[i] = old
-        numeric[j] = (plus - minus) / (2 * eps)
+    analytic = backprop_gradient(model, loss, X, y)
+    n = model.num_parameters()
+    index = rng.choice(n, size=40, replace=False) if n > 40 else np.arange(n)
+    numeric = numerical_gradient(model, loss, X, y, eps, index)
     np.testing.assert_allclose(analytic[index], numeric, rtol=1e-4, atol=1e-6)
 
 

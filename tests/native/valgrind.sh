@@ -11,15 +11,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 python="${PYTHON:-python3}"
 log="${VALGRIND_LOG:-valgrind.log}"
-if [[ -n "${VALGRIND_VENV:-}" ]]; then
-  venv="$VALGRIND_VENV"
-else
-  venv="$(mktemp -d)/venv"
-  trap 'rm -rf "$(dirname "$venv")"' EXIT
-fi
-[[ -x "$venv/bin/python" ]] || "$python" -m venv --system-site-packages "$venv"
-"$venv/bin/python" -m pip install --no-build-isolation --force-reinstall --no-deps -q \
-  -C cmake.build-type=RelWithDebInfo -C build-dir="$venv/build" "$root"
+. "$root/tests/native/build_venv.sh"
+build_venv "${VALGRIND_VENV:-}"
 
 # PYTHONMALLOC=malloc: CPython's small-object allocator reads memory it does not own by
 # design, which memcheck would report everywhere.
