@@ -233,7 +233,9 @@ def bad_array(data, shape, dtype):
                                       "string", "complex", "overflow", "scalar", "ragged"]))
     if kind == "ndim":
         extra = data.draw(hs.sampled_from([(), (2,), (1, 1)]))
-        return np.zeros(shape[:1] + extra if extra else (), dtype)
+        bad = tuple(shape[:1]) + extra if extra else ()
+        assume(len(bad) != len(shape))  # (n, 2) for (n, 1) is another shape, not another ndim
+        return np.zeros(bad, dtype)
     if kind == "shape":
         bad = [s + data.draw(hs.sampled_from([-1, 1, 7])) for s in shape]
         assume(all(s > 0 for s in bad) and tuple(bad) != tuple(shape))
@@ -330,6 +332,7 @@ def bad_call(data):
         else:
             value = data.draw(hs.sampled_from(BAD_INTEGERS + [-5]))
             assume(not (name in ("verbose", "epochs") and value == 0))
+            assume(not (name == "batch_size" and value is None))  # None: full batch, valid
         return f"{what} {name}={value!r}", fit(**{name: value})
     if what == "optimizer":
         name = data.draw(hs.sampled_from(sorted(st.optim.OPTIMIZERS)))

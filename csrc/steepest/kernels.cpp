@@ -39,9 +39,12 @@ int64_t chunks_for(int64_t n, int64_t cost) {
 int gemm_tiles(int64_t M, int64_t N, int64_t K) {
   // A power of two from the work alone, never from the thread count; each tile keeps at least
   // 32 rows or columns.
-  const int64_t work = M * N * K, dim = std::max(M, N);
+  // (work in double: M * N * K of three 32-bit dimensions can exceed int64)
+  const double work = double(M) * double(N) * double(K);
+  const int64_t dim = std::max(M, N);
   int64_t p = 1;
-  while (p < kMaxTiles && work / (2 * p) >= kTileWork && dim / (2 * p) >= 32) p *= 2;
+  while (p < kMaxTiles && work / double(2 * p) >= double(kTileWork) && dim / (2 * p) >= 32)
+    p *= 2;
   return int(p);
 }
 
