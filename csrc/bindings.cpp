@@ -1,6 +1,7 @@
 // The one file that includes pybind11: it registers the core's types, hands out zero-copy numpy
 // views of C++-owned buffers (the owner is the view's base) and releases the GIL around every
-// call that computes. Python has validated and converted every array before it gets here.
+// call that computes. Python validates and converts arrays before they get here; the one
+// exception, train_step_checked, checks exact arrays itself and hands anything else back.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -31,7 +32,6 @@ struct Model {
   Model(std::vector<LayerSpec> layers, uint64_t seed) : net(std::move(layers), seed) {}
   Network<T> net;
   std::shared_mutex busy;
-  std::vector<T> loss_grad;  // scratch for loss_forward
   // The input of the last forward(), kept alive for backward(); None once another call
   // (train_step, train_epoch, layer_outputs) has reused the activation buffers.
   py::object forward_input = py::none();
