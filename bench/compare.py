@@ -315,6 +315,69 @@ def import_time(module, repeat=5):
     return statistics.median(times)
 
 
+# Peak memory of a short training run, each framework in a fresh process: the resident-set
+# growth from just before the model is built to the peak over a few Adam steps.
+MEMORY_RUN = """
+import resource, sys
+import numpy as np
+framework, sizes, batch, steps = sys.argv[1], [int(s) for s in sys.argv[2].split(",")], \\
+    int(sys.argv[3]), int(sys.argv[4])
+rng = np.random.default_rng(0)
+X = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
+y = rng.integers(0, sizes[-1], batch).astype(np.int64)
+if framework == "steepest":
+    import steepest as st
+    def build():
+        layers = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [st.Dense(a, b), st.ReLU()]
+        model = st.Sequential(*layers[:-1], seed=0)
+        opt, loss = st.optim.Adam(model.parameters()), st.losses.CrossEntropy()
+        return lambda: model.train_step(X, y, loss, opt)
+else:
+    import torch
+    def build():
+        layers = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+        model = torch.nn.Sequential(*layers[:-1])
+        opt, loss = torch.optim.Adam(model.parameters()), torch.nn.CrossEntropyLoss()
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        def step():
+            opt.zero_grad()
+            loss(model(Xt), yt).backward()
+            opt.step()
+        return step
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+def high_water():  # VmHWM belongs to this address space (ru_maxrss keeps the parent's from fork)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+before = rss()
+step = build()
+for _ in range(steps):
+    step()
+print(high_water() - before)
+"""
+
+
+def peak_memory(framework, sizes, batch, steps=3):
+    """Bytes of resident memory a few training steps add (None if the framework is absent)."""
+    out = subprocess.run([sys.executable, "-c", MEMORY_RUN, framework,
+                          ",".join(map(str, sizes)), str(batch), str(steps)],
+                         capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
+
+
+def memory_floor(sizes, batch, state_buffers=2):
+    """params x (2 + optimizer state) + one output per layer (float32 bytes): what any
+    implementation must hold for a training step of an MLP of Dense+ReLU layers."""
+    params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    outputs = batch * (sum(sizes[1:]) + sum(sizes[1:-1]))  # Dense outputs and ReLU outputs
+    return 4 * (params * (2 + state_buffers) + outputs)
+
+
 def machine():
     model = platform.processor() or "?"
     try:
@@ -437,6 +500,18 @@ def main(argv=None):
             print("| " + " | ".join([str(t)] + [f"{len(X) / r[n]:,.0f}" for n in names] +
                                     [fmt_ratio(r[n], r["steepest"]) for n in names[1:]]) + " |",
                   flush=True)
+
+    sizes, batch = CONFIGS[-1][0], CONFIGS[-1][1]
+    floor = memory_floor(sizes, batch)
+    print(f"\nPeak memory of a training run ({'-'.join(map(str, sizes))}, batch {batch}, Adam, "
+          f"3 steps, fresh process): resident-set growth from before the model is built; "
+          f"floor = params x (2 + 2 Adam buffers) + layer outputs = {floor / 2**20:.0f} MiB\n")
+    print("| framework | peak growth | / floor |")
+    print("| --- | --- | --- |")
+    for framework in ["steepest"] + (["torch"] if torch is not None else []):
+        grown = peak_memory(framework, sizes, batch)
+        if grown is not None:
+            print(f"| {framework} | {grown / 2**20:.0f} MiB | {grown / floor:.2f} |")
 
     ti = import_time("steepest")
     line = f"\nImport time (fresh process, median of 5): steepest {fmt_time(ti)}"
