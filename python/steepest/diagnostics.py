@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _checks, _core
 from .callbacks import Callback
+from .gradcheck import backprop_gradient
 from .layers import Dense, ReLU, Sigmoid, Tanh
 
 # A sigmoid output outside [0.01, 0.99] (|pre-activation| > 4.6) has a derivative below 0.0099,
@@ -37,11 +38,6 @@ class GradientWarning(RuntimeWarning):
 
 
 # -- what the model is made of ------------------------------------------------------------------
-def dense_layers(model) -> list:
-    """Indices (in model.layers) of the Dense layers, first to last."""
-    return [i for i, layer in enumerate(model.layers) if isinstance(layer, Dense)]
-
-
 def _weight_slices(model) -> list:
     """(offset, size) of each Dense layer's weight matrix in the flat parameter buffer."""
     out = []
@@ -59,14 +55,8 @@ def weight_norms(model) -> list:
 
 def grad_norms(model) -> list:
     """||dL/dW, dL/db||_2 of each Dense layer from the gradients currently in ``p.grad``
-    (weight and bias together, as fit's history "grad_norm")."""
-    g = model._net.grads
-    out = []
-    for s in model._net.layers:
-        if s.kind == _core.LayerKind.Dense:
-            n = s.in_features * s.out_features + (s.out_features if s.bias else 0)
-            out.append(_norm(g[s.weight_offset:s.weight_offset + n]))
-    return out
+    (weight and bias together, measured by the core as for fit's history "grad_norm")."""
+    return [math.sqrt(sq) for sq in model._net.measure_grads()]
 
 
 def update_ratios(before, after) -> list:
@@ -93,8 +83,11 @@ def activation_stats(model, X, max_rows: int = 256, seed: int = 0) -> list:
          zero for every row (ReLU; None otherwise), "saturated": fraction of (row, unit)
          values in the flat tails (Sigmoid/Tanh; None otherwise), "mean", "std"}
     """
-    X = _sample(model, X, max_rows, seed)
-    outs = model._net.layer_outputs(X)
+    return _activation_stats(model, model._net.layer_outputs(_sample(model, X, max_rows, seed)))
+
+
+def _activation_stats(model, outs) -> list:
+    """activation_stats from every layer's output (model._net.layer_outputs) on the sample."""
     stats = []
     for i, (layer, a) in enumerate(zip(model.layers, outs)):
         if model._net.layers[i].kind != _core.LayerKind.Activation:
@@ -292,10 +285,7 @@ def layer_grad_norms(model, X, y, loss, max_rows: int = 256, seed: int = 0) -> l
         y = np.asarray(y)[rows]
     probe = Sequential(*model.layers, dtype=model.dtype.name, seed=model.seed)
     probe._net.params[...] = model._net.params
-    Xp, yp = probe._data(Xs, y, loss)
-    probe.zero_grad()
-    loss.forward(probe.forward(Xp, training=False), yp)
-    probe.backward(loss.backward())
+    backprop_gradient(probe, loss, *probe._data(Xs, y, loss))
     return grad_norms(probe)
 
 
@@ -309,8 +299,8 @@ def report(model, X, y=None, loss=None, max_rows: int = 256, seed: int = 0) -> R
     rows_X = _sample(model, X, max_rows, seed)
     norms = None if y is None else layer_grad_norms(model, X, y, loss, max_rows, seed)
     wn = weight_norms(model)
-    act = {s["layer"]: s for s in activation_stats(model, rows_X, max_rows)}
-    outs = model._net.layer_outputs(rows_X)
+    outs = model._net.layer_outputs(rows_X)  # one forward pass serves every row below
+    act = {s["layer"]: s for s in _activation_stats(model, outs)}
     layers, k = [], 0
     for i, layer in enumerate(model.layers):
         row = {"layer": i, "type": type(layer).__name__}
