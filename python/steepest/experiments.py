@@ -128,7 +128,7 @@ def train_run(data, *, hidden=(64,), activation="relu", init="torch_default", dr
     "train_loss_full" per epoch with train_loss=True), "problems" (diagnostics'
     vanishing/exploding findings with diagnostics=True), "init_grad_norm" (per Dense layer
     on 256 training rows before training, with diagnostics=True)}."""
-    from .diagnostics import Diagnostics, layer_grad_norms, weight_norms
+    from .diagnostics import Diagnostics, activation_stats, layer_grad_norms, weight_norms
     from .errors import TrainingDiverged
 
     model = build(data, hidden, activation, init, dropout, seed)
@@ -140,7 +140,8 @@ def train_run(data, *, hidden=(64,), activation="relu", init="torch_default", dr
     if diagnostics:
         result["init_grad_norm"] = layer_grad_norms(model, data["X_train"], data["y_train"],
                                                     loss)
-        result["init_activations"] = _activation_std(model, data["X_train"][:256])
+        result["init_activations"] = [  # the forward signal: std of each activation's output
+            st["std"] for st in activation_stats(model, data["X_train"][:256])]
         diag = Diagnostics(data["X_train"], warn=False)
         cbs.append(diag)
     full = None
@@ -169,15 +170,6 @@ def train_run(data, *, hidden=(64,), activation="relu", init="torch_default", dr
     if diag is not None:
         result["problems"] = [(e, k) for e, k, _ in diag.problems]
     return result
-
-
-def _activation_std(model, X) -> list:
-    """Standard deviation of every hidden activation layer's output (forward signal)."""
-    from . import _core
-
-    outs = model._net.layer_outputs(np.ascontiguousarray(X, dtype=model.dtype))
-    return [float(np.asarray(o, np.float64).std()) for o, s in zip(outs, model._net.layers)
-            if s.kind == _core.LayerKind.Activation]
 
 
 class _FullTrainLoss(Callback):
