@@ -311,10 +311,9 @@ void register_model(py::module_& m, const char* name) {
   m.def("clip_grad_norm",
         [](M& s, double max_norm) {
           auto lock = exclusive(s);
-          const double norm = std::sqrt(sum_squares(s.net.grads(), s.net.num_params()));
-          if (max_norm > 0 && norm > max_norm)
-            scale(s.net.grads(), T(max_norm / (norm + 1e-6)), s.net.num_params());
-          return norm;
+          const double total_sq = s.net.measure_grads();
+          s.net.clip_grads(total_sq, max_norm);
+          return std::sqrt(total_sq);
         },
         py::arg("model"), py::arg("max_norm"));
 }

@@ -204,6 +204,12 @@ double Network<T>::measure_grads() {
 }
 
 template <class T>
+void Network<T>::clip_grads(double total_sq, double max_norm) {
+  const double norm = std::sqrt(total_sq);
+  if (norm > max_norm) scale(grads_.data(), T(max_norm / (norm + 1e-6)), num_params());
+}
+
+template <class T>
 StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                                   Optimizer<T>& opt, double clip_norm, double* loss_out) {
   forward(x, B, true);
@@ -215,10 +221,7 @@ StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const Loss
   // non-finite, and a sum below T's maximum keeps every g*g finite in T for the optimizer.
   const double total_sq = measure_grads();
   if (!(total_sq <= double(std::numeric_limits<T>::max()))) return StepStatus::NonFiniteGradient;
-  if (clip_norm > 0) {
-    const double norm = std::sqrt(total_sq);
-    if (norm > clip_norm) scale(grads_.data(), T(clip_norm / (norm + 1e-6)), num_params());
-  }
+  if (clip_norm > 0) clip_grads(total_sq, clip_norm);
   opt.step(params_.data(), grads_.data());
   return StepStatus::Ok;
 }
@@ -311,21 +314,16 @@ void Network<T>::infer(T* out, const T* x, int64_t N) const {
     std::copy(x + start * IN, x + (start + B) * IN, a.data());
     T* cur = a.data();
     T* spare = b.data();
-    bool skip = false;  // the activation was fused into the Dense layer before it
-    for (const LayerSpec& l : layers_) {
-      if (skip) {
-        skip = false;
-        continue;
-      }
+    for (size_t k = 0; k < layers_.size(); ++k) {
+      const LayerSpec& l = layers_[k];
       switch (l.kind) {
         case LayerKind::Dense: {
-          const size_t k = size_t(&l - layers_.data());
           const bool fused = fuses_relu(k);  // then the activation runs in place, here
           dense_forward(spare, cur, params_.data() + l.weight_offset,
                         l.bias ? params_.data() + l.bias_offset : nullptr, B, l.in, l.out,
                         fused ? spare : nullptr, T(fused ? relu_slope(k + 1) : 0.0));
           std::swap(cur, spare);
-          skip = fused;
+          if (fused) ++k;  // the activation is done
           break;
         }
         case LayerKind::Activation:
