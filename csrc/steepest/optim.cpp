@@ -1,5 +1,6 @@
 #include "steepest/optim.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -176,7 +177,7 @@ STEEPEST_CLONES void adam_block(double* p, const double* g, double* m, double* v
 
 template <class T>
 void adam_update(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const OptimizerConfig& c,
-                 int64_t step) {
+                 double step_size, double inv_bc2_sqrt) {
   const bool decoupled = c.kind == OptimizerKind::AdamW;
   AdamCoef<T> k;
   k.decoupled = decoupled;
@@ -185,8 +186,8 @@ void adam_update(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const Optimiz
   k.b1 = T(c.beta1);
   k.b2 = T(c.beta2);
   k.eps = T(c.eps);
-  k.step_size = T(c.lr / (1 - std::pow(c.beta1, double(step))));
-  k.inv_bc2_sqrt = T(1 / std::sqrt(1 - std::pow(c.beta2, double(step))));
+  k.step_size = T(step_size);
+  k.inv_bc2_sqrt = T(inv_bc2_sqrt);
   for_chunks(n, 4, [&](int64_t lo, int64_t hi) {
     adam_block(p + lo, g + lo, m + lo, v + lo, vmax ? vmax + lo : nullptr, hi - lo, k);
   });
@@ -237,24 +238,38 @@ T* at(std::vector<T>& b, int64_t offset) {
 }  // namespace
 
 template <class T>
-void Optimizer<T>::step(T* params, const T* grads) {
+void Optimizer<T>::begin_step() {
   ++steps;
+  if (config.kind == OptimizerKind::Adam || config.kind == OptimizerKind::AdamW) {
+    step_size_ = config.lr / (1 - std::pow(config.beta1, double(steps)));
+    inv_bc2_sqrt_ = 1 / std::sqrt(1 - std::pow(config.beta2, double(steps)));
+  }
+}
+
+template <class T>
+void Optimizer<T>::update(T* params, const T* grads, int64_t lo, int64_t hi) {
   int64_t s = 0;  // offset into the state buffers
-  for (auto [offset, n] : ranges_) {
-    T* p = params + offset;
-    const T* g = grads + offset;
-    switch (config.kind) {
-      case OptimizerKind::SGD: sgd_update(p, g, at(buf1_, s), n, config, steps == 1); break;
-      case OptimizerKind::Adam:
-      case OptimizerKind::AdamW:
-        adam_update(p, g, at(buf1_, s), at(buf2_, s), at(buf3_, s), n, config, steps);
-        break;
-      case OptimizerKind::RMSprop:
-        rmsprop_update(p, g, at(buf1_, s), at(buf2_, s), at(buf3_, s), n, config);
-        break;
-      case OptimizerKind::Adagrad: adagrad_update(p, g, at(buf1_, s), n, config, steps); break;
+  for (auto [offset, len] : ranges_) {
+    // The part of this range inside [lo, hi), and where it sits in the state buffers.
+    const int64_t a = std::max(offset, lo), b = std::min(offset + len, hi), n = b - a;
+    if (n > 0) {
+      T* p = params + a;
+      const T* g = grads + a;
+      const int64_t st = s + (a - offset);
+      switch (config.kind) {
+        case OptimizerKind::SGD: sgd_update(p, g, at(buf1_, st), n, config, steps == 1); break;
+        case OptimizerKind::Adam:
+        case OptimizerKind::AdamW:
+          adam_update(p, g, at(buf1_, st), at(buf2_, st), at(buf3_, st), n, config, step_size_,
+                      inv_bc2_sqrt_);
+          break;
+        case OptimizerKind::RMSprop:
+          rmsprop_update(p, g, at(buf1_, st), at(buf2_, st), at(buf3_, st), n, config);
+          break;
+        case OptimizerKind::Adagrad: adagrad_update(p, g, at(buf1_, st), n, config, steps); break;
+      }
     }
-    s += n;
+    s += len;
   }
 }
 
