@@ -146,6 +146,97 @@ def test_fast_and_validated_paths_give_the_same_step(restore_threads):
         assert_bitwise_equal(params, results[0][1])
 
 
+# -- batch 1: train_step writes each weight gradient a block at a time and updates it at once ---
+
+OPTIMIZERS = {
+    "sgd": lambda ps: st.optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-3),
+    "nesterov": lambda ps: st.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, dampening=0),
+    "plain_sgd": lambda ps: st.optim.SGD(ps, lr=0.05),
+    "adam": lambda ps: st.optim.Adam(ps, lr=1e-3, weight_decay=1e-2),
+    "adamw_amsgrad": lambda ps: st.optim.AdamW(ps, lr=1e-3, amsgrad=True),
+    "rmsprop": lambda ps: st.optim.RMSprop(ps, lr=1e-3, momentum=0.5, centered=True),
+    "adagrad": lambda ps: st.optim.Adagrad(ps, lr=1e-2, lr_decay=1e-3),
+}
+
+
+def batch1_run(optimizer, train_step, threads=1, only=None, steps=3):
+    """Weights, optimizer state and grads after `steps` batch-1 steps, either by train_step or
+    by forward/loss/backward/opt.step. `only` picks which parameters the optimizer owns."""
+    st.set_num_threads(threads)
+    model = build((300, 200, 64, 10), 0.25, "float32", seed=5)  # 60,000-weight first layer
+    params = model.parameters()
+    opt = OPTIMIZERS[optimizer]([params[i] for i in only] if only else params)
+    loss = st.losses.CrossEntropy()
+    rng = np.random.default_rng(4)
+    for _ in range(steps):
+        X = rng.standard_normal((1, 300)).astype(np.float32)
+        y = rng.integers(0, 10, 1)
+        if train_step:
+            model.train_step(X, y, loss, opt)
+        else:
+            model.zero_grad()
+            loss(model.forward(X, training=True), y)
+            model.backward(loss.backward())
+            opt.step()
+    grads = {f"grad{i}": p.grad.copy() for i, p in enumerate(params)}
+    state = {k: v.copy() for k, v in opt.state_dict()["state"].items()}
+    return model.state_dict(), state, grads
+
+
+def assert_equal_values(a, b):
+    """Equal values; the step-by-step path adds into zeroed grads (0 + -0 is +0), so the sign
+    of a zero gradient, and of the state it starts, may differ."""
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_batch1_train_step_is_bitwise_the_step_by_step_path(restore_threads, optimizer):
+    (p1, s1, g1), (p2, s2, g2) = batch1_run(optimizer, True), batch1_run(optimizer, False)
+    assert_bitwise_equal(p1, p2)
+    assert_equal_values(s1, s2)
+    assert_equal_values(g1, g2)
+
+
+@pytest.mark.parametrize("only", [(0, 1), (2, 3, 5), (1, 2)], ids=["first", "middle", "mixed"])
+def test_batch1_train_step_updates_only_the_optimizers_parameters(restore_threads, only):
+    p_fused, s_fused, g_fused = batch1_run("adam", True, only=only)
+    p_plain, s_plain, g_plain = batch1_run("adam", False, only=only)
+    assert_bitwise_equal(p_fused, p_plain)
+    assert_equal_values(s_fused, s_plain)
+    assert_equal_values(g_fused, g_plain)
+    untouched = build((300, 200, 64, 10), 0.25, "float32", seed=5).state_dict()
+    for i, key in enumerate(untouched):
+        assert (p_fused[key].tobytes() == untouched[key].tobytes()) == (i not in only), key
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_batch1_train_step_does_not_depend_on_thread_count(restore_threads, optimizer):
+    for a, b in zip(batch1_run(optimizer, True, threads=1), batch1_run(optimizer, True, threads=2)):
+        assert_bitwise_equal(a, b)
+
+
+def test_batch1_refused_step_leaves_the_weights_and_shows_the_gradient(restore_threads):
+    """A gradient that overflows float32 (huge input, finite loss) is refused before any
+    weight moves, and the refused gradient is there to inspect, as on the other path."""
+    model = build((300, 200, 10), 0.0, "float32", seed=5)
+    opt = st.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    X = np.full((1, 300), 3e19, np.float32)
+    with pytest.raises(st.TrainingDiverged):
+        model.train_step(X, np.array([1]), st.losses.CrossEntropy(), opt)
+    assert_bitwise_equal(before, model.state_dict())
+    assert opt.steps == 0
+    model2 = build((300, 200, 10), 0.0, "float32", seed=5)
+    model2.zero_grad()
+    loss = st.losses.CrossEntropy()
+    loss(model2.forward(X, training=True), np.array([1]))
+    model2.backward(loss.backward())
+    for p, q in zip(model.parameters(), model2.parameters()):
+        np.testing.assert_array_equal(p.grad, q.grad)
+
+
 @pytest.mark.parametrize("bad", ["nan", "inf", "label_high", "label_negative", "shape"])
 def test_fast_path_refuses_bad_input_like_the_validated_path(bad):
     model = build((8, 6, 3), 0.0, "float32")

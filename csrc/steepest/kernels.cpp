@@ -17,6 +17,8 @@ constexpr int64_t kParallelThreshold = int64_t(1) << 20;
 // Products of at least this many multiply-adds (M * N * K) are split in tiles (see gemm).
 constexpr int64_t kTileWork = int64_t(1) << 21;
 constexpr int64_t kMaxTiles = 8;
+// Batch-1 work over at least this many weights is split in row tiles (see row_tiles).
+constexpr int64_t kRowTileWork = int64_t(1) << 15;
 }  // namespace
 
 void set_num_threads(int n) {
@@ -44,6 +46,14 @@ int gemm_tiles(int64_t M, int64_t N, int64_t K) {
   const int64_t dim = std::max(M, N);
   int64_t p = 1;
   while (p < kMaxTiles && work / double(2 * p) >= double(kTileWork) && dim / (2 * p) >= 32)
+    p *= 2;
+  return int(p);
+}
+
+int row_tiles(int64_t rows, int64_t cols) {
+  const double work = double(rows) * double(cols);
+  int64_t p = 1;
+  while (p < kMaxTiles && work / double(2 * p) >= double(kRowTileWork) && rows / (2 * p) >= 16)
     p *= 2;
   return int(p);
 }
@@ -128,8 +138,17 @@ void small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
                 int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 1) {  // c (N) = alpha op(B)^T a + beta c, a = op(A) (1, K)
     const int64_t inca = ta ? lda : 1;
-    if (tb) gemv(false, N, K, alpha, B, ldb, A, inca, beta, C, 1);  // B (N, K)
-    else gemv(true, K, N, alpha, B, ldb, A, inca, beta, C, 1);      // B (K, N)
+    if (tb) {  // B (N, K): rows of B in row tiles (each c_j is one dot product whatever the split)
+      const int tiles = row_tiles(N, K);
+      auto tile = [&](int64_t t) {
+        int64_t lo, hi;
+        row_tile(t, tiles, N, &lo, &hi);
+        if (lo < hi) gemv(false, hi - lo, K, alpha, B + lo * ldb, ldb, A, inca, beta, C + lo, 1);
+      };
+      run_tasks(tiles, tile);
+    } else {  // B (K, N)
+      gemv(true, K, N, alpha, B, ldb, A, inca, beta, C, 1);
+    }
   } else if (N == 1) {  // c (M) = alpha op(A) b + beta c, b = op(B) (K, 1), c strided
     const int64_t incb = tb ? 1 : ldb;
     if (ta) gemv(true, K, M, alpha, A, lda, B, incb, beta, C, ldc);  // A (K, M)
@@ -179,6 +198,13 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T*
   }
 }
 }  // namespace
+
+void outer_product(float* C, const float* a, const float* b, int64_t M, int64_t N) {
+  outer_block(M, N, 1.f, a, 1, b, 0.f, C, N);
+}
+void outer_product(double* C, const double* a, const double* b, int64_t M, int64_t N) {
+  outer_block(M, N, 1.0, a, 1, b, 0.0, C, N);
+}
 
 template <>
 void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,

@@ -33,6 +33,17 @@ int get_num_threads();
 // The number of tiles gemm splits a product of M x N x K multiply-adds into: 1 for small
 // products, up to 8 for large ones; from the shape alone, never from the thread count.
 int gemm_tiles(int64_t M, int64_t N, int64_t K);
+// The same for work over the rows of a (rows, cols) matrix at batch 1 (a matrix-vector product,
+// an outer product and the update that consumes it): up to 8 tiles of multiples of 16 rows, so
+// that a tile's slice of the weights stays in one core's cache from the forward pass to the
+// update.
+int row_tiles(int64_t rows, int64_t cols);
+// [lo, hi) rows of tile t of row_tiles(rows, cols) = tiles.
+inline void row_tile(int64_t t, int tiles, int64_t rows, int64_t* lo, int64_t* hi) {
+  const int64_t step = ((rows + tiles - 1) / tiles + 15) / 16 * 16;
+  *lo = std::min(rows, t * step);
+  *hi = std::min(rows, *lo + step);
+}
 
 // Runs f(lo, hi) over [0, n) split in contiguous pieces (multiples of 16 elements: whole cache
 // lines) on the thread pool when n * cost cheap operations are worth it, else f(0, n) here.
@@ -80,6 +91,10 @@ void dense_forward(T* y, const T* x, const T* w, const T* b, int64_t B, int64_t 
   if (b || act) bias_act_forward(act, y, b, B, OUT, slope);
 }
 
+// C (M, N) <- a (M) b (N)^T: a batch-1 weight gradient, bitwise as dense_backward writes it.
+void outer_product(float* C, const float* a, const float* b, int64_t M, int64_t N);
+void outer_product(double* C, const double* a, const double* b, int64_t M, int64_t N);
+
 // db (OUT) (+)= column sums of dy (B, OUT), rows added in order 0..B-1 whatever the thread
 // count. With x (B, OUT) not nullptr, first dy <- dy * (x > 0 ? 1 : slope) in place (the
 // backward of ReLU/LeakyReLU whose input was x) in the same pass; db may then be nullptr.
@@ -89,11 +104,11 @@ void act_backward_colsum(double* db, double* dy, const double* x, int64_t B, int
                          double slope, bool accumulate);
 
 // dw (OUT, IN), db (OUT) <- dy (B, OUT), x (B, IN); added to (accumulate) or overwriting the
-// old values. dx (B, IN) <- dy W, skipped when dx is nullptr (nobody needs it).
+// old values. dx (B, IN) <- dy W. Each output is skipped when its pointer is nullptr.
 template <class T>
 void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t B,
                     int64_t IN, int64_t OUT, bool accumulate) {
-  gemm<T>(true, false, OUT, IN, B, T(1), dy, OUT, x, IN, accumulate ? T(1) : T(0), dw, IN);
+  if (dw) gemm<T>(true, false, OUT, IN, B, T(1), dy, OUT, x, IN, accumulate ? T(1) : T(0), dw, IN);
   // Column sums of dy in a fixed row order: the result does not depend on the thread count.
   if (db) act_backward_colsum(db, const_cast<T*>(dy), static_cast<const T*>(nullptr), B, OUT,
                               T(0), accumulate);

@@ -38,6 +38,12 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
   }
   act_offset_.push_back(width_sum);  // total, in rows-of-width units
   mask_offset_.push_back(mask_sum);
+  int64_t kept = 0;
+  for (size_t k : dense_) {
+    kept_dy_offset_.push_back(kept);
+    kept += layers_[k].out;
+  }
+  kept_dy_.assign(size_t(kept), T(0));
   params_.assign(size_t(offset), T(0));
   grads_.assign(size_t(offset), T(0));
   grad_sq_.assign(dense_.size(), 0.0);
@@ -150,9 +156,10 @@ double Network<T>::loss(const LossSpec& spec, Target<T> y) {
 }
 
 template <class T>
-void Network<T>::backward_from_loss(bool accumulate) {
+void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
   if (dense_.empty()) return;
   const int64_t B = batch_;
+  size_t dense_index = dense_.size();  // of layer k, counted down as the loop meets them
   T* d = grad_a_.data();      // gradient w.r.t. the output of layer k
   T* spare = grad_b_.data();  // receives the gradient w.r.t. its input (Dense only)
   bool db_done = false;       // the bias gradient of the Dense layer below is already summed
@@ -163,7 +170,9 @@ void Network<T>::backward_from_loss(bool accumulate) {
     switch (l.kind) {
       case LayerKind::Dense: {
         T* dx = k == first_dense_ ? nullptr : spare;
-        dense_backward(dx, grads_.data() + l.weight_offset,
+        --dense_index;
+        if (defer_weight_grads) std::copy(d, d + l.out, kept_dy(dense_index));
+        dense_backward(dx, defer_weight_grads ? nullptr : grads_.data() + l.weight_offset,
                        l.bias && !db_done ? grads_.data() + l.bias_offset : nullptr, d, in,
                        params_.data() + l.weight_offset, B, l.in, l.out, accumulate);
         db_done = false;
@@ -210,19 +219,80 @@ void Network<T>::clip_grads(double total_sq, double max_norm) {
 }
 
 template <class T>
+double Network<T>::outer_grad_sq() {
+  double total = 0;
+  for (size_t i = 0; i < dense_.size(); ++i) {
+    const LayerSpec& l = layers_[dense_[i]];
+    const double x_sq = sum_squares(input_of(dense_[i]), l.in);
+    grad_sq_[i] = sum_squares(kept_dy(i), l.out) * (x_sq + (l.bias ? 1.0 : 0.0));
+    total += grad_sq_[i];
+  }
+  return total;
+}
+
+template <class T>
+void Network<T>::write_weight_grads() {
+  for (size_t i = 0; i < dense_.size(); ++i) {
+    const LayerSpec& l = layers_[dense_[i]];
+    outer_product(grads_.data() + l.weight_offset, kept_dy(i), input_of(dense_[i]), l.out, l.in);
+  }
+}
+
+template <class T>
+void Network<T>::fused_update(Optimizer<T>& opt) {
+  T* p = params_.data();
+  T* g = grads_.data();
+  opt.begin_step();
+  int64_t done = 0;  // every parameter below this flat index is updated
+  for (size_t i = 0; i < dense_.size(); ++i) {
+    const LayerSpec& l = layers_[dense_[i]];
+    const T* x = input_of(dense_[i]);
+    const T* dy = kept_dy(i);
+    opt.update(p, g, done, l.weight_offset);
+    // The forward pass's row tiles (the same rows on the same core), each in blocks of whole
+    // rows of ~16 KiB per buffer: the written g is still in L1 when the update reads it.
+    const int tiles = row_tiles(l.out, l.in);
+    const int64_t rows = std::max<int64_t>(1, 4096 / l.in);
+    auto tile = [&](int64_t t) {
+      int64_t lo, hi;
+      row_tile(t, tiles, l.out, &lo, &hi);
+      for (int64_t r = lo; r < hi; r += rows) {
+        const int64_t n = std::min(rows, hi - r);
+        const int64_t w = l.weight_offset + r * l.in;
+        outer_product(g + w, dy + r, x, n, l.in);
+        opt.update(p, g, w, w + n * l.in);
+      }
+    };
+    run_tasks(tiles, tile);
+    done = l.weight_offset + l.out * l.in;
+  }
+  opt.update(p, g, done, num_params());
+}
+
+template <class T>
 StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                                   Optimizer<T>& opt, double clip_norm, double* loss_out) {
   forward(x, B, true);
   const double value = loss(spec, y);
   *loss_out = value;
   if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
-  backward_from_loss(false);
+  // Batch 1: the weight gradients are outer products, consumed by the update as they are made
+  // (clipping needs the exact norm of the written gradient first, so it takes the plain path).
+  const bool fused = B == 1 && clip_norm <= 0;
+  backward_from_loss(false, fused);
   // The squared norms double as the finiteness check: a NaN or infinity anywhere makes the sum
   // non-finite, and a sum below T's maximum keeps every g*g finite in T for the optimizer.
-  const double total_sq = measure_grads();
-  if (!(total_sq <= double(std::numeric_limits<T>::max()))) return StepStatus::NonFiniteGradient;
+  const double total_sq = fused ? outer_grad_sq() : measure_grads();
+  if (!(total_sq <= double(std::numeric_limits<T>::max()))) {
+    if (fused) write_weight_grads();  // the grads of a refused step are there to inspect
+    return StepStatus::NonFiniteGradient;
+  }
   if (clip_norm > 0) clip_grads(total_sq, clip_norm);
-  opt.step(params_.data(), grads_.data());
+  if (fused) {
+    fused_update(opt);
+  } else {
+    opt.step(params_.data(), grads_.data());
+  }
   return StepStatus::Ok;
 }
 

@@ -81,7 +81,9 @@ class Network {
   // Loss of the last forward output against y; leaves d(loss)/d(output) ready for
   // backward_from_loss. Returns the loss value.
   double loss(const LossSpec& spec, Target<T> y);
-  void backward_from_loss(bool accumulate);
+  // With defer_weight_grads (batch 1 only), the weight gradients are not written: each Dense
+  // layer's output gradient is kept instead (see fused_update).
+  void backward_from_loss(bool accumulate, bool defer_weight_grads = false);
 
   // zero_grad + forward + loss + backward + optimizer step, one call. The step is skipped (and
   // the status says why) when the loss or the gradients are not finite: weights never take NaN.
@@ -119,6 +121,17 @@ class Network {
   T* output(size_t k) { return acts_.data() + act_offset_[k] * batch_cap_; }
   const T* input_of(size_t k) { return k == 0 ? input_ : output(k - 1); }
   void draw_mask(T* mask, int64_t n, double p);
+  // Batch 1 after backward_from_loss(false, true): the weight gradient of Dense layer i is the
+  // outer product dy_i x_i^T of its kept output gradient dy_i (OUT) and its input x_i (IN).
+  T* kept_dy(size_t i) { return kept_dy_.data() + kept_dy_offset_[i]; }
+  // Their squared norms, ||dy||^2 (||x||^2 + 1 if bias), into grad_sq_; returns the sum.
+  double outer_grad_sq();
+  // Writes every weight gradient (the outer products) into grads_.
+  void write_weight_grads();
+  // One optimizer step that writes each weight gradient a block of rows at a time and updates
+  // those parameters while the block is in cache: one pass over p, g and the optimizer state
+  // instead of a write of g, a read for its norm and the update's pass. Bitwise opt.step().
+  void fused_update(Optimizer<T>& opt);
   // True when layer k is Dense and layer k + 1 a ReLU or LeakyReLU: forward adds the bias and
   // applies the activation in one pass, backward masks the gradient and sums the bias gradient
   // in one pass.
@@ -147,6 +160,8 @@ class Network {
   std::vector<int64_t> act_offset_;   // per layer output, in rows-of-width units
   std::vector<int64_t> mask_offset_;  // per layer, -1 unless Dropout
   std::vector<T> acts_, masks_, grad_a_, grad_b_, batch_x_, batch_y_;
+  std::vector<T> kept_dy_;               // batch 1: each Dense layer's output gradient
+  std::vector<int64_t> kept_dy_offset_;  // per Dense layer, into kept_dy_
   std::vector<int64_t> batch_labels_, order_;
   std::vector<double> grad_sq_;
 };
