@@ -13,9 +13,9 @@ namespace {
 int g_num_threads = 1;
 // Below this many cheap operations a loop stays on one thread: handing out work costs more
 // than it saves. Above, pieces of about kParallelThreshold / 2 operations.
-constexpr int64_t kParallelThreshold = int64_t(1) << 20;
+constexpr int64_t kParallelThreshold = int64_t(1) << 16;
 // Products of at least this many multiply-adds (M * N * K) are split in tiles (see gemm).
-constexpr int64_t kTileWork = int64_t(1) << 21;
+constexpr int64_t kTileWork = int64_t(1) << 20;
 constexpr int64_t kMaxTiles = 8;
 // Batch-1 work over at least this many weights is split in row tiles (see row_tiles).
 constexpr int64_t kRowTileWork = int64_t(1) << 15;
