@@ -342,8 +342,10 @@ std::vector<LayerSpec> mlp(const std::vector<int64_t>& sizes, double dropout = 0
 
 // A whole train step (SGD, no momentum) against naive backpropagation of Dense-ReLU-Dense in
 // double; then the same seed on 1 and 2 threads must give bitwise-identical weights.
-void check_network() {
-  const int64_t B = 13, IN = 31, H = 300, C = 7;
+// One SGD train_step against naive float64 backpropagation; batch 1 takes the fused
+// outer-product update path.
+void check_train_step(int64_t B) {
+  const int64_t IN = 31, H = 300, C = 7;
   Network<float> net(mlp({IN, H, C}), 42);
   auto x = randn<float>(static_cast<size_t>(B * IN), 12);
   std::vector<int64_t> labels(static_cast<size_t>(B));
@@ -395,8 +397,16 @@ void check_network() {
   std::vector<float> p1(net.params(), net.params() + net.num_params());
   std::vector<double> want(p0.size());
   for (size_t i = 0; i < p0.size(); ++i) want[i] = double(p0[i]) - 0.5 * grads[i];
-  expect_close(p1, want, 1e-4, 1e-5, "Network::train_step (weights after one SGD step)");
+  expect_close(p1, want, 1e-4, 1e-5,
+               "Network::train_step (weights after one SGD step), batch " + std::to_string(B));
+}
 
+void check_network() {
+  check_train_step(13);
+  check_train_step(1);
+  LossSpec ce;
+  ce.kind = LossKind::CrossEntropy;
+  double loss = 0;
   // Thread-count independence: 3 steps of Adam with dropout, wide enough to use 2 threads.
   auto run = [&](int threads) {
     set_num_threads(threads);
