@@ -1,9 +1,11 @@
 """steepest vs PyTorch (eager) vs scikit-learn vs plain numpy: one train step, and one fit epoch.
 
-Prints a markdown table. Every number is the median over --repeat rounds; in each round every
-implementation is timed once, one after the other in the same process (side by side, so a busy
-machine slows all of them alike), after a 50 ms pause so that no library's idle thread pool
-is still spinning when the next one starts. One train step = zero_grad + forward + cross-entropy + backward
+Prints markdown tables. In each of --repeat rounds every implementation is timed once, one
+after the other in the same process (side by side, so a busy machine slows all of them alike;
+in reverse order every other round), after a 50 ms pause so that no library's idle thread pool
+is still spinning when the next one starts. Times are medians over the rounds; a ratio is the
+median over rounds of the two times' quotient in the same round (paired: on a shared machine
+whose speed drifts, a slow round is slow for both). One train step = zero_grad + forward + cross-entropy + backward
 + optimizer step, float32, ReLU hidden layers. torch and scikit-learn are optional: their columns
 are skipped when they are not installed.
 
@@ -201,19 +203,35 @@ def calls_for(fn, budget):
     return max(1, int(budget / max(one, 1e-7)))
 
 
+class Timings:
+    """Seconds per call of each implementation, one sample per round."""
+
+    def __init__(self, samples):
+        self.samples = samples
+
+    def __getitem__(self, name):  # the median time
+        return statistics.median(self.samples[name])
+
+    def ratio(self, other, ours="steepest"):
+        """Median over rounds of other's time / ours in the same round: paired, so a round
+        where the shared machine was slow for both cancels out."""
+        return statistics.median(a / b for a, b in zip(self.samples[other], self.samples[ours]))
+
+
 def side_by_side(fns, repeat, budget):
-    """{name: median seconds per call}: every round times each fn once, in turn."""
+    """Every round times each fn once, in turn (in reverse order every other round, so no
+    implementation always follows the same one)."""
     counts = {k: calls_for(f, budget) for k, f in fns.items()}
     samples = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, f in fns.items():
+    for i in range(repeat):
+        for k, f in (fns.items() if i % 2 == 0 else reversed(fns.items())):
             n = counts[k]
             time.sleep(0.05)  # let the previous library's idle threads stop spinning
             t = time.perf_counter()
             for _ in range(n):
                 f()
             samples[k].append((time.perf_counter() - t) / n)
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return Timings(samples)
 
 
 def gemm_only(sizes, batch, X):
@@ -245,8 +263,8 @@ def fmt_time(s):
     return f"{s:.2f} s"
 
 
-def fmt_ratio(other, ours):
-    return f"{other / ours:.1f}x" if other is not None else "-"
+def fmt_ratio(ratio):
+    return f"{ratio:.1f}x"
 
 
 # -- the fit epoch on a real data set -------------------------------------------------------
@@ -433,9 +451,9 @@ def machine():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 rounds, 0.05 s per timing")
-    ap.add_argument("--repeat", type=int, default=None, help="rounds (default 7, quick 3)")
+    ap.add_argument("--repeat", type=int, default=None, help="rounds (default 11, quick 3)")
     ap.add_argument("--budget", type=float, default=None,
-                    help="seconds per timing of one implementation (default 0.2, quick 0.05)")
+                    help="seconds per timing of one implementation (default 0.1, quick 0.05)")
     ap.add_argument("--threads", default="1,2", help="thread counts to compare (default 1,2)")
     ap.add_argument("--configs", default=None,
                     help=f"indices into the {len(CONFIGS)} configurations (default all)")
@@ -445,8 +463,8 @@ def main(argv=None):
     ap.add_argument("--epoch-copies", type=int, default=4,
                     help="copies of the 1797 digits in the epoch's data set (default 4)")
     args = ap.parse_args(argv)
-    repeat = args.repeat or (3 if args.quick else 7)
-    budget = args.budget or (0.05 if args.quick else 0.2)
+    repeat = args.repeat or (3 if args.quick else 11)
+    budget = args.budget or (0.05 if args.quick else 0.1)
     threads = [int(t) for t in args.threads.split(",")]
     configs = ([CONFIGS[int(i)] for i in args.configs.split(",")] if args.configs else CONFIGS)
     names = available()
@@ -455,8 +473,9 @@ def main(argv=None):
     warnings.filterwarnings("ignore")  # sklearn's ConvergenceWarning on one-epoch fits
 
     print(f"Machine: {machine()}\n")
-    print(f"Medians of {repeat} rounds, implementations timed side by side in each round; "
-          f"float32; ratio = other's time / steepest's time (higher: steepest faster).\n")
+    print(f"Times: medians of {repeat} rounds, implementations timed side by side in each "
+          f"round; float32. Ratio: the median over rounds of other's time / steepest's time "
+          f"in the same round (higher: steepest faster).\n")
 
     header = ["model", "batch", "optimizer", "threads"] + names + \
         [f"{n} / steepest" for n in names[1:]]
@@ -478,11 +497,11 @@ def main(argv=None):
             label = "-".join(map(str, sizes))
             row = [label, str(batch), "SGD momentum" if opt == "sgd" else "Adam", str(t)]
             row += [fmt_time(r[n]) for n in names]
-            row += [fmt_ratio(r[n], r["steepest"]) for n in names[1:]]
+            row += [fmt_ratio(r.ratio(n)) for n in names[1:]]
             print("| " + " | ".join(row) + " |", flush=True)
             f = step_flops(sizes, batch)
             gemm_rows.append((label, batch, t, f / r["steepest"] / 1e9, f / r["sgemm"] / 1e9,
-                              r["sgemm"] / r["steepest"]))
+                              r.ratio("sgemm")))
 
     if len(threads) > 1:
         t1, t2 = threads[0], threads[1]
@@ -521,7 +540,7 @@ def main(argv=None):
             set_threads(t)
             r = side_by_side(fit_epochs(X, y, sizes, batch), repeat, 0.0)
             print("| " + " | ".join([str(t)] + [f"{len(X) / r[n]:,.0f}" for n in names] +
-                                    [fmt_ratio(r[n], r["steepest"]) for n in names[1:]] +
+                                    [fmt_ratio(r.ratio(n)) for n in names[1:]] +
                                     [f"{len(X) / r['sgemm']:,.0f}"]) + " |", flush=True)
 
     sizes, batch = CONFIGS[-1][0], CONFIGS[-1][1]
