@@ -179,6 +179,44 @@ def test_checkpoint_resume_continues_when_more_epochs_are_asked(tmp_path):
     np.testing.assert_array_equal(straight, fit(6, tmp_path / "c.ckpt"))
 
 
+class _CrashAtEpochEnd(st.callbacks.Callback):
+    """Raises after the callbacks before it have seen epoch `at`, before its checkpoint."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == self.at:
+            raise RuntimeError("crash")
+
+
+def test_csv_logger_does_not_repeat_the_epochs_a_resumed_run_trains_again(tmp_path):
+    import csv
+
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(64, 5)), rng.integers(0, 3, 64)
+
+    def fit(log, crash_at, checkpoint=None):
+        model = st.Sequential(st.Dense(5, 8), st.ReLU(), st.Dense(8, 3), seed=4)
+        opt = st.optim.Adam(model.parameters(), lr=0.01)
+        model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=5, batch_size=16,
+                  checkpoint=checkpoint, verbose=0,
+                  callbacks=[st.callbacks.CSVLogger(log), _CrashAtEpochEnd(crash_at)])
+
+    def rows(log):  # every column but the wall-clock time
+        with open(log, newline="") as f:
+            return [{k: v for k, v in r.items() if k != "time"} for r in csv.DictReader(f)]
+
+    fit(tmp_path / "straight.csv", crash_at=-1)
+    ckpt, log = tmp_path / "run.ckpt", tmp_path / "run.csv"
+    with pytest.raises(RuntimeError, match="crash"):
+        fit(log, crash_at=2, checkpoint=ckpt)  # epoch 3's row is written, its checkpoint not
+    assert [r["epoch"] for r in rows(log)] == ["1", "2", "3"]
+    fit(log, crash_at=-1, checkpoint=ckpt)
+    assert rows(log) == rows(tmp_path / "straight.csv")
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
 INTERRUPT_SCRIPT = textwrap.dedent("""
     import os, signal, threading, time
     import numpy as np

@@ -6,6 +6,7 @@ val_accuracy when available. A callback stops training with ``model.stop_trainin
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import sys
@@ -13,6 +14,7 @@ import sys
 import numpy as np
 
 from . import _checks
+from . import io as _io
 
 
 class Callback:
@@ -179,17 +181,24 @@ class ModelCheckpoint(Callback):
 
 
 class CSVLogger(Callback):
-    """Writes one row per epoch (epoch and the scalar logs) to a CSV file."""
+    """Writes one row per epoch (epoch and the scalar logs) to a CSV file. A run resumed from
+    a checkpoint continues the file, first dropping the rows the interrupted run wrote after
+    its last checkpoint (they are written again)."""
 
     def __init__(self, path, append=False):
         self.path, self.append = os.fspath(path), append
         self._file = self._writer = None
+        self._epoch = 0            # the last epoch written
+        self._resumed_at = None    # the checkpoint's epoch, until the file is reopened
 
     def on_epoch_end(self, epoch, logs):
         row = {"epoch": epoch + 1}
         row.update({k: v for k, v in logs.items() if np.isscalar(v)})
         row.update({f"grad_norm_{i}": g for i, g in enumerate(logs.get("grad_norm", ()))})
         if self._writer is None:
+            if self._resumed_at is not None:
+                self._drop_rows_after(self._resumed_at)
+                self._resumed_at = None
             exists = self.append and os.path.exists(self.path) and os.path.getsize(self.path)
             self._file = open(self.path, "a" if self.append else "w", newline="")
             self._writer = csv.DictWriter(self._file, fieldnames=list(row))
@@ -197,6 +206,26 @@ class CSVLogger(Callback):
                 self._writer.writeheader()
         self._writer.writerow(row)
         self._file.flush()
+        self._epoch = epoch + 1
+
+    def _drop_rows_after(self, epoch):
+        """Removes (atomically) the trailing rows whose epoch is past `epoch`."""
+        try:
+            with open(self.path, newline="") as f:
+                rows = list(csv.reader(f))
+        except FileNotFoundError:
+            return
+        if not rows or "epoch" not in rows[0]:
+            return
+        column = rows[0].index("epoch")
+        keep = len(rows)
+        while keep > 1 and len(rows[keep - 1]) > column and \
+                rows[keep - 1][column].isdigit() and int(rows[keep - 1][column]) > epoch:
+            keep -= 1
+        if keep < len(rows):
+            text = io.StringIO()
+            csv.writer(text).writerows(rows[:keep])
+            _io.atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
 
     def on_train_end(self):
         if self._file is not None:
@@ -206,8 +235,9 @@ class CSVLogger(Callback):
     on_train_abort = on_train_end
 
     def state_dict(self):
-        return {"started": self._writer is not None or self.append}
+        return {"started": self._writer is not None or self.append, "epoch": self._epoch}
 
     def load_state_dict(self, state):
         # A resumed run continues the file the interrupted one wrote.
         self.append = self.append or bool(state["started"])
+        self._epoch = self._resumed_at = int(state.get("epoch", 0))

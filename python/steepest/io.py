@@ -33,8 +33,6 @@ _MAX_HEADER_BYTES = 1 << 24
 
 def write_archive(path, header: dict, arrays: dict) -> None:
     """Atomically writes header (JSON-able) and named arrays to path."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
     text = json.dumps(header, default=_json_default)
     payload = {HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}
     for name, a in arrays.items():
@@ -42,12 +40,21 @@ def write_archive(path, header: dict, arrays: dict) -> None:
         if a.dtype.hasobject:
             raise TypeError(f"array {name!r} holds Python objects; only numeric arrays are saved")
         payload[name] = a
+    atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+def atomic_write(path, write) -> None:
+    """Replaces path with what write(f) writes to a binary file f, atomically: a temporary
+    file in the same folder, flushed, fsynced, renamed over path, then the folder fsynced.
+    A failure leaves the old file and no temporary."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # as an ordinary new file, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
