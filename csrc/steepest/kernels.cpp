@@ -142,7 +142,7 @@ void small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
       const int tiles = row_tiles(N, K);
       auto tile = [&](int64_t t) {
         int64_t lo, hi;
-        row_tile(t, tiles, N, &lo, &hi);
+        tile_range(t, tiles, N, &lo, &hi);
         if (lo < hi) gemv(false, hi - lo, K, alpha, B + lo * ldb, ldb, A, inca, beta, C + lo, 1);
       };
       run_tasks(tiles, tile);
@@ -180,9 +180,10 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T*
   }
   const bool split_rows = M >= N;
   const int64_t dim = split_rows ? M : N;
-  const int64_t step = ((dim + tiles - 1) / tiles + 15) / 16 * 16;
   auto tile = [&](int64_t t) {
-    const int64_t lo = std::min(dim, t * step), len = std::min(dim, lo + step) - lo;
+    int64_t lo, hi;
+    tile_range(t, tiles, dim, &lo, &hi);
+    const int64_t len = hi - lo;
     if (len <= 0) return;
     if (split_rows) {  // rows lo.. of op(A) and C
       blas(ta, tb, len, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc,

@@ -39,11 +39,12 @@ int gemm_tiles(int64_t M, int64_t N, int64_t K);
 // that a tile's slice of the weights stays in one core's cache from the forward pass to the
 // update.
 int row_tiles(int64_t rows, int64_t cols);
-// [lo, hi) rows of tile t of row_tiles(rows, cols) = tiles.
-inline void row_tile(int64_t t, int tiles, int64_t rows, int64_t* lo, int64_t* hi) {
-  const int64_t step = ((rows + tiles - 1) / tiles + 15) / 16 * 16;
-  *lo = std::min(rows, t * step);
-  *hi = std::min(rows, *lo + step);
+// [lo, hi) of piece t when [0, n) is split in `pieces` contiguous pieces of a multiple of 16
+// (the last may be shorter or empty): the split of gemm's tiles, row_tiles and for_chunks.
+inline void tile_range(int64_t t, int64_t pieces, int64_t n, int64_t* lo, int64_t* hi) {
+  const int64_t step = ((n + pieces - 1) / pieces + 15) / 16 * 16;
+  *lo = std::min(n, t * step);
+  *hi = std::min(n, *lo + step);
 }
 
 // Runs f(lo, hi) over [0, n) split in contiguous pieces (multiples of 16 elements: whole cache
@@ -57,9 +58,9 @@ void for_chunks(int64_t n, int64_t cost, F&& f) {
     if (n > 0) f(int64_t(0), n);
     return;
   }
-  const int64_t per = ((n + chunks - 1) / chunks + 15) / 16 * 16;
   auto task = [&](int64_t c) {
-    const int64_t lo = std::min(n, c * per), hi = std::min(n, lo + per);
+    int64_t lo, hi;
+    tile_range(c, chunks, n, &lo, &hi);
     if (lo < hi) f(lo, hi);
   };
   run_tasks(chunks, task);

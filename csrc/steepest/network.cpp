@@ -255,7 +255,7 @@ void Network<T>::fused_update(Optimizer<T>& opt) {
     const int64_t rows = std::max<int64_t>(1, 4096 / l.in);
     auto tile = [&](int64_t t) {
       int64_t lo, hi;
-      row_tile(t, tiles, l.out, &lo, &hi);
+      tile_range(t, tiles, l.out, &lo, &hi);
       for (int64_t r = lo; r < hi; r += rows) {
         const int64_t n = std::min(rows, hi - r);
         const int64_t w = l.weight_offset + r * l.in;
