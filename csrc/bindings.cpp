@@ -79,6 +79,22 @@ Target<T> target_of(const py::array& y) {
   return t;
 }
 
+// One Network::train_step on x (B rows) and y with the model locked and the GIL released;
+// (status, loss) for Python. Both train_step bindings end here.
+template <class T>
+py::tuple locked_train_step(Model<T>& s, const T* x, int64_t B, const py::array& y,
+                            const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+  auto lock = exclusive(s);
+  s.forward_input = py::none();
+  double value = 0;
+  StepStatus status;
+  {
+    py::gil_scoped_release release;
+    status = s.net.train_step(x, target_of<T>(y), B, spec, opt, clip_norm, &value);
+  }
+  return py::make_tuple(status_name(status), value);
+}
+
 // The fast path of Sequential.train_step: true when x and y are exactly what Python's
 // validation would hand over unchanged (C-contiguous, aligned, the model's dtype or int64
 // labels, the right shapes) and pass its checks: finite values, labels in [0, C), BCE targets
@@ -220,16 +236,7 @@ void register_model(py::module_& m, const char* name) {
       .def("train_step",
            [](M& s, Array<T> x, py::array y, const LossSpec& spec, Optimizer<T>& opt,
               double clip_norm) {
-             auto lock = exclusive(s);
-             s.forward_input = py::none();
-             double value = 0;
-             StepStatus status;
-             {
-               py::gil_scoped_release release;
-               status = s.net.train_step(x.data(), target_of<T>(y), x.shape(0), spec, opt,
-                                         clip_norm, &value);
-             }
-             return py::make_tuple(status_name(status), value);
+             return locked_train_step(s, x.data(), x.shape(0), y, spec, opt, clip_norm);
            },
            py::arg("x").noconvert(), py::arg("y"), py::arg("loss"), py::arg("optimizer"),
            py::arg("clip_norm"))
@@ -239,16 +246,8 @@ void register_model(py::module_& m, const char* name) {
            [](M& s, py::array x, py::array y, const LossSpec& spec, Optimizer<T>& opt,
               double clip_norm) -> py::tuple {
              if (!fast_input_ok(s.net, x, y, spec)) return py::make_tuple("unchecked", 0.0);
-             auto lock = exclusive(s);
-             s.forward_input = py::none();
-             double value = 0;
-             StepStatus status;
-             {
-               py::gil_scoped_release release;
-               status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y),
-                                         x.shape(0), spec, opt, clip_norm, &value);
-             }
-             return py::make_tuple(status_name(status), value);
+             return locked_train_step(s, static_cast<const T*>(x.data()), x.shape(0), y, spec,
+                                      opt, clip_norm);
            },
            py::arg("x"), py::arg("y"), py::arg("loss"), py::arg("optimizer"),
            py::arg("clip_norm"))
