@@ -12,7 +12,7 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
     : layers_(std::move(layers)), rng_(seed) {
   if (layers_.empty()) throw std::invalid_argument("a network needs at least one layer");
   // Size table: each Dense layer owns weight (out * in) then bias (out) in the flat buffers.
-  int64_t offset = 0, width_sum = 0, mask_sum = 0;
+  int64_t offset = 0, width_sum = 0, mask_sum = 0, kept = 0;
   for (size_t k = 0; k < layers_.size(); ++k) {
     LayerSpec& l = layers_[k];
     if (l.in <= 0 || l.out <= 0) throw std::invalid_argument("layer widths must be positive");
@@ -23,6 +23,8 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
     if (l.kind == LayerKind::Dense) {
       if (dense_.empty()) first_dense_ = k;
       dense_.push_back(k);
+      kept_dy_offset_.push_back(kept);
+      kept += l.out;
       l.weight_offset = offset;
       offset += l.out * l.in;
       l.bias_offset = l.bias ? offset : -1;
@@ -38,11 +40,6 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
   }
   act_offset_.push_back(width_sum);  // total, in rows-of-width units
   mask_offset_.push_back(mask_sum);
-  int64_t kept = 0;
-  for (size_t k : dense_) {
-    kept_dy_offset_.push_back(kept);
-    kept += layers_[k].out;
-  }
   kept_dy_.assign(size_t(kept), T(0));
   params_.assign(size_t(offset), T(0));
   grads_.assign(size_t(offset), T(0));
