@@ -37,9 +37,9 @@ def torch_layer(layer):
     if type(layer) in simple:
         return simple[type(layer)]()
     if isinstance(layer, st.LeakyReLU):
-        return nn.LeakyReLU(layer.param)
+        return nn.LeakyReLU(layer.negative_slope)
     if isinstance(layer, st.ELU):
-        return nn.ELU(layer.param)
+        return nn.ELU(layer.alpha)
     if isinstance(layer, st.Softmax):
         return nn.Softmax(dim=-1)
     if isinstance(layer, st.Dropout):

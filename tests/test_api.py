@@ -27,7 +27,7 @@ def _step(model, rng, opt=None):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_parameters_are_views_of_the_core_buffers(dtype):
     model = small(dtype)
-    flat, grads = model._net.params, model._net.grads
+    flat, grads = model.flat_params(), model.flat_grads()
     assert flat.dtype == np.dtype(dtype) and flat.size == model.num_parameters() == 4 * 8 + 8 + \
         8 * 8 + 8 * 3 + 3
     total = 0
@@ -68,7 +68,7 @@ def test_views_are_the_same_memory_after_step_and_fit(rng):
     for d, p, s in zip(datas, model.parameters(), snapshot):
         assert d.__array_interface__["data"][0] == p.data.__array_interface__["data"][0]
         assert not np.array_equal(d, s)
-    assert all(np.shares_memory(p.data, model._net.params) for p in model.parameters())
+    assert all(np.shares_memory(p.data, model.flat_params()) for p in model.parameters())
 
 
 def test_writing_a_view_changes_the_model(rng):
@@ -97,15 +97,15 @@ def test_backward_accumulates_and_zero_grad_resets(rng):
     model.zero_grad()
     model.forward(x, training=True)
     model.backward(dy)
-    once = model._net.grads.copy()
+    once = model.flat_grads().copy()
     model.backward(dy)  # as torch: gradients add up until zero_grad
-    np.testing.assert_allclose(model._net.grads, 2 * once, rtol=1e-14)
+    np.testing.assert_allclose(model.flat_grads(), 2 * once, rtol=1e-14)
     opt.zero_grad()
-    assert not model._net.grads.any()
+    assert not model.flat_grads().any()
     model.forward(x, training=True)
     model.backward(dy)
     model.zero_grad()
-    assert not model._net.grads.any()
+    assert not model.flat_grads().any()
 
 
 def test_forward_returns_a_new_array(rng):
@@ -116,15 +116,15 @@ def test_forward_returns_a_new_array(rng):
     out2 = model.forward(x2)
     np.testing.assert_array_equal(out1, keep)
     assert not np.shares_memory(out1, out2)
-    assert not np.shares_memory(out1, model._net.params)
+    assert not np.shares_memory(out1, model.flat_params())
 
 
 def test_optimizer_step_is_in_place_on_the_flat_buffer(rng):
     model = st.Sequential(st.Dense(3, 2), dtype="float64", seed=0)
     opt = st.optim.SGD(model.parameters(), lr=0.5)
-    flat = model._net.params
+    flat = model.flat_params()
     start = flat.copy()
-    model._net.grads[...] = 1.0
+    model.flat_grads()[...] = 1.0
     opt.step()
     np.testing.assert_allclose(flat, start - 0.5)
 
@@ -150,14 +150,14 @@ def test_optimizer_state_dict_round_trip(rng):
         _step(a, rng, oa)
     b.load_state_dict(a.state_dict())
     ob.load_state_dict(oa.state_dict())
-    b._net.rng_state = a._net.rng_state  # the dropout masks' source
+    b.rng_state = a.rng_state  # the dropout masks' source
     assert ob.steps == 3
     state = np.random.default_rng(5)
     X, y = state.normal(size=(16, 4)), state.integers(0, 3, 16)
     for m, o in ((a, oa), (b, ob)):
         m.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=o, epochs=2, shuffle=False,
               verbose=0)
-    np.testing.assert_array_equal(a._net.params, b._net.params)
+    np.testing.assert_array_equal(a.flat_params(), b.flat_params())
 
 
 # -- save / load ---------------------------------------------------------------------------------
@@ -202,7 +202,7 @@ def test_loaded_model_trains_like_the_original(rng, tmp_path):
     for m in (model, loaded):
         m.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=st.optim.SGD(m.parameters(), lr=0.1),
               epochs=2, verbose=0)
-    np.testing.assert_array_equal(model._net.params, loaded._net.params)
+    np.testing.assert_array_equal(model.flat_params(), loaded.flat_params())
 
 
 def test_load_refuses_other_files(tmp_path):
@@ -238,7 +238,7 @@ def test_repr_and_summary(capsys):
 def test_sequential_accepts_a_list():
     a = st.Sequential([st.Dense(2, 3), st.Tanh(), st.Dense(3, 1)], seed=0)
     b = st.Sequential(st.Dense(2, 3), st.Tanh(), st.Dense(3, 1), seed=0)
-    np.testing.assert_array_equal(a._net.params, b._net.params)
+    np.testing.assert_array_equal(a.flat_params(), b.flat_params())
     assert a.in_features == 2 and a.out_features == 1
 
 
@@ -267,10 +267,10 @@ def test_initializers(init, kind, scale):
 
 
 def test_zeros_init_and_seeded_reproducibility():
-    assert not st.Sequential(st.Dense(5, 5, init="zeros"), seed=0)._net.params.any()
-    a = st.Sequential(st.Dense(5, 5), seed=3)._net.params
-    b = st.Sequential(st.Dense(5, 5), seed=3)._net.params
-    c = st.Sequential(st.Dense(5, 5), seed=4)._net.params
+    assert not st.Sequential(st.Dense(5, 5, init="zeros"), seed=0).flat_params().any()
+    a = st.Sequential(st.Dense(5, 5), seed=3).flat_params()
+    b = st.Sequential(st.Dense(5, 5), seed=3).flat_params()
+    c = st.Sequential(st.Dense(5, 5), seed=4).flat_params()
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert st.Sequential(st.Dense(5, 5)).seed != st.Sequential(st.Dense(5, 5)).seed
@@ -345,10 +345,10 @@ def test_backward_after_training_needs_a_new_forward(rng):
     model.zero_grad()
     model.forward(x, training=True)
     model.backward(dy)
-    expected = model._net.grads.copy()
+    expected = model.flat_grads().copy()
     model.zero_grad()
     model.forward(x, training=True)
     model.predict(X)
     model.evaluate(X, y, loss)
     model.backward(dy)
-    np.testing.assert_array_equal(model._net.grads, expected)
+    np.testing.assert_array_equal(model.flat_grads(), expected)

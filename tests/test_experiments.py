@@ -206,9 +206,9 @@ def test_warn_false_records_silently_and_exploding_checks():
 def test_report_table_and_grads_untouched():
     X, y = _toy()
     model = _deep(st.Sigmoid, 8)
-    model._net.grads[...] = 7.0
+    model.flat_grads()[...] = 7.0
     rep = diag.report(model, X, y, st.losses.CrossEntropy(), max_rows=64)
-    assert np.all(model._net.grads == 7.0)  # measured on a copy
+    assert np.all(model.flat_grads() == 7.0)  # measured on a copy
     assert rep["rows"] == 64 and len(rep["layers"]) == len(model.layers)
     assert [k for k, _ in rep["problems"]] == ["vanishing"]
     text = str(rep)

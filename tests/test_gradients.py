@@ -179,23 +179,23 @@ def test_dropout_fixed_mask_finite_differences(rng):
                           dtype="float64", seed=7)
     X, y = rng.normal(size=(6, 4)), rng.normal(size=(6, 2))
     loss = st.losses.MSE()
-    state = model._net.rng_state
+    state = model.rng_state
 
     def value(flat):
-        model._net.params[...] = flat
-        model._net.rng_state = state
+        model.flat_params()[...] = flat
+        model.rng_state = state
         return loss.forward(model.forward(X, training=True), y)
 
-    p0 = model._net.params.copy()
+    p0 = model.flat_params().copy()
     model.zero_grad()
     value(p0)
     model.backward(loss.backward())
-    analytic = model._net.grads.copy()
+    analytic = model.flat_grads().copy()
     numeric = numeric_grad(value, p0)
-    model._net.params[...] = p0
+    model.flat_params()[...] = p0
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
     # and the mask really dropped something: the gradient differs from the eval-mode one
     model.zero_grad()
     loss.forward(model.forward(X, training=False), y)
     model.backward(loss.backward())
-    assert not np.allclose(model._net.grads, analytic)
+    assert not np.allclose(model.flat_grads(), analytic)

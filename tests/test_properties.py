@@ -112,7 +112,7 @@ def check_training_never_crashes(data):
         assert all(math.isfinite(v) for v in history["loss"])
     except st.TrainingDiverged:
         pass
-    assert np.isfinite(model._net.params).all(), "a parameter was left non-finite"
+    assert np.isfinite(model.flat_params()).all(), "a parameter was left non-finite"
 
     out = model.predict(X)
     assert out.shape == (n, model.out_features) and out.dtype == model.dtype
@@ -121,14 +121,14 @@ def check_training_never_crashes(data):
         model.train_step(X[: max(1, n // 2)], y[: max(1, n // 2)], loss, opt)
     except st.TrainingDiverged:
         pass
-    assert np.isfinite(model._net.params).all()
+    assert np.isfinite(model.flat_params()).all()
     # the step-by-step API: forward, loss, backward, step
     opt.zero_grad()
     out = model.forward(X, training=True)
     if np.isfinite(out).all():
         loss.forward(out, y)
         model.backward(loss.backward())
-        assert model._net.grads.shape == (model.num_parameters(),)
+        assert model.flat_grads().shape == (model.num_parameters(),)
 
 
 @FAST
@@ -147,11 +147,11 @@ def test_training_never_crashes_many(data):
 # -- 2. backpropagation agrees with finite differences ----------------------------------------
 def kink_distance(model, X):
     """The smallest |pre-activation| entering a kinked activation (inf when there is none)."""
-    outs = model._net.layer_outputs(np.ascontiguousarray(X, dtype=np.float64))
+    outs = model.layer_outputs(X)
     dist = math.inf
     for k, layer in enumerate(model.layers):
         if isinstance(layer, KINKED) and k > 0:
-            if isinstance(layer, st.ELU) and layer.param == 1.0:
+            if isinstance(layer, st.ELU) and layer.alpha == 1.0:
                 continue
             dist = min(dist, float(np.abs(outs[k - 1]).min()))
     return dist
@@ -167,7 +167,7 @@ def check_gradients(data, smooth):
     y = make_targets(loss, n, model.out_features, rng)
     eps = 1e-6
     # Finite differences are meaningless across a kink: keep every kink well away.
-    assume(kink_distance(model, X) > 1e3 * eps * (1 + np.abs(model._net.params).sum()))
+    assume(kink_distance(model, X) > 1e3 * eps * (1 + np.abs(model.flat_params()).sum()))
     if isinstance(loss, st.losses.L1):
         assume(np.abs(model.predict(X) - y).min() > 1e-3)
 
@@ -455,7 +455,7 @@ def test_bad_input_raises_value_or_type_error_many(data):
 def test_bad_input_leaves_the_model_unchanged(data):
     """A refused call changes nothing: no partial update, no NaN."""
     model, loss, opt, X, y = small_problem(data)
-    before = model._net.params.copy()
+    before = model.flat_params().copy()
     bad = X.copy()
     bad[data.draw(hs.integers(0, X.shape[0] - 1)), 0] = data.draw(
         hs.sampled_from([np.nan, np.inf, -np.inf]))
@@ -463,4 +463,4 @@ def test_bad_input_leaves_the_model_unchanged(data):
         model.fit(bad, y, loss=loss, optimizer=opt, verbose=0)
     with pytest.raises(ValueError):
         model.train_step(bad, y, loss, opt)
-    np.testing.assert_array_equal(model._net.params, before)
+    np.testing.assert_array_equal(model.flat_params(), before)

@@ -17,8 +17,8 @@ def _regression(n=200, scale=1e3, seed=0):
 
 
 def _all_finite(model, opt):
-    return np.isfinite(model._net.params).all() and all(
-        np.isfinite(v).all() for v in opt._impl.state().values())
+    return np.isfinite(model.flat_params()).all() and all(
+        np.isfinite(v).all() for v in opt.state_buffers().values())
 
 
 @pytest.mark.parametrize("make_opt", [
@@ -45,20 +45,20 @@ def test_fit_divergence_from_bad_targets_inside_the_data_is_refused_up_front():
     y[5, 0] = np.inf
     model = st.Sequential(st.Dense(10, 1), seed=0)
     opt = st.optim.SGD(model.parameters(), lr=0.1)
-    before = model._net.params.copy()
+    before = model.flat_params().copy()
     with pytest.raises(ValueError, match="y contains NaN or infinity"):
         model.fit(X, y, loss=st.losses.MSE(), optimizer=opt, epochs=1, verbose=0)
-    np.testing.assert_array_equal(before, model._net.params)
+    np.testing.assert_array_equal(before, model.flat_params())
 
 
 def test_train_step_divergence_leaves_parameters_untouched():
     X, y = _regression(scale=1e30)
     model = st.Sequential(st.Dense(10, 8), st.Tanh(), st.Dense(8, 1), dtype="float32", seed=0)
     opt = st.optim.Adam(model.parameters())
-    before = model._net.params.copy()
+    before = model.flat_params().copy()
     with pytest.raises(st.TrainingDiverged, match="non-finite"):
         model.train_step(X, y, st.losses.MSE(), opt)  # (1e30)^2 overflows float32
-    np.testing.assert_array_equal(before, model._net.params)
+    np.testing.assert_array_equal(before, model.flat_params())
     assert opt.steps == 0
 
 
@@ -69,27 +69,27 @@ def test_step_api_guard_refuses_non_finite_gradient_and_overflowing_update():
     opt = st.optim.SGD(model.parameters(), lr=1e37)
     loss.forward(model.forward(X, training=True), y)
     model.backward(loss.backward())
-    before = model._net.params.copy()
+    before = model.flat_params().copy()
     with pytest.raises(st.TrainingDiverged, match="overflow"):
         opt.step()  # lr * grad exceeds float32's range
-    np.testing.assert_array_equal(before, model._net.params)
+    np.testing.assert_array_equal(before, model.flat_params())
     assert opt.steps == 0
-    model._net.grads[0] = np.nan
+    model.flat_grads()[0] = np.nan
     with pytest.raises(st.TrainingDiverged, match="non-finite gradient"):
         opt.step()
-    np.testing.assert_array_equal(before, model._net.params)
+    np.testing.assert_array_equal(before, model.flat_params())
 
 
 def test_fit_overflowing_update_restores_the_epoch_start():
     X, y = _regression()  # gradients ~1e3: lr * grad overflows float32 on the first update
     model = st.Sequential(st.Dense(10, 1), seed=0)
     opt = st.optim.SGD(model.parameters(), lr=1e38)
-    before = model._net.params.copy()
+    before = model.flat_params().copy()
     with pytest.raises(st.TrainingDiverged):
         model.fit(X, y, loss=st.losses.MSE(), optimizer=opt, epochs=3, batch_size=50,
                   verbose=0)
     assert _all_finite(model, opt)
-    np.testing.assert_array_equal(before, model._net.params)
+    np.testing.assert_array_equal(before, model.flat_params())
 
 
 TRAIN_SCRIPT = textwrap.dedent("""
@@ -116,7 +116,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
     history = model.fit(X, y, loss=st.losses.CrossEntropy(label_smoothing=0.1), optimizer=opt,
                         epochs=7, batch_size=32, callbacks=callbacks, checkpoint=path,
                         verbose=0)
-    np.savez(out, params=model._net.params, loss=np.array(history["loss"]),
+    np.savez(out, params=model.flat_params(), loss=np.array(history["loss"]),
              lr=np.array(history["lr"]))
 """)
 
@@ -172,7 +172,7 @@ def test_checkpoint_resume_continues_when_more_epochs_are_asked(tmp_path):
         opt = st.optim.RMSprop(model.parameters(), lr=0.01, momentum=0.5)
         model.fit(X, y, loss=st.losses.Huber(), optimizer=opt, epochs=epochs, batch_size=8,
                   checkpoint=checkpoint, verbose=0)
-        return model._net.params.copy()
+        return model.flat_params().copy()
 
     straight = fit(6, None)
     fit(2, tmp_path / "c.ckpt")
@@ -240,7 +240,7 @@ INTERRUPT_SCRIPT = textwrap.dedent("""
     except KeyboardInterrupt:
         print("latency", time.perf_counter() - sent[0])
         print("steps", opt.steps)
-        print("finite", bool(np.isfinite(model._net.params).all()))
+        print("finite", bool(np.isfinite(model.flat_params()).all()))
         print("history", isinstance(model.history, dict))
 """)
 

@@ -82,7 +82,7 @@ def test_batch_larger_than_data_is_full_batch(rng):
     b.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=ob, epochs=3, batch_size=1000,
           verbose=0)
     assert oa.steps == ob.steps == 3
-    np.testing.assert_array_equal(a._net.params, b._net.params)
+    np.testing.assert_array_equal(a.flat_params(), b.flat_params())
 
 
 def test_regression_trains(rng):
@@ -112,7 +112,7 @@ def test_same_seed_same_result_bitwise(rng):
     X, y = blobs(rng)
     a, ha = _train(7, X, y)
     b, hb = _train(7, X, y)
-    assert a._net.params.tobytes() == b._net.params.tobytes()
+    assert a.flat_params().tobytes() == b.flat_params().tobytes()
     for key in ha:
         if key != "time":
             assert ha[key] == hb[key], key
@@ -122,7 +122,7 @@ def test_different_seed_different_result(rng):
     X, y = blobs(rng)
     a, ha = _train(7, X, y)
     b, hb = _train(8, X, y)
-    assert not np.array_equal(a._net.params, b._net.params)
+    assert not np.array_equal(a.flat_params(), b.flat_params())
     assert ha["loss"] != hb["loss"]
 
 
@@ -135,14 +135,14 @@ def test_seed_also_drives_shuffling_and_dropout(rng):
     for m in (a, b):
         m.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=st.optim.SGD(m.parameters(), lr=0.1),
               epochs=1, batch_size=10, verbose=0)
-    assert not np.array_equal(a._net.params, b._net.params)
+    assert not np.array_equal(a.flat_params(), b.flat_params())
     c = st.Sequential(st.Dense(4, 3), seed=1)
     d = st.Sequential(st.Dense(4, 3), seed=2)
     d.load_state_dict(c.state_dict())
     for m in (c, d):  # without shuffling the seed no longer matters
         m.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=st.optim.SGD(m.parameters(), lr=0.1),
               epochs=1, batch_size=10, shuffle=False, verbose=0)
-    np.testing.assert_array_equal(c._net.params, d._net.params)
+    np.testing.assert_array_equal(c.flat_params(), d.flat_params())
 
 
 def test_thread_count_does_not_change_results(rng):
@@ -155,7 +155,7 @@ def test_thread_count_does_not_change_results(rng):
         b, _ = _train(3, X, y)
     finally:
         st.set_num_threads(old)
-    np.testing.assert_allclose(a._net.params, b._net.params, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.flat_params(), b.flat_params(), rtol=1e-5, atol=1e-6)
 
 
 # -- dropout -------------------------------------------------------------------------------------
@@ -272,7 +272,7 @@ class Script(st.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs):
         logs["score"] = self.values[epoch]
-        self.snapshots.append(self.model._net.params.copy())
+        self.snapshots.append(self.model.flat_params().copy())
 
 
 def test_early_stopping_restores_best_weights(rng):
@@ -286,8 +286,8 @@ def test_early_stopping_restores_best_weights(rng):
     assert len(history["loss"]) == 6  # epochs 3, 4 and 5 did not improve on epoch 2 (0-based)
     assert history["score"] == [5.0, 4.0, 3.0, 3.5, 3.2, 3.1]
     assert stopper.best_epoch == 2 and stopper.stopped_epoch == 5
-    np.testing.assert_array_equal(model._net.params, script.snapshots[2])
-    assert not np.array_equal(model._net.params, script.snapshots[-1])
+    np.testing.assert_array_equal(model.flat_params(), script.snapshots[2])
+    assert not np.array_equal(model.flat_params(), script.snapshots[-1])
 
 
 def test_early_stopping_without_restore_and_on_val_loss(rng):
@@ -298,7 +298,7 @@ def test_early_stopping_without_restore_and_on_val_loss(rng):
     stopper = st.callbacks.EarlyStopping(monitor="score", patience=1, restore_best_weights=False)
     model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=5,
               callbacks=[script, stopper], verbose=0)
-    np.testing.assert_array_equal(model._net.params, script.snapshots[-1])
+    np.testing.assert_array_equal(model.flat_params(), script.snapshots[-1])
     assert len(script.snapshots) == 3
     # monitoring val_loss without validation data is refused with a clear message
     with pytest.raises(ValueError, match="val_loss"):
@@ -318,7 +318,7 @@ def test_model_checkpoint_writes_loadable_files(rng, tmp_path):
                                                                 "m-03.npz"]
     for epoch in range(3):
         loaded = st.load(tmp_path / f"m-{epoch + 1:02d}.npz")
-        np.testing.assert_array_equal(loaded._net.params, script.snapshots[epoch])
+        np.testing.assert_array_equal(loaded.flat_params(), script.snapshots[epoch])
         assert repr(loaded) == repr(model)
 
 
@@ -331,7 +331,7 @@ def test_model_checkpoint_save_best_only(rng, tmp_path):
                                         save_best_only=True)
     model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=4,
               callbacks=[script, best], verbose=0)
-    np.testing.assert_array_equal(st.load(tmp_path / "best.npz")._net.params,
+    np.testing.assert_array_equal(st.load(tmp_path / "best.npz").flat_params(),
                                   script.snapshots[1])
 
 

@@ -20,14 +20,14 @@ def setup(rng):
 
 
 def unchanged(model, opt, before):
-    assert model._net.params.tobytes() == before
+    assert model.flat_params().tobytes() == before
     assert opt.steps == 0
 
 
 def refuses_everywhere(model, opt, X, y, error, match, loss=CE):
     """fit, train_step and evaluate all refuse (X, y) with `error` matching `match`, and the
     weights stay as they were."""
-    before = model._net.params.tobytes()
+    before = model.flat_params().tobytes()
     with pytest.raises(error, match=match):
         model.fit(X, y, loss=loss, optimizer=opt, epochs=1, verbose=0)
     with pytest.raises(error, match=match.replace("\\bX\\b", "x").replace("\\by\\b", "y")):
@@ -166,7 +166,7 @@ def test_non_finite_y_refused_before_any_update(rng, value):
 
 def test_non_finite_validation_data(setup):
     model, opt, X, y = setup
-    before = model._net.params.tobytes()
+    before = model.flat_params().tobytes()
     Xv = X.copy()
     Xv[0, 0] = np.nan
     with pytest.raises(ValueError, match=r"validation_data\[0\] contains NaN"):
@@ -191,13 +191,13 @@ def test_non_finite_step_api(setup):
 
 def test_load_state_dict_refuses_bad_values(setup):
     model, opt, X, y = setup
-    before = model._net.params.tobytes()
+    before = model.flat_params().tobytes()
     sd = {k: v.copy() for k, v in model.state_dict().items()}
     sd["2.bias"] = sd["2.bias"] + 1
     sd["0.weight"][0, 0] = np.inf
     with pytest.raises(ValueError, match=r"0\.weight.*NaN or infinity"):
         model.load_state_dict(sd)
-    assert model._net.params.tobytes() == before  # nothing half-loaded
+    assert model.flat_params().tobytes() == before  # nothing half-loaded
     sd["0.weight"] = np.zeros((4, 8))
     with pytest.raises(ValueError, match=r"0\.weight.*shape"):
         model.load_state_dict(sd)
@@ -274,7 +274,7 @@ def test_bad_optimizer_params_and_lr_changes(setup):
 ])
 def test_bad_fit_arguments(setup, kwargs, error, match):
     model, opt, X, y = setup
-    before = model._net.params.tobytes()
+    before = model.flat_params().tobytes()
     with pytest.raises(error, match=match):
         model.fit(X, y, loss=CE, optimizer=opt, **{"verbose": 0, **kwargs})
     unchanged(model, opt, before)
@@ -396,7 +396,7 @@ def test_non_contiguous_inputs_give_identical_results(layout, dtype, rng):
         return model
 
     ref, other = train(X, y), train(Xv, y_strided)
-    assert ref._net.params.tobytes() == other._net.params.tobytes()
+    assert ref.flat_params().tobytes() == other.flat_params().tobytes()
     assert ref.predict(X).tobytes() == ref.predict(Xv).tobytes()
     assert ref.evaluate(X, y, CE) == ref.evaluate(Xv, y_strided, CE)
 
@@ -416,7 +416,7 @@ def test_other_input_dtypes_equal_the_converted_float_case(in_dtype, dtype, rng)
         return model
 
     a, b = train(X, y.astype(np.float32)), train(reference, y.astype(np.float32).astype(float))
-    assert a._net.params.tobytes() == b._net.params.tobytes()
+    assert a.flat_params().tobytes() == b.flat_params().tobytes()
     assert a.predict(X).tobytes() == a.predict(reference).tobytes()
     assert a.predict(X).dtype == np.dtype(dtype)
 

@@ -14,34 +14,16 @@ import scipy_openblas32 as _openblas  # noqa: E402,F401  (loads the BLAS the cor
 from . import _core  # noqa: E402
 from . import callbacks, datasets, losses, optim, schedules  # noqa: E402
 from . import diagnostics, experiments  # noqa: E402  (numpy only; matplotlib on use)
+from ._version import __version__  # noqa: E402
 from .errors import TrainingDiverged  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
-from .io import load  # noqa: E402
 from .layers import (ELU, GELU, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU,  # noqa: E402
                      Softmax, Softplus, Tanh)
-from .model import Parameter, Sequential  # noqa: E402
+from .model import Sequential, load  # noqa: E402
 from .optim import clip_grad_norm_  # noqa: E402
-
-__version__ = "0.1.0"
-
-
-def set_num_threads(n: int) -> None:
-    """Threads for both the BLAS products and the core's own loops (never nested)."""
-    from ._checks import integer
-
-    _core.set_num_threads(integer(n, "n", low=1))
-
-
-def get_num_threads() -> int:
-    return _core.get_num_threads()
-
-
-def _default_threads() -> int:
-    try:
-        return max(1, len(_os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, _os.cpu_count() or 1)
-
+from .parameter import Parameter  # noqa: E402
+from .threads import default_threads as _default_threads  # noqa: E402
+from .threads import get_num_threads, set_num_threads  # noqa: E402
 
 set_num_threads(_default_threads())
 

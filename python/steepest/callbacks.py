@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from . import _checks
-from . import io as _io
+from .archive import atomic_write
 
 
 class Callback:
@@ -133,7 +133,7 @@ class EarlyStopping(Callback):
         if self.tracker.improved(_monitored(logs, self.tracker.monitor, "EarlyStopping")):
             self.best_epoch, self._wait = epoch, 0
             if self.restore_best_weights:
-                self._best_params = self.model._net.params.copy()
+                self._best_params = self.model.flat_params().copy()
         else:
             self._wait += 1
             if self._wait > self.patience:
@@ -142,7 +142,7 @@ class EarlyStopping(Callback):
 
     def on_train_end(self):
         if self.restore_best_weights and self._best_params is not None:
-            self.model._net.params[...] = self._best_params
+            self.model.flat_params()[...] = self._best_params
 
     def state_dict(self):
         state = {"best": self.tracker.best, "wait": self._wait, "best_epoch": self.best_epoch,
@@ -225,7 +225,7 @@ class CSVLogger(Callback):
         if keep < len(rows):
             text = io.StringIO()
             csv.writer(text).writerows(rows[:keep])
-            _io.atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
+            atomic_write(self.path, lambda f: f.write(text.getvalue().encode()))
 
     def on_train_end(self):
         if self._file is not None:

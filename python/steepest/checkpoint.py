@@ -1,6 +1,6 @@
 """Training checkpoints: everything fit() needs to continue a run bit for bit.
 
-A checkpoint is a steepest file (see steepest.io) with format "steepest.checkpoint": the
+A checkpoint is a steepest archive (see steepest.archive) of format "steepest.checkpoint": the
 model's architecture and parameters, the optimizer's hyper-parameters, step count and state
 buffers, the network's random-generator state (shuffling and dropout), the number of finished
 epochs, the history so far, the callbacks' state, and a fingerprint of the run (architecture,
@@ -12,7 +12,9 @@ import zlib
 
 import numpy as np
 
-from . import io
+from .archive import FORMAT_VERSION, read_archive, write_archive
+
+CHECKPOINT_FORMAT = "steepest.checkpoint"
 
 
 def fingerprint(model, optimizer, loss, X, y, batch_size, shuffle, clip) -> dict:
@@ -37,7 +39,8 @@ def save(path, model, optimizer, callbacks, epoch: int, history: dict, run: dict
          finished: bool) -> None:
     """Writes the checkpoint atomically."""
     arrays = {p.name: p.data for p in model.parameters()}
-    for name, buf in optimizer._impl.state().items():
+    opt = optimizer.state_dict()
+    for name, buf in opt["state"].items():
         arrays[f"optimizer.{name}"] = buf
     callback_states = []
     for i, cb in enumerate(callbacks):
@@ -49,16 +52,16 @@ def save(path, model, optimizer, callbacks, epoch: int, history: dict, run: dict
             else:
                 state[key] = value
         callback_states.append({"type": type(cb).__name__, "state": state})
-    header = io.model_header(model)
-    header.update({
-        "format": "steepest.checkpoint", "run": run, "epoch": epoch, "finished": finished,
-        "history": history, "rng_state": [str(w) for w in model._net.rng_state],
-        "optimizer": {"type": type(optimizer).__name__, "steps": optimizer.steps,
-                      "lr": optimizer.lr},
+    header = {
+        "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, **model.config(), "run": run,
+        "epoch": epoch, "finished": finished, "history": history,
+        "rng_state": [str(w) for w in model.rng_state],
+        "optimizer": {"type": opt["type"], "steps": opt["steps"],
+                      "lr": opt["hyperparameters"]["lr"]},
         "callbacks": callback_states,
         "arrays": {k: [list(np.shape(v)), np.asarray(v).dtype.str] for k, v in arrays.items()},
-    })
-    io.write_archive(path, header, arrays)
+    }
+    write_archive(path, header, arrays)
 
 
 def load(path, model, optimizer, callbacks, run: dict) -> dict:
@@ -71,8 +74,8 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
             raise ValueError(f"{path}: checkpoint header lists no arrays")
         if header.get("run") != run:
             raise ValueError(_mismatch(path, header.get("run"), run))
-        wanted = io.parameter_shapes(model)
-        for name, buf in optimizer._impl.state().items():
+        wanted = {p.name: (p.shape, model.dtype) for p in model.parameters()}
+        for name, buf in optimizer.state_buffers().items():
             wanted[f"optimizer.{name}"] = (buf.shape, model.dtype)
         for name, spec in declared.items():
             if name.startswith("callbacks."):
@@ -82,7 +85,7 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
                     raise ValueError(f"{path}: bad array declaration {name!r}") from None
         return wanted
 
-    header, arrays = io.read_archive(path, "steepest.checkpoint", shapes)
+    header, arrays = read_archive(path, CHECKPOINT_FORMAT, shapes)
     try:
         epoch, finished, history = int(header["epoch"]), bool(header["finished"]), \
             header["history"]
@@ -101,7 +104,7 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
         "type": opt["type"], "hyperparameters": {"lr": opt["lr"]}, "steps": opt["steps"],
         "state": {k[len("optimizer."):]: v for k, v in arrays.items()
                   if k.startswith("optimizer.")}})
-    model._net.rng_state = rng
+    model.rng_state = rng
     for s, cb in zip(states, callbacks):
         cb.load_state_dict({k: arrays[v["array"]] if isinstance(v, dict) and "array" in v
                             else v for k, v in s["state"].items()})

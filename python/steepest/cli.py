@@ -5,42 +5,11 @@ import argparse
 import sys
 import time
 
-from .experiments import experiments_parser
-
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softplus")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
-
-
-def build_model(n_in, hidden, n_out, activation="relu", dropout=0.0, dtype="float32", seed=0,
-                init="torch_default"):
-    """An MLP: Dense -> activation (-> Dropout) per hidden width, then a Dense output layer."""
-    import steepest as st
-
-    act = {"relu": st.ReLU, "leaky_relu": st.LeakyReLU, "elu": st.ELU, "gelu": st.GELU,
-           "silu": st.SiLU, "sigmoid": st.Sigmoid, "tanh": st.Tanh,
-           "softplus": st.Softplus}[activation]
-    layers, width = [], n_in
-    for h in hidden:
-        layers += [st.Dense(width, h, init=init), act()]
-        if dropout > 0:
-            layers.append(st.Dropout(dropout))
-        width = h
-    layers.append(st.Dense(width, n_out, init=init))
-    return st.Sequential(*layers, dtype=dtype, seed=seed)
-
-
-def make_optimizer(name, params, lr, weight_decay=0.0):
-    import steepest as st
-
-    o = st.optim
-    return {"sgd": lambda: o.SGD(params, lr=lr, weight_decay=weight_decay),
-            "momentum": lambda: o.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay),
-            "nesterov": lambda: o.SGD(params, lr=lr, momentum=0.9, nesterov=True,
-                                      weight_decay=weight_decay),
-            "adam": lambda: o.Adam(params, lr=lr, weight_decay=weight_decay),
-            "adamw": lambda: o.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2),
-            "rmsprop": lambda: o.RMSprop(params, lr=lr, weight_decay=weight_decay),
-            "adagrad": lambda: o.Adagrad(params, lr=lr, weight_decay=weight_decay)}[name]()
+from .datasets import NAMES, Standardizer, load, train_test_split
+from .experiments.report import experiments_parser
+from .losses import MSE, CrossEntropy
+from .presets import ACTIVATIONS, DEFAULT_LR, OPTIMIZER_RECIPES, build_mlp, make_optimizer
+from .threads import get_num_threads, set_num_threads
 
 
 def _positive_int(text):
@@ -51,8 +20,6 @@ def _positive_int(text):
 
 
 def train_parser(sub):
-    from .datasets import NAMES
-
     p = sub.add_parser(
         "train", help="train an MLP on a data set and report train/test accuracy or error",
         description="Train a multi-layer perceptron with backpropagation and gradient descent. "
@@ -62,12 +29,13 @@ def train_parser(sub):
     p.add_argument("--data", default="digits", metavar="DATA", help="data set (default digits)")
     p.add_argument("--hidden", type=_positive_int, nargs="*", default=[128],
                    help="hidden layer widths (default: 128)")
-    p.add_argument("--activation", choices=ACTIVATIONS, default="relu")
+    p.add_argument("--activation", choices=tuple(ACTIVATIONS), default="relu")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout after each hidden layer")
     p.add_argument("--init", default="torch_default",
                    help="initializer: torch_default, glorot_uniform, he_normal, ...")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZER_RECIPES), default="adam")
+    p.add_argument("--lr", type=float, default=DEFAULT_LR,
+                   help=f"learning rate (default {DEFAULT_LR:g})")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=32,
                    help="samples per update; 0 = full batch (default 32)")
@@ -82,11 +50,8 @@ def train_parser(sub):
 
 
 def run_train(args) -> int:
-    import steepest as st
-    from .datasets import Standardizer, load, train_test_split
-
     if args.threads:
-        st.set_num_threads(args.threads)
+        set_num_threads(args.threads)
     data = load(args.data, seed=args.seed)
     X_train, X_test, y_train, y_test = train_test_split(data["X"], data["y"], args.test_size,
                                                         seed=args.seed)
@@ -94,15 +59,15 @@ def run_train(args) -> int:
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
     classify = data["task"] == "classification"
     n_out = data["n_classes"] if classify else data["y"].shape[1]
-    model = build_model(X_train.shape[1], args.hidden, n_out, args.activation, args.dropout,
-                        args.dtype, args.seed, args.init)
-    loss = st.losses.CrossEntropy() if classify else st.losses.MSE()
+    model = build_mlp(X_train.shape[1], args.hidden, n_out, args.activation, args.dropout,
+                      args.dtype, args.seed, args.init)
+    loss = CrossEntropy() if classify else MSE()
     opt = make_optimizer(args.optimizer, model.parameters(), args.lr, args.weight_decay)
     print(f"data: {data['name']}  {data['task']}  train {len(X_train)}  test {len(X_test)}  "
           f"features {X_train.shape[1]}" + (f"  classes {n_out}" if classify else ""))
     print(model)
     print(f"optimizer: {opt!r}  batch size: {args.batch_size or 'full'}  "
-          f"threads: {st.get_num_threads()}")
+          f"threads: {get_num_threads()}")
     start = time.perf_counter()
     model.fit(X_train, y_train, loss=loss, optimizer=opt, epochs=args.epochs,
               batch_size=args.batch_size or None, validation_data=(X_test, y_test),

@@ -21,10 +21,10 @@ import warnings
 
 import numpy as np
 
-from . import _checks, _core
+from . import _checks
 from .callbacks import Callback
 from .gradcheck import backprop_gradient
-from .layers import Dense, ReLU, Sigmoid, Tanh
+from .layers import Activation, Dense, ReLU, Sigmoid, Tanh
 
 # A sigmoid output outside [0.01, 0.99] (|pre-activation| > 4.6) has a derivative below 0.0099,
 # under 4% of its peak 0.25; a tanh output with |value| > 0.99 (|pre-activation| > 2.65) has a
@@ -38,25 +38,20 @@ class GradientWarning(RuntimeWarning):
 
 
 # -- what the model is made of ------------------------------------------------------------------
-def _weight_slices(model) -> list:
-    """(offset, size) of each Dense layer's weight matrix in the flat parameter buffer."""
-    out = []
-    for s in model._net.layers:
-        if s.kind == _core.LayerKind.Dense:
-            out.append((s.weight_offset, s.in_features * s.out_features))
-    return out
+def _weights(model) -> list:
+    """The weight matrix Parameter of each Dense layer, first to last."""
+    return [p for p in model.parameters() if p.name.endswith(".weight")]
 
 
 def weight_norms(model) -> list:
     """||W||_2 (Frobenius) of each Dense layer's weight matrix, biases excluded."""
-    p = model._net.params
-    return [_norm(p[o:o + n]) for o, n in _weight_slices(model)]
+    return [_norm(p.data) for p in _weights(model)]
 
 
 def grad_norms(model) -> list:
     """||dL/dW, dL/db||_2 of each Dense layer from the gradients currently in ``p.grad``
     (weight and bias together, measured by the core as for fit's history "grad_norm")."""
-    return [math.sqrt(sq) for sq in model._net.measure_grads()]
+    return model.grad_norms()
 
 
 def update_ratios(before, after) -> list:
@@ -71,8 +66,7 @@ def update_ratios(before, after) -> list:
 
 
 def _weights_copy(model) -> list:
-    p = model._net.params
-    return [p[o:o + n].copy() for o, n in _weight_slices(model)]
+    return [p.data.copy() for p in _weights(model)]
 
 
 def activation_stats(model, X, max_rows: int = 256, seed: int = 0) -> list:
@@ -83,14 +77,14 @@ def activation_stats(model, X, max_rows: int = 256, seed: int = 0) -> list:
          zero for every row (ReLU; None otherwise), "saturated": fraction of (row, unit)
          values in the flat tails (Sigmoid/Tanh; None otherwise), "mean", "std"}
     """
-    return _activation_stats(model, model._net.layer_outputs(_sample(model, X, max_rows, seed)))
+    return _activation_stats(model, model.layer_outputs(_sample(model, X, max_rows, seed)))
 
 
 def _activation_stats(model, outs) -> list:
-    """activation_stats from every layer's output (model._net.layer_outputs) on the sample."""
+    """activation_stats from every layer's output (model.layer_outputs) on the sample."""
     stats = []
     for i, (layer, a) in enumerate(zip(model.layers, outs)):
-        if model._net.layers[i].kind != _core.LayerKind.Activation:
+        if not isinstance(layer, Activation):
             continue
         stats.append({"layer": i, "type": type(layer).__name__,
                       "dead": dead_fraction(a) if isinstance(layer, ReLU) else None,
@@ -277,15 +271,13 @@ def layer_grad_norms(model, X, y, loss, max_rows: int = 256, seed: int = 0) -> l
     """Per Dense layer, the norm of d(loss)/d(W, b) on at most max_rows rows of (X, y), as
     fit's "grad_norm" measures it; computed by one forward/backward pass on a copy of the
     model (dropout off), so the model's own gradients are untouched."""
-    from .model import Sequential
-
     Xs = _sample(model, X, max_rows, seed)
     rows = _rows(len(X), max_rows, seed)
     if rows is not None:
         y = np.asarray(y)[rows]
-    probe = Sequential(*model.layers, dtype=model.dtype.name, seed=model.seed)
-    probe._net.params[...] = model._net.params
-    backprop_gradient(probe, loss, *probe._data(Xs, y, loss))
+    probe = type(model)(*model.layers, dtype=model.dtype.name, seed=model.seed)
+    probe.flat_params()[...] = model.flat_params()
+    backprop_gradient(probe, loss, *probe.check_data(Xs, y, loss))
     return grad_norms(probe)
 
 
@@ -299,7 +291,7 @@ def report(model, X, y=None, loss=None, max_rows: int = 256, seed: int = 0) -> R
     rows_X = _sample(model, X, max_rows, seed)
     norms = None if y is None else layer_grad_norms(model, X, y, loss, max_rows, seed)
     wn = weight_norms(model)
-    outs = model._net.layer_outputs(rows_X)  # one forward pass serves every row below
+    outs = model.layer_outputs(rows_X)  # one forward pass serves every row below
     act = {s["layer"]: s for s in _activation_stats(model, outs)}
     layers, k = [], 0
     for i, layer in enumerate(model.layers):

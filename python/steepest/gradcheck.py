@@ -15,12 +15,10 @@ def gradcheck(model, loss, X, y, eps: float = 1e-6, max_checks=None, seed: int =
     (L(p + eps) - L(p - eps)) / (2 eps); the error of an entry is |a - n| / max(|a| + |n|, atol).
     Values around 1e-7 or below mean backprop is right; kinks (ReLU at 0) can raise a few.
     """
-    from .model import Sequential
-
     eps = _checks.real(eps, "eps", low=0.0, low_open=True)
-    probe = Sequential(*model.layers, dtype="float64", seed=model.seed)
+    probe = type(model)(*model.layers, dtype="float64", seed=model.seed)
     probe.load_state_dict(model.state_dict())
-    X, y = probe._data(X, y, loss)
+    X, y = probe.check_data(X, y, loss)
     index = None
     if max_checks is not None and max_checks < probe.num_parameters():
         index = np.random.default_rng(seed).choice(probe.num_parameters(), size=max_checks,
@@ -37,13 +35,13 @@ def backprop_gradient(model, loss, X, y) -> np.ndarray:
     model.zero_grad()
     loss.forward(model.forward(X, training=False), y)
     model.backward(loss.backward())
-    return model._net.grads.copy()
+    return model.flat_grads().copy()
 
 
 def numerical_gradient(model, loss, X, y, eps: float = 1e-6, index=None) -> np.ndarray:
     """d(loss)/d(params) by central finite differences (two forward passes per entry), for
     the flat parameter entries in `index` (all when None)."""
-    flat = model._net.params
+    flat = model.flat_params()
     index = np.arange(flat.size) if index is None else index
     numeric = np.empty(len(index))
     for j, i in enumerate(index):

@@ -1,5 +1,11 @@
-"""Layers of a Sequential model. Each is a small description; the C++ core does the work."""
+"""Layers of a Sequential model, the LAYERS registry and the size table of their parameters.
+
+Each layer is a small description; the C++ core does the work.
+"""
 from __future__ import annotations
+
+import math
+from typing import NamedTuple
 
 from . import _checks, _core
 
@@ -17,6 +23,7 @@ class Layer:
 
     kind = None
     width = None
+    _config_keys = ()  # the constructor's arguments, as layer_config stores them
 
     def spec(self, width: int) -> "_core.LayerSpec":
         s = _core.LayerSpec()
@@ -25,7 +32,8 @@ class Layer:
         return s
 
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{key}={getattr(self, key)}" for key in self._config_keys)
+        return f"{type(self).__name__}({args})"
 
 
 class Dense(Layer):
@@ -37,6 +45,7 @@ class Dense(Layer):
     """
 
     kind = _core.LayerKind.Dense
+    _config_keys = ("in_features", "out_features", "bias", "init")
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  init: str = "torch_default"):
@@ -70,59 +79,84 @@ class Dense(Layer):
         return f"Dense({self.in_features}, {self.out_features}{extra})"
 
 
-class _Activation(Layer):
+class Activation(Layer):
+    """An elementwise activation. ``short_name`` is its torch.nn.functional name, the one the
+    command line and the experiments use."""
+
     kind = _core.LayerKind.Activation
-    param = 0.0
+    short_name = None
 
     def spec(self, width):
         s = super().spec(width)
         s.activation = getattr(_core.Activation, type(self).__name__)
-        s.param = self.param
+        s.param = self._core_param()
         return s
 
+    def _core_param(self) -> float:
+        """The one hyper-parameter the core takes for this activation (0 when it has none)."""
+        return 0.0
 
-class ReLU(_Activation):
+
+class ReLU(Activation):
     """max(x, 0)."""
 
+    short_name = "relu"
 
-class LeakyReLU(_Activation):
+
+class LeakyReLU(Activation):
     """x if x > 0 else negative_slope * x."""
 
+    short_name = "leaky_relu"
+    _config_keys = ("negative_slope",)
+
     def __init__(self, negative_slope: float = 0.01):
-        self.param = _checks.real(negative_slope, "negative_slope")
+        self.negative_slope = _checks.real(negative_slope, "negative_slope")
 
-    def __repr__(self):
-        return f"LeakyReLU(negative_slope={self.param})"
+    def _core_param(self):
+        return self.negative_slope
 
 
-class ELU(_Activation):
+class ELU(Activation):
     """x if x > 0 else alpha * (exp(x) - 1)."""
 
+    short_name = "elu"
+    _config_keys = ("alpha",)
+
     def __init__(self, alpha: float = 1.0):
-        self.param = _checks.real(alpha, "alpha", low=0.0)
+        self.alpha = _checks.real(alpha, "alpha", low=0.0)
 
-    def __repr__(self):
-        return f"ELU(alpha={self.param})"
+    def _core_param(self):
+        return self.alpha
 
 
-class GELU(_Activation):
+class GELU(Activation):
     """x * Phi(x), the exact form with erf."""
 
+    short_name = "gelu"
 
-class SiLU(_Activation):
+
+class SiLU(Activation):
     """x * sigmoid(x)."""
 
+    short_name = "silu"
 
-class Sigmoid(_Activation):
+
+class Sigmoid(Activation):
     """1 / (1 + exp(-x)); saturates, so gradients vanish in deep stacks."""
 
+    short_name = "sigmoid"
 
-class Tanh(_Activation):
+
+class Tanh(Activation):
     """tanh(x); saturates like the sigmoid, centred at zero."""
 
+    short_name = "tanh"
 
-class Softplus(_Activation):
+
+class Softplus(Activation):
     """log(1 + exp(x)) (beta 1, linear above 20, as torch)."""
+
+    short_name = "softplus"
 
 
 class Softmax(Layer):
@@ -137,6 +171,7 @@ class Dropout(Layer):
     (inverted dropout); the identity at inference."""
 
     kind = _core.LayerKind.Dropout
+    _config_keys = ("p",)
 
     def __init__(self, p: float = 0.5):
         self.p = _checks.real(p, "p", low=0.0, high=1.0, high_open=True)
@@ -146,34 +181,53 @@ class Dropout(Layer):
         s.param = self.p
         return s
 
-    def __repr__(self):
-        return f"Dropout(p={self.p})"
 
-
-# name -> class, for the file format and the command line
-LAYER_TYPES = {cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid,
-                                             Tanh, Softplus, Softmax, Dropout)}
+# name -> class: the one registry of layer types (the file format, the command line's
+# activation names)
+LAYERS = {cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh,
+                                        Softplus, Softmax, Dropout)}
 
 
 def layer_config(layer: Layer) -> dict:
     """A JSON-able description of a layer (the inverse of layer_from_config)."""
-    if isinstance(layer, Dense):
-        return {"type": "Dense", "in_features": layer.in_features,
-                "out_features": layer.out_features, "bias": layer.bias, "init": layer.init}
-    if isinstance(layer, LeakyReLU):
-        return {"type": "LeakyReLU", "negative_slope": layer.param}
-    if isinstance(layer, ELU):
-        return {"type": "ELU", "alpha": layer.param}
-    if isinstance(layer, Dropout):
-        return {"type": "Dropout", "p": layer.p}
-    return {"type": type(layer).__name__}
+    return {"type": type(layer).__name__, **{k: getattr(layer, k) for k in layer._config_keys}}
 
 
 def layer_from_config(config: dict) -> Layer:
-    if not isinstance(config, dict) or config.get("type") not in LAYER_TYPES:
+    if not isinstance(config, dict) or config.get("type") not in LAYERS:
         raise ValueError(f"unknown layer description {config!r}")
     kwargs = {k: v for k, v in config.items() if k != "type"}
     try:
-        return LAYER_TYPES[config["type"]](**kwargs)
+        return LAYERS[config["type"]](**kwargs)
     except TypeError as e:
         raise ValueError(f"bad layer description {config!r}: {e}") from None
+
+
+# -- the size table -----------------------------------------------------------------------------
+class ParameterSlot(NamedTuple):
+    """Where one parameter lives in a model's flat buffers."""
+
+    layer: int     # index in the model's layers
+    name: str      # "3.weight" / "3.bias", the state_dict key
+    offset: int    # first entry in the flat buffer
+    shape: tuple   # torch's shape: weight (out, in), bias (out,)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
+def parameter_table(layers) -> list:
+    """The size table of a stack of layers: a ParameterSlot per weight and bias in the order
+    of the flat buffers, each Dense layer's weight then its bias (the core's layout). The one
+    place Python computes parameter sizes."""
+    table, offset = [], 0
+    for i, layer in enumerate(layers):
+        if isinstance(layer, Dense):
+            shapes = [("weight", (layer.out_features, layer.in_features))]
+            if layer.bias:
+                shapes.append(("bias", (layer.out_features,)))
+            for kind, shape in shapes:
+                table.append(ParameterSlot(i, f"{i}.{kind}", offset, shape))
+                offset += math.prod(shape)
+    return table

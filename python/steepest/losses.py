@@ -119,3 +119,9 @@ class CrossEntropy(Loss):
 
 
 LOSSES = {cls.__name__: cls for cls in (MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy)}
+
+
+def check_loss(loss) -> None:
+    """Refuses (TypeError) anything but a steepest loss."""
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a steepest loss (st.losses.*), got {loss!r}")

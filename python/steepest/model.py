@@ -1,48 +1,26 @@
-"""Sequential models: build once, then train step by step or with fit()."""
+"""Sequential models: build once, then train step by step or with fit().
+
+The model owns the core network (``_net``); with steepest.optim it is the only Python code
+that touches the binding objects. Everything else goes through its public methods: flat
+views of the buffers, the random generator's state, every layer's output, per-layer gradient
+norms, and the trainer's entry points (check_data, train_epoch, evaluate_checked).
+"""
 from __future__ import annotations
 
-import os
-import time
-import weakref
+import collections
+import math
 
 import numpy as np
 
-from . import _checks, _core
-from . import checkpoint as _checkpoint
-from .callbacks import Callback, ConsoleLogger, ProgressBar
-from .diagnostics import Diagnostics
+from . import _checks, _core, saving, training
 from .errors import TrainingDiverged
-from .layers import Dense, Layer, layer_config
-from .losses import LOSSES, Loss
-from .optim import Optimizer
+from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
+from .losses import LOSSES, check_loss
+from .optim import check_optimizer, clip_threshold
+from .parameter import Parameter
 
 _FAST_LOSSES = frozenset(LOSSES.values())  # losses whose targets the core can validate
 _NETWORKS = {"float32": _core.Network32, "float64": _core.Network64}
-_OPTIMIZERS = {"float32": _core.Optimizer32, "float64": _core.Optimizer64}
-
-
-class Parameter:
-    """A weight or bias of a model. ``data`` and ``grad`` are zero-copy numpy views of the C++
-    buffers: the optimizer updates ``data`` in place, backward fills ``grad``."""
-
-    def __init__(self, model, name: str, offset: int, shape: tuple):
-        # A weak reference: model -> parameter -> model would be a cycle, and the model's
-        # buffers would wait for the cyclic garbage collector instead of going with the model.
-        self._model = weakref.ref(model)
-        self.name, self.offset, self.shape = name, offset, shape
-        self.size = int(np.prod(shape))
-        self.data = model._net.params[offset:offset + self.size].reshape(shape)
-        self.grad = model._net.grads[offset:offset + self.size].reshape(shape)
-
-    @property
-    def model(self):
-        model = self._model()
-        if model is None:
-            raise ReferenceError(f"the model of parameter {self.name!r} no longer exists")
-        return model
-
-    def __repr__(self):
-        return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.data.dtype})"
 
 
 class Sequential:
@@ -69,19 +47,13 @@ class Sequential:
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**63)
         self.seed = _checks.integer(seed, "seed", low=0)
-        n_params = sum(layer.out_features * (layer.in_features + layer.bias)
-                       for layer in self.layers if isinstance(layer, Dense))
+        table = parameter_table(self.layers)
+        n_params = sum(slot.size for slot in table)
         _checks.buffer_memory(2 * n_params * self.dtype.itemsize,
                               f"a model of {n_params:,} parameters (values and gradients)")
         self._net = _NETWORKS[self.dtype.name](self._specs(), self.seed)
-        self._params = []
-        for i, s in enumerate(self._net.layers):
-            if s.kind == _core.LayerKind.Dense:
-                self._params.append(Parameter(self, f"{i}.weight", s.weight_offset,
-                                              (s.out_features, s.in_features)))
-                if s.bias:
-                    self._params.append(Parameter(self, f"{i}.bias", s.bias_offset,
-                                                  (s.out_features,)))
+        params, grads = self._net.params, self._net.grads
+        self._params = [Parameter(self, slot, params, grads) for slot in table]
         self._last = None  # (input, output shape) of the last forward, kept for backward
         self.history = None
         self.stop_training = False
@@ -107,9 +79,6 @@ class Sequential:
     def out_features(self) -> int:
         return self._net.layers[-1].out_features
 
-    def _core_optimizer(self, config, ranges):
-        return _OPTIMIZERS[self.dtype.name](config, ranges)
-
     # -- parameters -------------------------------------------------------------------------
     def parameters(self) -> list:
         return list(self._params)
@@ -122,6 +91,36 @@ class Sequential:
 
     def zero_grad(self) -> None:
         self._net.grads[...] = 0
+
+    def flat_params(self) -> np.ndarray:
+        """The flat parameter buffer (num_parameters(),): a zero-copy view, writable; every
+        p.data is a piece of it (see p.offset)."""
+        return self._net.params
+
+    def flat_grads(self) -> np.ndarray:
+        """The flat gradient buffer, laid out as flat_params(): a zero-copy view, writable."""
+        return self._net.grads
+
+    @property
+    def rng_state(self) -> list:
+        """The state of the model's random generator (dropout masks, fit's shuffling), as a
+        list of integers; assign a saved one to replay the same draws."""
+        return self._net.rng_state
+
+    @rng_state.setter
+    def rng_state(self, state) -> None:
+        self._net.rng_state = state
+
+    def grad_norms(self) -> list:
+        """Per Dense layer, ||(dL/dW, dL/db)||_2 of the gradients now in the flat buffer (as
+        fit's history "grad_norm" measures it)."""
+        return [math.sqrt(sq) for sq in self._net.measure_grads()]
+
+    def layer_outputs(self, x) -> list:
+        """Every layer's output for x (N, in_features), dropout off: one new (N, width) array
+        per layer. It reuses the core's activation buffers, so a backward() needs a new
+        forward(training=True) after it."""
+        return self._net.layer_outputs(_checks.features(x, "x", self.in_features, self.dtype))
 
     def state_dict(self) -> dict:
         """{"0.weight": array, "0.bias": array, ...}: zero-copy views, torch's keys and shapes."""
@@ -170,16 +169,10 @@ class Sequential:
         _checks.check_finite(grad, "grad")
         self._net.backward(grad, True)
 
-    def _check_optimizer(self, loss, optimizer):
-        if not isinstance(loss, Loss):
-            raise TypeError(f"loss must be a steepest loss (st.losses.*), got {loss!r}")
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be a steepest optimizer (st.optim.*), got "
-                            f"{optimizer!r}")
-        if optimizer.model is not self:
-            raise ValueError("optimizer was built for another model's parameters")
-
-    def _data(self, X, y, loss, names=("X", "y")):
+    def check_data(self, X, y, loss, names=("X", "y")) -> tuple:
+        """(X, y) validated and converted once for this model and loss: C-contiguous arrays of
+        the model's dtype (int64 labels for CrossEntropy). Errors name the arguments `names`.
+        train_epoch and evaluate_checked take data from here and check nothing again."""
         X = _checks.features(X, names[0], self.in_features, self.dtype)
         return X, loss.targets(y, X.shape[0], self.out_features, self.dtype, names[1])
 
@@ -187,7 +180,8 @@ class Sequential:
         """zero_grad + forward + loss + backward + optimizer step in one C++ call; returns the
         loss. Raises TrainingDiverged, without updating, if the loss or gradients are not
         finite."""
-        self._check_optimizer(loss, optimizer)
+        check_loss(loss)
+        check_optimizer(optimizer, self)
         status = "unchecked"
         if (clip_grad_norm is None and type(x) is np.ndarray and type(y) is np.ndarray
                 and type(loss) in _FAST_LOSSES):
@@ -197,8 +191,8 @@ class Sequential:
             if status != "unchecked":
                 self._last = None  # the core's forward state now belongs to this step
         if status == "unchecked":
-            x, y = self._data(x, y, loss, ("x", "y"))
-            clip = _clip(clip_grad_norm)
+            x, y = self.check_data(x, y, loss, ("x", "y"))
+            clip = clip_threshold(clip_grad_norm)
             self._last = None  # the core's forward state now belongs to this step
             status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
         if status != "ok":
@@ -232,95 +226,24 @@ class Sequential:
         with the same model, optimizer, loss, data and batch size resumes from it and ends
         with bitwise the same weights as an uninterrupted run.
         """
-        self._check_optimizer(loss, optimizer)
-        X, y = self._data(X, y, loss)
-        epochs = _checks.integer(epochs, "epochs", low=0)
-        batch = X.shape[0] if batch_size is None else _checks.integer(batch_size, "batch_size",
-                                                                      low=1)
-        val = None
-        if validation_data is not None:
-            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-                raise TypeError("validation_data must be a pair (X_val, y_val)")
-            val = self._data(*validation_data, loss, ("validation_data[0]",
-                                                      "validation_data[1]"))
-        clip = _clip(clip_grad_norm)
-        user_callbacks = list(callbacks or ())
-        for cb in user_callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be steepest callbacks, got {cb!r}")
-        if diagnostics:  # first, so that user callbacks (CSVLogger, ...) see its entries
-            user_callbacks.insert(0, Diagnostics(X))
-        callbacks = user_callbacks + _reporters(_checks.integer(verbose, "verbose", low=0),
-                                                epochs)
-        run = None
-        if checkpoint is not None:
-            checkpoint = os.fspath(checkpoint)
-            run = _checkpoint.fingerprint(self, optimizer, loss, X, y, batch, shuffle, clip)
+        return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
+                            batch_size=batch_size, shuffle=shuffle,
+                            validation_data=validation_data, callbacks=callbacks,
+                            verbose=verbose, clip_grad_norm=clip_grad_norm,
+                            checkpoint=checkpoint, diagnostics=diagnostics)
 
-        history = {"loss": [], "lr": [], "time": [], "grad_norm": []}
-        if loss.classification:
-            history["accuracy"] = []
-        if val is not None:
-            history["val_loss"] = []
-            if loss.classification:
-                history["val_accuracy"] = []
-        self.history = history
-        self.stop_training = False
-        for cb in callbacks:
-            cb.on_train_begin(self, optimizer)
-        first = 0
-        if checkpoint is not None and os.path.exists(checkpoint):
-            state = _checkpoint.load(checkpoint, self, optimizer, user_callbacks, run)
-            first, self.stop_training = state["epoch"], state["finished"]
-            history.clear()
-            history.update(state["history"])
-        try:
-            for epoch in range(first, epochs):
-                if self.stop_training:
-                    break
-                logs = self._fit_epoch(epoch, X, y, batch, shuffle, loss, optimizer, clip, val)
-                for cb in callbacks:  # callbacks may add entries (diagnostics) to logs
-                    cb.on_epoch_end(epoch, logs)
-                for key, value in logs.items():
-                    history.setdefault(key, [None] * epoch).append(value)
-                if checkpoint is not None:
-                    _checkpoint.save(checkpoint, self, optimizer, user_callbacks, epoch + 1,
-                                     history, run, finished=self.stop_training)
-        except BaseException:
-            for cb in callbacks:
-                cb.on_train_abort()
-            raise
-        for cb in callbacks:
-            cb.on_train_end()
-        return history
-
-    def _fit_epoch(self, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) -> dict:
-        """One epoch in C++; returns its logs or raises (divergence, Ctrl-C)."""
-        start = time.perf_counter()
-        lr = optimizer.lr
-        saved = optimizer._snapshot(), self._net.rng_state
+    def train_epoch(self, X, y, loss, optimizer, batch_size: int, shuffle: bool = True,
+                    clip: float = 0.0) -> dict:
+        """One epoch of train_step over (X, y) from check_data, in batches of batch_size (the
+        rows shuffled by the model's generator), in one C++ call with the GIL released; clip:
+        clip_grad_norm's threshold (0: off). fit's loop calls it; it stops at the first
+        non-finite loss or gradient, or at Ctrl-C. Returns the core's record: "loss" (mean),
+        "steps", "samples", "correct", "status" ("ok" or the cause), "bad_loss",
+        "grad_norms" (per Dense layer, mean over the steps) and "error" (the exception a
+        signal raised, or None)."""
         self._last = None  # backward() needs a new forward() after training
-        stats = self._net.train_epoch(X, y, batch, bool(shuffle), loss._spec, optimizer._impl,
-                                      clip)
-        if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
-            raise stats["error"]
-        if not np.isfinite(self._net.params).all():
-            # Finite gradients, but an update overflowed: back to the epoch's start.
-            optimizer._restore(saved[0])
-            self._net.rng_state = saved[1]
-            raise TrainingDiverged("non-finite parameter after an update (overflow); the "
-                                   "state of the epoch's start was restored", epoch=epoch,
-                                   step=stats["steps"], loss=stats["loss"])
-        if stats["status"] != "ok":
-            raise TrainingDiverged(stats["status"], epoch=epoch, step=stats["steps"],
-                                   loss=stats["bad_loss"])
-        logs = {"loss": stats["loss"], "lr": lr, "time": time.perf_counter() - start,
-                "grad_norm": stats["grad_norms"]}
-        if loss.classification:  # counted during the epoch, before each update
-            logs["accuracy"] = stats["correct"] / max(stats["samples"], 1)
-        if val is not None:
-            logs.update({"val_" + k: v for k, v in self._evaluate(*val, loss).items()})
-        return logs
+        return self._net.train_epoch(X, y, batch_size, bool(shuffle), loss._spec,
+                                     optimizer._impl, clip)
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:
@@ -333,11 +256,12 @@ class Sequential:
 
     def evaluate(self, X, y, loss) -> dict:
         """{"loss": mean loss, "accuracy": fraction correct (classification losses)}."""
-        if not isinstance(loss, Loss):
-            raise TypeError(f"loss must be a steepest loss (st.losses.*), got {loss!r}")
-        return self._evaluate(*self._data(X, y, loss), loss)
+        check_loss(loss)
+        return self.evaluate_checked(*self.check_data(X, y, loss), loss)
 
-    def _evaluate(self, X, y, loss):
+    def evaluate_checked(self, X, y, loss) -> dict:
+        """evaluate() on (X, y) as check_data returns them: nothing is checked again (fit's
+        validation data, checked once before the first epoch)."""
         out = self._net.infer(X)
         result = {"loss": _core.loss_forward(loss._spec, out, y)[0]}
         if loss.classification:
@@ -349,6 +273,12 @@ class Sequential:
         return {"layers": [layer_config(layer) for layer in self.layers],
                 "dtype": self.dtype.name, "seed": self.seed}
 
+    @classmethod
+    def from_config(cls, config: dict) -> Sequential:
+        """An untrained model of the architecture config() describes."""
+        return cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
+                   seed=config["seed"])
+
     def __repr__(self):
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
         return "Sequential(\n" + "\n".join(lines) + f"\n)  # {self.dtype.name}, " \
@@ -357,10 +287,11 @@ class Sequential:
     def summary(self) -> str:
         """A table of layers, output shapes and parameter counts (also printed)."""
         rows = [("#", "layer", "output shape", "params")]
+        counts = collections.Counter()
+        for slot in parameter_table(self.layers):
+            counts[slot.layer] += slot.size
         for i, (layer, s) in enumerate(zip(self.layers, self._net.layers)):
-            n = s.in_features * s.out_features + (s.out_features if s.bias else 0) \
-                if s.kind == _core.LayerKind.Dense else 0
-            rows.append((str(i), repr(layer), f"(N, {s.out_features})", f"{n:,}"))
+            rows.append((str(i), repr(layer), f"(N, {s.out_features})", f"{counts[i]:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + f"  {{:>{widths[-1]}}}"
         text = "\n".join([fmt.format(*rows[0]), "-" * (sum(widths) + 6)] +
@@ -371,20 +302,16 @@ class Sequential:
         return text
 
     def save(self, path) -> None:
-        """Writes architecture and parameters (see steepest.io); atomic."""
-        from .io import save
-
-        save(self, path)
+        """Writes architecture and parameters (see steepest.saving); atomic."""
+        saving.save(self, path)
 
 
-def _reporters(verbose: int, epochs: int) -> list:
-    """The console callbacks for fit's verbose level: 0 none, 1 progress bar, 2 a line each."""
-    if verbose == 1:
-        return [ProgressBar(epochs)]
-    return [ConsoleLogger()] if verbose >= 2 else []
-
-
-def _clip(clip_grad_norm) -> float:
-    if clip_grad_norm is None:
-        return 0.0
-    return _checks.real(clip_grad_norm, "clip_grad_norm", low=0.0, low_open=True)
+def load(path) -> Sequential:
+    """Reads a model written by save(): same architecture, bit-identical parameters."""
+    header, arrays = saving.read(path)
+    try:
+        model = Sequential.from_config(header)
+    except (KeyError, TypeError, ValueError, MemoryError) as e:
+        raise ValueError(f"{path}: bad architecture in header: {e}") from None
+    model.load_state_dict(arrays)
+    return model

@@ -4,6 +4,10 @@ semantics. Each update is one C++ loop over the model's flat parameter buffer, i
     opt = st.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     opt.zero_grad(); ...; opt.step()
     opt.lr = 0.01        # may change between steps (that is all a schedule does)
+
+An optimizer knows Parameters, never a model: it reaches the core network their views belong
+to through ``params[0].model`` (this module and steepest.model are the only Python code that
+touches the binding objects).
 """
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ import numpy as np
 
 from . import _checks, _core
 from .errors import TrainingDiverged
+from .parameter import Parameter
+
+_CORE_OPTIMIZERS = {"float32": _core.Optimizer32, "float64": _core.Optimizer64}
 
 
 class Optimizer:
@@ -21,8 +28,6 @@ class Optimizer:
         params = list(params)
         if not params:
             raise ValueError("params is empty: pass model.parameters()")
-        from .model import Parameter  # a model owns parameters; optimizers only point at them
-
         if not all(isinstance(p, Parameter) for p in params):
             raise TypeError("params must be Parameters, as returned by model.parameters()")
         self.model = params[0].model
@@ -33,7 +38,7 @@ class Optimizer:
         config.kind = self.kind
         for name, value in hyper.items():
             setattr(config, name, value)
-        self._impl = self.model._core_optimizer(config, _ranges(params))
+        self._impl = _CORE_OPTIMIZERS[params[0].data.dtype.name](config, _ranges(params))
 
     # -- the learning rate, changeable between steps ------------------------------------------
     @property
@@ -67,41 +72,49 @@ class Optimizer:
         With check_finite (the default) a non-finite gradient, or an update that would leave a
         parameter NaN or infinite, raises TrainingDiverged and leaves parameters and optimizer
         state as they were."""
+        net = self.model._net  # the core network whose flat buffers the parameters view
         if not check_finite:
-            self._impl.step(self.model._net)
+            self._impl.step(net)
             return
-        params, grads = self.model._net.params, self.model._net.grads
-        if not np.isfinite(grads).all():
+        if not np.isfinite(net.grads).all():
             raise TrainingDiverged("non-finite gradient")
-        saved = self._snapshot()
-        self._impl.step(self.model._net)
-        if not np.isfinite(params).all():
-            self._restore(saved)
+        saved = self.snapshot()
+        self._impl.step(net)
+        if not np.isfinite(net.params).all():
+            self.restore(saved)
             raise TrainingDiverged("non-finite parameter after the update (overflow)")
 
-    def _snapshot(self):
-        """Copies of everything a step changes: parameters, state buffers, step count."""
+    def snapshot(self):
+        """Copies of everything a step changes (the model's whole flat parameter buffer, the
+        state buffers, the step count), for restore(): the divergence guard's undo."""
         return (self.model._net.params.copy(),
-                {k: v.copy() for k, v in self._impl.state().items()}, self._impl.steps)
+                {k: v.copy() for k, v in self.state_buffers().items()}, self._impl.steps)
 
-    def _restore(self, saved) -> None:
-        params, state, steps = saved
+    def restore(self, snapshot) -> None:
+        """Puts back parameters, state buffers and step count as snapshot() copied them."""
+        params, state, steps = snapshot
         self.model._net.params[...] = params
-        for k, v in self._impl.state().items():
+        for k, v in self.state_buffers().items():
             v[...] = state[k]
         self._impl.steps = steps
 
     # -- state, for checkpoints -------------------------------------------------------------
+    def state_buffers(self) -> dict:
+        """{name: zero-copy view} of the state buffers (torch's names: "momentum_buffer",
+        "exp_avg", ...; none for plain SGD), each as long as the optimized parameters
+        together, laid out as their pieces of the flat parameter buffer."""
+        return self._impl.state()
+
     def state_dict(self) -> dict:
         """Hyper-parameters, step count and state buffers (copies)."""
         return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(),
                 "steps": self.steps,
-                "state": {k: v.copy() for k, v in self._impl.state().items()}}
+                "state": {k: v.copy() for k, v in self.state_buffers().items()}}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("type") != type(self).__name__:
             raise ValueError(f"state is for {state.get('type')!r}, not {type(self).__name__}")
-        buffers = self._impl.state()
+        buffers = self.state_buffers()
         if set(state["state"]) != set(buffers):
             raise ValueError(f"state buffers {sorted(state['state'])} do not match "
                              f"{sorted(buffers)}")
@@ -124,6 +137,23 @@ class Optimizer:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
+
+
+def check_optimizer(optimizer, model) -> None:
+    """Refuses (TypeError / ValueError) anything but an optimizer of model's parameters."""
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a steepest optimizer (st.optim.*), got "
+                        f"{optimizer!r}")
+    if optimizer.model is not model:
+        raise ValueError("optimizer was built for another model's parameters")
+
+
+def clip_threshold(clip_grad_norm) -> float:
+    """The core's clip_norm for train_step / fit's clip_grad_norm: 0 (off) for None, else a
+    positive number."""
+    if clip_grad_norm is None:
+        return 0.0
+    return _checks.real(clip_grad_norm, "clip_grad_norm", low=0.0, low_open=True)
 
 
 def _plain(value):
@@ -237,9 +267,7 @@ def clip_grad_norm_(params, max_norm: float) -> float:
     torch.nn.utils.clip_grad_norm_); returns the norm before clipping. params: a model or
     its parameters."""
     max_norm = _checks.real(max_norm, "max_norm", low=0.0, low_open=True)
-    from .model import Sequential
-
-    if isinstance(params, Sequential):
+    if callable(getattr(params, "parameters", None)):  # a model: the core does its whole buffer
         return _core.clip_grad_norm(params._net, max_norm)
     params = list(params)
     norm = float(np.sqrt(sum(float(np.dot(p.grad.ravel(), p.grad.ravel())) for p in params)))

@@ -1,20 +1,14 @@
-"""The steepest file format, version 1.
+"""The container of every steepest file (models, checkpoints), format version 1.
 
 A file is a zip archive of .npy arrays (numpy's .npz layout, so any numpy can read it) that
-never holds pickled objects:
-
-- ``__steepest__``: a uint8 array holding UTF-8 JSON: ``{"format": "steepest.model",
-  "version": 1, "dtype": "float32" | "float64", "seed": int, "layers": [{"type": "Dense",
-  "in_features": 784, "out_features": 128, "bias": true, "init": "torch_default"},
-  {"type": "ReLU"}, {"type": "Dropout", "p": 0.2}, ...], ...}``
-- one array per parameter, named as in ``model.state_dict()`` ("0.weight", "0.bias", ...),
-  with the model's dtype and torch's shapes.
+never holds pickled objects: ``__steepest__``, a uint8 array holding a UTF-8 JSON header with
+at least ``{"format": kind, "version": 1}``, and named numeric arrays.
 
 Writing is atomic (a temporary file in the same folder, flushed, fsynced, then renamed over
 the target), so a crash leaves either the old file or the new one. Reading checks the format
-name and version, the declared shape of every array against the architecture and against the
-bytes actually present before reading any data, and the zip's checksums; anything else is a
-ValueError. Loading never executes code.
+name and version, the declared shape of every array against what the caller expects and
+against the bytes actually present before reading any data, and the zip's checksums;
+anything else is a ValueError. Reading never executes code.
 """
 from __future__ import annotations
 
@@ -165,59 +159,3 @@ def _read_array(z, member, name, shape, dtype, path) -> np.ndarray:
     if len(data) != nbytes:
         raise ValueError(f"{path}: array {name!r} is truncated")
     return np.frombuffer(data, dtype=d_dtype).reshape(d_shape).copy()
-
-
-def model_header(model) -> dict:
-    return {"format": "steepest.model", "version": FORMAT_VERSION, **model.config()}
-
-
-def model_from_header(header: dict, path=""):
-    """An (untrained) Sequential from a header's architecture, validated."""
-    from .layers import layer_from_config
-    from .model import Sequential
-
-    try:
-        layers = [layer_from_config(c) for c in header["layers"]]
-        return Sequential(*layers, dtype=header["dtype"], seed=header["seed"])
-    except (KeyError, TypeError, ValueError, MemoryError) as e:
-        raise ValueError(f"{path}: bad architecture in header: {e}") from None
-
-
-def declared_shapes(header: dict, path="") -> dict:
-    """{name: (shape, dtype)} of the parameters a header's architecture declares, validated,
-    without allocating the model (so sizes are checked against the file first)."""
-    from ._checks import as_dtype, buffer_memory
-    from .layers import Dense, layer_from_config
-
-    try:
-        layers = [layer_from_config(c) for c in header["layers"]]
-        dtype = as_dtype(header["dtype"])
-        shapes = {}
-        for i, layer in enumerate(layers):
-            if isinstance(layer, Dense):
-                shapes[f"{i}.weight"] = ((layer.out_features, layer.in_features), dtype)
-                if layer.bias:
-                    shapes[f"{i}.bias"] = ((layer.out_features,), dtype)
-        n = sum(int(np.prod(s, dtype=object)) for s, _ in shapes.values())
-        buffer_memory(2 * n * dtype.itemsize, f"a model of {n:,} parameters")
-    except (KeyError, TypeError, ValueError, MemoryError) as e:
-        raise ValueError(f"{path}: bad architecture in header: {e}") from None
-    return shapes
-
-
-def parameter_shapes(model) -> dict:
-    return {p.name: (p.shape, model.dtype) for p in model.parameters()}
-
-
-def save(model, path) -> None:
-    """Writes model's architecture and parameters to path, atomically."""
-    write_archive(path, model_header(model), {p.name: p.data for p in model.parameters()})
-
-
-def load(path):
-    """Reads a model written by save(): same architecture, bit-identical parameters."""
-    header, arrays = read_archive(path, "steepest.model",
-                                  lambda header: declared_shapes(header, path))
-    model = model_from_header(header, path)
-    model.load_state_dict(arrays)
-    return model

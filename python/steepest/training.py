@@ -1,0 +1,123 @@
+"""The fit loop: epochs, history, callbacks, validation, checkpoints, divergence, Ctrl-C.
+
+``Sequential.fit`` is a thin call into ``fit`` here, the way Keras splits its Trainer and
+EpochIterator from the model. The model is an argument, never imported; the loop uses its
+``check_data``, ``train_epoch`` (one C++ call per epoch), ``evaluate_checked``,
+``flat_params``, ``rng_state``, ``history`` and ``stop_training``.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from . import _checks
+from . import checkpoint as _checkpoint
+from .callbacks import Callback, ConsoleLogger, ProgressBar
+from .diagnostics import Diagnostics
+from .errors import TrainingDiverged
+from .losses import check_loss
+from .optim import check_optimizer, clip_threshold
+
+
+def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
+        validation_data=None, callbacks=(), verbose=1, clip_grad_norm=None, checkpoint=None,
+        diagnostics=False) -> dict:
+    """Trains model on (X, y) as ``Sequential.fit`` documents; returns the history."""
+    check_loss(loss)
+    check_optimizer(optimizer, model)
+    X, y = model.check_data(X, y, loss)
+    epochs = _checks.integer(epochs, "epochs", low=0)
+    batch = X.shape[0] if batch_size is None else _checks.integer(batch_size, "batch_size",
+                                                                  low=1)
+    val = None
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise TypeError("validation_data must be a pair (X_val, y_val)")
+        val = model.check_data(*validation_data, loss, ("validation_data[0]",
+                                                        "validation_data[1]"))
+    clip = clip_threshold(clip_grad_norm)
+    user_callbacks = list(callbacks or ())
+    for cb in user_callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be steepest callbacks, got {cb!r}")
+    if diagnostics:  # first, so that user callbacks (CSVLogger, ...) see its entries
+        user_callbacks.insert(0, Diagnostics(X))
+    callbacks = user_callbacks + reporters(_checks.integer(verbose, "verbose", low=0), epochs)
+    run = None
+    if checkpoint is not None:
+        checkpoint = os.fspath(checkpoint)
+        run = _checkpoint.fingerprint(model, optimizer, loss, X, y, batch, shuffle, clip)
+
+    history = {"loss": [], "lr": [], "time": [], "grad_norm": []}
+    if loss.classification:
+        history["accuracy"] = []
+    if val is not None:
+        history["val_loss"] = []
+        if loss.classification:
+            history["val_accuracy"] = []
+    model.history = history
+    model.stop_training = False
+    for cb in callbacks:
+        cb.on_train_begin(model, optimizer)
+    first = 0
+    if checkpoint is not None and os.path.exists(checkpoint):
+        state = _checkpoint.load(checkpoint, model, optimizer, user_callbacks, run)
+        first, model.stop_training = state["epoch"], state["finished"]
+        history.clear()
+        history.update(state["history"])
+    try:
+        for epoch in range(first, epochs):
+            if model.stop_training:
+                break
+            logs = run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val)
+            for cb in callbacks:  # callbacks may add entries (diagnostics) to logs
+                cb.on_epoch_end(epoch, logs)
+            for key, value in logs.items():
+                history.setdefault(key, [None] * epoch).append(value)
+            if checkpoint is not None:
+                _checkpoint.save(checkpoint, model, optimizer, user_callbacks, epoch + 1,
+                                 history, run, finished=model.stop_training)
+    except BaseException:
+        for cb in callbacks:
+            cb.on_train_abort()
+        raise
+    for cb in callbacks:
+        cb.on_train_end()
+    return history
+
+
+def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) -> dict:
+    """One epoch (X, y and val as model.check_data returns them); returns its logs or raises
+    (divergence, Ctrl-C)."""
+    start = time.perf_counter()
+    lr = optimizer.lr
+    saved = optimizer.snapshot(), model.rng_state
+    stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip)
+    if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
+        raise stats["error"]
+    if not np.isfinite(model.flat_params()).all():
+        # Finite gradients, but an update overflowed: back to the epoch's start.
+        optimizer.restore(saved[0])
+        model.rng_state = saved[1]
+        raise TrainingDiverged("non-finite parameter after an update (overflow); the "
+                               "state of the epoch's start was restored", epoch=epoch,
+                               step=stats["steps"], loss=stats["loss"])
+    if stats["status"] != "ok":
+        raise TrainingDiverged(stats["status"], epoch=epoch, step=stats["steps"],
+                               loss=stats["bad_loss"])
+    logs = {"loss": stats["loss"], "lr": lr, "time": time.perf_counter() - start,
+            "grad_norm": stats["grad_norms"]}
+    if loss.classification:  # counted during the epoch, before each update
+        logs["accuracy"] = stats["correct"] / max(stats["samples"], 1)
+    if val is not None:
+        logs.update({"val_" + k: v for k, v in model.evaluate_checked(*val, loss).items()})
+    return logs
+
+
+def reporters(verbose: int, epochs: int) -> list:
+    """The console callbacks for fit's verbose level: 0 none, 1 progress bar, 2 a line each."""
+    if verbose == 1:
+        return [ProgressBar(epochs)]
+    return [ConsoleLogger()] if verbose >= 2 else []
