@@ -1,5 +1,6 @@
 """The package's layering, read from the source with ast: levels, no import cycle, no import
-inside a function used to break one, the binding objects kept inside model.py and optim.py."""
+inside a function used to break one, the binding objects kept inside model.py and optim.py,
+one module-level constant per name (one registry per concept)."""
 from __future__ import annotations
 
 import ast
@@ -65,32 +66,34 @@ def _package_of(name: str, path: Path) -> str:
     return name.rpartition(".")[0]
 
 
-def _resolve(target: str, known) -> str:
-    return "__init__" if target == "" else target if target in known else f"?{target}"
+def _module(dotted: str, known) -> str:
+    """A dotted name inside the package as a module name: "__init__" for the package itself,
+    "?name" when no module has that name."""
+    return "__init__" if dotted == "" else dotted if dotted in known else f"?{dotted}"
 
 
 def _targets(node, name, path, known) -> list:
-    """The package's modules an import statement loads (unknown ones as "?name")."""
-    if isinstance(node, ast.Import):
-        return [_resolve(a.name.partition(".")[2], known) for a in node.names
-                if a.name == "steepest" or a.name.startswith("steepest.")]
-    if node.level == 0:
-        if node.module != "steepest" and not (node.module or "").startswith("steepest."):
+    """The package's modules an import statement in module `name` loads."""
+    if isinstance(node, ast.Import):  # import steepest[.x]
+        return [_module(a.name.partition(".")[2], known) for a in node.names
+                if a.name.partition(".")[0] == "steepest"]
+    if node.level == 0:  # from steepest[.x] import ...
+        if (node.module or "").partition(".")[0] != "steepest":
             return []
-        base = node.module.partition(".")[2]
-    else:
-        package = _package_of(name, path).split(".") if _package_of(name, path) else []
+        base, explicit = node.module.partition(".")[2], True
+    else:  # from .[x] import ..., from ..[x] import ...
+        package = [p for p in _package_of(name, path).split(".") if p]
         if node.level - 1 > len(package):
             return ["?beyond the package"]
-        base = ".".join(package[:len(package) - (node.level - 1)] +
-                        ([node.module] if node.module else []))
-    found = [] if node.module is None and node.level else [_resolve(base, known)]
-    for alias in node.names:  # `from . import model` and `from .x import submodule`
-        sub = f"{base}.{alias.name}" if base else alias.name
-        if sub in known:
+        base = ".".join(package[:len(package) - node.level + 1] + [node.module or ""]).strip(".")
+        explicit = node.module is not None
+    found = [_module(base, known)] if explicit else []  # `from .x import ...` runs x
+    for alias in node.names:
+        sub = f"{base}.{alias.name}".lstrip(".")
+        if sub in known:  # a submodule: `from . import model`, `from .x import submodule`
             found.append(sub)
-        elif node.module is None and node.level:
-            found.append(_resolve(base, known))
+        elif not explicit:  # `from . import name`: an attribute of the package
+            found.append(_module(base, known))
     return found
 
 
@@ -161,11 +164,29 @@ def binding_uses(paths, allowed=()) -> list:
     return uses
 
 
+def repeated_constants(root: Path) -> dict:
+    """{NAME: [modules]} of the module-level UPPER_CASE names defined in more than one module."""
+    defined = {}
+    for name, path in modules(root).items():
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, ast.AnnAssign) else []
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id.isupper():
+                    defined.setdefault(t.id, []).append(name)
+    return {k: v for k, v in defined.items() if len(v) > 1}
+
+
 @pytest.fixture(scope="module")
-def graph():
+def source():
     if not SOURCE.is_dir():
         pytest.skip("the package's source tree is not next to the tests")
-    return import_graph(SOURCE)
+    return SOURCE
+
+
+@pytest.fixture(scope="module")
+def graph(source):
+    return import_graph(source)
 
 
 def test_no_import_cycle(graph):
@@ -184,9 +205,11 @@ def test_no_function_level_import_of_the_package(graph):
     assert inside_functions == []
 
 
-def test_binding_objects_stay_in_model_and_optim():
-    if not SOURCE.is_dir():
-        pytest.skip("the package's source tree is not next to the tests")
-    assert binding_uses(sorted(SOURCE.rglob("*.py")), BINDING_MODULES) == []
+def test_binding_objects_stay_in_model_and_optim(source):
+    assert binding_uses(sorted(source.rglob("*.py")), BINDING_MODULES) == []
     assert binding_uses(sorted(TESTS.glob("*.py"))) == []
-    assert {name for _, _, name in binding_uses(SOURCE.glob("*.py"))} == BINDING_NAMES
+    assert {name for _, _, name in binding_uses(source.glob("*.py"))} == BINDING_NAMES
+
+
+def test_one_module_level_constant_per_name(source):
+    assert repeated_constants(source) == {}

@@ -1,3 +1,4 @@
+"""``python -m steepest``: the command line (steepest.cli)."""
 import sys
 
 from .cli import main

@@ -134,7 +134,7 @@ def _plot(res, out) -> list:
     return [save_figure(fig, out, "backprop_vs_numerical.png")]
 
 
-STUDY = Study(
+BACKPROP_STUDY = Study(
     key="backprop", title="6. Backpropagation vs numerical differentiation",
     run=backprop_vs_numerical, markdown=_markdown, plot=_plot,
     jobs=(Job("backprop", "digits", {}, {"widths": (2, 8, 32), "rows": 32}),))

@@ -145,7 +145,7 @@ def _slug(res):
     return re.sub(r"\W+", "_", res["data"].split(" (")[0]).strip("_")
 
 
-STUDY = Study(
+BATCH_STUDY = Study(
     key="batch", title="1. Batch vs mini-batch vs stochastic gradient descent", run=batch_modes,
     markdown=_markdown, plot=_plot,
     jobs=(Job("batch", "digits", {"epochs": 30}, {"epochs": 8, "lrs": (0.01, 0.1, 1.0)}),

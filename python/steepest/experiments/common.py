@@ -1,5 +1,5 @@
 """What the studies share: data preparation, one training run, statistics, Markdown tables,
-plot helpers, and the Study record each study module fills in once."""
+plot helpers, and the Study record each study module fills in once (its *_STUDY)."""
 from __future__ import annotations
 
 import math

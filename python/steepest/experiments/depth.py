@@ -170,7 +170,7 @@ def _plot(res, out) -> list:
     return files
 
 
-STUDY = Study(
+DEPTH_STUDY = Study(
     key="depth", title="3. Depth x activation: vanishing gradients", run=depth_activation,
     markdown=_markdown, plot=_plot,
     jobs=(Job("depth", "digits", {},

@@ -94,7 +94,7 @@ def _plot(res, out) -> list:
     return [save_figure(fig, out, "init_signal.png")]
 
 
-STUDY = Study(
+INIT_STUDY = Study(
     key="init", title="5. Initialization on a deep network", run=initialization,
     markdown=_markdown, plot=_plot,
     jobs=(Job("init", "digits", {},

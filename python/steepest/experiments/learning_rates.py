@@ -123,7 +123,7 @@ def _plot(res, out) -> list:
     return [save_figure(fig, out, "learning_rate.png")]
 
 
-STUDY = Study(
+LEARNING_RATE_STUDY = Study(
     key="learning_rate", title="2. Learning rate, per optimizer", run=learning_rate,
     markdown=_markdown, plot=_plot,
     jobs=(Job("learning_rate", "digits", {},

@@ -16,8 +16,9 @@ from . import backprop, batch, depth, initializers, learning_rates, training_tec
 from .common import prepare, say
 
 # key -> Study, in the report's order
-STUDIES = {s.key: s for s in (batch.STUDY, learning_rates.STUDY, depth.STUDY,
-                              training_techniques.STUDY, initializers.STUDY, backprop.STUDY)}
+STUDIES = {s.key: s for s in (batch.BATCH_STUDY, learning_rates.LEARNING_RATE_STUDY,
+                              depth.DEPTH_STUDY, training_techniques.TECHNIQUES_STUDY,
+                              initializers.INIT_STUDY, backprop.BACKPROP_STUDY)}
 TITLES = {key: s.title for key, s in STUDIES.items()}
 
 

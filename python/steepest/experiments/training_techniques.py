@@ -100,7 +100,7 @@ def _plot(res, out) -> list:
     return [save_figure(fig, out, "techniques.png")]
 
 
-STUDY = Study(
+TECHNIQUES_STUDY = Study(
     key="techniques",
     title="4. Techniques: momentum, weight decay, dropout, adaptive optimizers",
     run=techniques, markdown=_markdown, plot=_plot,
