@@ -311,7 +311,12 @@ def load(path) -> Sequential:
     header, arrays = saving.read(path)
     try:
         model = Sequential.from_config(header)
-    except (KeyError, TypeError, ValueError, MemoryError) as e:
+    except MemoryError as e:  # the architecture is sound (saving.read checked it), memory short
+        size = sum(a.nbytes for a in arrays.values())
+        raise MemoryError(f"{path}: not enough memory for the model it holds "
+                          f"({size / 2**20:,.1f} MiB of parameters, twice that with gradients): "
+                          f"{e}") from None
+    except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
     model.load_state_dict(arrays)
     return model

@@ -47,7 +47,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     callbacks = user_callbacks + reporters(_checks.integer(verbose, "verbose", low=0), epochs)
     run = None
     if checkpoint is not None:
-        checkpoint = os.fspath(checkpoint)
+        checkpoint = _checkpoint.prepare(checkpoint)
         run = _checkpoint.fingerprint(model, optimizer, loss, X, y, batch, shuffle, clip)
 
     history = {"loss": [], "lr": [], "time": [], "grad_norm": []}
