@@ -235,6 +235,30 @@ def test_sizes_beyond_the_file_are_refused_before_reading(tmp_path):
     assert grew_kib < 16 * 2**10, outcome
 
 
+def huge_lzma_dictionary(path, source):
+    """source re-zipped with LZMA, its header member's properties asking for a 4 GiB
+    dictionary (found by the fuzzer: the decompressor allocates it before reading data)."""
+    path = write_zip(path, members(source), zipfile.ZIP_LZMA)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("__steepest__.npy")
+    start = info.header_offset + 30 + len(info.filename.encode())
+    start += int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    data[start + 5:start + 9] = (2**32 - 1).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.skipif(SANITIZED, reason="ASan reserves terabytes of address space")
+def test_an_lzma_member_asking_for_a_huge_dictionary_is_refused(saved, tmp_path):
+    _, source = saved
+    path = huge_lzma_dictionary(tmp_path / "dict.stp", source)
+    with pytest.raises(ValueError, match="dict.stp.*LZMA dictionary"):
+        st.load(path)
+    outcome, grew_kib = limited_load(tmp_path, path, headroom_mib=512)
+    assert outcome.startswith("ValueError") and "LZMA dictionary" in outcome, outcome
+
+
 @pytest.mark.skipif(SANITIZED, reason="ASan reserves terabytes of address space")
 def test_a_real_model_too_big_for_the_memory_limit_is_a_memory_error_naming_the_file(tmp_path):
     """A genuine 32 MiB model under a 48 MiB allowance: MemoryError naming the file, not a

@@ -40,6 +40,7 @@ _MAX_NPY_HEADER_BYTES = 10_000  # numpy's own limit for a .npy header
 _MAX_RATIO = 100
 _FREE_BYTES = 1 << 24
 _READ_CHUNK = 1 << 20
+_MAX_LZMA_DICTIONARY = 1 << 26  # xz -9's 64 MiB; a larger one only for larger data
 _TEMPORARY_ID = "[a-z0-9_]{8}"  # the random part of tempfile.mkstemp's names
 
 
@@ -168,7 +169,7 @@ def read_archive(path, kind: str, expected_shapes=None):
     try:
         with fh, zipfile.ZipFile(fh) as z:
             members = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}
-            inflated = _check_sizes(z, members.values(), os.fstat(fh.fileno()).st_size, path)
+            inflated = _check_sizes(z, fh, members.values(), path)
             if HEADER not in members:
                 raise ValueError(f"{path} is not a steepest file (no {HEADER} record)")
             header = _read_header(z, members[HEADER], path)
@@ -208,13 +209,15 @@ def declared_dtype(text) -> np.dtype:
     return np.dtype(text)
 
 
-def _check_sizes(z, names, file_size: int, path) -> int:
+def _check_sizes(z, fh, names, path) -> int:
     """Refuses, before inflating anything, arrays whose zip directory entries claim more bytes
-    than the file holds, or an inflated size beyond _MAX_RATIO times the compressed one (past
-    _FREE_BYTES); returns the inflated size."""
+    than the file holds, an inflated size beyond _MAX_RATIO times the compressed one (past
+    _FREE_BYTES), or an LZMA dictionary beyond what the data needs; returns the inflated
+    size."""
     infos = [z.getinfo(name) for name in names]
     packed = sum(info.compress_size for info in infos)
     inflated = sum(info.file_size for info in infos)
+    file_size = os.fstat(fh.fileno()).st_size
     if packed > file_size:
         raise ValueError(f"{path}: its zip directory claims {packed:,} bytes of arrays, more "
                          f"than the whole file ({file_size:,} bytes)")
@@ -222,7 +225,27 @@ def _check_sizes(z, names, file_size: int, path) -> int:
         raise ValueError(f"{path}: its arrays would inflate from {packed:,} compressed bytes "
                          f"to {inflated:,} (more than {_MAX_RATIO} times): refused as a "
                          "decompression bomb")
+    for info in infos:
+        if info.compress_type == zipfile.ZIP_LZMA:
+            dictionary = _lzma_dictionary(fh, info)
+            if dictionary > max(_MAX_LZMA_DICTIONARY, info.file_size):
+                raise ValueError(f"{path}: array member {info.filename!r} asks for an LZMA "
+                                 f"dictionary of {dictionary:,} bytes to inflate "
+                                 f"{info.file_size:,}; refused")
     return inflated
+
+
+def _lzma_dictionary(fh, info) -> int:
+    """The dictionary size an LZMA zip member's properties ask for: the decompressor allocates
+    it whole, up to 4 GiB, before reading any data."""
+    fh.seek(info.header_offset)
+    local = fh.read(30)  # the local file header: name and extra field lengths at 26 and 28
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        return 0  # zipfile refuses it when the member is opened
+    skip = int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+    fh.seek(info.header_offset + 30 + skip)
+    head = fh.read(9)  # LZMA SDK version (2), properties size (2), lc/lp/pb (1), dictionary (4)
+    return int.from_bytes(head[5:9], "little") if len(head) == 9 else 0
 
 
 def _read_header(z, member, path) -> dict:

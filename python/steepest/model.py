@@ -224,7 +224,13 @@ class Sequential:
         KeyboardInterrupt; ``model.history`` keeps the finished epochs. With checkpoint=path
         the whole training state is written atomically after every epoch, and a later fit
         with the same model, optimizer, loss, data and batch size resumes from it and ends
-        with bitwise the same weights as an uninterrupted run.
+        with bitwise the same weights as an uninterrupted run. The checkpoint's folder is
+        checked before the first step, and temporaries of a checkpoint write killed in an
+        earlier run are removed. Resuming restores the model, optimizer, random generator,
+        epoch, history and the state of every callback the checkpoint has; callbacks that
+        steer training (EarlyStopping, schedules, custom ones with state) must be the same
+        as in the checkpoint's run, loggers and other observers may be added (they start
+        fresh) or dropped (see steepest.checkpoint).
         """
         return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                             batch_size=batch_size, shuffle=shuffle,
