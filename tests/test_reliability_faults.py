@@ -18,20 +18,9 @@ import numpy as np
 import pytest
 
 import steepest as st
+from conftest import CrashAtEpochEnd, members, npy, write_zip
 
 SANITIZED = bool(os.environ.get("STEEPEST_SANITIZED"))
-
-
-def members(path):
-    with zipfile.ZipFile(path) as z:
-        return {n: z.read(n) for n in z.namelist()}
-
-
-def write_zip(path, entries, compression=zipfile.ZIP_STORED):
-    with zipfile.ZipFile(path, "w", compression) as z:
-        for name, data in entries.items():
-            z.writestr(name, data)
-    return path
 
 
 def header_bytes(header: dict) -> bytes:
@@ -143,12 +132,6 @@ def zero_weight_bomb(path, n, compression=zipfile.ZIP_DEFLATED):
                 f.write(zeros)
         z.writestr("0.bias.npy", npy(np.zeros(n, np.float32)))
     return path
-
-
-def npy(a):
-    b = io.BytesIO()
-    np.save(b, a)
-    return b.getvalue()
 
 
 LIMITED_LOAD = textwrap.dedent("""
@@ -396,15 +379,6 @@ class Counter(st.callbacks.Callback):
         self.seen = state["seen"]
 
 
-class _Crash(st.callbacks.Callback):
-    def __init__(self, at):
-        self.at = at
-
-    def on_epoch_end(self, epoch, logs):
-        if epoch == self.at:
-            raise RuntimeError("crash")
-
-
 def _resumable_fit(X, y, epochs, checkpoint, callbacks=lambda opt: []):
     """fit with checkpoint and the callbacks that callbacks(optimizer) makes; the weights."""
     model = st.Sequential(st.Dense(4, 8), st.Tanh(), st.Dense(8, 3), seed=5)
@@ -427,7 +401,7 @@ def test_resume_needs_only_the_callbacks_that_steer_training(tmp_path):
     ckpt, log = tmp_path / "run.ckpt", tmp_path / "log.csv"
     with pytest.raises(RuntimeError, match="crash"):
         _resumable_fit(X, y, 4, ckpt, lambda opt: [
-            Marker(), step_lr(opt), st.callbacks.CSVLogger(log), Counter(), _Crash(1)])
+            Marker(), step_lr(opt), st.callbacks.CSVLogger(log), Counter(), CrashAtEpochEnd(1)])
     # the schedule gone, or an early stopping added: refused, naming what differs
     with pytest.raises(ValueError, match="StepLR"):
         _resumable_fit(X, y, 4, ckpt)
@@ -445,7 +419,7 @@ def test_a_resumed_observer_gets_its_state_back_when_it_is_there(tmp_path):
     counter = Counter()
     with pytest.raises(RuntimeError, match="crash"):
         _resumable_fit(X, y, 4, ckpt, lambda opt: [counter, st.callbacks.CSVLogger(log),
-                                                   _Crash(1)])
+                                                   CrashAtEpochEnd(1)])
     assert counter.seen == 2  # the checkpoint was written after epoch 1 only
     again = Counter()
     _resumable_fit(X, y, 4, ckpt, lambda opt: [Marker(), again, st.callbacks.CSVLogger(log)])
