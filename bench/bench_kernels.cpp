@@ -183,7 +183,7 @@ void check_gemm_and_dense(double tol) {
   auto xw = ref_gemm(false, true, Bt, OUT, IN, x, w);
   for (double slope : {0.0, 0.1}) {
     std::vector<T> z(static_cast<size_t>(Bt * OUT)), a(static_cast<size_t>(Bt * OUT));
-    dense_forward(z.data(), x.data(), w.data(), b.data(), Bt, IN, OUT, a.data(), T(slope));
+    dense_relu_forward(z.data(), a.data(), x.data(), w.data(), b.data(), Bt, IN, OUT, T(slope));
     std::vector<double> zr(xw), ar(xw.size());
     for (int64_t r = 0; r < Bt; ++r)
       for (int64_t o = 0; o < OUT; ++o) {
@@ -551,7 +551,7 @@ void BM_dense_forward(benchmark::State& state) {
        b = randn<float>(static_cast<size_t>(OUT), 3);
   std::vector<float> z(static_cast<size_t>(B * OUT)), a(static_cast<size_t>(B * OUT));
   for (auto _ : state) {
-    dense_forward(z.data(), x.data(), w.data(), b.data(), B, IN, OUT, a.data(), 0.f);
+    dense_relu_forward(z.data(), a.data(), x.data(), w.data(), b.data(), B, IN, OUT, 0.f);
     benchmark::ClobberMemory();
   }
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * B * IN * OUT, benchmark::Counter::kIsIterationInvariantRate);
