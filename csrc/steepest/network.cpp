@@ -32,7 +32,7 @@ void Network<T>::initialize() {
   for (const DenseSizes& d : table_.dense) {
     const LayerSpec& l = layers_[size_t(d.layer)];
     const double fan_in = double(l.in), fan_out = double(l.out);
-    T* w = params_.data() + l.weight_offset;
+    T* w = params_.data() + d.weight_offset;
     const int64_t nw = l.in * l.out;
     double bound = 0.0, stddev = 0.0;  // uniform bound or normal standard deviation
     switch (l.init) {
@@ -47,9 +47,9 @@ void Network<T>::initialize() {
     }
     for (int64_t i = 0; i < nw; ++i)
       w[i] = bound > 0 ? T(bound * (2 * rng_.uniform() - 1)) : T(stddev * rng_.normal());
-    if (l.bias) {
+    if (d.bias_offset >= 0) {
       // torch.nn.Linear draws its bias too; every other initializer starts it at zero.
-      T* b = params_.data() + l.bias_offset;
+      T* b = params_.data() + d.bias_offset;
       const double b_bound = l.init == Init::TorchDefault ? 1.0 / std::sqrt(fan_in) : 0.0;
       for (int64_t i = 0; i < l.out; ++i) b[i] = T(b_bound * (2 * rng_.uniform() - 1));
     }
