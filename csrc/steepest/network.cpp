@@ -58,13 +58,19 @@ void Network<T>::initialize() {
 
 template <class T>
 void Network<T>::reserve(int64_t B) {
+  if (B > batch_cap_) {
+    // Every buffer is allocated before anything changes: a bad_alloc leaves the network as it
+    // was (capacity, buffers, last batch), and a smaller batch still runs in the old buffers.
+    std::vector<T> acts(size_t(table_.output_offset.back() * B));
+    std::vector<T> masks(size_t(table_.mask_offset.back() * B));
+    std::vector<T> grad_a(size_t(table_.max_width * B)), grad_b(size_t(table_.max_width * B));
+    acts_.swap(acts);
+    masks_.swap(masks);
+    grad_a_.swap(grad_a);
+    grad_b_.swap(grad_b);
+    batch_cap_ = B;
+  }
   batch_ = B;
-  if (B <= batch_cap_) return;
-  batch_cap_ = B;
-  acts_.assign(size_t(table_.output_offset.back() * B), T(0));
-  masks_.assign(size_t(table_.mask_offset.back() * B), T(0));
-  grad_a_.assign(size_t(table_.max_width * B), T(0));
-  grad_b_.assign(size_t(table_.max_width * B), T(0));
 }
 
 template <class T>
