@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import zipfile
 
 import numpy as np
@@ -472,3 +474,163 @@ def test_a_real_file_size_limit_names_the_file(tmp_path):
     code, name = result.stdout.split()
     assert int(code) == errno.EFBIG and name == str(target)
     assert os.listdir(tmp_path) == ["efbig.py"]
+
+
+# -- a batch too large for memory, then a normal one -------------------------------------------
+AFTER_MEMORY_ERROR = textwrap.dedent("""
+    import resource, sys
+    import numpy as np
+    import steepest as st
+
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    resource.setrlimit(resource.RLIMIT_AS, (vm + 2**30, resource.RLIM_INFINITY))
+    how = sys.argv[1]
+
+    def build():
+        return st.Sequential(st.Dense(4, 4096), st.ReLU(), st.Dense(4096, 3), seed=0)
+
+    model, twin = build(), build()
+    ce = st.losses.CrossEntropy()
+    opt, twin_opt = (st.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for m in (model, twin))
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200_000, 4)).astype(np.float32)  # 6.5 GB of activations
+    y = rng.integers(0, 3, 200_000)
+    try:
+        if how == "step":
+            model.train_step(X, y, ce, opt)
+        else:
+            model.fit(X, y, loss=ce, optimizer=opt, batch_size=None, verbose=0)
+        print("no MemoryError")
+    except MemoryError:
+        pass
+    assert opt.steps == 0
+    twin.rng_state = model.rng_state  # fit shuffled before its step failed
+    for m, o in ((model, opt), (twin, twin_opt)):
+        if how == "step":
+            for i in range(0, 64, 8):
+                m.train_step(X[i:i + 8], y[i:i + 8], ce, o)
+        else:
+            m.fit(X[:64], y[:64], loss=ce, optimizer=o, batch_size=8, epochs=2, verbose=0)
+    assert np.array_equal(model.flat_params(), twin.flat_params())
+    print("ok", opt.steps)
+""")
+
+
+@pytest.mark.skipif(SANITIZED, reason="ASan aborts on an allocation it cannot serve")
+@pytest.mark.parametrize("how", ["step", "fit"])
+def test_a_batch_too_large_for_memory_changes_nothing(tmp_path, how):
+    """A MemoryError while growing the activation buffers leaves the network as it was: the
+    next, smaller batches train as on a network that never saw the large one (this crashed
+    with SIGSEGV: the capacity was recorded before the allocations)."""
+    script = tmp_path / "oom.py"
+    script.write_text(AFTER_MEMORY_ERROR)
+    result = subprocess.run([sys.executable, str(script), how], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert result.stdout.split() == ["ok", "8" if how == "step" else "16"]
+
+
+# -- saving while another thread trains --------------------------------------------------------
+def test_save_and_state_dict_copies_while_another_thread_trains_are_whole_steps(tmp_path):
+    """model.save and state_dict(copy=True) from a second thread while fit runs: each waits for
+    a step boundary, so every copy is the model after some step, never a mix of two."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(960, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 960)
+    ce = st.losses.CrossEntropy()
+
+    def build():
+        model = st.Sequential(st.Dense(64, 256), st.ReLU(), st.Dense(256, 256), st.ReLU(),
+                              st.Dense(256, 10), seed=0)
+        return model, st.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    # every state the trained model passes through, step by step
+    twin, twin_opt = build()
+    whole = {hashlib.sha1(twin.flat_params().tobytes()).hexdigest()}
+    for _ in range(3):
+        for i in range(0, len(X), 8):
+            twin.train_step(X[i:i + 8], y[i:i + 8], ce, twin_opt)
+            whole.add(hashlib.sha1(twin.flat_params().tobytes()).hexdigest())
+
+    model, opt = build()
+    done = threading.Event()
+    copies = []
+
+    def train():
+        try:
+            model.fit(X, y, loss=ce, optimizer=opt, epochs=3, batch_size=8, shuffle=False,
+                      verbose=0)
+        finally:
+            done.set()
+
+    def save():
+        i = 0
+        while not done.is_set():
+            path = tmp_path / f"m{i % 4}.stp"
+            model.save(path)
+            copies.append(st.load(path).flat_params().copy())
+            state = model.state_dict(copy=True)
+            copies.append(np.concatenate([state[p.name].ravel() for p in model.parameters()]))
+            i += 1
+
+    threads = [threading.Thread(target=train), threading.Thread(target=save)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads)
+    np.testing.assert_array_equal(model.flat_params(), twin.flat_params())
+    assert len(copies) >= 10
+    torn = [i for i, c in enumerate(copies) if hashlib.sha1(c.tobytes()).hexdigest() not in whole]
+    assert torn == [], f"{len(torn)} of {len(copies)} copies mix two steps"
+
+
+def test_a_signal_handler_saves_between_two_steps_of_its_own_epoch(tmp_path):
+    """A handler run by fit between two steps (here SIGALRM's) saves the model and stops the
+    run: the file holds the model as fit leaves it, with no wait for a step boundary the
+    handler's own thread would have to reach."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 32))
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = st.Sequential(st.Dense(32, 64), st.ReLU(), st.Dense(64, 2), seed=0)
+    path = tmp_path / "on_signal.stp"
+
+    class Stop(Exception):
+        pass
+
+    def handler(signum, frame):
+        model.save(path)
+        raise Stop
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(Stop):
+            model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=st.optim.SGD(
+                model.parameters(), lr=0.01), epochs=50, batch_size=1, verbose=0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    np.testing.assert_array_equal(st.load(path).flat_params(), model.flat_params())
+
+
+def test_load_state_dict_while_another_thread_trains_is_refused():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40000, 16)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = st.Sequential(st.Dense(16, 32), st.ReLU(), st.Dense(32, 2), seed=0)
+    opt = st.optim.SGD(model.parameters(), lr=0.01)
+    before = {k: v * 0 for k, v in model.state_dict(copy=True).items()}
+    thread = threading.Thread(target=lambda: model.fit(
+        X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=1, batch_size=1, verbose=0))
+    thread.start()
+    try:
+        while opt.steps == 0 and thread.is_alive():
+            thread.join(0.001)
+        assert thread.is_alive(), "the epoch ended before the test could act"
+        with pytest.raises(RuntimeError, match="in use"):
+            model.load_state_dict(before)
+    finally:
+        thread.join(300)
+    assert opt.steps == 40000 and np.abs(model.flat_params()).sum() > 0

@@ -163,11 +163,16 @@ void register_model(py::module_& m, const char* name) {
              auto lock = exclusive(s);
              s.forward_input = py::none();
              SignalPoll poll;
+             EpochHandOver<T> hand_over(s);
+             auto between_steps = [&] {
+               hand_over.between_steps();
+               return poll();
+             };
              EpochStats st;
              {
                py::gil_scoped_release release;
                st = s.net.train_epoch(X.data(), target_of<T>(y), X.shape(0), batch_size, shuffle,
-                                      spec, opt, clip_norm, std::ref(poll));
+                                      spec, opt, clip_norm, between_steps);
              }
              py::dict out;
              out["loss"] = st.loss;
@@ -182,6 +187,26 @@ void register_model(py::module_& m, const char* name) {
            },
            py::arg("X").noconvert(), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
            py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+      .def("copy_params",
+           // A copy of the parameters after a whole step, also while another thread trains
+           // (see copy_params).
+           [](M& s) {
+             Array<T> out({s.net.num_params()});
+             T* dst = out.mutable_data();
+             py::gil_scoped_release release;
+             copy_params(s, dst);
+             return out;
+           })
+      .def("write_params",
+           // Replaces the parameters with flat (num_params values); refused while another
+           // thread trains or predicts.
+           [](M& s, Array<T> flat) {
+             if (flat.ndim() != 1 || flat.shape(0) != s.net.num_params())
+               throw std::invalid_argument("write_params: flat must have num_params values");
+             auto lock = exclusive(s);
+             std::copy(flat.data(), flat.data() + flat.shape(0), s.net.params());
+           },
+           py::arg("flat").noconvert())
       .def("infer",
            [](M& s, Array<T> x) {
              std::shared_lock<std::shared_mutex> lock(s.busy, std::try_to_lock);

@@ -122,12 +122,19 @@ class Sequential:
         forward(training=True) after it."""
         return self._net.layer_outputs(_checks.features(x, "x", self.in_features, self.dtype))
 
-    def state_dict(self) -> dict:
-        """{"0.weight": array, "0.bias": array, ...}: zero-copy views, torch's keys and shapes."""
-        return {p.name: p.data for p in self._params}
+    def state_dict(self, copy: bool = False) -> dict:
+        """{"0.weight": array, "0.bias": array, ...}, torch's keys and shapes: zero-copy views
+        of the live buffers, or with copy=True copies of the model between two steps, also
+        while another thread trains it (the copy waits for its next step boundary; copying the
+        views then would mix two steps)."""
+        if not copy:
+            return {p.name: p.data for p in self._params}
+        flat = self._net.copy_params()
+        return {p.name: flat[p.offset:p.offset + p.size].reshape(p.shape) for p in self._params}
 
     def load_state_dict(self, state: dict) -> None:
-        """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place."""
+        """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place, all
+        at once; refused (RuntimeError) while another thread trains or predicts."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
         expected = {p.name for p in self._params}
@@ -142,8 +149,10 @@ class Sequential:
                 raise ValueError(f"state[{p.name!r}] has shape {value.shape}, expected {p.shape}")
             arrays[p.name] = _checks.numeric(value, f"state[{p.name!r}]")
             _checks.check_finite(arrays[p.name], f"state[{p.name!r}]")
-        for p in self._params:  # all checked first: nothing half-loaded
-            p.data[...] = arrays[p.name]
+        flat = np.empty_like(self.flat_params())  # all checked first: nothing half-loaded
+        for p in self._params:
+            flat[p.offset:p.offset + p.size] = arrays[p.name].ravel()
+        self._net.write_params(flat)
 
     # -- the two algorithms, one step at a time ---------------------------------------------
     def forward(self, x, training: bool = False) -> np.ndarray:
@@ -308,7 +317,8 @@ class Sequential:
         return text
 
     def save(self, path) -> None:
-        """Writes architecture and parameters (see steepest.saving); atomic."""
+        """Writes architecture and parameters (see steepest.saving), atomically, as they are
+        between two steps (also while another thread trains the model)."""
         saving.save(self, path)
 
 
