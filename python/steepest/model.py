@@ -201,8 +201,8 @@ class Sequential:
 
     # -- the whole loop ---------------------------------------------------------------------
     def fit(self, X, y, *, loss, optimizer, epochs: int = 1, batch_size=32, shuffle=True,
-            validation_data=None, callbacks=(), verbose: int = 1, clip_grad_norm=None,
-            checkpoint=None, diagnostics: bool = False) -> dict:
+            validation_data=None, validation_split=None, callbacks=(), verbose: int = 1,
+            clip_grad_norm=None, checkpoint=None, diagnostics: bool = False) -> dict:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -210,8 +210,12 @@ class Sequential:
         data set; batch_size=1 is stochastic gradient descent: one update per sample;
         anything between is mini-batch gradient descent.
 
+        validation_data=(X_val, y_val) is evaluated after every epoch; validation_split=0.1
+        instead holds out the last tenth of (X, y) for it, before any shuffling (as Keras).
+        verbose: 0 silent, 1 a progress bar (see steepest.progress), 2 a line per epoch.
+
         Returns the history (also kept as ``model.history``): per epoch "loss", "val_loss"
-        (with validation_data), "accuracy"/"val_accuracy" (classification), "lr", "time"
+        (with validation data), "accuracy"/"val_accuracy" (classification), "lr", "time"
         (seconds) and "grad_norm" (per Dense layer, the mean L2 norm of its gradient over the
         epoch's steps: the vanishing/exploding-gradient signal). diagnostics=True adds, per
         epoch, weight norms, update-to-weight ratios, the first/last layer gradient ratio, the
@@ -228,7 +232,8 @@ class Sequential:
         """
         return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                             batch_size=batch_size, shuffle=shuffle,
-                            validation_data=validation_data, callbacks=callbacks,
+                            validation_data=validation_data,
+                            validation_split=validation_split, callbacks=callbacks,
                             verbose=verbose, clip_grad_norm=clip_grad_norm,
                             checkpoint=checkpoint, diagnostics=diagnostics)
 
