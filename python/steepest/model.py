@@ -37,12 +37,15 @@ class Sequential:
             layers = tuple(layers[0])
         if not layers:
             raise ValueError("layers is empty: a model needs at least one Dense layer")
+        self.layers = []
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} must be a steepest layer, got {layer!r}")
+            self.layers.append(layer)
+            if isinstance(layer, Dense) and layer.activation is not None:
+                self.layers.append(layer.activation)  # Dense(..., activation=...), as Keras
         if not any(isinstance(layer, Dense) for layer in layers):
             raise ValueError("a model needs at least one Dense layer")
-        self.layers = list(layers)
         self.dtype = _checks.as_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**63)
@@ -57,6 +60,7 @@ class Sequential:
         self._last = None  # (input, output shape) of the last forward, kept for backward
         self.history = None
         self.stop_training = False
+        self.training = False  # forward's default mode: see train() / eval()
 
     def _specs(self):
         """Core layer specs; elementwise layers take the width of what they follow."""
@@ -70,6 +74,31 @@ class Sequential:
                 width = layer.out_features
             specs.append(layer.spec(width))
         return specs
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index) -> Layer:
+        """The layer at index, as torch's nn.Sequential (its parameters: named "{index}.weight"
+        and "{index}.bias" in parameters() and state_dict())."""
+        if isinstance(index, slice):
+            raise TypeError("a model cannot be sliced into a model that shares its weights: "
+                            "model.layers[a:b] gives the layers, st.Sequential(*model.layers"
+                            "[a:b]) a new model of them (new weights)")
+        return self.layers[index]
+
+    def train(self, mode: bool = True) -> Sequential:
+        """Sets forward()'s default mode, as torch's module.train(): training (dropout active)
+        or, with mode=False, inference. fit, train_step (always training) and predict (always
+        inference) do not depend on it. A new model starts in inference mode."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be True or False, got {mode!r}")
+        self.training = mode
+        return self
+
+    def eval(self) -> Sequential:
+        """train(False): forward() runs in inference mode (dropout off), as torch's eval()."""
+        return self.train(False)
 
     @property
     def in_features(self) -> int:
@@ -146,11 +175,12 @@ class Sequential:
             p.data[...] = arrays[p.name]
 
     # -- the two algorithms, one step at a time ---------------------------------------------
-    def forward(self, x, training: bool = False) -> np.ndarray:
+    def forward(self, x, training=None) -> np.ndarray:
         """Forward propagation: x (N, in_features) -> a new array (N, out_features). With
-        training=True dropout is active; backward() then backpropagates through this pass."""
+        training=True dropout is active; backward() then backpropagates through this pass.
+        training=None takes the mode train() / eval() set (inference for a new model)."""
         x = _checks.features(x, "x", self.in_features, self.dtype)
-        out = self._net.forward(x, bool(training))
+        out = self._net.forward(x, self.training if training is None else bool(training))
         self._last = (x, out.shape)
         return out
 

@@ -4,11 +4,8 @@ learning rate."""
 from __future__ import annotations
 
 from . import optim
-from .layers import LAYERS, Activation, Dense, Dropout
+from .layers import ACTIVATIONS, Dense, Dropout
 from .model import Sequential
-
-# activation name (torch.nn.functional's: "relu", "leaky_relu", ...) -> layer class
-ACTIVATIONS = {cls.short_name: cls for cls in LAYERS.values() if issubclass(cls, Activation)}
 
 # recipe name -> optimizer of params with learning rate lr and weight decay wd
 OPTIMIZER_RECIPES = {
