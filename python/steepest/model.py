@@ -61,6 +61,9 @@ class Sequential:
         self.history = None
         self.stop_training = False
         self.training = False  # forward's default mode: see train() / eval()
+        # JSON-able notes saved with the model (the command line keeps its training summary
+        # and class labels here)
+        self.metadata = {}
 
     def _specs(self):
         """Core layer specs; elementwise layers take the width of what they follow."""
@@ -337,7 +340,7 @@ class Sequential:
         return text
 
     def save(self, path) -> None:
-        """Writes architecture and parameters (see steepest.saving); atomic."""
+        """Writes architecture, parameters and metadata (see steepest.saving); atomic."""
         saving.save(self, path)
 
 
@@ -349,4 +352,5 @@ def load(path) -> Sequential:
     except (KeyError, TypeError, ValueError, MemoryError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
     model.load_state_dict(arrays)
+    model.metadata = saving.metadata(header, path)
     return model
