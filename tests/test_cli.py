@@ -275,7 +275,7 @@ def test_each_optimizer_has_a_default_learning_rate_that_trains(capsys):
     pytest.importorskip("sklearn")
     _, out, _ = cli(capsys, "train", "--data", "digits", "--optimizer", "sgd", "--epochs", "5",
                     "--quiet")
-    assert "SGD(lr=0.05" in out and "its default learning rate" in out
+    assert "optimizer: sgd, lr 0.05 (its default)" in out
     assert printed(r"test accuracy (\d\.\d+)", out) > 0.9
 
 

@@ -161,7 +161,8 @@ def run_train(args) -> int:
     loss = CrossEntropy() if classify else MSE()
     opt = make_optimizer(args.optimizer, model, args.lr, args.weight_decay)
     print(model)
-    print(f"optimizer: {opt!r}{'' if args.lr else ' (its default learning rate)'}  "
+    print(f"optimizer: {args.optimizer}, lr {opt.lr:g}{'' if args.lr else ' (its default)'}"
+          f"{f', weight decay {args.weight_decay:g}' if args.weight_decay else ''}  "
           f"batch size: {args.batch_size or 'full'}  threads: {get_num_threads()}")
     epochs = [] if args.quiet else [ProgressBar(args.epochs, stream=sys.stdout,
                                                 backend="auto" if is_terminal(sys.stdout)
@@ -177,9 +178,11 @@ def run_train(args) -> int:
 
     results = {part: model.evaluate(Xp, yp, loss) for part, (Xp, yp) in
                (("test", (X_test, y_test)), ("train", (X_train, y_train)), ("all", (X, y)))}
+    print(f"trained in {seconds:.2f} s")
     print(f"test {_score(results['test'])} on {len(X_test)} held-out rows")
-    print(f"train {_score(results['train'])}; all {len(X)} rows of {data['name']}: "
-          f"{_score(results['all'])}  ({seconds:.2f} s)")
+    print(f"train {_score(results['train'])} on {len(X_train)} rows")
+    print(f"all {len(X)} rows of {data['name']}: {_score(results['all'])} (as predict and "
+          "evaluate report it)")
     if args.save:
         model.metadata = {
             "task": data["task"],
@@ -350,6 +353,9 @@ def main(argv=None) -> int:
     args.command_line = " ".join(sys.argv[1:] if argv is None else map(str, argv))
     try:
         return args.run(args)
+    except BrokenPipeError:  # e.g. `steepest predict ... | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, TypeError, ImportError, OSError) as e:
         print(f"steepest: error: {e}", file=sys.stderr)
         return 2
