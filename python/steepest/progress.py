@@ -8,6 +8,7 @@ a terminal it writes only those lines, one per epoch.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -136,7 +137,9 @@ class _TextBar:
 class _TqdmBar:
     """tqdm's bar over the epochs; the running values in its postfix (tqdm fits the width)."""
 
-    def __init__(self, tqdm, stream, epochs):
+    def __init__(self, stream, epochs):
+        from tqdm.auto import tqdm
+
         self._bar = tqdm(total=epochs, unit="epoch", file=stream, dynamic_ncols=True,
                          leave=True)
         self._last = 0.0
@@ -187,24 +190,22 @@ class _RichBar:
         self._progress.stop()
 
 
+def _installed(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def _backend(name, stream, epochs, interval):
     """The display for backend name ("auto": tqdm, else rich, else steepest's own)."""
-    if name in ("auto", "tqdm"):
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            if name == "tqdm":
-                raise ImportError("backend 'tqdm' needs tqdm: pip install tqdm") from None
-        else:
-            return _TqdmBar(tqdm, stream, epochs)
-    if name in ("auto", "rich"):
-        try:
-            import rich.progress  # noqa: F401
-        except ImportError:
-            if name == "rich":
-                raise ImportError("backend 'rich' needs rich: pip install rich") from None
-        else:
-            return _RichBar(stream, epochs)
+    for module, bar in (("tqdm", _TqdmBar), ("rich", _RichBar)):
+        if name in ("auto", module):
+            if _installed(module):
+                return bar(stream, epochs)
+            if name == module:
+                raise ImportError(f"backend {module!r} needs {module}: pip install {module}")
     return _TextBar(stream, epochs, interval)
 
 
