@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <functional>
 
 #include "bindings/common.hpp"
 #include "bindings/register.hpp"
@@ -12,21 +13,8 @@ namespace steepest::bindings {
 
 namespace {
 
-// Polled by train_epoch between steps: every 20 ms, take the GIL and run Python's signal
-// handlers, so Ctrl-C stops an epoch at a step boundary.
-struct SignalPoll {
-  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
-  py::object error;  // the exception a handler raised (KeyboardInterrupt, ...)
-  bool operator()() {
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last < std::chrono::milliseconds(20)) return false;
-    last = now;
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() == 0) return false;
-    error = py::error_already_set().value();
-    return true;
-  }
-};
+// At most this often train_epoch reports its progress to Python (taking the GIL).
+constexpr std::chrono::milliseconds kProgressInterval{50};
 
 const char* status_name(StepStatus s) {
   switch (s) {
@@ -39,19 +27,35 @@ const char* status_name(StepStatus s) {
 }
 
 // One Network::train_step on x (B rows) and y with the model locked and the GIL released;
-// (status, loss) for Python. Both train_step bindings end here.
+// (status, loss) for Python, or the exception of a signal handler that interrupted the step.
+// Both train_step bindings end here.
 template <class T>
 py::tuple locked_train_step(Model<T>& s, const T* x, int64_t B, const py::array& y,
                             const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
   auto lock = exclusive(s);
   s.forward_input = py::none();
+  SignalPoll poll;
   double value = 0;
   StepStatus status;
   {
     py::gil_scoped_release release;
     status = s.net.train_step(x, target_of<T>(y), B, spec, opt, clip_norm, &value);
   }
+  if (status == StepStatus::Interrupted) poll.raise_error();
   return py::make_tuple(status_name(status), value);
+}
+
+// Runs compute() with the GIL released and the signal poll installed; an interruption raises
+// the signal handler's exception.
+template <class F>
+void interruptible(F&& compute) {
+  SignalPoll poll;
+  try {
+    py::gil_scoped_release release;
+    compute();
+  } catch (const Interrupted&) {
+    poll.raise_error();
+  }
 }
 
 template <class T>
@@ -85,11 +89,11 @@ void register_model(py::module_& m, const char* name) {
              auto lock = exclusive(s);
              const int64_t B = x.shape(0);
              Array<T> out({B, s.net.out_features()});
-             {
-               py::gil_scoped_release release;
+             s.forward_input = py::none();
+             interruptible([&] {
                const T* y = s.net.forward(x.data(), B, training);
                std::copy(y, y + B * s.net.out_features(), out.mutable_data());
-             }
+             });
              s.forward_input = x;
              return out;
            },
@@ -104,8 +108,7 @@ void register_model(py::module_& m, const char* name) {
                  dy.shape(1) != s.net.out_features())
                throw std::invalid_argument("backward: dy must have the shape of the last forward "
                                            "output");
-             py::gil_scoped_release release;
-             s.net.backward(dy.data(), accumulate);
+             interruptible([&] { s.net.backward(dy.data(), accumulate); });
            },
            py::arg("dy").noconvert(), py::arg("accumulate"))
       .def("layer_outputs",
@@ -114,10 +117,7 @@ void register_model(py::module_& m, const char* name) {
              auto lock = exclusive(s);
              s.forward_input = py::none();
              const int64_t B = x.shape(0);
-             {
-               py::gil_scoped_release release;
-               s.net.forward(x.data(), B, false);
-             }
+             interruptible([&] { s.net.forward(x.data(), B, false); });
              py::list out;
              for (size_t k = 0; k < s.net.layers().size(); ++k) {
                const int64_t W = s.net.layers()[k].out;
@@ -158,16 +158,29 @@ void register_model(py::module_& m, const char* name) {
            py::arg("x"), py::arg("y"), py::arg("loss"), py::arg("optimizer"),
            py::arg("clip_norm"))
       .def("train_epoch",
+           // progress: None, or called as progress(steps, samples, mean loss) at most every
+           // kProgressInterval, between steps.
            [](M& s, Array<T> X, py::array y, int64_t batch_size, bool shuffle,
-              const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+              const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress) {
              auto lock = exclusive(s);
              s.forward_input = py::none();
              SignalPoll poll;
+             std::function<void(const EpochStats&)> report;
+             auto last = std::chrono::steady_clock::now();
+             if (!progress.is_none()) {
+               report = [&](const EpochStats& st) {
+                 const auto now = std::chrono::steady_clock::now();
+                 if (now - last < kProgressInterval) return;
+                 last = now;
+                 py::gil_scoped_acquire gil;
+                 progress(st.steps, st.samples, st.loss);
+               };
+             }
              EpochStats st;
              {
                py::gil_scoped_release release;
                st = s.net.train_epoch(X.data(), target_of<T>(y), X.shape(0), batch_size, shuffle,
-                                      spec, opt, clip_norm, std::ref(poll));
+                                      spec, opt, clip_norm, report);
              }
              py::dict out;
              out["loss"] = st.loss;
@@ -181,7 +194,8 @@ void register_model(py::module_& m, const char* name) {
              return out;
            },
            py::arg("X").noconvert(), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
-           py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+           py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
+           py::arg("progress") = py::none())
       .def("infer",
            [](M& s, Array<T> x) {
              std::shared_lock<std::shared_mutex> lock(s.busy, std::try_to_lock);
@@ -189,8 +203,7 @@ void register_model(py::module_& m, const char* name) {
                throw std::runtime_error("the model is being trained by another thread");
              const int64_t N = x.shape(0);
              Array<T> out({N, s.net.out_features()});
-             py::gil_scoped_release release;
-             s.net.infer(out.mutable_data(), x.data(), N);
+             interruptible([&] { s.net.infer(out.mutable_data(), x.data(), N); });
              return out;
            },
            py::arg("x").noconvert());
