@@ -31,12 +31,12 @@ FIT_SCRIPT = textwrap.dedent("""
     import numpy as np
     import steepest as st
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(20000, 32)).astype(np.float32)
+    X = rng.normal(size=(40000, 32)).astype(np.float32)
     y = (X[:, 0] > 0).astype(np.int64)
-    model = st.Sequential(st.Dense(32, 64), st.ReLU(), st.Dense(64, 2), seed=0)
+    model = st.Sequential(st.Dense(32, 128), st.ReLU(), st.Dense(128, 2), seed=0)
     opt = st.optim.SGD(model.parameters(), lr=0.01)
     model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs={epochs},
-              batch_size=4, validation_split=0.1, verbose=1)
+              batch_size=2, validation_split=0.1, verbose=1)
     print("done")
 """)
 
@@ -98,6 +98,10 @@ def test_own_bar_fits_an_80_column_terminal(set_env):
     # The line of a finished epoch stays: each is followed by a newline, not overwritten.
     for k in range(1, epochs + 1):
         assert re.search(rf"epoch {k}/3: [^\r\n]*\r?\n", ANSI.sub("", out))
+    # Within the epochs: the bar, steps done, samples per second and the running loss.
+    running = [line for line in lines if re.match(r"epoch \d/3 \[[=>.]+\] \d+/18000 \S+ "
+                                                  r"samples/s loss \d\.\d{4}", line)]
+    assert len(running) >= epochs, lines
 
 
 def test_own_bar_in_a_narrow_terminal():

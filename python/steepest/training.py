@@ -79,7 +79,8 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
             steps = -(-X.shape[0] // batch)
             for cb in callbacks:
                 cb.on_epoch_begin(epoch, {"steps": steps, "samples": X.shape[0]})
-            logs = run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val)
+            logs = run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
+                             progress_reporter(callbacks, epoch))
             for cb in callbacks:  # callbacks may add entries (diagnostics) to logs
                 cb.on_epoch_end(epoch, logs)
             for key, value in logs.items():
@@ -110,13 +111,30 @@ def split_validation(X, y, fraction):
     return X[:cut], y[:cut], (X[cut:], y[cut:])
 
 
-def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) -> dict:
+def progress_reporter(callbacks, epoch):
+    """The train_epoch progress function that hands the epoch's progress to the callbacks that
+    listen (on_epoch_progress), or None when none does (the core then never takes the GIL
+    for it)."""
+    listeners = [cb for cb in callbacks
+                 if type(cb).on_epoch_progress is not Callback.on_epoch_progress]
+    if not listeners:
+        return None
+
+    def report(steps, samples, mean_loss):
+        logs = {"steps": steps, "samples": samples, "loss": mean_loss}
+        for cb in listeners:
+            cb.on_epoch_progress(epoch, logs)
+    return report
+
+
+def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
+              progress=None) -> dict:
     """One epoch (X, y and val as model.check_data returns them); returns its logs or raises
-    (divergence, Ctrl-C)."""
+    (divergence, Ctrl-C). progress: see progress_reporter."""
     start = time.perf_counter()
     lr = optimizer.lr
     saved = optimizer.snapshot(), model.rng_state
-    stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip)
+    stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip, progress)
     if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
         raise stats["error"]
     if not np.isfinite(model.flat_params()).all():
