@@ -13,13 +13,14 @@ import math
 import numpy as np
 
 from . import _checks, _core, saving, training
-from .errors import TrainingDiverged
-from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
+from .errors import check_step
+from .layers import (Dense, Layer, layer_config, layer_from_config, layer_specs,
+                     parameter_table)
 from .losses import LOSSES, check_loss
 from .optim import check_optimizer, clip_threshold
 from .parameter import Parameter
 
-_FAST_LOSSES = frozenset(LOSSES.values())  # losses whose targets the core can validate
+_CORE_LOSSES = frozenset(LOSSES.values())  # losses whose targets are exactly the core's rules
 _NETWORKS = {"float32": _core.Network32, "float64": _core.Network64}
 
 
@@ -54,7 +55,7 @@ class Sequential:
         n_params = sum(slot.size for slot in table)
         _checks.buffer_memory(2 * n_params * self.dtype.itemsize,
                               f"a model of {n_params:,} parameters (values and gradients)")
-        self._net = _NETWORKS[self.dtype.name](self._specs(), self.seed)
+        self._net = _NETWORKS[self.dtype.name](layer_specs(self.layers), self.seed)
         params, grads = self._net.params, self._net.grads
         self._params = [Parameter(self, slot, params, grads) for slot in table]
         self._last = None  # (input, output shape) of the last forward, kept for backward
@@ -64,19 +65,6 @@ class Sequential:
         # JSON-able notes saved with the model (the command line keeps its training summary
         # and class labels here)
         self.metadata = {}
-
-    def _specs(self):
-        """Core layer specs; elementwise layers take the width of what they follow."""
-        width = next(layer.in_features for layer in self.layers if isinstance(layer, Dense))
-        specs = []
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
-                if layer.in_features != width:
-                    raise ValueError(f"layer {i} ({layer!r}) expects {layer.in_features} "
-                                     f"features but the layer before it gives {width}")
-                width = layer.out_features
-            specs.append(layer.spec(width))
-        return specs
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -215,21 +203,17 @@ class Sequential:
         finite."""
         check_loss(loss)
         check_optimizer(optimizer, self)
-        status = "unchecked"
-        if (clip_grad_norm is None and type(x) is np.ndarray and type(y) is np.ndarray
-                and type(loss) in _FAST_LOSSES):
-            # Fast path: arrays that need no conversion are validated by the core in one pass
-            # (shapes, dtypes, finiteness, label range); anything else takes the path below.
-            status, value = self._net.train_step_checked(x, y, loss._spec, optimizer._impl, 0.0)
-            if status != "unchecked":
-                self._last = None  # the core's forward state now belongs to this step
-        if status == "unchecked":
+        clip = clip_threshold(clip_grad_norm)
+        if not (type(x) is np.ndarray and type(y) is np.ndarray and type(loss) in _CORE_LOSSES):
             x, y = self.check_data(x, y, loss, ("x", "y"))
-            clip = clip_threshold(clip_grad_norm)
-            self._last = None  # the core's forward state now belongs to this step
-            status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
-        if status != "ok":
-            raise TrainingDiverged(status, loss=value)
+        # The core checks the batch by its rules first (the one implementation of them) and
+        # runs the step only when it passes; otherwise convert, or raise naming x and y.
+        check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        if not check.ok:
+            x, y = self.check_data(x, y, loss, ("x", "y"))
+            check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        self._last = None  # the core's forward state now belongs to this step
+        check_step(status, loss=value)
         return value
 
     # -- the whole loop ---------------------------------------------------------------------
@@ -272,13 +256,14 @@ class Sequential:
 
     def train_epoch(self, X, y, loss, optimizer, batch_size: int, shuffle: bool = True,
                     clip: float = 0.0, progress=None) -> dict:
-        """One epoch of train_step over (X, y) from check_data, in batches of batch_size (the
-        rows shuffled by the model's generator), in one C++ call with the GIL released; clip:
+        """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
+        types and label range again, not their values), in batches of batch_size (the rows
+        shuffled by the model's generator), in one C++ call with the GIL released; clip:
         clip_grad_norm's threshold (0: off); progress: None or a function called as
         progress(steps, samples, mean loss) between steps, at most every 50 ms. fit's loop
         calls it; it stops at the first non-finite loss or gradient, or at Ctrl-C (within a
         step: the step is abandoned). Returns the core's record: "loss" (mean), "steps",
-        "samples", "correct", "status" ("ok" or the cause), "bad_loss", "grad_norms" (per
+        "samples", "correct", "status" (the core's StepStatus), "bad_loss", "grad_norms" (per
         Dense layer, mean over the steps) and "error" (the exception a signal raised, or
         None)."""
         self._last = None  # backward() needs a new forward() after training
