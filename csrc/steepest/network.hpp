@@ -12,6 +12,7 @@
 #include "steepest/optim.hpp"
 #include "steepest/plan.hpp"
 #include "steepest/rng.hpp"
+#include "steepest/rows.hpp"
 #include "steepest/specs.hpp"
 
 namespace steepest {
@@ -21,6 +22,16 @@ template <class T>
 struct Target {
   const int64_t* labels = nullptr;
   const T* values = nullptr;
+};
+
+// Data-parallel training (train_epoch): this process is `rank` of `size`, each training on its
+// consecutive share of every global batch; sum(values, n) adds n values in place over all the
+// processes (each calls it once per step with the same n: the gradient buffer and the control
+// words after it) and returns false when they cannot go on (the caller reports why).
+template <class T>
+struct Parallel {
+  int64_t rank = 0, size = 1;
+  std::function<bool(T* values, int64_t n)> sum;
 };
 
 template <class T>
@@ -38,6 +49,10 @@ class Network {
   int64_t num_params() const { return table_.num_params; }
   T* params() { return params_.data(); }
   T* grads() { return grads_.data(); }
+  // What a data-parallel step sums over the processes: the grads followed by kControlWords
+  // control words (a stop request, a non-finite loss), reduce_size() values.
+  static constexpr int64_t kControlWords = 2;
+  int64_t reduce_size() const { return num_params() + kControlWords; }
   Rng& rng() { return rng_; }
 
   // Draws the parameters of every Dense layer with its initializer from the network's RNG.
@@ -61,9 +76,19 @@ class Network {
   StepStatus train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                         Optimizer<T>& opt, double clip_norm, double* loss_out);
 
-  // One epoch of mini-batch training over X (N, IN), y. Shuffles with the network's RNG when
-  // asked; stops early when should_stop() says so (polled between steps) or on a non-finite
-  // loss/gradient, with the model as it was after the last completed step.
+  // One epoch of mini-batch training over X (N rows of IN) and y (N labels when `labels`, else
+  // N rows of OUT targets), read in place and converted per batch (see rows.hpp). Shuffles with
+  // the network's RNG when asked; stops early when should_stop() says so (polled between steps)
+  // or on a non-finite loss/gradient, with the model as it was after the last completed step.
+  // With `parallel`, every process runs the same epoch on its share of each global batch of
+  // batch_size rows and the gradients are summed before every update (the stop decisions too,
+  // so all processes stop after the same step); the result is that of one process training on
+  // the global batches, up to the order of the sums. stats count this process's rows.
+  EpochStats train_epoch(const Rows& X, const Rows& y, bool labels, int64_t batch_size,
+                         bool shuffle, const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
+                         const std::function<bool()>& should_stop,
+                         const Parallel<T>* parallel = nullptr);
+  // The same over X (N, IN) and y in memory, of the network's types.
   EpochStats train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size, bool shuffle,
                          const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
                          const std::function<bool()>& should_stop);
@@ -102,6 +127,14 @@ class Network {
   double outer_grad_sq();
   // Writes every weight gradient (the outer products) into grads_.
   void write_weight_grads();
+  // A data-parallel train_step on this process's b rows, rows [first, first + b) of a global
+  // batch of B; `stop` is this process's stop request, *stop_all everybody's.
+  StepStatus parallel_step(const T* x, Target<T> y, int64_t b, int64_t first, int64_t B,
+                           const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
+                           const Parallel<T>& parallel, bool stop, bool* stop_all,
+                           double* loss_out, double* sum_seconds);
+  // Advances the RNG past the dropout masks of a batch of B rows (a process with no rows in it).
+  void skip_dropout(int64_t B);
   // One optimizer step that writes each weight gradient a block of rows at a time and updates
   // those parameters while the block is in cache: one pass over p, g and the optimizer state
   // instead of a write of g, a read for its norm and the update's pass. Bitwise opt.step().
@@ -119,6 +152,9 @@ class Network {
   int64_t batch_cap_ = 0;
   int64_t batch_ = 0;                 // rows of the last forward
   const T* input_ = nullptr;          // input of the last forward
+  // Data-parallel forward: its rows are rows [window_first_, + batch_) of a global batch of
+  // window_total_ rows (0: the whole batch), so dropout draws the masks the whole batch would.
+  int64_t window_first_ = 0, window_total_ = 0;
   std::vector<T> acts_, masks_, grad_a_, grad_b_, batch_x_, batch_y_;
   std::vector<T> kept_dy_;            // batch 1: each Dense layer's output gradient
   std::vector<int64_t> batch_labels_, order_;

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import _checks, _core, saving, training
+from . import _checks, _core, data, saving, training
 from .errors import TrainingDiverged
 from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
 from .losses import LOSSES, check_loss
@@ -171,10 +171,24 @@ class Sequential:
 
     def check_data(self, X, y, loss, names=("X", "y")) -> tuple:
         """(X, y) validated and converted once for this model and loss: C-contiguous arrays of
-        the model's dtype (int64 labels for CrossEntropy). Errors name the arguments `names`.
-        train_epoch and evaluate_checked take data from here and check nothing again."""
-        X = _checks.features(X, names[0], self.in_features, self.dtype)
-        return X, loss.targets(y, X.shape[0], self.out_features, self.dtype, names[1])
+        the model's dtype (int64 labels for CrossEntropy). A memory map or a list of .npy paths
+        is validated a chunk at a time and returned as steepest.data.Shards, read in place
+        (converted per batch). Errors name the arguments `names`. train_epoch and
+        evaluate_checked take data from here and check nothing again."""
+        X = self._features(X, names[0])
+        shards = data.shards_of(y, names[1])
+        if shards is None:
+            return X, loss.targets(y, len(X), self.out_features, self.dtype, names[1])
+        return X, data.validate(shards, lambda rows, name: loss.targets(
+            rows, len(rows), self.out_features, self.dtype, name), names[1], len(X))
+
+    def _features(self, X, name):
+        """X converted once, or Shards of a memory map / .npy list validated in chunks."""
+        shards = data.shards_of(X, name)
+        if shards is None:
+            return _checks.features(X, name, self.in_features, self.dtype)
+        return data.validate(shards, lambda rows, part: _checks.features(
+            rows, part, self.in_features, self.dtype), name)
 
     def train_step(self, x, y, loss, optimizer, clip_grad_norm=None) -> float:
         """zero_grad + forward + loss + backward + optimizer step in one C++ call; returns the
@@ -233,23 +247,39 @@ class Sequential:
                             checkpoint=checkpoint, diagnostics=diagnostics)
 
     def train_epoch(self, X, y, loss, optimizer, batch_size: int, shuffle: bool = True,
-                    clip: float = 0.0) -> dict:
+                    clip: float = 0.0, group=None) -> dict:
         """One epoch of train_step over (X, y) from check_data, in batches of batch_size (the
         rows shuffled by the model's generator), in one C++ call with the GIL released; clip:
         clip_grad_norm's threshold (0: off). fit's loop calls it; it stops at the first
-        non-finite loss or gradient, or at Ctrl-C. Returns the core's record: "loss" (mean),
-        "steps", "samples", "correct", "status" ("ok" or the cause), "bad_loss",
-        "grad_norms" (per Dense layer, mean over the steps) and "error" (the exception a
-        signal raised, or None)."""
+        non-finite loss or gradient, or at Ctrl-C. group (a steepest.distributed.Group):
+        data-parallel, this process trains on its share of every global batch of batch_size
+        rows and the gradients are summed over the group before each update. Returns the
+        core's record: "loss" (mean), "steps", "samples", "correct", "status" ("ok" or the
+        cause), "bad_loss", "grad_norms" (per Dense layer, mean over the steps), "error" (the
+        exception a signal or the sum raised, or None) and "sum_seconds" (time in the sums)."""
         self._last = None  # backward() needs a new forward() after training
-        return self._net.train_epoch(X, y, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip)
+        parts = [d.parts if isinstance(d, data.Shards) else d for d in (X, y)]
+        parallel = {} if group is None or group.size == 1 else {
+            "rank": group.rank, "size": group.size,
+            "sum": group.in_place_sum(self._net.reduce_buffer)}
+        return self._net.train_epoch(*parts, batch_size, bool(shuffle), loss._spec,
+                                     optimizer._impl, clip, **parallel)
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:
         """Outputs (N, out_features) for X (N, in_features); dropout off. Thread-safe: runs
-        with the GIL released and may be called from many threads at once."""
-        return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
+        with the GIL released and may be called from many threads at once. A memory map or a
+        list of .npy paths is read a chunk at a time."""
+        shards = data.shards_of(X, "X")
+        if shards is None:
+            return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
+        if not len(shards):
+            raise ValueError("X is empty: it has no samples")
+        out = np.empty((len(shards), self.out_features), self.dtype)
+        for first, rows, name in shards.chunks():
+            out[first:first + len(rows)] = self._net.infer(
+                _checks.features(rows, name, self.in_features, self.dtype))
+        return out
 
     def predict_classes(self, X) -> np.ndarray:
         return self.predict(X).argmax(axis=1)
@@ -259,13 +289,24 @@ class Sequential:
         check_loss(loss)
         return self.evaluate_checked(*self.check_data(X, y, loss), loss)
 
-    def evaluate_checked(self, X, y, loss) -> dict:
+    def evaluate_checked(self, X, y, loss, rows=None) -> dict:
         """evaluate() on (X, y) as check_data returns them: nothing is checked again (fit's
-        validation data, checked once before the first epoch)."""
-        out = self._net.infer(X)
-        result = {"loss": _core.loss_forward(loss._spec, out, y)[0]}
+        validation data, checked once before the first epoch). rows=(start, stop, n): only
+        rows [start, stop), their mean loss and accuracy weighted by their count over n (one
+        process's share of an evaluation split over processes: the shares add up to it)."""
+        start, stop, n = rows if rows is not None else (0, len(X), len(X))
+        total, correct = 0.0, 0
+        for xs, ys in data.pieces(X, y, start, stop):  # one piece for arrays in memory
+            if not len(xs):
+                continue
+            out = self._net.infer(np.ascontiguousarray(xs, dtype=self.dtype))
+            ys = loss.targets(ys, len(ys), self.out_features, self.dtype)
+            total += _core.loss_forward(loss._spec, out, ys)[0] * (len(xs) / n)
+            if loss.classification:
+                correct += int(np.count_nonzero(out.argmax(axis=1) == ys))
+        result = {"loss": total}
         if loss.classification:
-            result["accuracy"] = float(np.mean(out.argmax(axis=1) == y))
+            result["accuracy"] = correct / n
         return result
 
     # -- description ------------------------------------------------------------------------
