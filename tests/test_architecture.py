@@ -25,6 +25,7 @@ LEVELS = {
     "optim": 2.5,  # knows Parameter, never a model
     # 3. on the building blocks
     "schedules": 3, "checkpoint": 3, "gradcheck": 3, "saving": 3,
+    "distributed": 3,  # MPI (mpi4py imported when a run asks): the trainer's data parallelism
     "diagnostics": 3.5,  # measures gradients with gradcheck's backprop
     # 4. the fit loop
     "training": 4,

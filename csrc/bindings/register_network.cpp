@@ -13,18 +13,22 @@ namespace steepest::bindings {
 namespace {
 
 // Polled by train_epoch between steps: every 20 ms, take the GIL and run Python's signal
-// handlers, so Ctrl-C stops an epoch at a step boundary.
+// handlers, so Ctrl-C stops an epoch at a step boundary; then ask `stop` (a callable, or None),
+// for handlers that record a request instead of raising (data-parallel runs).
 struct SignalPoll {
   std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  py::object stop = py::none();
   py::object error;  // the exception a handler raised (KeyboardInterrupt, ...)
   bool operator()() {
     const auto now = std::chrono::steady_clock::now();
     if (now - last < std::chrono::milliseconds(20)) return false;
     last = now;
     py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() == 0) return false;
-    error = py::error_already_set().value();
-    return true;
+    if (PyErr_CheckSignals() != 0) {
+      error = py::error_already_set().value();
+      return true;
+    }
+    return !stop.is_none() && py::bool_(stop());
   }
 };
 
@@ -215,10 +219,10 @@ void register_model(py::module_& m, const char* name) {
            // X, y: an array or a list of arrays (the parts, read in place and converted per
            // batch; see rows.hpp); labels when the loss is CrossEntropy. With sum (a callable
            // that sums reduce_buffer over the processes in place), a data-parallel epoch as
-           // process `rank` of `size`.
+           // process `rank` of `size`. stop: see SignalPoll.
            [](M& s, py::object X, py::object y, int64_t batch_size, bool shuffle,
               const LossSpec& spec, Optimizer<T>& opt, double clip_norm, int64_t rank,
-              int64_t size, py::object sum) {
+              int64_t size, py::object sum, py::object stop) {
              const bool labels = spec.kind == LossKind::CrossEntropy;
              const Rows xs = rows_from(X, s.net.in_features(), "X");
              const Rows ys = rows_from(y, labels ? 1 : s.net.out_features(), "y");
@@ -230,6 +234,7 @@ void register_model(py::module_& m, const char* name) {
              auto lock = exclusive(s);
              s.forward_input = py::none();
              SignalPoll poll;
+             poll.stop = stop;
              // The sum runs Python (mpi4py) with the GIL held for the call only; the callable
              // is a C function (no bytecode), so no signal handler runs inside a step.
              Parallel<T> parallel{rank, size, [&](T*, int64_t) {
@@ -262,7 +267,7 @@ void register_model(py::module_& m, const char* name) {
            },
            py::arg("X"), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
            py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"), py::arg("rank") = 0,
-           py::arg("size") = 1, py::arg("sum") = py::none())
+           py::arg("size") = 1, py::arg("sum") = py::none(), py::arg("stop") = py::none())
       .def("infer",
            [](M& s, Array<T> x) {
              std::shared_lock<std::shared_mutex> lock(s.busy, std::try_to_lock);

@@ -20,6 +20,8 @@ from .archive import atomic_write
 class Callback:
     model = None
     optimizer = None
+    # Data-parallel fit runs it on rank 0 only (progress, files); every rank runs the others.
+    rank_zero_only = False
 
     def on_train_begin(self, model, optimizer) -> None:
         self.model, self.optimizer = model, optimizer
@@ -50,6 +52,8 @@ def _format(logs: dict) -> str:
 class ConsoleLogger(Callback):
     """One line per epoch on stdout (fit's verbose=2)."""
 
+    rank_zero_only = True
+
     def on_epoch_end(self, epoch, logs):
         print(f"epoch {epoch + 1}: {_format(logs)}", flush=True)
 
@@ -57,6 +61,8 @@ class ConsoleLogger(Callback):
 class ProgressBar(Callback):
     """A progress bar over epochs (fit's verbose=1): tqdm when installed, else one line
     rewritten in place."""
+
+    rank_zero_only = True
 
     def __init__(self, epochs: int):
         self.epochs = epochs
@@ -161,6 +167,8 @@ class ModelCheckpoint(Callback):
     """Saves the model (atomically) after each epoch, or only when `monitor` improves.
     path may contain {epoch} (1-based) and any logged value, e.g. "model-{epoch:03d}.npz"."""
 
+    rank_zero_only = True
+
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="min"):
         self.path = os.fspath(path)
         self.save_best_only = save_best_only
@@ -184,6 +192,8 @@ class CSVLogger(Callback):
     """Writes one row per epoch (epoch and the scalar logs) to a CSV file. A run resumed from
     a checkpoint continues the file, first dropping the rows the interrupted run wrote after
     its last checkpoint (they are written again)."""
+
+    rank_zero_only = True
 
     def __init__(self, path, append=False):
         self.path, self.append = os.fspath(path), append

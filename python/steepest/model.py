@@ -216,7 +216,7 @@ class Sequential:
     # -- the whole loop ---------------------------------------------------------------------
     def fit(self, X, y, *, loss, optimizer, epochs: int = 1, batch_size=32, shuffle=True,
             validation_data=None, callbacks=(), verbose: int = 1, clip_grad_norm=None,
-            checkpoint=None, diagnostics: bool = False) -> dict:
+            checkpoint=None, diagnostics: bool = False, distributed=None) -> dict:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -239,12 +239,18 @@ class Sequential:
         the whole training state is written atomically after every epoch, and a later fit
         with the same model, optimizer, loss, data and batch size resumes from it and ends
         with bitwise the same weights as an uninterrupted run.
+
+        X and y may be memory maps or lists of .npy paths, read in place (steepest.data).
+        distributed=True (run under mpiexec or srun): data-parallel over the MPI ranks, each
+        rank training on its share of every global batch of batch_size rows, the gradients
+        summed before every update; see steepest.distributed.
         """
         return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                             batch_size=batch_size, shuffle=shuffle,
                             validation_data=validation_data, callbacks=callbacks,
                             verbose=verbose, clip_grad_norm=clip_grad_norm,
-                            checkpoint=checkpoint, diagnostics=diagnostics)
+                            checkpoint=checkpoint, diagnostics=diagnostics,
+                            distributed=distributed)
 
     def train_epoch(self, X, y, loss, optimizer, batch_size: int, shuffle: bool = True,
                     clip: float = 0.0, group=None) -> dict:
@@ -261,7 +267,7 @@ class Sequential:
         parts = [d.parts if isinstance(d, data.Shards) else d for d in (X, y)]
         parallel = {} if group is None or group.size == 1 else {
             "rank": group.rank, "size": group.size,
-            "sum": group.in_place_sum(self._net.reduce_buffer)}
+            "sum": group.in_place_sum(self._net.reduce_buffer), "stop": group.stop_requested}
         return self._net.train_epoch(*parts, batch_size, bool(shuffle), loss._spec,
                                      optimizer._impl, clip, **parallel)
 
