@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 
 from .datasets import NAMES, Standardizer, load, train_test_split
+from .distributed import Group, launched_by_mpi
 from .experiments.report import experiments_parser
 from .losses import MSE, CrossEntropy
 from .presets import ACTIVATIONS, DEFAULT_LR, OPTIMIZER_RECIPES, build_mlp, make_optimizer
@@ -46,12 +49,25 @@ def train_parser(sub):
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
     p.add_argument("--save", metavar="PATH", help="write the trained model to PATH (.npz)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
+    p.add_argument("--distributed", action=argparse.BooleanOptionalAction, default=None,
+                   help="data-parallel over MPI ranks (needs the mpi extra); default: on when "
+                        "started by mpiexec or srun with several ranks")
     p.set_defaults(run=run_train)
 
 
 def run_train(args) -> int:
-    if args.threads:
+    group = None
+    if args.distributed or (args.distributed is None and launched_by_mpi()):
+        group = Group(threads=args.threads)  # one thread per rank on shared cores by default
+    elif args.threads:
         set_num_threads(args.threads)
+    # Every rank trains; rank 0 alone prints and saves.
+    with contextlib.redirect_stdout(io.StringIO()) if group and group.rank else \
+            contextlib.nullcontext():
+        return train_and_report(args, group)
+
+
+def train_and_report(args, group) -> int:
     data = load(args.data, seed=args.seed)
     X_train, X_test, y_train, y_test = train_test_split(data["X"], data["y"], args.test_size,
                                                         seed=args.seed)
@@ -71,7 +87,7 @@ def run_train(args) -> int:
     start = time.perf_counter()
     model.fit(X_train, y_train, loss=loss, optimizer=opt, epochs=args.epochs,
               batch_size=args.batch_size or None, validation_data=(X_test, y_test),
-              verbose=0 if args.quiet else 2)
+              verbose=0 if args.quiet else 2, distributed=group)
     seconds = time.perf_counter() - start
     train, test = model.evaluate(X_train, y_train, loss), model.evaluate(X_test, y_test, loss)
     if classify:
@@ -79,7 +95,9 @@ def run_train(args) -> int:
               f"(loss {train['loss']:.4f} / {test['loss']:.4f})  {seconds:.2f} s")
     else:
         print(f"train MSE {train['loss']:.4f}  test MSE {test['loss']:.4f}  {seconds:.2f} s")
-    if args.save:
+    if group is not None:
+        print(f"ranks: {group.size} (data-parallel, global batch {args.batch_size or 'full'})")
+    if args.save and (group is None or group.rank == 0):
         model.save(args.save)
         print(f"saved to {args.save}")
     return 0
