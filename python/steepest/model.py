@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import _checks, _core, saving, training
+from . import _checks, _core, safetensors_format, saving, training
 from .errors import TrainingDiverged
 from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
 from .losses import LOSSES, check_loss
@@ -305,13 +305,38 @@ class Sequential:
         """Writes architecture and parameters (see steepest.saving); atomic."""
         saving.save(self, path)
 
+    # -- deploy and share -------------------------------------------------------------------
+    def save_safetensors(self, path) -> None:
+        """Writes the state_dict as a .safetensors file with the architecture in its metadata
+        (see steepest.safetensors_format); atomic. Needs the safetensors package."""
+        safetensors_format.save(self, path)
 
-def load(path) -> Sequential:
-    """Reads a model written by save(): same architecture, bit-identical parameters."""
-    header, arrays = saving.read(path)
+    def load_safetensors(self, path) -> None:
+        """Copies the tensors of a .safetensors file into this model, like load_state_dict:
+        a file save_safetensors wrote, or weights saved from the matching torch model
+        (``safetensors.torch.save_file(torch_model.state_dict(), path)``)."""
+        shapes = {name: a.shape for name, a in self.state_dict().items()}
+        self.load_state_dict(safetensors_format.read_weights(path, shapes))
+
+
+
+def _from_file(header: dict, arrays: dict, path) -> Sequential:
+    """The model a file's header describes, holding the file's arrays."""
     try:
         model = Sequential.from_config(header)
     except (KeyError, TypeError, ValueError, MemoryError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
     model.load_state_dict(arrays)
     return model
+
+
+def load(path) -> Sequential:
+    """Reads a model written by save(): same architecture, bit-identical parameters."""
+    return _from_file(*saving.read(path), path)
+
+
+def load_safetensors(path) -> Sequential:
+    """Reads a model written by save_safetensors(): same architecture, bit-identical
+    parameters. Needs the safetensors package."""
+    return _from_file(*safetensors_format.read(path), path)
+
