@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import _checks, _core, safetensors_format, saving, training
+from . import _checks, _core, onnx_export, safetensors_format, saving, training
 from .errors import TrainingDiverged
 from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
 from .losses import LOSSES, check_loss
@@ -318,6 +318,12 @@ class Sequential:
         shapes = {name: a.shape for name, a in self.state_dict().items()}
         self.load_state_dict(safetensors_format.read_weights(path, shapes))
 
+    def export_onnx(self, path, opset: int = onnx_export.DEFAULT_OPSET,
+                    output: str = "logits") -> None:
+        """Writes the model as an ONNX graph (input "input" (batch, in_features), output
+        "output", the model's dtype), atomically; output="softmax" or "sigmoid" appends that
+        function to the outputs. See steepest.onnx_export for the operators. Needs onnx."""
+        onnx_export.export(self, path, opset=opset, output=output)
 
 
 def _from_file(header: dict, arrays: dict, path) -> Sequential:
