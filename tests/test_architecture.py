@@ -25,7 +25,7 @@ LEVELS = {
     # 3. on the building blocks
     "schedules": 3, "checkpoint": 3, "gradcheck": 3, "saving": 3,
     # the other formats and bridges, on layers and state_dict arrays (the model calls them)
-    "onnx_export": 3, "safetensors_format": 3.2,
+    "onnx_export": 3, "torch_bridge": 3, "safetensors_format": 3.2,
     "diagnostics": 3.5,  # measures gradients with gradcheck's backprop
     # 4. the fit loop
     "training": 4,

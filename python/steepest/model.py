@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import _checks, _core, onnx_export, safetensors_format, saving, training
+from . import _checks, _core, onnx_export, safetensors_format, saving, torch_bridge, training
 from .errors import TrainingDiverged
 from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
 from .losses import LOSSES, check_loss
@@ -325,6 +325,12 @@ class Sequential:
         function to the outputs. See steepest.onnx_export for the operators. Needs onnx."""
         onnx_export.export(self, path, opset=opset, output=output)
 
+    def to_torch(self):
+        """A torch.nn.Sequential with this architecture and a copy of the weights (Dense is
+        Linear; the same state_dict keys), in training mode like any new torch module: call
+        .eval() for inference. Needs torch."""
+        return torch_bridge.to_torch(self.layers, self.state_dict(), self.dtype)
+
 
 def _from_file(header: dict, arrays: dict, path) -> Sequential:
     """The model a file's header describes, holding the file's arrays."""
@@ -346,3 +352,13 @@ def load_safetensors(path) -> Sequential:
     parameters. Needs the safetensors package."""
     return _from_file(*safetensors_format.read(path), path)
 
+
+def from_torch(module, *, seed=None) -> Sequential:
+    """The steepest model equivalent to a torch.nn.Sequential of Linear, activation, Softmax
+    and Dropout modules (nested Sequentials flattened), with a copy of its weights, in the
+    dtype of its parameters (float32 or float64). A module steepest cannot map raises a
+    ValueError naming it. Needs torch."""
+    layers, state, dtype = torch_bridge.from_torch(module)
+    model = Sequential(*layers, dtype=dtype, seed=seed)
+    model.load_state_dict(state)
+    return model
