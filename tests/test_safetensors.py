@@ -158,7 +158,8 @@ def test_safetensors_refuses_foreign_files(saved, tmp_path):
     model.save(tmp_path / "native")
     write(tmp_path / "no_metadata", tensors, None)
     write(tmp_path / "other_metadata", tensors, {"format": "pt"})
-    bad_json = {**metadata, "steepest": "{not json", "steepest.crc32": str(zlib.crc32(b"{not json"))}
+    bad_json = {**metadata, "steepest": "{not json",
+                "steepest.crc32": str(zlib.crc32(b"{not json"))}
     write(tmp_path / "bad_json", tensors, bad_json)
     write(tmp_path / "no_checksum", tensors, {"steepest": metadata["steepest"]})
     with_header(path, tmp_path / "other_format", lambda h: h.update(format="steepest.checkpoint"))

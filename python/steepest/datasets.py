@@ -7,6 +7,7 @@ spirals) and "sine" (a noisy 1-D regression) are generated and need nothing.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ SYNTHETIC = ("spirals", "sine")
 NAMES = tuple(SKLEARN) + SYNTHETIC
 
 
-def spirals(n: int = 1000, noise: float = 0.2, seed: int = 0):
+def spirals(n: int = 1000, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaved spirals in the plane: X (n, 2) float64, y (n,) in {0, 1}."""
     rng = np.random.default_rng(seed)
     y = np.arange(n) % 2
@@ -26,14 +27,14 @@ def spirals(n: int = 1000, noise: float = 0.2, seed: int = 0):
     return X + noise * rng.normal(size=X.shape) / (3 * np.pi) * 3, y
 
 
-def sine(n: int = 1000, noise: float = 0.1, seed: int = 0):
+def sine(n: int = 1000, noise: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """y = sin(3x) + noise on x in [-2, 2]: X (n, 1), y (n, 1)."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(-2, 2, (n, 1))
     return X, np.sin(3 * X) + noise * rng.normal(size=X.shape)
 
 
-def load(name: str, seed: int = 0) -> dict:
+def load(name: str, seed: int = 0) -> dict[str, Any]:
     """{"X", "y", "task": "classification" | "regression", "n_classes", "name"}.
 
     name: one of NAMES, or a path to a .npz (arrays "X" and "y") or a .csv (numbers only,
@@ -90,7 +91,8 @@ def _read_csv(path):
     return data[:, :-1], data[:, -1]
 
 
-def train_test_split(X, y, test_size: float = 0.2, seed: int = 0):
+def train_test_split(X: np.ndarray, y: np.ndarray, test_size: float = 0.2,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shuffled split: X_train, X_test, y_train, y_test."""
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
@@ -104,11 +106,11 @@ def train_test_split(X, y, test_size: float = 0.2, seed: int = 0):
 class Standardizer:
     """Zero mean, unit variance per feature, fitted on the training data."""
 
-    def fit(self, X):
+    def fit(self, X: np.ndarray) -> Standardizer:
         self.mean = X.mean(axis=0)
         std = X.std(axis=0)
         self.std = np.where(std > 0, std, 1.0)
         return self
 
-    def transform(self, X):
+    def transform(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean) / self.std

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import collections
 import math
+import os
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from . import _checks, _core, onnx_export, safetensors_format, saving, torch_bridge, training
 from .errors import TrainingDiverged
 from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
-from .losses import LOSSES, check_loss
-from .optim import check_optimizer, clip_threshold
+from .callbacks import Callback
+from .losses import LOSSES, Loss, check_loss
+from .optim import Optimizer, check_optimizer, clip_threshold
 from .parameter import Parameter
 
 _FAST_LOSSES = frozenset(LOSSES.values())  # losses whose targets the core can validate
 _NETWORKS = {"float32": _core.Network32, "float64": _core.Network64}
+PathLike = Union[str, "os.PathLike[str]"]  # a file name
 
 
 class Sequential:
@@ -32,7 +37,8 @@ class Sequential:
     shuffling all come from it (None draws one at random; see ``model.seed``).
     """
 
-    def __init__(self, *layers: Layer, dtype="float32", seed=None):
+    def __init__(self, *layers: Layer, dtype: DTypeLike = "float32",
+                 seed: Optional[int] = None) -> None:
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         if not layers:
@@ -80,10 +86,10 @@ class Sequential:
         return self._net.layers[-1].out_features
 
     # -- parameters -------------------------------------------------------------------------
-    def parameters(self) -> list:
+    def parameters(self) -> list[Parameter]:
         return list(self._params)
 
-    def named_parameters(self) -> list:
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
         return [(p.name, p) for p in self._params]
 
     def num_parameters(self) -> int:
@@ -102,31 +108,31 @@ class Sequential:
         return self._net.grads
 
     @property
-    def rng_state(self) -> list:
+    def rng_state(self) -> list[int]:
         """The state of the model's random generator (dropout masks, fit's shuffling), as a
         list of integers; assign a saved one to replay the same draws."""
         return self._net.rng_state
 
     @rng_state.setter
-    def rng_state(self, state) -> None:
+    def rng_state(self, state: Sequence[int]) -> None:
         self._net.rng_state = state
 
-    def grad_norms(self) -> list:
+    def grad_norms(self) -> list[float]:
         """Per Dense layer, ||(dL/dW, dL/db)||_2 of the gradients now in the flat buffer (as
         fit's history "grad_norm" measures it)."""
         return [math.sqrt(sq) for sq in self._net.measure_grads()]
 
-    def layer_outputs(self, x) -> list:
+    def layer_outputs(self, x: ArrayLike) -> list[np.ndarray]:
         """Every layer's output for x (N, in_features), dropout off: one new (N, width) array
         per layer. It reuses the core's activation buffers, so a backward() needs a new
         forward(training=True) after it."""
         return self._net.layer_outputs(_checks.features(x, "x", self.in_features, self.dtype))
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, np.ndarray]:
         """{"0.weight": array, "0.bias": array, ...}: zero-copy views, torch's keys and shapes."""
         return {p.name: p.data for p in self._params}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
@@ -146,7 +152,7 @@ class Sequential:
             p.data[...] = arrays[p.name]
 
     # -- the two algorithms, one step at a time ---------------------------------------------
-    def forward(self, x, training: bool = False) -> np.ndarray:
+    def forward(self, x: ArrayLike, training: bool = False) -> np.ndarray:
         """Forward propagation: x (N, in_features) -> a new array (N, out_features). With
         training=True dropout is active; backward() then backpropagates through this pass."""
         x = _checks.features(x, "x", self.in_features, self.dtype)
@@ -156,7 +162,7 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, grad) -> None:
+    def backward(self, grad: ArrayLike) -> None:
         """Backpropagation: grad = d(loss)/d(output) of the last forward, shape (N, outputs).
         Adds d(loss)/d(parameter) to every p.grad (call zero_grad between steps, as in torch)."""
         if self._last is None:
@@ -169,14 +175,16 @@ class Sequential:
         _checks.check_finite(grad, "grad")
         self._net.backward(grad, True)
 
-    def check_data(self, X, y, loss, names=("X", "y")) -> tuple:
+    def check_data(self, X: ArrayLike, y: ArrayLike, loss: Loss,
+                   names: tuple[str, str] = ("X", "y")) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) validated and converted once for this model and loss: C-contiguous arrays of
         the model's dtype (int64 labels for CrossEntropy). Errors name the arguments `names`.
         train_epoch and evaluate_checked take data from here and check nothing again."""
         X = _checks.features(X, names[0], self.in_features, self.dtype)
         return X, loss.targets(y, X.shape[0], self.out_features, self.dtype, names[1])
 
-    def train_step(self, x, y, loss, optimizer, clip_grad_norm=None) -> float:
+    def train_step(self, x: ArrayLike, y: ArrayLike, loss: Loss, optimizer: Optimizer,
+                   clip_grad_norm: Optional[float] = None) -> float:
         """zero_grad + forward + loss + backward + optimizer step in one C++ call; returns the
         loss. Raises TrainingDiverged, without updating, if the loss or gradients are not
         finite."""
@@ -200,9 +208,12 @@ class Sequential:
         return value
 
     # -- the whole loop ---------------------------------------------------------------------
-    def fit(self, X, y, *, loss, optimizer, epochs: int = 1, batch_size=32, shuffle=True,
-            validation_data=None, callbacks=(), verbose: int = 1, clip_grad_norm=None,
-            checkpoint=None, diagnostics: bool = False) -> dict:
+    def fit(self, X: ArrayLike, y: ArrayLike, *, loss: Loss, optimizer: Optimizer,
+            epochs: int = 1, batch_size: Optional[int] = 32, shuffle: bool = True,
+            validation_data: Optional[tuple[ArrayLike, ArrayLike]] = None,
+            callbacks: Sequence[Callback] = (), verbose: int = 1,
+            clip_grad_norm: Optional[float] = None, checkpoint: Optional[PathLike] = None,
+            diagnostics: bool = False) -> dict[str, list[Any]]:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -232,8 +243,8 @@ class Sequential:
                             verbose=verbose, clip_grad_norm=clip_grad_norm,
                             checkpoint=checkpoint, diagnostics=diagnostics)
 
-    def train_epoch(self, X, y, loss, optimizer, batch_size: int, shuffle: bool = True,
-                    clip: float = 0.0) -> dict:
+    def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
+                    batch_size: int, shuffle: bool = True, clip: float = 0.0) -> dict[str, Any]:
         """One epoch of train_step over (X, y) from check_data, in batches of batch_size (the
         rows shuffled by the model's generator), in one C++ call with the GIL released; clip:
         clip_grad_norm's threshold (0: off). fit's loop calls it; it stops at the first
@@ -246,20 +257,20 @@ class Sequential:
                                      optimizer._impl, clip)
 
     # -- inference --------------------------------------------------------------------------
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Outputs (N, out_features) for X (N, in_features); dropout off. Thread-safe: runs
         with the GIL released and may be called from many threads at once."""
         return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
 
-    def predict_classes(self, X) -> np.ndarray:
+    def predict_classes(self, X: ArrayLike) -> np.ndarray:
         return self.predict(X).argmax(axis=1)
 
-    def evaluate(self, X, y, loss) -> dict:
+    def evaluate(self, X: ArrayLike, y: ArrayLike, loss: Loss) -> dict[str, float]:
         """{"loss": mean loss, "accuracy": fraction correct (classification losses)}."""
         check_loss(loss)
         return self.evaluate_checked(*self.check_data(X, y, loss), loss)
 
-    def evaluate_checked(self, X, y, loss) -> dict:
+    def evaluate_checked(self, X: np.ndarray, y: np.ndarray, loss: Loss) -> dict[str, float]:
         """evaluate() on (X, y) as check_data returns them: nothing is checked again (fit's
         validation data, checked once before the first epoch)."""
         out = self._net.infer(X)
@@ -269,17 +280,17 @@ class Sequential:
         return result
 
     # -- description ------------------------------------------------------------------------
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"layers": [layer_config(layer) for layer in self.layers],
                 "dtype": self.dtype.name, "seed": self.seed}
 
     @classmethod
-    def from_config(cls, config: dict) -> Sequential:
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
         """An untrained model of the architecture config() describes."""
         return cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
                    seed=config["seed"])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
         return "Sequential(\n" + "\n".join(lines) + f"\n)  # {self.dtype.name}, " \
             f"{self.num_parameters():,} parameters"
@@ -301,38 +312,38 @@ class Sequential:
         print(text)
         return text
 
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Writes architecture and parameters (see steepest.saving); atomic."""
         saving.save(self, path)
 
     # -- deploy and share -------------------------------------------------------------------
-    def save_safetensors(self, path) -> None:
+    def save_safetensors(self, path: PathLike) -> None:
         """Writes the state_dict as a .safetensors file with the architecture in its metadata
         (see steepest.safetensors_format); atomic. Needs the safetensors package."""
         safetensors_format.save(self, path)
 
-    def load_safetensors(self, path) -> None:
+    def load_safetensors(self, path: PathLike) -> None:
         """Copies the tensors of a .safetensors file into this model, like load_state_dict:
         a file save_safetensors wrote, or weights saved from the matching torch model
         (``safetensors.torch.save_file(torch_model.state_dict(), path)``)."""
         shapes = {name: a.shape for name, a in self.state_dict().items()}
         self.load_state_dict(safetensors_format.read_weights(path, shapes))
 
-    def export_onnx(self, path, opset: int = onnx_export.DEFAULT_OPSET,
+    def export_onnx(self, path: PathLike, opset: int = onnx_export.DEFAULT_OPSET,
                     output: str = "logits") -> None:
         """Writes the model as an ONNX graph (input "input" (batch, in_features), output
         "output", the model's dtype), atomically; output="softmax" or "sigmoid" appends that
         function to the outputs. See steepest.onnx_export for the operators. Needs onnx."""
         onnx_export.export(self, path, opset=opset, output=output)
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """A torch.nn.Sequential with this architecture and a copy of the weights (Dense is
         Linear; the same state_dict keys), in training mode like any new torch module: call
         .eval() for inference. Needs torch."""
         return torch_bridge.to_torch(self.layers, self.state_dict(), self.dtype)
 
 
-def _from_file(header: dict, arrays: dict, path) -> Sequential:
+def _from_file(header: dict[str, Any], arrays: dict[str, np.ndarray], path: PathLike) -> Sequential:
     """The model a file's header describes, holding the file's arrays."""
     try:
         model = Sequential.from_config(header)
@@ -342,18 +353,20 @@ def _from_file(header: dict, arrays: dict, path) -> Sequential:
     return model
 
 
-def load(path) -> Sequential:
+def load(path: PathLike) -> Sequential:
     """Reads a model written by save(): same architecture, bit-identical parameters."""
-    return _from_file(*saving.read(path), path)
+    header, arrays = saving.read(path)
+    return _from_file(header, arrays, path)
 
 
-def load_safetensors(path) -> Sequential:
+def load_safetensors(path: PathLike) -> Sequential:
     """Reads a model written by save_safetensors(): same architecture, bit-identical
     parameters. Needs the safetensors package."""
-    return _from_file(*safetensors_format.read(path), path)
+    header, arrays = safetensors_format.read(path)
+    return _from_file(header, arrays, path)
 
 
-def from_torch(module, *, seed=None) -> Sequential:
+def from_torch(module: Any, *, seed: Optional[int] = None) -> Sequential:
     """The steepest model equivalent to a torch.nn.Sequential of Linear, activation, Softmax
     and Dropout modules (nested Sequentials flattened), with a copy of its weights, in the
     dtype of its parameters (float32 or float64). A module steepest cannot map raises a

@@ -44,18 +44,18 @@ _MAX_PROTO_BYTES = 2**31 - 2**20  # protobuf's 2 GiB limit, with room for the gr
 class _Graph:
     """Nodes and initializers of an ONNX graph under construction, in one dtype."""
 
-    def __init__(self, onnx, dtype: np.dtype):
+    def __init__(self, onnx: Any, dtype: np.dtype) -> None:
         self.onnx, self.dtype = onnx, dtype
         self.nodes: list = []
         self.initializers: list = []
 
-    def node(self, op: str, inputs: list, name: str, **attributes) -> str:
+    def node(self, op: str, inputs: list[str], name: str, **attributes: Any) -> str:
         """Adds an operator; returns the name of its (single) output."""
         self.nodes.append(self.onnx.helper.make_node(op, inputs, [name], name=name,
                                                      **attributes))
         return name
 
-    def constant(self, name: str, value) -> str:
+    def constant(self, name: str, value: Any) -> str:
         """An initializer holding `value` (an array, or a scalar) in the graph's dtype."""
         array = np.asarray(value, dtype=self.dtype)
         self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
@@ -114,12 +114,14 @@ def _dropout(g: _Graph, layer: Dropout, i: int, x: str, state: dict) -> str:
     return x  # the identity at inference
 
 
-ONNX_LAYERS = {Dense: _dense, ReLU: _plain("Relu"), LeakyReLU: _leaky_relu, ELU: _elu,
-               GELU: _gelu, SiLU: _silu, Sigmoid: _plain("Sigmoid"), Tanh: _plain("Tanh"),
-               Softplus: _softplus, Softmax: _plain("Softmax"), Dropout: _dropout}
+# layer class -> the function that adds its operators
+ONNX_LAYERS: dict[type[Layer], Callable[..., str]] = {
+    Dense: _dense, ReLU: _plain("Relu"), LeakyReLU: _leaky_relu, ELU: _elu, GELU: _gelu,
+    SiLU: _silu, Sigmoid: _plain("Sigmoid"), Tanh: _plain("Tanh"), Softplus: _softplus,
+    Softmax: _plain("Softmax"), Dropout: _dropout}
 
 
-def _onnx():
+def _onnx() -> Any:
     try:
         import onnx
     except ImportError:
@@ -128,7 +130,7 @@ def _onnx():
     return onnx
 
 
-def check_output(layers: list, output: str) -> None:
+def check_output(layers: list[Layer], output: str) -> None:
     if not isinstance(output, str) or output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     last = next((layer for layer in reversed(layers) if not isinstance(layer, Dropout)), None)
@@ -137,8 +139,8 @@ def check_output(layers: list, output: str) -> None:
                          "use output='logits'")
 
 
-def build(layers: list, state: dict, dtype: np.dtype, in_features: int, out_features: int,
-          opset: int = DEFAULT_OPSET, output: str = "logits") -> Any:
+def build(layers: list[Layer], state: dict[str, np.ndarray], dtype: np.dtype, in_features: int,
+          out_features: int, opset: int = DEFAULT_OPSET, output: str = "logits") -> Any:
     """The onnx.ModelProto of a stack of layers with the arrays of its state_dict."""
     onnx = _onnx()
     newest = onnx.defs.onnx_opset_version()
@@ -179,7 +181,7 @@ def build(layers: list, state: dict, dtype: np.dtype, in_features: int, out_feat
     return model
 
 
-def export(model, path: Union[str, "os.PathLike[str]"], opset: int = DEFAULT_OPSET,
+def export(model: Any, path: Union[str, "os.PathLike[str]"], opset: int = DEFAULT_OPSET,
            output: str = "logits") -> None:
     """Writes `model` (a Sequential) as an ONNX file at path, atomically."""
     proto = build(model.layers, model.state_dict(), model.dtype, model.in_features,

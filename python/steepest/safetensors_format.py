@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from typing import Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -34,7 +34,7 @@ _SAFETENSORS_DTYPES = {"F16": "float16", "F32": "float32", "F64": "float64", "I8
                        "BOOL": "bool"}
 
 
-def _safetensors():
+def _safetensors() -> Any:
     try:
         import safetensors
         import safetensors.numpy
@@ -44,11 +44,11 @@ def _safetensors():
     return safetensors
 
 
-def save(model, path) -> None:
+def save(model: Any, path: Union[str, "os.PathLike[str]"]) -> None:
     """Writes model's state_dict and architecture to path as safetensors, atomically."""
     safetensors = _safetensors()
     arrays = {name: np.ascontiguousarray(a) for name, a in model.state_dict().items()}
-    header = {**model_header(model), "crc32": {n: zlib.crc32(a) for n, a in arrays.items()}}
+    header = {**model_header(model), "crc32": {n: zlib.crc32(a.data) for n, a in arrays.items()}}
     text = json.dumps(header)
     metadata = {"format": "pt",  # torch's keys and layout: what safetensors tools look for
                 METADATA_KEY: text, METADATA_CRC_KEY: str(zlib.crc32(text.encode()))}
@@ -56,25 +56,30 @@ def save(model, path) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
-def read(path) -> tuple:
+def read(path: Union[str, "os.PathLike[str]"]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(header, {name: array}) of a file save() wrote: the architecture and every tensor
     checked against it."""
     return _read(path, None)
 
 
-def read_weights(path, shapes: dict) -> dict:
+def read_weights(path: Union[str, "os.PathLike[str]"],
+                 shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     """{name: array} of any safetensors file whose tensors are exactly `shapes` ({name:
     shape}); their dtypes are the file's, checked by the caller."""
     return _read(path, shapes)[1]
 
 
-def _read(path, shapes: Optional[dict]) -> tuple:
+def _read(path: Union[str, "os.PathLike[str]"],
+          shapes: Optional[dict[str, tuple[int, ...]]]) -> tuple[Any, dict[str, np.ndarray]]:
     safetensors = _safetensors()
     path = os.fspath(path)
     try:
         with safetensors.safe_open(path, framework="np") as f:
-            header = _header(f.metadata() or {}, path, required=shapes is None)
+            header = _header(f.metadata() or {}, path)
             if shapes is None:
+                if header is None:
+                    raise ValueError(f"{path} has no steepest architecture in its metadata: "
+                                     "build the model and call model.load_safetensors(path)")
                 wanted = declared_shapes(header, path)
             else:
                 wanted = {name: (shape, None) for name, shape in shapes.items()}
@@ -88,17 +93,14 @@ def _read(path, shapes: Optional[dict]) -> tuple:
             from None
     checksums = header.get("crc32", {}) if header else {}
     for name, a in arrays.items():
-        if name in checksums and zlib.crc32(a) != checksums[name]:
+        if name in checksums and zlib.crc32(a.data) != checksums[name]:
             raise ValueError(f"{path}: tensor {name!r} is corrupted (checksum mismatch)")
     return header, arrays
 
 
-def _header(metadata: dict, path: str, required: bool) -> Optional[dict]:
-    """The steepest header in a file's metadata (None if absent and not required)."""
+def _header(metadata: dict[str, str], path: str) -> Optional[dict[str, Any]]:
+    """The steepest header in a file's metadata, checked (None if it has none)."""
     if METADATA_KEY not in metadata:
-        if required:
-            raise ValueError(f"{path} has no steepest architecture in its metadata: build the "
-                             "model and call model.load_safetensors(path)")
         return None
     text = metadata[METADATA_KEY]
     if metadata.get(METADATA_CRC_KEY) != str(zlib.crc32(text.encode())):
@@ -115,7 +117,7 @@ def _header(metadata: dict, path: str, required: bool) -> Optional[dict]:
     return header
 
 
-def _check_tensor(tensor, name: str, shape: tuple, dtype, path: str) -> None:
+def _check_tensor(tensor: Any, name: str, shape: tuple[int, ...], dtype: Any, path: str) -> None:
     got_dtype = tensor.get_dtype()
     if dtype is not None and _SAFETENSORS_DTYPES.get(got_dtype) != np.dtype(dtype).name:
         raise ValueError(f"{path}: tensor {name!r} has dtype {got_dtype}, expected "

@@ -8,7 +8,7 @@ when a function here is called.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -21,13 +21,13 @@ TORCH_MODULES = {Dense: "Linear", ReLU: "ReLU", LeakyReLU: "LeakyReLU", ELU: "EL
                  Softplus: "Softplus", Softmax: "Softmax", Dropout: "Dropout"}
 # torch arguments a steepest layer does not take: the values it accepts, the first one is
 # what to_torch passes (Softmax acts on the last axis of (N, C), which is also axis 1).
-_TORCH_FIXED = {GELU: {"approximate": ("none",)},
+_TORCH_FIXED: dict[type[Layer], dict[str, tuple[Any, ...]]] = {GELU: {"approximate": ("none",)},
                 Softplus: {"beta": (1.0,), "threshold": (20.0,)},
                 Softmax: {"dim": (-1, 1)}}
 _TORCH_DTYPES = ("float32", "float64")
 
 
-def _torch():
+def _torch() -> Any:
     try:
         import torch
     except ImportError:
@@ -65,7 +65,8 @@ def from_torch(module: Any) -> tuple:
     torch = _torch()
     if not isinstance(module, torch.nn.Sequential):
         raise TypeError(f"module must be a torch.nn.Sequential, got {type(module).__name__}")
-    layers, state = [], {}
+    layers: list[Layer] = []
+    state: dict[str, np.ndarray] = {}
     for path, child in _leaves(torch, module, ""):
         i = len(layers)
         layers.append(_layer(torch, path, child))
@@ -78,7 +79,7 @@ def from_torch(module: Any) -> tuple:
     return layers, state, dtypes.pop() if dtypes else "float32"
 
 
-def _leaves(torch, module, prefix):
+def _leaves(torch: Any, module: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     """(dotted path, module) of the modules of a Sequential, nested Sequentials flattened."""
     for name, child in module.named_children():
         if isinstance(child, torch.nn.Sequential):
@@ -87,8 +88,8 @@ def _leaves(torch, module, prefix):
             yield f"{prefix}{name}", child
 
 
-def _layer(torch, path: str, module) -> Layer:
-    cls = next((c for c, name in TORCH_MODULES.items()
+def _layer(torch: Any, path: str, module: Any) -> Layer:
+    cls: Optional[type[Layer]] = next((c for c, name in TORCH_MODULES.items()
                 if type(module) is getattr(torch.nn, name)), None)
     if cls is None:
         known = ", ".join(TORCH_MODULES.values())
