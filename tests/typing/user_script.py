@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,10 +47,10 @@ def inspect(model: st.Sequential, X: npt.NDArray[np.float32],
             y: npt.NDArray[np.int64]) -> dict[str, float]:
     for name, p in model.named_parameters():
         assert p.data.shape == p.grad.shape, name
-    weights: dict[str, np.ndarray] = model.state_dict()
+    weights: dict[str, npt.NDArray[Any]] = model.state_dict()
     model.load_state_dict(weights)
-    probabilities: np.ndarray = model.predict(X)
-    classes: np.ndarray = model.predict_classes(X)
+    probabilities: npt.NDArray[Any] = model.predict(X)
+    classes: npt.NDArray[Any] = model.predict_classes(X)
     assert probabilities.shape[0] == classes.shape[0] == model.num_parameters() * 0 + len(X)
     error: float = st.gradcheck(model, st.losses.CrossEntropy(), X[:4], y[:4], max_checks=20)
     assert error < 1e-3
