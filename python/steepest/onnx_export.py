@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -105,7 +105,7 @@ def _plain(op: str) -> Callable:
     """A layer that is one ONNX operator without attributes (Softmax: over the last axis)."""
     attributes = {"axis": -1} if op == "Softmax" else {}
 
-    def emit(g: _Graph, layer: Layer, i: int, x: str, state: dict) -> str:
+    def emit(g: _Graph, layer: Optional[Layer], i: int, x: str, state: dict) -> str:
         return g.node(op, [x], f"{i}.{op.lower()}", **attributes)
     return emit
 
@@ -160,9 +160,8 @@ def build(layers: list[Layer], state: dict[str, np.ndarray], dtype: np.dtype, in
         if emit is None:
             raise ValueError(f"layer {i} ({layer!r}) has no ONNX export")
         x = emit(g, layer, i, x, state)
-    if output != "logits":
-        x = g.node(output.capitalize(), [x], output, **({"axis": -1} if output == "softmax"
-                                                         else {}))
+    if output != "logits":  # probabilities from the logits, as one more layer would give them
+        x = _plain(output.capitalize())(g, None, len(layers), x, state)
     assert g.nodes[-1].output[0] == x  # the last node added gives the model's output
     g.nodes[-1].output[0] = "output"
     elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
