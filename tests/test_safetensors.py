@@ -275,3 +275,6 @@ def test_weights_saved_by_torch_load_into_steepest(rng, tmp_path):
                                rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="model.load_safetensors"):
         st.load_safetensors(path)  # no architecture in a file torch wrote
+    safetensors.torch.save_file(tmodel.bfloat16().state_dict(), str(path))
+    with pytest.raises(ValueError, match="BF16"):
+        model.load_safetensors(path)

@@ -87,8 +87,7 @@ def _read(path: Union[str, "os.PathLike[str]"],
             for name, (shape, dtype) in wanted.items():
                 _check_tensor(f.get_slice(name), name, shape, dtype, path)
             arrays = {name: f.get_tensor(name) for name in wanted}
-    except (safetensors.SafetensorError, TypeError) as e:
-        # TypeError: a dtype numpy does not have (bfloat16)
+    except safetensors.SafetensorError as e:
         raise ValueError(f"{path} is truncated, corrupted or not a safetensors file: {e}") \
             from None
     checksums = header.get("crc32", {}) if header else {}
@@ -119,7 +118,10 @@ def _header(metadata: dict[str, str], path: str) -> Optional[dict[str, Any]]:
 
 def _check_tensor(tensor: Any, name: str, shape: tuple[int, ...], dtype: Any, path: str) -> None:
     got_dtype = tensor.get_dtype()
-    if dtype is not None and _SAFETENSORS_DTYPES.get(got_dtype) != np.dtype(dtype).name:
+    if got_dtype not in _SAFETENSORS_DTYPES:
+        raise ValueError(f"{path}: tensor {name!r} has dtype {got_dtype}, which numpy does not "
+                         "hold: save it as float32 or float64")
+    if dtype is not None and _SAFETENSORS_DTYPES[got_dtype] != np.dtype(dtype).name:
         raise ValueError(f"{path}: tensor {name!r} has dtype {got_dtype}, expected "
                          f"{np.dtype(dtype)}")
     if tuple(tensor.get_shape()) != tuple(shape):
