@@ -1,6 +1,10 @@
 """
 steepest's C++ core: networks, losses and optimizers over flat buffers
 """
+# Type stub of the compiled module, written by `pybind11-stubgen steepest._core` and then
+# corrected by hand where the generator cannot name a type (Optimizer*.step's network, the
+# float32/float64 overloads of loss_forward). tests/test_package.py checks that it lists
+# exactly the names the module has: regenerate it when the bindings change.
 from __future__ import annotations
 import collections.abc
 import numpy
