@@ -10,7 +10,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'Init', 'LayerKind', 'LayerSpec', 'LossKind', 'LossSpec', 'Network32', 'Network64', 'Optimizer32', 'Optimizer64', 'OptimizerConfig', 'OptimizerKind', 'clip_grad_norm', 'get_num_threads', 'loss_forward', 'set_num_threads']
+__all__: list[str] = ['Activation', 'BatchCheck', 'BatchRule', 'DenseSizes', 'Init', 'LayerKind', 'LayerSpec', 'LossKind', 'LossSpec', 'Network32', 'Network64', 'Optimizer32', 'Optimizer64', 'OptimizerConfig', 'OptimizerKind', 'SizeTable', 'StepStatus', 'check_batch', 'clip_grad_norm', 'get_num_threads', 'loss_forward', 'set_num_threads', 'size_table']
 class LayerKind:
     """
     Members:
@@ -296,6 +296,138 @@ class OptimizerKind:
     @property
     def value(self) -> int:
         ...
+class StepStatus:
+    """
+    Members:
+    
+      Ok
+    
+      NonFiniteLoss
+    
+      NonFiniteGradient
+    
+      Interrupted
+    """
+    Interrupted: typing.ClassVar[StepStatus]
+    NonFiniteGradient: typing.ClassVar[StepStatus]
+    NonFiniteLoss: typing.ClassVar[StepStatus]
+    Ok: typing.ClassVar[StepStatus]
+    __members__: typing.ClassVar[dict[str, StepStatus]]
+    @typing.overload
+    def __eq__(self, other: StepStatus) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: StepStatus) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
+class BatchRule:
+    """
+    Members:
+    
+      Ok
+    
+      XShape
+    
+      XEmpty
+    
+      XFeatures
+    
+      XType
+    
+      XLayout
+    
+      XNonFinite
+    
+      YShape
+    
+      YLength
+    
+      YType
+    
+      YLayout
+    
+      YNonFinite
+    
+      LabelRange
+    
+      TargetRange
+    """
+    LabelRange: typing.ClassVar[BatchRule]
+    Ok: typing.ClassVar[BatchRule]
+    TargetRange: typing.ClassVar[BatchRule]
+    XEmpty: typing.ClassVar[BatchRule]
+    XFeatures: typing.ClassVar[BatchRule]
+    XLayout: typing.ClassVar[BatchRule]
+    XNonFinite: typing.ClassVar[BatchRule]
+    XShape: typing.ClassVar[BatchRule]
+    XType: typing.ClassVar[BatchRule]
+    YLayout: typing.ClassVar[BatchRule]
+    YLength: typing.ClassVar[BatchRule]
+    YNonFinite: typing.ClassVar[BatchRule]
+    YShape: typing.ClassVar[BatchRule]
+    YType: typing.ClassVar[BatchRule]
+    __members__: typing.ClassVar[dict[str, BatchRule]]
+    @typing.overload
+    def __eq__(self, other: BatchRule) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: BatchRule) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
 class LayerSpec:
     activation: Activation
     bias: bool
@@ -410,6 +542,69 @@ class OptimizerConfig:
     @weight_decay.setter
     def weight_decay(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+class DenseSizes:
+    def __repr__(self) -> str:
+        ...
+    @property
+    def bias_offset(self) -> int:
+        ...
+    @property
+    def bias_shape(self) -> typing.Any:
+        ...
+    @property
+    def in_features(self) -> int:
+        ...
+    @property
+    def layer(self) -> int:
+        ...
+    @property
+    def out_features(self) -> int:
+        ...
+    @property
+    def weight_offset(self) -> int:
+        ...
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        ...
+class SizeTable:
+    def __repr__(self) -> str:
+        ...
+    @property
+    def dense(self) -> list[DenseSizes]:
+        ...
+    @property
+    def num_params(self) -> int:
+        ...
+    @property
+    def workspace_per_row(self) -> int:
+        ...
+class BatchCheck:
+    def __repr__(self) -> str:
+        ...
+    @property
+    def got(self) -> int:
+        ...
+    @property
+    def label_max(self) -> int:
+        ...
+    @property
+    def label_min(self) -> int:
+        ...
+    @property
+    def ok(self) -> bool:
+        ...
+    @property
+    def rule(self) -> BatchRule:
+        ...
+    @property
+    def target_max(self) -> float:
+        ...
+    @property
+    def target_min(self) -> float:
+        ...
+    @property
+    def want(self) -> int:
+        ...
 class Optimizer32:
     config: OptimizerConfig
     def __init__(self, config: OptimizerConfig, ranges: collections.abc.Sequence[tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex]]) -> None:
@@ -417,6 +612,23 @@ class Optimizer32:
     def state(self) -> dict:
         ...
     def step(self, arg0: Network32) -> None:
+        ...
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        ...
+    @property
+    def steps(self) -> int:
+        ...
+    @steps.setter
+    def steps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class Optimizer64:
+    config: OptimizerConfig
+    def __init__(self, config: OptimizerConfig, ranges: collections.abc.Sequence[tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex]]) -> None:
+        ...
+    def state(self) -> dict:
+        ...
+    def step(self, arg0: Network64) -> None:
         ...
     @property
     def ranges(self) -> list[tuple[int, int]]:
@@ -466,23 +678,6 @@ class Network32:
     @rng_state.setter
     def rng_state(self, arg1: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"]) -> None:
         ...
-class Optimizer64:
-    config: OptimizerConfig
-    def __init__(self, config: OptimizerConfig, ranges: collections.abc.Sequence[tuple[typing.SupportsInt | typing.SupportsIndex, typing.SupportsInt | typing.SupportsIndex]]) -> None:
-        ...
-    def state(self) -> dict:
-        ...
-    def step(self, arg0: Network64) -> None:
-        ...
-    @property
-    def ranges(self) -> list[tuple[int, int]]:
-        ...
-    @property
-    def steps(self) -> int:
-        ...
-    @steps.setter
-    def steps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
 class Network64:
     def __init__(self, layers: collections.abc.Sequence[LayerSpec], seed: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
@@ -522,6 +717,8 @@ class Network64:
     @rng_state.setter
     def rng_state(self, arg1: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"]) -> None:
         ...
+def check_batch(x: numpy.ndarray, y: numpy.ndarray | None, loss: LossSpec, in_features: typing.SupportsInt | typing.SupportsIndex, out_features: typing.SupportsInt | typing.SupportsIndex, dtype: typing.Any) -> BatchCheck:
+    ...
 @typing.overload
 def clip_grad_norm(model: Network32, max_norm: typing.SupportsFloat | typing.SupportsIndex) -> float:
     ...
@@ -537,4 +734,6 @@ def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float32], y: nu
 def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray) -> tuple[float, numpy.typing.NDArray[numpy.float64]]:
     ...
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
+    ...
+def size_table(layers: collections.abc.Sequence[LayerSpec]) -> SizeTable:
     ...
