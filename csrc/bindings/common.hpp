@@ -32,7 +32,8 @@ py::array_t<T> view(T* data, int64_t n, py::handle owner) {
 // A network plus the lock that lets many predictions run at once but never beside training.
 template <class T>
 struct Model {
-  Model(std::vector<LayerSpec> layers, uint64_t seed) : net(std::move(layers), seed) {}
+  Model(std::vector<LayerSpec> layers, uint64_t seed, bool initialize)
+      : net(std::move(layers), seed, initialize) {}
   Network<T> net;
   std::shared_mutex busy;
   // The input of the last forward(), kept alive for backward(); None once another call

@@ -58,7 +58,8 @@ template <class T>
 void register_model(py::module_& m, const char* name) {
   using M = Model<T>;
   py::class_<M>(m, name)
-      .def(py::init<std::vector<LayerSpec>, uint64_t>(), py::arg("layers"), py::arg("seed"))
+      .def(py::init<std::vector<LayerSpec>, uint64_t, bool>(), py::arg("layers"), py::arg("seed"),
+           py::arg("initialize") = true)
       .def_property_readonly("layers", [](M& s) { return s.net.layers(); })
       .def_property_readonly("num_params", [](M& s) { return s.net.num_params(); })
       .def_property_readonly("params", [](py::object self) {

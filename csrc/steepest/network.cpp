@@ -8,7 +8,7 @@
 namespace steepest {
 
 template <class T>
-Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
+Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed, bool initialize)
     : layers_(std::move(layers)),
       table_(size_table(layers_)),
       ops_(build_ops(layers_, table_)),
@@ -24,11 +24,11 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
   params_.assign(size_t(table_.num_params), T(0));
   grads_.assign(size_t(table_.num_params), T(0));
   grad_sq_.assign(table_.dense.size(), 0.0);
-  initialize();
+  this->initialize(initialize);
 }
 
 template <class T>
-void Network<T>::initialize() {
+void Network<T>::initialize(bool write) {
   for (const DenseSizes& d : table_.dense) {
     const LayerSpec& l = layers_[size_t(d.layer)];
     const double fan_in = double(l.in), fan_out = double(l.out);
@@ -44,6 +44,11 @@ void Network<T>::initialize() {
       case Init::LecunNormal: stddev = std::sqrt(1.0 / fan_in); break;
       case Init::Normal: stddev = 0.01; break;
       case Init::Zeros: break;
+    }
+    if (!write) {  // the same draws, values unused
+      if (bound > 0) rng_.skip_uniform(nw); else rng_.skip_normal(nw);
+      if (d.bias_offset >= 0) rng_.skip_uniform(l.out);
+      continue;
     }
     for (int64_t i = 0; i < nw; ++i)
       w[i] = bound > 0 ? T(bound * (2 * rng_.uniform() - 1)) : T(stddev * rng_.normal());

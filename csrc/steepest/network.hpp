@@ -27,7 +27,10 @@ template <class T>
 class Network {
  public:
   // Throws std::invalid_argument when the layer widths do not fit together (see size_table).
-  Network(std::vector<LayerSpec> layers, uint64_t seed);
+  // With initialize false the parameters start at zero and the generator only skips the draws
+  // of initialize() (for parameters loaded right after: the network ends up in the state of
+  // one built with initialize true and then given those parameters).
+  Network(std::vector<LayerSpec> layers, uint64_t seed, bool initialize = true);
 
   // The specs, with each Dense layer's weight_offset and bias_offset filled in.
   const std::vector<LayerSpec>& layers() const { return layers_; }
@@ -40,8 +43,9 @@ class Network {
   T* grads() { return grads_.data(); }
   Rng& rng() { return rng_; }
 
-  // Draws the parameters of every Dense layer with its initializer from the network's RNG.
-  void initialize();
+  // Draws the parameters of every Dense layer with its initializer from the network's RNG;
+  // with write false the RNG only advances past the same draws.
+  void initialize(bool write = true);
 
   // Training forward pass: x (B, IN) -> output (B, OUT), valid until the next call. x must stay
   // alive and unchanged until backward. Dropout is active when training is true.

@@ -35,10 +35,14 @@ class Sequential:
 
     dtype: "float32" (default) or "float64". seed: initial weights, dropout masks and
     shuffling all come from it (None draws one at random; see ``model.seed``).
+    initialize=False, for parameters loaded right after (as st.load does): they start at zero
+    and no initial weights are computed, yet the random generator skips their draws, so the
+    model then trains exactly like one built with its initial weights and given the same
+    parameters.
     """
 
     def __init__(self, *layers: Layer, dtype: DTypeLike = "float32",
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None, initialize: bool = True) -> None:
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         if not layers:
@@ -57,7 +61,9 @@ class Sequential:
         n_params = sum(slot.size for slot in table)
         _checks.buffer_memory(2 * n_params * self.dtype.itemsize,
                               f"a model of {n_params:,} parameters (values and gradients)")
-        self._net = _NETWORKS[self.dtype.name](self._specs(), self.seed)
+        if not isinstance(initialize, bool):
+            raise TypeError(f"initialize must be True or False, got {initialize!r}")
+        self._net = _NETWORKS[self.dtype.name](self._specs(), self.seed, initialize)
         params, grads = self._net.params, self._net.grads
         self._params = [Parameter(self, slot, params, grads) for slot in table]
         self._last = None  # (input, output shape) of the last forward, kept for backward
@@ -285,10 +291,11 @@ class Sequential:
                 "dtype": self.dtype.name, "seed": self.seed}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Sequential:
-        """An untrained model of the architecture config() describes."""
+    def from_config(cls, config: dict[str, Any], initialize: bool = True) -> Sequential:
+        """An untrained model of the architecture config() describes (initialize: as in the
+        constructor)."""
         return cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
-                   seed=config["seed"])
+                   seed=config["seed"], initialize=initialize)
 
     def __repr__(self) -> str:
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
@@ -346,7 +353,7 @@ class Sequential:
 def _from_file(header: dict[str, Any], arrays: dict[str, np.ndarray], path: PathLike) -> Sequential:
     """The model a file's header describes, holding the file's arrays."""
     try:
-        model = Sequential.from_config(header)
+        model = Sequential.from_config(header, initialize=False)
     except (KeyError, TypeError, ValueError, MemoryError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
     model.load_state_dict(arrays)
@@ -372,6 +379,6 @@ def from_torch(module: Any, *, seed: Optional[int] = None) -> Sequential:
     dtype of its parameters (float32 or float64). A module steepest cannot map raises a
     ValueError naming it. Needs torch."""
     layers, state, dtype = torch_bridge.from_torch(module)
-    model = Sequential(*layers, dtype=dtype, seed=seed)
+    model = Sequential(*layers, dtype=dtype, seed=seed, initialize=False)
     model.load_state_dict(state)
     return model
