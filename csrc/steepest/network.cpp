@@ -21,8 +21,8 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed, bool initializ
                                         [](const Op& op) { return op.dense >= 0; }) -
                            ops_.begin());
   kept_dy_.assign(size_t(table_.kept_dy), T(0));
-  params_.assign(size_t(table_.num_params), T(0));
-  grads_.assign(size_t(table_.num_params), T(0));
+  params_ = ZeroedBuffer<T>(size_t(table_.num_params));
+  grads_ = ZeroedBuffer<T>(size_t(table_.num_params));
   grad_sq_.assign(table_.dense.size(), 0.0);
   this->initialize(initialize);
 }

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "steepest/kernels.hpp"
@@ -15,6 +18,26 @@
 #include "steepest/specs.hpp"
 
 namespace steepest {
+
+// n zeros from calloc: the system hands out zeroed pages on first touch, so a buffer that is
+// not written yet (a loaded model's gradients before training) costs no time, where a
+// std::vector writes all its zeros up front.
+template <class T>
+class ZeroedBuffer {
+ public:
+  ZeroedBuffer() = default;
+  explicit ZeroedBuffer(size_t n) : p_(static_cast<T*>(std::calloc(n ? n : 1, sizeof(T)))) {
+    if (!p_) throw std::bad_alloc();
+  }
+  T* data() { return p_.get(); }
+  const T* data() const { return p_.get(); }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> p_;
+};
 
 // Targets of a batch: integer labels (B) for CrossEntropy, else values (B, OUT).
 template <class T>
@@ -115,7 +138,7 @@ class Network {
   SizeTable table_;
   std::vector<Op> ops_;
   size_t first_dense_op_ = 0;  // backward stops at this op (no dX for the first Dense layer)
-  std::vector<T> params_, grads_;
+  ZeroedBuffer<T> params_, grads_;
   Rng rng_;
 
   // Workspace, sized for batch_cap_ rows: the output of every layer (acts_), the dropout masks,
