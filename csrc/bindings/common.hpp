@@ -1,6 +1,8 @@
 // What several register_*.cpp files share: the Model wrapper (a network and its lock), zero-copy
-// views of C++-owned buffers, and the reading of numpy arrays. Python validates and converts
-// arrays before they get here; the only exception is check_batch (see check_batch.hpp).
+// views of C++-owned buffers, and the reading of numpy arrays. Python converts arrays and
+// reports broken rules with messages naming its arguments; the rules themselves are the core's
+// (check_batch.hpp), and every entry point that reads data checks at least the memory-safety
+// ones (require_batch) so no call can read out of bounds.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -90,6 +92,21 @@ inline ArrayInfo array_info(const py::array& a) {
   info.cols = a.ndim() >= 2 ? a.shape(1) : 0;
   info.data = a.data();
   return info;
+}
+
+// Throws ValueError unless x (and y, unless nullptr) pass the core's shape, type, layout and
+// label-range rules for net trained with loss (check_batch with values = false): the entry
+// points that take data Python validated once (fit's epochs, predict) check this much again.
+template <class T>
+void require_batch(const Network<T>& net, const py::array& x, const py::array* y, LossKind loss,
+                   const char* where) {
+  const ArrayInfo xi = array_info(x);
+  const ArrayInfo yi = y ? array_info(*y) : ArrayInfo{};
+  const BatchCheck c = check_batch(xi, y ? &yi : nullptr, scalar_type<T>(), net.in_features(),
+                                   net.out_features(), loss, false);
+  if (!c.ok())
+    throw py::value_error(std::string(where) + ": the data breaks the core's rule " +
+                          batch_rule_name(c.rule) + "; validate it first (Sequential.check_data)");
 }
 
 }  // namespace steepest::bindings

@@ -28,30 +28,27 @@ struct SignalPoll {
   }
 };
 
-const char* status_name(StepStatus s) {
-  switch (s) {
-    case StepStatus::Ok: return "ok";
-    case StepStatus::NonFiniteLoss: return "non-finite loss";
-    case StepStatus::NonFiniteGradient: return "non-finite gradient";
-    case StepStatus::Interrupted: return "interrupted";
-  }
-  return "?";
-}
-
-// One Network::train_step on x (B rows) and y with the model locked and the GIL released;
-// (status, loss) for Python. Both train_step bindings end here.
+// One Network::train_step on x and y: (check, status, loss). The batch is checked first by the
+// core's rules (check_batch.hpp, values included); when it breaks one, nothing runs and check
+// says which (Python then converts, or raises with its argument names). Otherwise the step runs
+// with the model locked and the GIL released.
 template <class T>
-py::tuple locked_train_step(Model<T>& s, const T* x, int64_t B, const py::array& y,
-                            const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y,
+                             const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+  const ArrayInfo xi = array_info(x), yi = array_info(y);
+  const BatchCheck check = check_batch(xi, &yi, scalar_type<T>(), s.net.in_features(),
+                                       s.net.out_features(), spec.kind);
+  if (!check.ok()) return py::make_tuple(check, StepStatus::Ok, 0.0);
   auto lock = exclusive(s);
   s.forward_input = py::none();
   double value = 0;
   StepStatus status;
   {
     py::gil_scoped_release release;
-    status = s.net.train_step(x, target_of<T>(y), B, spec, opt, clip_norm, &value);
+    status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y), xi.rows, spec,
+                              opt, clip_norm, &value);
   }
-  return py::make_tuple(status_name(status), value);
+  return py::make_tuple(check, status, value);
 }
 
 template <class T>
@@ -83,6 +80,7 @@ void register_model(py::module_& m, const char* name) {
            })
       .def("forward",
            [](M& s, Array<T> x, bool training) {
+             require_batch(s.net, x, nullptr, LossKind::MSE, "forward");
              auto lock = exclusive(s);
              const int64_t B = x.shape(0);
              Array<T> out({B, s.net.out_features()});
@@ -112,6 +110,7 @@ void register_model(py::module_& m, const char* name) {
       .def("layer_outputs",
            [](M& s, Array<T> x) {
              // Every layer's output for x, dropout off: copies, for diagnostics.
+             require_batch(s.net, x, nullptr, LossKind::MSE, "layer_outputs");
              auto lock = exclusive(s);
              s.forward_input = py::none();
              const int64_t B = x.shape(0);
@@ -134,33 +133,13 @@ void register_model(py::module_& m, const char* name) {
         s.net.measure_grads();
         return s.net.layer_grad_sq();
       })
-      .def("train_step",
-           [](M& s, Array<T> x, py::array y, const LossSpec& spec, Optimizer<T>& opt,
-              double clip_norm) {
-             return locked_train_step(s, x.data(), x.shape(0), y, spec, opt, clip_norm);
-           },
-           py::arg("x").noconvert(), py::arg("y"), py::arg("loss"), py::arg("optimizer"),
-           py::arg("clip_norm"))
-      .def("train_step_checked",
-           // The fast path of Sequential.train_step: train_step for arrays that need no
-           // conversion and pass check_batch, checked here in one pass; ("unchecked", 0.0) and
-           // nothing done for anything else, which goes the slow way (converted, or the usual
-           // error).
-           [](M& s, py::array x, py::array y, const LossSpec& spec, Optimizer<T>& opt,
-              double clip_norm) -> py::tuple {
-             const ArrayInfo xi = array_info(x), yi = array_info(y);
-             if (!check_batch(xi, &yi, scalar_type<T>(), s.net.in_features(),
-                              s.net.out_features(), spec.kind)
-                      .ok())
-               return py::make_tuple("unchecked", 0.0);
-             return locked_train_step(s, static_cast<const T*>(x.data()), x.shape(0), y, spec,
-                                      opt, clip_norm);
-           },
-           py::arg("x"), py::arg("y"), py::arg("loss"), py::arg("optimizer"),
-           py::arg("clip_norm"))
+      .def("train_step", &checked_train_step<T>, py::arg("x").noconvert(),
+           py::arg("y").noconvert(), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
       .def("train_epoch",
            [](M& s, Array<T> X, py::array y, int64_t batch_size, bool shuffle,
               const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+             require_batch(s.net, X, &y, spec.kind, "train_epoch");
+             if (batch_size < 1) throw py::value_error("train_epoch: batch_size must be >= 1");
              auto lock = exclusive(s);
              s.forward_input = py::none();
              SignalPoll poll;
@@ -175,16 +154,17 @@ void register_model(py::module_& m, const char* name) {
              out["steps"] = st.steps;
              out["samples"] = st.samples;
              out["correct"] = st.correct;
-             out["status"] = status_name(st.status);
+             out["status"] = st.status;
              out["bad_loss"] = st.bad_loss;
              out["grad_norms"] = st.grad_norms;
              out["error"] = poll.error ? poll.error : py::none();
              return out;
            },
-           py::arg("X").noconvert(), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
+           py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("batch_size"), py::arg("shuffle"),
            py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
       .def("infer",
            [](M& s, Array<T> x) {
+             require_batch(s.net, x, nullptr, LossKind::MSE, "infer");
              std::shared_lock<std::shared_mutex> lock(s.busy, std::try_to_lock);
              if (!lock.owns_lock())
                throw std::runtime_error("the model is being trained by another thread");

@@ -10,7 +10,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'BatchCheck', 'BatchRule', 'DenseSizes', 'Init', 'LayerKind', 'LayerSpec', 'LossKind', 'LossSpec', 'Network32', 'Network64', 'Optimizer32', 'Optimizer64', 'OptimizerConfig', 'OptimizerKind', 'SizeTable', 'StepStatus', 'check_batch', 'clip_grad_norm', 'get_num_threads', 'loss_forward', 'set_num_threads', 'size_table']
+__all__: list[str] = ['Activation', 'BatchCheck', 'BatchRule', 'DenseSizes', 'Init', 'LayerKind', 'LayerSpec', 'LossKind', 'LossSpec', 'Network32', 'Network64', 'Optimizer32', 'Optimizer64', 'OptimizerConfig', 'OptimizerKind', 'SizeTable', 'StepStatus', 'check_features', 'check_targets', 'clip_grad_norm', 'get_num_threads', 'loss_forward', 'set_num_threads', 'size_table']
 class LayerKind:
     """
     Members:
@@ -656,9 +656,7 @@ class Network32:
         ...
     def train_epoch(self, X: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> dict:
         ...
-    def train_step(self, x: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
-        ...
-    def train_step_checked(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
         ...
     @property
     def grads(self) -> numpy.typing.NDArray[numpy.float32]:
@@ -695,9 +693,7 @@ class Network64:
         ...
     def train_epoch(self, X: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> dict:
         ...
-    def train_step(self, x: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
-        ...
-    def train_step_checked(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
         ...
     @property
     def grads(self) -> numpy.typing.NDArray[numpy.float64]:
@@ -717,7 +713,9 @@ class Network64:
     @rng_state.setter
     def rng_state(self, arg1: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"]) -> None:
         ...
-def check_batch(x: numpy.ndarray, y: numpy.ndarray | None, loss: LossSpec, in_features: typing.SupportsInt | typing.SupportsIndex, out_features: typing.SupportsInt | typing.SupportsIndex, dtype: typing.Any) -> BatchCheck:
+def check_features(x: numpy.ndarray, in_features: typing.SupportsInt | typing.SupportsIndex, dtype: typing.Any) -> BatchCheck:
+    ...
+def check_targets(y: numpy.ndarray, rows: typing.SupportsInt | typing.SupportsIndex, out_features: typing.SupportsInt | typing.SupportsIndex, loss: LossSpec, dtype: typing.Any) -> BatchCheck:
     ...
 @typing.overload
 def clip_grad_norm(model: Network32, max_norm: typing.SupportsFloat | typing.SupportsIndex) -> float:

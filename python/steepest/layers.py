@@ -217,17 +217,31 @@ class ParameterSlot(NamedTuple):
         return math.prod(self.shape)
 
 
-def parameter_table(layers) -> list:
-    """The size table of a stack of layers: a ParameterSlot per weight and bias in the order
-    of the flat buffers, each Dense layer's weight then its bias (the core's layout). The one
-    place Python computes parameter sizes."""
-    table, offset = [], 0
+def layer_specs(layers) -> list:
+    """The core's LayerSpec of each layer; elementwise layers take the width of what they
+    follow (the first Dense layer's input before it)."""
+    dense = [layer for layer in layers if isinstance(layer, Dense)]
+    if not dense:
+        raise ValueError("a model needs at least one Dense layer")
+    width, specs = dense[0].in_features, []
     for i, layer in enumerate(layers):
         if isinstance(layer, Dense):
-            shapes = [("weight", (layer.out_features, layer.in_features))]
-            if layer.bias:
-                shapes.append(("bias", (layer.out_features,)))
-            for kind, shape in shapes:
-                table.append(ParameterSlot(i, f"{i}.{kind}", offset, shape))
-                offset += math.prod(shape)
+            if layer.in_features != width:
+                raise ValueError(f"layer {i} ({layer!r}) expects {layer.in_features} "
+                                 f"features but the layer before it gives {width}")
+            width = layer.out_features
+        specs.append(layer.spec(width))
+    return specs
+
+
+def parameter_table(layers) -> list:
+    """A ParameterSlot per weight and bias in the order of the flat buffers, read from the
+    core's size table (the one place sizes and offsets are computed); nothing allocated."""
+    table = []
+    for d in _core.size_table(layer_specs(layers)).dense:
+        table.append(ParameterSlot(d.layer, f"{d.layer}.weight", d.weight_offset,
+                                   tuple(d.weight_shape)))
+        if d.bias_shape is not None:
+            table.append(ParameterSlot(d.layer, f"{d.layer}.bias", d.bias_offset,
+                                       tuple(d.bias_shape)))
     return table

@@ -25,8 +25,9 @@ class Loss:
         self._grad = None
 
     def targets(self, y, n_samples: int, n_outputs: int, dtype, name: str = "y") -> np.ndarray:
-        """Validated, converted targets for a model with n_outputs outputs."""
-        return _checks.values(y, name, n_samples, n_outputs, dtype)
+        """Validated, converted targets for a model with n_outputs outputs (the core's rules for
+        this loss, e.g. BinaryCrossEntropy's probabilities in [0, 1])."""
+        return _checks.values(y, name, n_samples, n_outputs, dtype, self._spec)
 
     def forward(self, out: ArrayLike, y: ArrayLike) -> float:
         """The loss of predictions out (N, C) against targets y; keeps d(loss)/d(out)."""
@@ -91,12 +92,6 @@ class BinaryCrossEntropy(Loss):
 
     kind = _core.LossKind.BinaryCrossEntropy
 
-    def targets(self, y, n_samples, n_outputs, dtype, name="y"):
-        y = super().targets(y, n_samples, n_outputs, dtype, name)
-        if y.size and (y.min() < 0 or y.max() > 1):
-            raise ValueError(f"{name} must hold probabilities in [0, 1] for BinaryCrossEntropy")
-        return y
-
 
 class CrossEntropy(Loss):
     """Cross-entropy on logits (N, C) with integer labels (N,) in [0, C) and optional label
@@ -111,7 +106,7 @@ class CrossEntropy(Loss):
             label_smoothing, "label_smoothing", low=0.0, high=1.0)
 
     def targets(self, y, n_samples, n_outputs, dtype, name="y"):
-        return _checks.labels(y, name, n_samples, n_outputs)
+        return _checks.labels(y, name, n_samples, n_outputs, dtype, self._spec)
 
     def config(self):
         return {"type": "CrossEntropy", "label_smoothing": self.label_smoothing}

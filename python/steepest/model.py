@@ -16,14 +16,15 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import _checks, _core, onnx_export, safetensors_format, saving, torch_bridge, training
-from .errors import TrainingDiverged
-from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
 from .callbacks import Callback
+from .errors import check_step
+from .layers import (Dense, Layer, layer_config, layer_from_config, layer_specs,
+                     parameter_table)
 from .losses import LOSSES, Loss, check_loss
 from .optim import Optimizer, check_optimizer, clip_threshold
 from .parameter import Parameter
 
-_FAST_LOSSES = frozenset(LOSSES.values())  # losses whose targets the core can validate
+_CORE_LOSSES = frozenset(LOSSES.values())  # losses whose targets are exactly the core's rules
 _NETWORKS = {"float32": _core.Network32, "float64": _core.Network64}
 PathLike = Union[str, "os.PathLike[str]"]  # a file name
 
@@ -63,25 +64,12 @@ class Sequential:
                               f"a model of {n_params:,} parameters (values and gradients)")
         if not isinstance(initialize, bool):
             raise TypeError(f"initialize must be True or False, got {initialize!r}")
-        self._net = _NETWORKS[self.dtype.name](self._specs(), self.seed, initialize)
+        self._net = _NETWORKS[self.dtype.name](layer_specs(self.layers), self.seed, initialize)
         params, grads = self._net.params, self._net.grads
         self._params = [Parameter(self, slot, params, grads) for slot in table]
         self._last = None  # (input, output shape) of the last forward, kept for backward
         self.history = None
         self.stop_training = False
-
-    def _specs(self):
-        """Core layer specs; elementwise layers take the width of what they follow."""
-        width = next(layer.in_features for layer in self.layers if isinstance(layer, Dense))
-        specs = []
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
-                if layer.in_features != width:
-                    raise ValueError(f"layer {i} ({layer!r}) expects {layer.in_features} "
-                                     f"features but the layer before it gives {width}")
-                width = layer.out_features
-            specs.append(layer.spec(width))
-        return specs
 
     @property
     def in_features(self) -> int:
@@ -196,21 +184,17 @@ class Sequential:
         finite."""
         check_loss(loss)
         check_optimizer(optimizer, self)
-        status = "unchecked"
-        if (clip_grad_norm is None and type(x) is np.ndarray and type(y) is np.ndarray
-                and type(loss) in _FAST_LOSSES):
-            # Fast path: arrays that need no conversion are validated by the core in one pass
-            # (shapes, dtypes, finiteness, label range); anything else takes the path below.
-            status, value = self._net.train_step_checked(x, y, loss._spec, optimizer._impl, 0.0)
-            if status != "unchecked":
-                self._last = None  # the core's forward state now belongs to this step
-        if status == "unchecked":
+        clip = clip_threshold(clip_grad_norm)
+        if not (type(x) is np.ndarray and type(y) is np.ndarray and type(loss) in _CORE_LOSSES):
             x, y = self.check_data(x, y, loss, ("x", "y"))
-            clip = clip_threshold(clip_grad_norm)
-            self._last = None  # the core's forward state now belongs to this step
-            status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
-        if status != "ok":
-            raise TrainingDiverged(status, loss=value)
+        # The core checks the batch by its rules first (the one implementation of them) and
+        # runs the step only when it passes; otherwise convert, or raise naming x and y.
+        check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        if not check.ok:
+            x, y = self.check_data(x, y, loss, ("x", "y"))
+            check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        self._last = None  # the core's forward state now belongs to this step
+        check_step(status, loss=value)
         return value
 
     # -- the whole loop ---------------------------------------------------------------------
@@ -251,11 +235,12 @@ class Sequential:
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
                     batch_size: int, shuffle: bool = True, clip: float = 0.0) -> dict[str, Any]:
-        """One epoch of train_step over (X, y) from check_data, in batches of batch_size (the
+        """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
+        types and label range again, not their values), in batches of batch_size (the
         rows shuffled by the model's generator), in one C++ call with the GIL released; clip:
         clip_grad_norm's threshold (0: off). fit's loop calls it; it stops at the first
         non-finite loss or gradient, or at Ctrl-C. Returns the core's record: "loss" (mean),
-        "steps", "samples", "correct", "status" ("ok" or the cause), "bad_loss",
+        "steps", "samples", "correct", "status" (the core's StepStatus), "bad_loss",
         "grad_norms" (per Dense layer, mean over the steps) and "error" (the exception a
         signal raised, or None)."""
         self._last = None  # backward() needs a new forward() after training

@@ -16,7 +16,7 @@ from . import _checks
 from . import checkpoint as _checkpoint
 from .callbacks import Callback, ConsoleLogger, ProgressBar
 from .diagnostics import Diagnostics
-from .errors import TrainingDiverged
+from .errors import TrainingDiverged, check_step
 from .losses import check_loss
 from .optim import check_optimizer, clip_threshold
 
@@ -104,9 +104,7 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) ->
         raise TrainingDiverged("non-finite parameter after an update (overflow); the "
                                "state of the epoch's start was restored", epoch=epoch,
                                step=stats["steps"], loss=stats["loss"])
-    if stats["status"] != "ok":
-        raise TrainingDiverged(stats["status"], epoch=epoch, step=stats["steps"],
-                               loss=stats["bad_loss"])
+    check_step(stats["status"], epoch=epoch, step=stats["steps"], loss=stats["bad_loss"])
     logs = {"loss": stats["loss"], "lr": lr, "time": time.perf_counter() - start,
             "grad_norm": stats["grad_norms"]}
     if loss.classification:  # counted during the epoch, before each update
