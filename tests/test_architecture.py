@@ -21,6 +21,7 @@ LEVELS = {
     "errors": 1, "_checks": 1, "archive": 1, "_version": 1,
     # 2. building blocks
     "layers": 2, "losses": 2, "parameter": 2, "callbacks": 2, "threads": 2,
+    "progress": 2.2,  # fit's progress display: a callback
     "optim": 2.5,  # knows Parameter, never a model
     # 3. on the building blocks
     "schedules": 3, "checkpoint": 3, "gradcheck": 3, "saving": 3,

@@ -51,6 +51,41 @@ std::unique_lock<std::shared_mutex> exclusive(Model<T>& m) {
   return lock;
 }
 
+// The interruption poll of a call from Python's main thread (the one that runs signal
+// handlers), installed for the object's lifetime: when the core asks it (at most every 20 ms,
+// see interrupt.hpp) it takes the GIL and runs Python's signal handlers, and keeps the
+// exception one raised (Ctrl-C's KeyboardInterrupt, ...) for raise_error() once the core has
+// stopped. Nothing is installed on other threads: Python runs handlers on the main one only.
+// Construct it with the GIL held.
+class SignalPoll : public InterruptPoll {
+ public:
+  SignalPoll() : installed_(PyThread_get_thread_ident() == main_thread_ident() ? this : nullptr) {}
+
+  bool stop_requested() override {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() == 0) return false;
+    error = py::error_already_set().value();
+    return true;
+  }
+
+  // Raises the handler's exception (with the GIL held, after the core stopped).
+  [[noreturn]] void raise_error() const {
+    if (!error) throw std::runtime_error("interrupted");
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
+    throw py::error_already_set();
+  }
+
+  py::object error;  // the exception a handler raised, or null
+
+ private:
+  static unsigned long main_thread_ident() {
+    static const unsigned long ident =
+        py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+    return ident;
+  }
+  ScopedInterruptPoll installed_;
+};
+
 // Labels (int64) or values of y, as train_step and the losses take them.
 template <class T>
 Target<T> target_of(const py::array& y) {

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <functional>
 
 #include "bindings/common.hpp"
 #include "bindings/register.hpp"
@@ -12,26 +13,14 @@ namespace steepest::bindings {
 
 namespace {
 
-// Polled by train_epoch between steps: every 20 ms, take the GIL and run Python's signal
-// handlers, so Ctrl-C stops an epoch at a step boundary.
-struct SignalPoll {
-  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
-  py::object error;  // the exception a handler raised (KeyboardInterrupt, ...)
-  bool operator()() {
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last < std::chrono::milliseconds(20)) return false;
-    last = now;
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() == 0) return false;
-    error = py::error_already_set().value();
-    return true;
-  }
-};
+// At most this often train_epoch reports its progress to Python (taking the GIL).
+constexpr std::chrono::milliseconds kProgressInterval{50};
 
 // One Network::train_step on x and y: (check, status, loss). The batch is checked first by the
 // core's rules (check_batch.hpp, values included); when it breaks one, nothing runs and check
 // says which (Python then converts, or raises with its argument names). Otherwise the step runs
-// with the model locked and the GIL released.
+// with the model locked and the GIL released; a signal handler's exception (Ctrl-C) interrupts
+// it and is raised here, the step abandoned.
 template <class T>
 py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y,
                              const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
@@ -41,6 +30,7 @@ py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y
   if (!check.ok()) return py::make_tuple(check, StepStatus::Ok, 0.0);
   auto lock = exclusive(s);
   s.forward_input = py::none();
+  SignalPoll poll;
   double value = 0;
   StepStatus status;
   {
@@ -48,7 +38,21 @@ py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y
     status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y), xi.rows, spec,
                               opt, clip_norm, &value);
   }
+  if (status == StepStatus::Interrupted) poll.raise_error();
   return py::make_tuple(check, status, value);
+}
+
+// Runs compute() with the GIL released and the signal poll installed; an interruption raises
+// the signal handler's exception.
+template <class F>
+void interruptible(F&& compute) {
+  SignalPoll poll;
+  try {
+    py::gil_scoped_release release;
+    compute();
+  } catch (const Interrupted&) {
+    poll.raise_error();
+  }
 }
 
 template <class T>
@@ -84,11 +88,11 @@ void register_model(py::module_& m, const char* name) {
              auto lock = exclusive(s);
              const int64_t B = x.shape(0);
              Array<T> out({B, s.net.out_features()});
-             {
-               py::gil_scoped_release release;
+             s.forward_input = py::none();
+             interruptible([&] {
                const T* y = s.net.forward(x.data(), B, training);
                std::copy(y, y + B * s.net.out_features(), out.mutable_data());
-             }
+             });
              s.forward_input = x;
              return out;
            },
@@ -103,8 +107,7 @@ void register_model(py::module_& m, const char* name) {
                  dy.shape(1) != s.net.out_features())
                throw std::invalid_argument("backward: dy must have the shape of the last forward "
                                            "output");
-             py::gil_scoped_release release;
-             s.net.backward(dy.data(), accumulate);
+             interruptible([&] { s.net.backward(dy.data(), accumulate); });
            },
            py::arg("dy").noconvert(), py::arg("accumulate"))
       .def("layer_outputs",
@@ -114,10 +117,7 @@ void register_model(py::module_& m, const char* name) {
              auto lock = exclusive(s);
              s.forward_input = py::none();
              const int64_t B = x.shape(0);
-             {
-               py::gil_scoped_release release;
-               s.net.forward(x.data(), B, false);
-             }
+             interruptible([&] { s.net.forward(x.data(), B, false); });
              py::list out;
              for (size_t k = 0; k < s.net.layers().size(); ++k) {
                const int64_t W = s.net.layers()[k].out;
@@ -136,18 +136,31 @@ void register_model(py::module_& m, const char* name) {
       .def("train_step", &checked_train_step<T>, py::arg("x").noconvert(),
            py::arg("y").noconvert(), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
       .def("train_epoch",
+           // progress: None, or called as progress(steps, samples, mean loss) at most every
+           // kProgressInterval, between steps.
            [](M& s, Array<T> X, py::array y, int64_t batch_size, bool shuffle,
-              const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+              const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress) {
              require_batch(s.net, X, &y, spec.kind, "train_epoch");
              if (batch_size < 1) throw py::value_error("train_epoch: batch_size must be >= 1");
              auto lock = exclusive(s);
              s.forward_input = py::none();
              SignalPoll poll;
+             std::function<void(const EpochStats&)> report;
+             auto last = std::chrono::steady_clock::now();
+             if (!progress.is_none()) {
+               report = [&](const EpochStats& st) {
+                 const auto now = std::chrono::steady_clock::now();
+                 if (now - last < kProgressInterval) return;
+                 last = now;
+                 py::gil_scoped_acquire gil;
+                 progress(st.steps, st.samples, st.loss);
+               };
+             }
              EpochStats st;
              {
                py::gil_scoped_release release;
                st = s.net.train_epoch(X.data(), target_of<T>(y), X.shape(0), batch_size, shuffle,
-                                      spec, opt, clip_norm, std::ref(poll));
+                                      spec, opt, clip_norm, report);
              }
              py::dict out;
              out["loss"] = st.loss;
@@ -160,8 +173,9 @@ void register_model(py::module_& m, const char* name) {
              out["error"] = poll.error ? poll.error : py::none();
              return out;
            },
-           py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("batch_size"), py::arg("shuffle"),
-           py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+           py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("batch_size"),
+           py::arg("shuffle"), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
+           py::arg("progress") = py::none())
       .def("infer",
            [](M& s, Array<T> x) {
              require_batch(s.net, x, nullptr, LossKind::MSE, "infer");
@@ -170,8 +184,7 @@ void register_model(py::module_& m, const char* name) {
                throw std::runtime_error("the model is being trained by another thread");
              const int64_t N = x.shape(0);
              Array<T> out({N, s.net.out_features()});
-             py::gil_scoped_release release;
-             s.net.infer(out.mutable_data(), x.data(), N);
+             interruptible([&] { s.net.infer(out.mutable_data(), x.data(), N); });
              return out;
            },
            py::arg("x").noconvert());

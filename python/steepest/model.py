@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import math
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -48,12 +48,15 @@ class Sequential:
             layers = tuple(layers[0])
         if not layers:
             raise ValueError("layers is empty: a model needs at least one Dense layer")
+        self.layers = []
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} must be a steepest layer, got {layer!r}")
+            self.layers.append(layer)
+            if isinstance(layer, Dense) and layer.activation is not None:
+                self.layers.append(layer.activation)  # Dense(..., activation=...), as Keras
         if not any(isinstance(layer, Dense) for layer in layers):
             raise ValueError("a model needs at least one Dense layer")
-        self.layers = list(layers)
         self.dtype = _checks.as_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**63)
@@ -70,6 +73,35 @@ class Sequential:
         self._last = None  # (input, output shape) of the last forward, kept for backward
         self.history = None
         self.stop_training = False
+        self.training = False  # forward's default mode: see train() / eval()
+        # JSON-able notes saved with the model (the command line keeps its training summary
+        # and class labels here)
+        self.metadata = {}
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index) -> Layer:
+        """The layer at index, as torch's nn.Sequential (its parameters: named "{index}.weight"
+        and "{index}.bias" in parameters() and state_dict())."""
+        if isinstance(index, slice):
+            raise TypeError("a model cannot be sliced into a model that shares its weights: "
+                            "model.layers[a:b] gives the layers, st.Sequential(*model.layers"
+                            "[a:b]) a new model of them (new weights)")
+        return self.layers[index]
+
+    def train(self, mode: bool = True) -> Sequential:
+        """Sets forward()'s default mode, as torch's module.train(): training (dropout active)
+        or, with mode=False, inference. fit, train_step (always training) and predict (always
+        inference) do not depend on it. A new model starts in inference mode."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be True or False, got {mode!r}")
+        self.training = mode
+        return self
+
+    def eval(self) -> Sequential:
+        """train(False): forward() runs in inference mode (dropout off), as torch's eval()."""
+        return self.train(False)
 
     @property
     def in_features(self) -> int:
@@ -146,11 +178,12 @@ class Sequential:
             p.data[...] = arrays[p.name]
 
     # -- the two algorithms, one step at a time ---------------------------------------------
-    def forward(self, x: ArrayLike, training: bool = False) -> np.ndarray:
+    def forward(self, x: ArrayLike, training: Optional[bool] = None) -> np.ndarray:
         """Forward propagation: x (N, in_features) -> a new array (N, out_features). With
-        training=True dropout is active; backward() then backpropagates through this pass."""
+        training=True dropout is active; backward() then backpropagates through this pass.
+        training=None takes the mode train() / eval() set (inference for a new model)."""
         x = _checks.features(x, "x", self.in_features, self.dtype)
-        out = self._net.forward(x, bool(training))
+        out = self._net.forward(x, self.training if training is None else bool(training))
         self._last = (x, out.shape)
         return out
 
@@ -201,6 +234,7 @@ class Sequential:
     def fit(self, X: ArrayLike, y: ArrayLike, *, loss: Loss, optimizer: Optimizer,
             epochs: int = 1, batch_size: Optional[int] = 32, shuffle: bool = True,
             validation_data: Optional[tuple[ArrayLike, ArrayLike]] = None,
+            validation_split: Optional[float] = None,
             callbacks: Sequence[Callback] = (), verbose: int = 1,
             clip_grad_norm: Optional[float] = None, checkpoint: Optional[PathLike] = None,
             diagnostics: bool = False) -> dict[str, list[Any]]:
@@ -211,8 +245,12 @@ class Sequential:
         data set; batch_size=1 is stochastic gradient descent: one update per sample;
         anything between is mini-batch gradient descent.
 
+        validation_data=(X_val, y_val) is evaluated after every epoch; validation_split=0.1
+        instead holds out the last tenth of (X, y) for it, before any shuffling (as Keras).
+        verbose: 0 silent, 1 a progress bar (see steepest.progress), 2 a line per epoch.
+
         Returns the history (also kept as ``model.history``): per epoch "loss", "val_loss"
-        (with validation_data), "accuracy"/"val_accuracy" (classification), "lr", "time"
+        (with validation data), "accuracy"/"val_accuracy" (classification), "lr", "time"
         (seconds) and "grad_norm" (per Dense layer, the mean L2 norm of its gradient over the
         epoch's steps: the vanishing/exploding-gradient signal). diagnostics=True adds, per
         epoch, weight norms, update-to-weight ratios, the first/last layer gradient ratio, the
@@ -229,23 +267,28 @@ class Sequential:
         """
         return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                             batch_size=batch_size, shuffle=shuffle,
-                            validation_data=validation_data, callbacks=callbacks,
+                            validation_data=validation_data,
+                            validation_split=validation_split, callbacks=callbacks,
                             verbose=verbose, clip_grad_norm=clip_grad_norm,
                             checkpoint=checkpoint, diagnostics=diagnostics)
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
-                    batch_size: int, shuffle: bool = True, clip: float = 0.0) -> dict[str, Any]:
+                    batch_size: int, shuffle: bool = True, clip: float = 0.0,
+                    progress: Optional[Callable[[int, int, float], None]] = None
+                    ) -> dict[str, Any]:
         """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
-        types and label range again, not their values), in batches of batch_size (the
-        rows shuffled by the model's generator), in one C++ call with the GIL released; clip:
-        clip_grad_norm's threshold (0: off). fit's loop calls it; it stops at the first
-        non-finite loss or gradient, or at Ctrl-C. Returns the core's record: "loss" (mean),
-        "steps", "samples", "correct", "status" (the core's StepStatus), "bad_loss",
-        "grad_norms" (per Dense layer, mean over the steps) and "error" (the exception a
-        signal raised, or None)."""
+        types and label range again, not their values), in batches of batch_size (the rows
+        shuffled by the model's generator), in one C++ call with the GIL released; clip:
+        clip_grad_norm's threshold (0: off); progress: None or a function called as
+        progress(steps, samples, mean loss) between steps, at most every 50 ms. fit's loop
+        calls it; it stops at the first non-finite loss or gradient, or at Ctrl-C (within a
+        step: the step is abandoned). Returns the core's record: "loss" (mean), "steps",
+        "samples", "correct", "status" (the core's StepStatus), "bad_loss", "grad_norms" (per
+        Dense layer, mean over the steps) and "error" (the exception a signal raised, or
+        None)."""
         self._last = None  # backward() needs a new forward() after training
         return self._net.train_epoch(X, y, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip)
+                                     optimizer._impl, clip, progress)
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, X: ArrayLike) -> np.ndarray:
@@ -305,7 +348,7 @@ class Sequential:
         return text
 
     def save(self, path: PathLike) -> None:
-        """Writes architecture and parameters (see steepest.saving); atomic."""
+        """Writes architecture, parameters and metadata (see steepest.saving); atomic."""
         saving.save(self, path)
 
     # -- deploy and share -------------------------------------------------------------------
@@ -342,6 +385,7 @@ def _from_file(header: dict[str, Any], arrays: dict[str, np.ndarray], path: Path
     except (KeyError, TypeError, ValueError, MemoryError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
     model.load_state_dict(arrays)
+    model.metadata = saving.metadata(header, path)
     return model
 
 
