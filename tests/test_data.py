@@ -126,6 +126,11 @@ def test_validation_data_and_diagnostics_take_memory_maps(tmp_path, arrays):
     _, h_ref = train(X, y, validation_data=(X[:200], y[:200]), diagnostics=True)
     _, h = train(Xm, ym, validation_data=(Xm[:200], ym[:200]), diagnostics=True)
     assert h["val_loss"] == h_ref["val_loss"] and h["grad_ratio"] == h_ref["grad_ratio"]
+    m_ref, h_ref = train(X, y, validation_split=0.25)
+    shards = [save(tmp_path / "a.npy", X[:400]), save(tmp_path / "b.npy", X[400:])]
+    m, h = train(shards, ym, validation_split=0.25)  # the held-out rows cross both shards
+    assert h["val_loss"] == h_ref["val_loss"]
+    np.testing.assert_array_equal(m.flat_params(), m_ref.flat_params())
 
 
 def test_resume_reads_the_data_in_place_and_matches_in_memory(tmp_path, arrays):

@@ -144,5 +144,5 @@ def test_the_command_line_trains_on_every_rank_and_reports_once(tmp_path):
                           "--save", os.fspath(tmp_path / "m.npz")],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("train accuracy") == 1 and "ranks: 2" in run.stdout
+    assert run.stdout.count("train accuracy") == 1 and "on 2 ranks" in run.stdout
     assert (tmp_path / "m.npz").exists()

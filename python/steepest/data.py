@@ -68,6 +68,16 @@ class Shards:
         dtypes = sorted({str(p.dtype) for p in self.parts})
         return f"Shards({len(self.parts)} parts, shape {self.shape}, {'/'.join(dtypes)})"
 
+    def __getitem__(self, rows: slice) -> Shards:
+        """Rows start:stop (step 1) as Shards of views: validation_split's held-out rows."""
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("Shards take a slice of rows (start:stop); use read or take")
+        start, stop, _ = rows.indices(len(self))
+        kept = [(part[max(start - first, 0):max(stop - first, 0)], name)
+                for part, name, first in zip(self.parts, self.names, self.starts)]
+        kept = [(p, n) for p, n in kept if len(p)] or [(self.parts[0][:0], self.names[0])]
+        return Shards([p for p, _ in kept], [n for _, n in kept])
+
     def chunks(self, start: int = 0, stop=None):
         """(first row, rows, name of their part) for rows [start, stop) in pieces of at most
         CHUNK_BYTES inside one part; rows are views of the mapping."""

@@ -12,46 +12,52 @@ import time
 
 import numpy as np
 
-from . import _checks
+from . import _checks, _core
 from . import checkpoint as _checkpoint
-from .callbacks import Callback, ConsoleLogger, ProgressBar
+from .callbacks import Callback, ConsoleLogger
 from .diagnostics import Diagnostics
 from .distributed import group_of, params_digest
-from .errors import TrainingDiverged
+from .errors import TrainingDiverged, check_step
 from .losses import check_loss
 from .optim import check_optimizer, clip_threshold
+from .progress import ProgressBar
 
 
 def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
-        validation_data=None, callbacks=(), verbose=1, clip_grad_norm=None, checkpoint=None,
-        diagnostics=False, distributed=None) -> dict:
+        validation_data=None, validation_split=None, callbacks=(), verbose=1,
+        clip_grad_norm=None, checkpoint=None, diagnostics=False, distributed=None) -> dict:
     """Trains model on (X, y) as ``Sequential.fit`` documents; returns the history.
-    distributed: see steepest.distributed (every collective below is reached by every rank
-    before anything that can fail on one rank only)."""
+    distributed: see steepest.distributed (in a group of several ranks, every collective
+    below is reached by every rank before anything that can fail on one rank only)."""
     group = group_of(distributed)
     with group.interrupts_deferred():
         with group.together():
             run = prepare(model, X, y, loss, optimizer, epochs, batch_size, shuffle,
-                          validation_data, callbacks, verbose, clip_grad_norm, checkpoint,
-                          diagnostics, group)
+                          validation_data, validation_split, callbacks, verbose,
+                          clip_grad_norm, checkpoint, diagnostics, group)
         return train(model, optimizer, loss, run, group)
 
 
 def prepare(model, X, y, loss, optimizer, epochs, batch_size, shuffle, validation_data,
-            callbacks, verbose, clip_grad_norm, checkpoint, diagnostics, group) -> dict:
+            validation_split, callbacks, verbose, clip_grad_norm, checkpoint, diagnostics,
+            group) -> dict:
     """Everything fit checks and builds before the first epoch, as a dict."""
     check_loss(loss)
     check_optimizer(optimizer, model)
     X, y = model.check_data(X, y, loss)
     epochs = _checks.integer(epochs, "epochs", low=0)
-    batch = X.shape[0] if batch_size is None else _checks.integer(batch_size, "batch_size",
-                                                                  low=1)
     val = None
     if validation_data is not None:
+        if validation_split is not None:
+            raise ValueError("pass validation_data or validation_split, not both")
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise TypeError("validation_data must be a pair (X_val, y_val)")
         val = model.check_data(*validation_data, loss, ("validation_data[0]",
                                                         "validation_data[1]"))
+    elif validation_split is not None:
+        X, y, val = split_validation(X, y, validation_split)
+    batch = X.shape[0] if batch_size is None else _checks.integer(batch_size, "batch_size",
+                                                                  low=1)
     clip = clip_threshold(clip_grad_norm)
     user_callbacks = list(callbacks or ())
     for cb in user_callbacks:
@@ -76,7 +82,7 @@ def prepare(model, X, y, loss, optimizer, epochs, batch_size, shuffle, validatio
 
 def train(model, optimizer, loss, run, group) -> dict:
     """The epochs of a prepared run (see prepare); returns the history."""
-    callbacks, checkpoint = run["callbacks"], run["checkpoint"]
+    X, callbacks, checkpoint = run["X"], run["callbacks"], run["checkpoint"]
     history = {"loss": [], "lr": [], "time": [], "grad_norm": []}
     if loss.classification:
         history["accuracy"] = []
@@ -103,8 +109,12 @@ def train(model, optimizer, loss, run, group) -> dict:
             if model.stop_training:
                 break
             with group.together(params_digest(model) if group.size > 1 else None):
-                logs = run_epoch(model, epoch, run["X"], run["y"], run["batch"], run["shuffle"],
-                                 loss, optimizer, run["clip"], run["val"], group)
+                steps = -(-X.shape[0] // run["batch"])
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch, {"steps": steps, "samples": X.shape[0]})
+                logs = run_epoch(model, epoch, X, run["y"], run["batch"], run["shuffle"], loss,
+                                 optimizer, run["clip"], run["val"],
+                                 progress_reporter(callbacks, epoch), group)
                 for cb in callbacks:  # callbacks may add entries (diagnostics) to logs
                     cb.on_epoch_end(epoch, logs)
                 for key, value in logs.items():
@@ -122,24 +132,54 @@ def train(model, optimizer, loss, run, group) -> dict:
     return history
 
 
+def split_validation(X, y, fraction):
+    """(X_train, y_train, (X_val, y_val)): the last `fraction` of the rows held out for
+    validation, before any shuffling (as Keras's validation_split)."""
+    fraction = _checks.real(fraction, "validation_split", low=0.0, high=1.0, low_open=True,
+                            high_open=True)
+    n_val = int(round(X.shape[0] * fraction))
+    if not 0 < n_val < X.shape[0]:
+        raise ValueError(f"validation_split={fraction} of {X.shape[0]} samples leaves "
+                         f"{n_val} for validation and {X.shape[0] - n_val} for training; "
+                         "both need at least one")
+    cut = X.shape[0] - n_val
+    return X[:cut], y[:cut], (X[cut:], y[cut:])
+
+
+def progress_reporter(callbacks, epoch):
+    """The train_epoch progress function that hands the epoch's progress to the callbacks that
+    listen (on_epoch_progress), or None when none does (the core then never takes the GIL
+    for it)."""
+    listeners = [cb for cb in callbacks
+                 if type(cb).on_epoch_progress is not Callback.on_epoch_progress]
+    if not listeners:
+        return None
+
+    def report(steps, samples, mean_loss):
+        logs = {"steps": steps, "samples": samples, "loss": mean_loss}
+        for cb in listeners:
+            cb.on_epoch_progress(epoch, logs)
+    return report
+
+
 def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
-              group=None) -> dict:
+              progress=None, group=None) -> dict:
     """One epoch (X, y and val as model.check_data returns them); returns its logs or raises
-    (divergence, Ctrl-C). With a group of several ranks, the epoch is data-parallel and the
-    logs are those of the whole group (loss, accuracy and validation summed over the ranks)."""
+    (divergence, Ctrl-C). progress: see progress_reporter. With a group of several ranks the
+    epoch is data-parallel and the logs are the group's (loss, accuracy and validation summed
+    over the ranks, "allreduce_time" the mean seconds per rank in the gradient sums)."""
     start = time.perf_counter()
     lr = optimizer.lr
     saved = optimizer.snapshot(), model.rng_state
     parallel = group is not None and group.size > 1
-    stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip,
+    stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip, progress,
                               group if parallel else None)
-    if parallel and stats["error"] is not None and stats["status"] == "interrupted" \
-            and not isinstance(stats["error"], KeyboardInterrupt):
-        group.abort(stats["error"])  # a sum failed: other ranks may wait in theirs forever
+    if parallel and stats["sum_error"] is not None:
+        group.abort(stats["sum_error"])  # a sum failed: other ranks may wait in theirs forever
     if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
         raise stats["error"]
-    if parallel and stats["status"] == "interrupted":  # another rank was interrupted
-        raise KeyboardInterrupt
+    if parallel and stats["status"] == _core.StepStatus.Interrupted:  # a rank was
+        raise KeyboardInterrupt  # interrupted: every rank abandoned the same step
     if not np.isfinite(model.flat_params()).all():
         # Finite gradients, but an update overflowed: back to the epoch's start.
         optimizer.restore(saved[0])
@@ -147,22 +187,18 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
         raise TrainingDiverged("non-finite parameter after an update (overflow); the "
                                "state of the epoch's start was restored", epoch=epoch,
                                step=stats["steps"], loss=stats["loss"])
-    if stats["status"] != "ok":
-        raise TrainingDiverged(stats["status"], epoch=epoch, step=stats["steps"],
-                               loss=stats["bad_loss"])
-    totals = {"loss": stats["loss"] * stats["samples"], "samples": stats["samples"],
-              "correct": stats["correct"]}
+    check_step(stats["status"], epoch=epoch, step=stats["steps"], loss=stats["bad_loss"])
+    logs = {"loss": stats["loss"], "lr": lr, "time": time.perf_counter() - start,
+            "grad_norm": stats["grad_norms"]}
+    correct, samples = stats["correct"], stats["samples"]
     if parallel:
-        totals = dict(zip(totals, group.sum(list(totals.values()))))
-    logs = {"loss": totals["loss"] / max(totals["samples"], 1), "lr": lr,
-            "time": time.perf_counter() - start, "grad_norm": stats["grad_norms"]}
-    if not parallel:
-        logs["loss"] = stats["loss"]  # exactly the core's mean
+        loss_sum, samples, correct = group.sum([stats["loss"] * samples, samples, correct])
+        logs["loss"] = loss_sum / max(samples, 1)
     if loss.classification:  # counted during the epoch, before each update
-        logs["accuracy"] = totals["correct"] / max(totals["samples"], 1)
+        logs["accuracy"] = correct / max(samples, 1)
     if val is not None:
         logs.update({"val_" + k: v for k, v in evaluate(model, *val, loss, group).items()})
-    if parallel:  # seconds per epoch in the gradient sums, the mean over the ranks
+    if parallel:
         logs["allreduce_time"] = float(group.sum([stats["sum_seconds"]])[0]) / group.size
     return logs
 
