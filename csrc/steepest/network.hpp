@@ -81,8 +81,8 @@ class Network {
   const std::vector<double>& layer_grad_sq() const { return grad_sq_; }
   // Computes layer_grad_sq from the grads buffer; returns the global squared norm.
   double measure_grads();
-  // Rescales the gradients so that their global L2 norm, sqrt(total_sq) as measure_grads
-  // returns it, is at most max_norm (torch.nn.utils.clip_grad_norm_'s rule).
+  // Rescales the gradients by min(1, max_norm / (norm + 1e-6)), norm = sqrt(total_sq) as
+  // measure_grads returns it (torch.nn.utils.clip_grad_norm_'s rule).
   void clip_grads(double total_sq, double max_norm);
 
  private:

@@ -263,15 +263,17 @@ OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 
 
 def clip_grad_norm_(params, max_norm: float) -> float:
-    """Rescales the gradients so that their global L2 norm is at most max_norm (as
-    torch.nn.utils.clip_grad_norm_); returns the norm before clipping. params: a model or
-    its parameters."""
+    """Rescales the gradients by min(1, max_norm / (norm + 1e-6)), norm being their global L2
+    norm, exactly as torch.nn.utils.clip_grad_norm_ (so a norm equal to max_norm is still
+    scaled, by 1 - 1e-6 / max_norm); returns the norm before clipping. params: a model or its
+    parameters."""
     max_norm = _checks.real(max_norm, "max_norm", low=0.0, low_open=True)
     if callable(getattr(params, "parameters", None)):  # a model: the core does its whole buffer
         return _core.clip_grad_norm(params._net, max_norm)
     params = list(params)
     norm = float(np.sqrt(sum(float(np.dot(p.grad.ravel(), p.grad.ravel())) for p in params)))
-    if norm > max_norm:
+    factor = max_norm / (norm + 1e-6)
+    if factor < 1:
         for p in params:
-            p.grad *= max_norm / (norm + 1e-6)
+            p.grad *= factor
     return norm
