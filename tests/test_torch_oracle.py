@@ -143,6 +143,15 @@ OPTIMIZER_CASES = [
     ("Adagrad", {"lr": 0.1, "weight_decay": 0.1}),
     ("Adagrad", {"lr": 0.05, "lr_decay": 0.05, "weight_decay": 0.02,
                  "initial_accumulator_value": 0.1, "eps": 1e-6}),
+    # maximize: gradient ascent, with weight decay and state as torch applies them
+    ("SGD", {"lr": 0.01, "weight_decay": 0.05, "maximize": True}),
+    ("SGD", {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01,
+             "maximize": True}),
+    ("Adam", {"lr": 0.01, "weight_decay": 0.1, "maximize": True}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True, "maximize": True}),
+    ("RMSprop", {"lr": 0.003, "momentum": 0.3, "centered": True, "weight_decay": 0.05,
+                 "maximize": True}),
+    ("Adagrad", {"lr": 0.05, "weight_decay": 0.02, "maximize": True}),
 ]
 STEPS = 25
 

@@ -57,6 +57,7 @@ struct OptimizerConfig {
   OptimizerKind kind = OptimizerKind::SGD;
   double lr = 1e-3;
   double weight_decay = 0.0;
+  bool maximize = false;  // every kind: ascend the gradient (the update of -grad)
   // SGD and RMSprop
   double momentum = 0.0;
   double dampening = 0.0;

@@ -1,5 +1,7 @@
 """Optimizers: gradient descent and its variants, with torch.optim's names, defaults and
 semantics. Each update is one C++ loop over the model's flat parameter buffer, in place.
+Every optimizer takes torch's keyword ``maximize=True``: it then ascends the gradient (the
+update is that of -grad, weight decay and state included, as torch does it).
 
     opt = st.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     opt.zero_grad(); ...; opt.step()
@@ -191,15 +193,15 @@ class SGD(Optimizer):
     and L2 weight decay, exactly as torch.optim.SGD."""
 
     kind = _core.OptimizerKind.SGD
-    _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+    _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+                 nesterov=False, *, maximize=False):
         hyper = _nonneg(lr=lr, momentum=momentum, weight_decay=weight_decay)
         hyper["dampening"] = _checks.real(dampening, "dampening")
         if nesterov and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
             raise ValueError("nesterov requires momentum > 0 and dampening = 0")
-        super().__init__(params, nesterov=bool(nesterov), **hyper)
+        super().__init__(params, nesterov=bool(nesterov), maximize=bool(maximize), **hyper)
 
 
 class Adam(Optimizer):
@@ -207,12 +209,13 @@ class Adam(Optimizer):
     is added to the gradient (L2). amsgrad keeps the running maximum of the second moment."""
 
     kind = _core.OptimizerKind.Adam
-    _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad")
+    _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False):
+                 amsgrad=False, *, maximize=False):
         b1, b2 = _beta(betas)
         super().__init__(params, beta1=b1, beta2=b2, amsgrad=bool(amsgrad),
+                         maximize=bool(maximize),
                          **_nonneg(lr=lr, eps=eps, weight_decay=weight_decay))
 
     def hyperparameters(self):
@@ -227,9 +230,9 @@ class AdamW(Adam):
     kind = _core.OptimizerKind.AdamW
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False):
+                 amsgrad=False, *, maximize=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad)
+                         amsgrad=amsgrad, maximize=maximize)
 
 
 class RMSprop(Optimizer):
@@ -237,11 +240,11 @@ class RMSprop(Optimizer):
     momentum, centering (subtracts the running mean) and L2 weight decay."""
 
     kind = _core.OptimizerKind.RMSprop
-    _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+    _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False):
-        super().__init__(params, centered=bool(centered),
+                 centered=False, *, maximize=False):
+        super().__init__(params, centered=bool(centered), maximize=bool(maximize),
                          **_nonneg(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                    momentum=momentum))
 
@@ -250,11 +253,11 @@ class Adagrad(Optimizer):
     """Adagrad (torch.optim.Adagrad): divides by the root of the summed squared gradients."""
 
     kind = _core.OptimizerKind.Adagrad
-    _hyper = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+    _hyper = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10):
-        super().__init__(params, **_nonneg(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False):
+        super().__init__(params, maximize=bool(maximize), **_nonneg(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                            initial_accumulator_value=initial_accumulator_value,
                                            eps=eps))
 
