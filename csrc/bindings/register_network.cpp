@@ -28,6 +28,23 @@ struct SignalPoll {
   }
 };
 
+// train_epoch's after_step for a Python callable hook(step, loss) (fit's per-batch callbacks):
+// takes the GIL for the call; an exception it raises stops the epoch and is kept in `error`.
+struct StepHook {
+  py::object hook;
+  py::object* error;
+  bool operator()(int64_t step, double loss) {
+    py::gil_scoped_acquire gil;
+    try {
+      hook(step, loss);
+      return false;
+    } catch (py::error_already_set& e) {
+      *error = e.value();
+      return true;
+    }
+  }
+};
+
 const char* status_name(StepStatus s) {
   switch (s) {
     case StepStatus::Ok: return "ok";
@@ -159,15 +176,17 @@ void register_model(py::module_& m, const char* name) {
            py::arg("clip_norm"))
       .def("train_epoch",
            [](M& s, Array<T> X, py::array y, int64_t batch_size, bool shuffle,
-              const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+              const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object on_step) {
              auto lock = exclusive(s);
              s.forward_input = py::none();
              SignalPoll poll;
+             std::function<bool(int64_t, double)> after_step;
+             if (!on_step.is_none()) after_step = StepHook{on_step, &poll.error};
              EpochStats st;
              {
                py::gil_scoped_release release;
                st = s.net.train_epoch(X.data(), target_of<T>(y), X.shape(0), batch_size, shuffle,
-                                      spec, opt, clip_norm, std::ref(poll));
+                                      spec, opt, clip_norm, std::ref(poll), after_step);
              }
              py::dict out;
              out["loss"] = st.loss;
@@ -181,7 +200,8 @@ void register_model(py::module_& m, const char* name) {
              return out;
            },
            py::arg("X").noconvert(), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
-           py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+           py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
+           py::arg("on_step") = py::none())
       .def("infer",
            [](M& s, Array<T> x) {
              std::shared_lock<std::shared_mutex> lock(s.busy, std::try_to_lock);

@@ -260,7 +260,8 @@ int64_t count_correct(const T* out, const int64_t* labels, int64_t B, int64_t C)
 template <class T>
 EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size,
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
-                                   double clip_norm, const std::function<bool()>& should_stop) {
+                                   double clip_norm, const std::function<bool()>& should_stop,
+                                   const std::function<bool(int64_t, double)>& after_step) {
   EpochStats stats;
   stats.grad_norms.assign(table_.dense.size(), 0.0);
   const int64_t IN = in_features(), C = out_features();
@@ -313,6 +314,10 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
     stats.samples += B;
     stats.steps += 1;
     for (size_t i = 0; i < grad_sq_.size(); ++i) stats.grad_norms[i] += std::sqrt(grad_sq_[i]);
+    if (after_step && after_step(stats.steps - 1, value)) {
+      stats.status = StepStatus::Interrupted;
+      break;
+    }
   }
   if (stats.steps > 0) {
     stats.loss = loss_sum / double(stats.samples);

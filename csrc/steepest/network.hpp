@@ -63,10 +63,13 @@ class Network {
 
   // One epoch of mini-batch training over X (N, IN), y. Shuffles with the network's RNG when
   // asked; stops early when should_stop() says so (polled between steps) or on a non-finite
-  // loss/gradient, with the model as it was after the last completed step.
+  // loss/gradient, with the model as it was after the last completed step. after_step, when
+  // given, runs after every completed step with its index in the epoch and its loss (it may
+  // change the optimizer's config, e.g. a per-batch learning rate); true stops the epoch.
   EpochStats train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size, bool shuffle,
                          const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
-                         const std::function<bool()>& should_stop);
+                         const std::function<bool()>& should_stop,
+                         const std::function<bool(int64_t, double)>& after_step = {});
 
   // Inference: out (N, OUT) <- x (N, IN). Uses its own scratch memory and does not modify the
   // network, so several threads may call it at once.

@@ -233,17 +233,19 @@ class Sequential:
                             checkpoint=checkpoint, diagnostics=diagnostics)
 
     def train_epoch(self, X, y, loss, optimizer, batch_size: int, shuffle: bool = True,
-                    clip: float = 0.0) -> dict:
+                    clip: float = 0.0, on_step=None) -> dict:
         """One epoch of train_step over (X, y) from check_data, in batches of batch_size (the
         rows shuffled by the model's generator), in one C++ call with the GIL released; clip:
-        clip_grad_norm's threshold (0: off). fit's loop calls it; it stops at the first
-        non-finite loss or gradient, or at Ctrl-C. Returns the core's record: "loss" (mean),
-        "steps", "samples", "correct", "status" ("ok" or the cause), "bad_loss",
+        clip_grad_norm's threshold (0: off). on_step: None, or a function (step, loss) called
+        with the GIL after every step (fit's per-batch callbacks; it may change the
+        optimizer, not the model). fit's loop calls it; it stops at the first non-finite loss
+        or gradient, at Ctrl-C or when on_step raises. Returns the core's record: "loss"
+        (mean), "steps", "samples", "correct", "status" ("ok" or the cause), "bad_loss",
         "grad_norms" (per Dense layer, mean over the steps) and "error" (the exception a
-        signal raised, or None)."""
+        signal or on_step raised, or None)."""
         self._last = None  # backward() needs a new forward() after training
         return self._net.train_epoch(X, y, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip)
+                                     optimizer._impl, clip, on_step)
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:

@@ -25,6 +25,12 @@ _CORE_OPTIMIZERS = {"float32": _core.Optimizer32, "float64": _core.Optimizer64}
 class Optimizer:
     kind = None
     _hyper = ()  # names of the hyper-parameters, in the order of the signature
+    # Hyper-parameters that may change between steps (schedules change them; a checkpoint
+    # keeps their current values and load_state_dict takes them from the state).
+    scheduled = ("lr",)
+    # The lr before any schedule changed it: set by the first scheduler built on this
+    # optimizer and shared by the ones after it (torch's param_group["initial_lr"]).
+    initial_lr = None
 
     def __init__(self, params, **hyper):
         params = list(params)
@@ -49,8 +55,12 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value):
+        self._update_config(lr=_checks.real(value, "lr", low=0.0))
+
+    def _update_config(self, **values) -> None:
         config = self._impl.config
-        config.lr = _checks.real(value, "lr", low=0.0)
+        for name, value in values.items():
+            setattr(config, name, value)
         self._impl.config = config
 
     @property
@@ -128,13 +138,20 @@ class Optimizer:
             buffers[k][...] = v
         mine = self.hyperparameters()
         for name, value in state["hyperparameters"].items():
-            if name != "lr" and _plain(value) != _plain(mine.get(name)):
+            if self._fixed_part(name, value) != self._fixed_part(name, mine.get(name)):
                 raise ValueError(f"state has {name}={value!r} but this optimizer has "
                                  f"{name}={mine.get(name)!r}; build it with the same "
-                                 "hyper-parameters (only lr may differ)")
-        if "lr" in state["hyperparameters"]:
-            self.lr = state["hyperparameters"]["lr"]
+                                 "hyper-parameters (only what schedules change may differ: "
+                                 f"{', '.join(self.scheduled)})")
+        for name in self.scheduled:
+            if name in state["hyperparameters"]:
+                setattr(self, name, state["hyperparameters"][name])
         self._impl.steps = int(state["steps"])
+
+    def _fixed_part(self, name: str, value):
+        """What of hyper-parameter `name` no schedule changes, which a loaded state must
+        match (None: all of it may change)."""
+        return None if name in self.scheduled else _plain(value)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -177,6 +194,25 @@ def _ranges(params):
     return merged
 
 
+def _momentum_property():
+    """The `momentum` of SGD and RMSprop, changeable between steps (OneCycleLR cycles it),
+    but not to or from 0: the momentum buffer exists only when built with momentum > 0."""
+
+    def get(self) -> float:
+        return self._impl.config.momentum
+
+    def set(self, value) -> None:
+        value = _checks.real(value, "momentum", low=0.0)
+        if (value > 0) != (self._impl.config.momentum > 0):
+            raise ValueError(f"momentum cannot change from {self._impl.config.momentum} to "
+                             f"{value}: an optimizer built with momentum 0 has no momentum "
+                             "buffer (and one built with momentum keeps using it); build it "
+                             "with the momentum it needs")
+        self._update_config(momentum=value)
+
+    return property(get, set, doc=get.__doc__)
+
+
 def _nonneg(**values):
     return {k: _checks.real(v, k, low=0.0) for k, v in values.items()}
 
@@ -194,6 +230,8 @@ class SGD(Optimizer):
 
     kind = _core.OptimizerKind.SGD
     _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
+    scheduled = ("lr", "momentum")
+    momentum = _momentum_property()
 
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, *, maximize=False):
@@ -210,6 +248,7 @@ class Adam(Optimizer):
 
     kind = _core.OptimizerKind.Adam
     _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
+    scheduled = ("lr", "betas")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, *, maximize=False):
@@ -222,6 +261,22 @@ class Adam(Optimizer):
         h = super().hyperparameters()
         h["betas"] = (h.pop("beta1"), h.pop("beta2"))
         return h
+
+    def _fixed_part(self, name, value):
+        if name == "betas":  # schedules change beta1 only
+            return float(value[1])
+        return super()._fixed_part(name, value)
+
+    @property
+    def betas(self) -> tuple:
+        """(beta1, beta2), changeable between steps (OneCycleLR cycles beta1)."""
+        config = self._impl.config
+        return (config.beta1, config.beta2)
+
+    @betas.setter
+    def betas(self, value) -> None:
+        beta1, beta2 = _beta(value)
+        self._update_config(beta1=beta1, beta2=beta2)
 
 
 class AdamW(Adam):
@@ -241,6 +296,8 @@ class RMSprop(Optimizer):
 
     kind = _core.OptimizerKind.RMSprop
     _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
+    scheduled = ("lr", "momentum")
+    momentum = _momentum_property()
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                  centered=False, *, maximize=False):

@@ -61,6 +61,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     model.stop_training = False
     for cb in callbacks:
         cb.on_train_begin(model, optimizer)
+    on_step = batch_hook([cb for cb in callbacks if cb.wants_batches()])
     first = 0
     if checkpoint is not None and os.path.exists(checkpoint):
         state = _checkpoint.load(checkpoint, model, optimizer, user_callbacks, run)
@@ -71,7 +72,8 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         for epoch in range(first, epochs):
             if model.stop_training:
                 break
-            logs = run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val)
+            logs = run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
+                             on_step)
             for cb in callbacks:  # callbacks may add entries (diagnostics) to logs
                 cb.on_epoch_end(epoch, logs)
             for key, value in logs.items():
@@ -88,14 +90,15 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     return history
 
 
-def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) -> dict:
+def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
+              on_step=None) -> dict:
     """One epoch (X, y and val as model.check_data returns them); returns its logs or raises
-    (divergence, Ctrl-C)."""
+    (divergence, Ctrl-C, an exception of a per-batch callback). on_step: batch_hook's."""
     start = time.perf_counter()
     lr = optimizer.lr
     saved = optimizer.snapshot(), model.rng_state
-    stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip)
-    if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
+    stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip, on_step)
+    if stats["error"] is not None:  # Ctrl-C or on_step raised: as after the last step
         raise stats["error"]
     if not np.isfinite(model.flat_params()).all():
         # Finite gradients, but an update overflowed: back to the epoch's start.
@@ -114,6 +117,21 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) ->
     if val is not None:
         logs.update({"val_" + k: v for k, v in model.evaluate_checked(*val, loss).items()})
     return logs
+
+
+def batch_hook(callbacks: list):
+    """The function the core's epoch loop calls after every step, (step, loss) ->
+    on_batch_end of each callback; None without callbacks (the epoch then has no Python
+    call in it)."""
+    if not callbacks:
+        return None
+
+    def on_step(step: int, value: float) -> None:
+        logs = {"loss": value}
+        for cb in callbacks:
+            cb.on_batch_end(step, logs)
+
+    return on_step
 
 
 def reporters(verbose: int, epochs: int) -> list:
