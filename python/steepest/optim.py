@@ -7,11 +7,14 @@ update is that of -grad, weight decay and state included, as torch does it).
     opt.zero_grad(); ...; opt.step()
     opt.lr = 0.01        # may change between steps (that is all a schedule does)
 
-An optimizer knows Parameters, never a model: it reaches the core network their views belong
-to through ``params[0].model`` (this module and steepest.model are the only Python code that
+An optimizer knows Parameters, never a model (given a model, as ``st.optim.Adam(model)``, it
+takes its ``parameters()``): it reaches the core network their views belong to through
+``params[0].model`` (this module and steepest.model are the only Python code that
 touches the binding objects).
 """
 from __future__ import annotations
+
+from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 
@@ -32,7 +35,9 @@ class Optimizer:
     # optimizer and shared by the ones after it (torch's param_group["initial_lr"]).
     initial_lr = None
 
-    def __init__(self, params, **hyper):
+    def __init__(self, params: Iterable[Parameter], **hyper: Any) -> None:
+        if callable(getattr(params, "parameters", None)):  # a model, as Keras's habit passes
+            params = params.parameters()
         params = list(params)
         if not params:
             raise ValueError("params is empty: pass model.parameters()")
@@ -54,10 +59,10 @@ class Optimizer:
         return self._impl.config.lr
 
     @lr.setter
-    def lr(self, value):
+    def lr(self, value: float) -> None:
         self._update_config(lr=_checks.real(value, "lr", low=0.0))
 
-    def _update_config(self, **values) -> None:
+    def _update_config(self, **values: Any) -> None:
         config = self._impl.config
         for name, value in values.items():
             setattr(config, name, value)
@@ -68,7 +73,7 @@ class Optimizer:
         """Updates applied so far."""
         return self._impl.steps
 
-    def hyperparameters(self) -> dict:
+    def hyperparameters(self) -> dict[str, Any]:
         config = self._impl.config
         return {name: getattr(config, name) for name in self._hyper}
 
@@ -111,19 +116,19 @@ class Optimizer:
         self._impl.steps = steps
 
     # -- state, for checkpoints -------------------------------------------------------------
-    def state_buffers(self) -> dict:
+    def state_buffers(self) -> dict[str, np.ndarray]:
         """{name: zero-copy view} of the state buffers (torch's names: "momentum_buffer",
         "exp_avg", ...; none for plain SGD), each as long as the optimized parameters
         together, laid out as their pieces of the flat parameter buffer."""
         return self._impl.state()
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters, step count and state buffers (copies)."""
         return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(),
                 "steps": self.steps,
                 "state": {k: v.copy() for k, v in self.state_buffers().items()}}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("type") != type(self).__name__:
             raise ValueError(f"state is for {state.get('type')!r}, not {type(self).__name__}")
         buffers = self.state_buffers()
@@ -148,12 +153,12 @@ class Optimizer:
                 setattr(self, name, state["hyperparameters"][name])
         self._impl.steps = int(state["steps"])
 
-    def _fixed_part(self, name: str, value):
+    def _fixed_part(self, name: str, value: Any) -> Any:
         """What of hyper-parameter `name` no schedule changes, which a loaded state must
         match (None: all of it may change)."""
         return None if name in self.scheduled else _plain(value)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
 
@@ -194,14 +199,14 @@ def _ranges(params):
     return merged
 
 
-def _momentum_property():
+def _momentum_property() -> property:
     """The `momentum` of SGD and RMSprop, changeable between steps (OneCycleLR cycles it),
     but not to or from 0: the momentum buffer exists only when built with momentum > 0."""
 
-    def get(self) -> float:
-        return self._impl.config.momentum
+    def get(self: Optimizer) -> float:
+        return float(self._impl.config.momentum)
 
-    def set(self, value) -> None:
+    def set(self: Optimizer, value: float) -> None:
         value = _checks.real(value, "momentum", low=0.0)
         if (value > 0) != (self._impl.config.momentum > 0):
             raise ValueError(f"momentum cannot change from {self._impl.config.momentum} to "
@@ -210,7 +215,7 @@ def _momentum_property():
                              "with the momentum it needs")
         self._update_config(momentum=value)
 
-    return property(get, set, doc=get.__doc__)
+    return property(get, set, doc=_momentum_property.__doc__)
 
 
 def _nonneg(**values):
@@ -233,8 +238,9 @@ class SGD(Optimizer):
     scheduled = ("lr", "momentum")
     momentum = _momentum_property()
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False, *, maximize=False):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False, *, maximize: bool = False) -> None:
         hyper = _nonneg(lr=lr, momentum=momentum, weight_decay=weight_decay)
         hyper["dampening"] = _checks.real(dampening, "dampening")
         if nesterov and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
@@ -250,31 +256,33 @@ class Adam(Optimizer):
     _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
     scheduled = ("lr", "betas")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, *, maximize=False):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3,
+                 betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:
         b1, b2 = _beta(betas)
         super().__init__(params, beta1=b1, beta2=b2, amsgrad=bool(amsgrad),
                          maximize=bool(maximize),
                          **_nonneg(lr=lr, eps=eps, weight_decay=weight_decay))
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict[str, Any]:
         h = super().hyperparameters()
         h["betas"] = (h.pop("beta1"), h.pop("beta2"))
         return h
 
-    def _fixed_part(self, name, value):
+    def _fixed_part(self, name: str, value: Any) -> Any:
         if name == "betas":  # schedules change beta1 only
             return float(value[1])
         return super()._fixed_part(name, value)
 
     @property
-    def betas(self) -> tuple:
+    def betas(self) -> tuple[float, float]:
         """(beta1, beta2), changeable between steps (OneCycleLR cycles beta1)."""
         config = self._impl.config
         return (config.beta1, config.beta2)
 
     @betas.setter
-    def betas(self, value) -> None:
+    def betas(self, value: Sequence[float]) -> None:
         beta1, beta2 = _beta(value)
         self._update_config(beta1=beta1, beta2=beta2)
 
@@ -284,8 +292,10 @@ class AdamW(Adam):
 
     kind = _core.OptimizerKind.AdamW
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3,
+                 betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, maximize=maximize)
 
@@ -299,8 +309,9 @@ class RMSprop(Optimizer):
     scheduled = ("lr", "momentum")
     momentum = _momentum_property()
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, *, maximize=False):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False, *, maximize: bool = False) -> None:
         super().__init__(params, centered=bool(centered), maximize=bool(maximize),
                          **_nonneg(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                    momentum=momentum))
@@ -312,17 +323,19 @@ class Adagrad(Optimizer):
     kind = _core.OptimizerKind.Adagrad
     _hyper = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
 
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False):
-        super().__init__(params, maximize=bool(maximize), **_nonneg(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                           initial_accumulator_value=initial_accumulator_value,
-                                           eps=eps))
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+                 eps: float = 1e-10, *, maximize: bool = False) -> None:
+        super().__init__(params, maximize=bool(maximize),
+                         **_nonneg(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                   initial_accumulator_value=initial_accumulator_value,
+                                   eps=eps))
 
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 
 
-def clip_grad_norm_(params, max_norm: float) -> float:
+def clip_grad_norm_(params: Union[Any, Iterable[Parameter]], max_norm: float) -> float:
     """Rescales the gradients by min(1, max_norm / (norm + 1e-6)), norm being their global L2
     norm, exactly as torch.nn.utils.clip_grad_norm_ (so a norm equal to max_norm is still
     scaled, by 1 - 1e-6 / max_norm); returns the norm before clipping. params: a model or its

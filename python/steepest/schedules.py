@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import bisect
 import math
+from typing import Any, Optional, Sequence
 
 from . import _checks
 from .callbacks import Callback, _monitored
 from .optim import SGD, Adam, Optimizer, RMSprop
 
 
-def _check_optimizer(optimizer) -> None:
+def _check_optimizer(optimizer: Any) -> None:
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a steepest optimizer, got {optimizer!r}")
 
@@ -39,7 +40,7 @@ class LRScheduler(Callback):
     per_batch = False
     _initial = False  # True while the constructor applies the epoch-0 value (torch's _is_initial)
 
-    def __init__(self, optimizer):
+    def __init__(self, optimizer: Optimizer) -> None:
         _check_optimizer(optimizer)
         self.optimizer = optimizer
         if optimizer.initial_lr is None:
@@ -61,7 +62,7 @@ class LRScheduler(Callback):
         form)."""
         raise NotImplementedError
 
-    def closed_form_lr(self):
+    def closed_form_lr(self) -> Optional[float]:
         """The lr at last_epoch from base_lr alone, for the schedules that have one (None
         otherwise): what SequentialLR applies when it switches to this scheduler."""
         return None
@@ -85,19 +86,19 @@ class LRScheduler(Callback):
         """One step back in the count (SequentialLR, before it restarts its first scheduler)."""
         self.last_epoch -= 1
 
-    def get_last_lr(self) -> list:
+    def get_last_lr(self) -> list[float]:
         """[the lr this scheduler set last] (a list, as torch's one entry per param group)."""
         return [self._last_lr]
 
     # -- fit ----------------------------------------------------------------------------------
-    def on_train_begin(self, model, optimizer):
+    def on_train_begin(self, model: Any, optimizer: Any) -> None:
         self.model = model  # keeps its own optimizer
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if not self.per_batch:
             self.step()
 
-    def on_batch_end(self, batch, logs):
+    def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
         self.step()
 
     def wants_batches(self) -> bool:
@@ -106,10 +107,10 @@ class LRScheduler(Callback):
     # -- checkpoints ---------------------------------------------------------------------------
     _state = ("last_epoch", "base_lr", "_last_lr")  # what changes as it steps
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._state}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in self._state:
             setattr(self, name, state[name])
 
@@ -118,45 +119,46 @@ class StepLR(LRScheduler):
     """Multiplies the lr by gamma every step_size epochs: base_lr * gamma ** (epoch //
     step_size) alone."""
 
-    def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         self.step_size = _checks.integer(step_size, "step_size", low=1)
         self.gamma = _checks.real(gamma, "gamma", low=0.0)
         super().__init__(optimizer)
 
-    def get_lr(self):
+    def get_lr(self) -> float:
         lr = self.optimizer.lr
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return lr
         return lr * self.gamma
 
-    def closed_form_lr(self):
+    def closed_form_lr(self) -> Optional[float]:
         return self.base_lr * self.gamma ** (self.last_epoch // self.step_size)
 
 
 class ExponentialLR(LRScheduler):
     """Multiplies the lr by gamma every epoch: base_lr * gamma ** epoch alone."""
 
-    def __init__(self, optimizer, gamma: float):
+    def __init__(self, optimizer: Optimizer, gamma: float) -> None:
         self.gamma = _checks.real(gamma, "gamma", low=0.0)
         super().__init__(optimizer)
 
-    def get_lr(self):
+    def get_lr(self) -> float:
         lr = self.optimizer.lr
         return lr if self._initial else lr * self.gamma
 
-    def closed_form_lr(self):
+    def closed_form_lr(self) -> Optional[float]:
         return self.base_lr * self.gamma ** self.last_epoch
 
 
 class ConstantLR(LRScheduler):
     """Multiplies the lr by factor until epoch total_iters, then restores it."""
 
-    def __init__(self, optimizer, factor: float = 1.0 / 3, total_iters: int = 5):
+    def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3,
+                 total_iters: int = 5) -> None:
         self.factor = _checks.real(factor, "factor", low=0.0, high=1.0, low_open=True)
         self.total_iters = _checks.integer(total_iters, "total_iters", low=0)
         super().__init__(optimizer)
 
-    def get_lr(self):
+    def get_lr(self) -> float:
         lr = self.optimizer.lr
         if self.last_epoch == 0:
             return lr * self.factor
@@ -164,7 +166,7 @@ class ConstantLR(LRScheduler):
             return lr
         return lr * (1.0 / self.factor)
 
-    def closed_form_lr(self):
+    def closed_form_lr(self) -> Optional[float]:
         return self.base_lr * (self.factor + (self.last_epoch >= self.total_iters)
                                * (1 - self.factor))
 
@@ -173,15 +175,15 @@ class LinearLR(LRScheduler):
     """Scales the lr linearly from start_factor to end_factor over total_iters epochs, then
     keeps it."""
 
-    def __init__(self, optimizer, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
-                 total_iters: int = 5):
+    def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3,
+                 end_factor: float = 1.0, total_iters: int = 5) -> None:
         self.start_factor = _checks.real(start_factor, "start_factor", low=0.0, high=1.0,
                                          low_open=True)
         self.end_factor = _checks.real(end_factor, "end_factor", low=0.0, high=1.0)
         self.total_iters = _checks.integer(total_iters, "total_iters", low=1)
         super().__init__(optimizer)
 
-    def get_lr(self):
+    def get_lr(self) -> float:
         lr = self.optimizer.lr
         if self.last_epoch == 0:
             return lr * self.start_factor
@@ -191,7 +193,7 @@ class LinearLR(LRScheduler):
         return lr * (1.0 + change / (self.total_iters * self.start_factor
                                      + (self.last_epoch - 1) * change))
 
-    def closed_form_lr(self):
+    def closed_form_lr(self) -> Optional[float]:
         return self.base_lr * (self.start_factor + (self.end_factor - self.start_factor)
                                * min(self.total_iters, self.last_epoch) / self.total_iters)
 
@@ -200,7 +202,8 @@ class LinearWarmup(LinearLR):
     """Linear warm-up from start_factor * lr to lr over warmup_epochs: LinearLR with
     end_factor 1."""
 
-    def __init__(self, optimizer, warmup_epochs: int, start_factor: float = 0.1):
+    def __init__(self, optimizer: Optimizer, warmup_epochs: int,
+                 start_factor: float = 0.1) -> None:
         self.warmup_epochs = _checks.integer(warmup_epochs, "warmup_epochs", low=1)
         super().__init__(optimizer, start_factor=start_factor, end_factor=1.0,
                          total_iters=self.warmup_epochs)
@@ -210,19 +213,19 @@ class PolynomialLR(LRScheduler):
     """Decays the lr to 0 over total_iters epochs: base_lr * (1 - epoch / total_iters) **
     power alone."""
 
-    def __init__(self, optimizer, total_iters: int = 5, power: float = 1.0):
+    def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0) -> None:
         self.total_iters = _checks.integer(total_iters, "total_iters", low=1)
         self.power = _checks.real(power, "power")
         super().__init__(optimizer)
 
-    def get_lr(self):
+    def get_lr(self) -> float:
         lr = self.optimizer.lr
         if self._initial or self.last_epoch > self.total_iters:
             return lr
         t, n = self.last_epoch, self.total_iters
         return lr * ((1.0 - t / n) / (1.0 - (t - 1) / n)) ** self.power
 
-    def closed_form_lr(self):
+    def closed_form_lr(self) -> Optional[float]:
         return self.base_lr * (1.0 - min(self.total_iters, self.last_epoch)
                                / self.total_iters) ** self.power
 
@@ -231,12 +234,12 @@ class CosineAnnealingLR(LRScheduler):
     """Cosine annealing from the lr to eta_min over T_max epochs (and back up over the next
     T_max): eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2 alone."""
 
-    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         self.T_max = _checks.integer(T_max, "T_max", low=1)
         self.eta_min = _checks.real(eta_min, "eta_min", low=0.0)
         super().__init__(optimizer)
 
-    def get_lr(self):
+    def get_lr(self) -> float:
         lr, t, T = self.optimizer.lr, self.last_epoch, self.T_max
         if self._initial:
             return lr
@@ -245,7 +248,7 @@ class CosineAnnealingLR(LRScheduler):
         return ((1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T))
                 * (lr - self.eta_min) + self.eta_min)
 
-    def closed_form_lr(self):
+    def closed_form_lr(self) -> Optional[float]:
         return self.eta_min + (self.base_lr - self.eta_min) * (
             1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
 
@@ -255,18 +258,19 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     T_mult times the last (SGDR). As in torch it sets the lr from base_lr (it does not
     chain); step(epoch) also takes a fractional epoch (epoch + batch / batches)."""
 
-    def __init__(self, optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0):
+    def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1,
+                 eta_min: float = 0.0) -> None:
         self.T_0 = self.T_i = _checks.integer(T_0, "T_0", low=1)
         self.T_mult = _checks.integer(T_mult, "T_mult", low=1)
         self.eta_min = _checks.real(eta_min, "eta_min", low=0.0)
         self.T_cur = -1
         super().__init__(optimizer)
 
-    def get_lr(self):
+    def get_lr(self) -> float:
         return self.eta_min + (self.base_lr - self.eta_min) * (
             1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
 
-    def step(self, epoch=None) -> None:
+    def step(self, epoch: Optional[float] = None) -> None:
         if epoch is None and self.last_epoch < 0:
             epoch = 0
         if epoch is None:
@@ -305,11 +309,12 @@ class OneCycleLR(LRScheduler):
 
     per_batch = True
 
-    def __init__(self, optimizer, max_lr: float, total_steps: int = None, epochs: int = None,
-                 steps_per_epoch: int = None, pct_start: float = 0.3, anneal_strategy="cos",
+    def __init__(self, optimizer: Optimizer, max_lr: float, total_steps: Optional[int] = None,
+                 epochs: Optional[int] = None, steps_per_epoch: Optional[int] = None,
+                 pct_start: float = 0.3, anneal_strategy: str = "cos",
                  cycle_momentum: bool = True, base_momentum: float = 0.85,
                  max_momentum: float = 0.95, div_factor: float = 25.0,
-                 final_div_factor: float = 1e4, three_phase: bool = False):
+                 final_div_factor: float = 1e4, three_phase: bool = False) -> None:
         _check_optimizer(optimizer)
         self.optimizer = optimizer
         if total_steps is not None:
@@ -362,18 +367,18 @@ class OneCycleLR(LRScheduler):
             self._set_momentum(self.max_momentum)
         super().__init__(optimizer)
 
-    def _anneal(self, start, end, pct):
+    def _anneal(self, start: float, end: float, pct: float) -> float:
         if self.anneal_strategy == "cos":
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
-    def _set_momentum(self, value) -> None:
+    def _set_momentum(self, value: float) -> None:
         if isinstance(self.optimizer, Adam):
             self.optimizer.betas = (value, self.optimizer.betas[1])
         else:
             self.optimizer.momentum = value
 
-    def get_lr(self):
+    def get_lr(self) -> float:
         step = self.last_epoch
         if step > self.total_steps:
             raise ValueError(f"OneCycleLR stepped {step} times, more than its total_steps "
@@ -399,8 +404,10 @@ class ReduceLROnPlateau(LRScheduler):
     threshold)) or "abs" (beyond best -/+ threshold), as torch. It changes the lr where it
     is, so it composes with the other schedules; step(value) outside fit."""
 
-    def __init__(self, optimizer, monitor="val_loss", mode="min", factor=0.1, patience=10,
-                 threshold=1e-4, min_lr=0.0, *, threshold_mode="rel", cooldown=0, eps=1e-8):
+    def __init__(self, optimizer: Optimizer, monitor: str = "val_loss", mode: str = "min",
+                 factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
+                 min_lr: float = 0.0, *, threshold_mode: str = "rel", cooldown: int = 0,
+                 eps: float = 1e-8) -> None:
         _check_optimizer(optimizer)  # like torch's, it neither sets nor reads initial_lr
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -426,7 +433,7 @@ class ReduceLROnPlateau(LRScheduler):
                             else self.best - self.threshold)
         return value > (self.best * (1 + self.threshold) if rel else self.best + self.threshold)
 
-    def step(self, value: float = None) -> None:
+    def step(self, value: Optional[float] = None) -> None:
         if value is None:
             raise TypeError("ReduceLROnPlateau.step needs the monitored value")
         value = float(value)
@@ -446,7 +453,7 @@ class ReduceLROnPlateau(LRScheduler):
             self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
         self._last_lr = self.optimizer.lr
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         self.step(_monitored(logs, self.monitor, "ReduceLROnPlateau"))
 
     def wants_batches(self) -> bool:
@@ -455,7 +462,8 @@ class ReduceLROnPlateau(LRScheduler):
     _state = LRScheduler._state + ("best", "num_bad_epochs", "cooldown_counter")
 
 
-def _check_children(optimizer, schedulers, who: str) -> list:
+def _check_children(optimizer: Optimizer, schedulers: Sequence[LRScheduler],
+                    who: str) -> list[LRScheduler]:
     schedulers = list(schedulers)
     if not schedulers:
         raise ValueError(f"{who} needs at least one scheduler")
@@ -477,10 +485,10 @@ class _Composite(LRScheduler):
         for s in self.schedulers:
             s._undo_step()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "schedulers": [s.state_dict() for s in self.schedulers]}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         for s, child in zip(self.schedulers, state["schedulers"]):
             s.load_state_dict(child)
@@ -491,7 +499,8 @@ class SequentialLR(_Composite):
     restarted from base_lr (torch.optim.lr_scheduler.SequentialLR, e.g. a LinearLR warm-up
     then a CosineAnnealingLR). Pass only the SequentialLR to fit, not its schedulers."""
 
-    def __init__(self, optimizer, schedulers, milestones):
+    def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler],
+                 milestones: Sequence[int]) -> None:
         _check_optimizer(optimizer)
         self.schedulers = _check_children(optimizer, schedulers, "SequentialLR")
         self.milestones = [_checks.integer(m, f"milestones[{i}]", low=0)
@@ -524,7 +533,8 @@ class ChainedScheduler(_Composite):
     """Steps all of schedulers at once, in order (torch.optim.lr_scheduler.ChainedScheduler):
     their factors compose. Pass only the ChainedScheduler to fit, not its schedulers."""
 
-    def __init__(self, schedulers, optimizer=None):
+    def __init__(self, schedulers: Sequence[LRScheduler],
+                 optimizer: Optional[Optimizer] = None) -> None:
         schedulers = list(schedulers)
         if optimizer is None and schedulers and isinstance(schedulers[0], LRScheduler):
             optimizer = schedulers[0].optimizer
