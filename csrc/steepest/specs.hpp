@@ -88,6 +88,7 @@ struct EpochStats {
   double bad_loss = 0.0;   // the offending loss when status is NonFinite*
   std::vector<double> grad_norms;  // per Dense layer: mean over steps of ||grad||_2
   double step_loss = 0.0;  // during the epoch (train_epoch's progress): the last step's loss
+  double sum_seconds = 0.0;  // data-parallel: time spent summing gradients over the processes
 };
 
 }  // namespace steepest

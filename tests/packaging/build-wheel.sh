@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the wheel, repairs it into a manylinux wheel and smoke-tests it in a fresh virtual
-# environment. Run from anywhere: bash tools/build-wheel.sh [OUT_DIR]   (default: dist/)
+# environment. Run from anywhere: bash tests/packaging/build-wheel.sh [OUT_DIR]   (default: dist/)
 #
 #   1. pip wheel: a linux_x86_64 wheel (the C++ core compiled here, against scipy-openblas32);
 #   2. auditwheel repair --exclude libscipy_openblas.so: the manylinux tag, with every other
@@ -9,7 +9,7 @@
 #   3. a fresh venv installs the repaired wheel alone and trains, saves and loads a model
 #      from outside the source tree.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="$(mkdir -p "${1:-$root/dist}" && cd "${1:-$root/dist}" && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
