@@ -318,6 +318,9 @@ KILLED_DURING_WRITE = textwrap.dedent("""
     path, out, kill = sys.argv[1], sys.argv[2], sys.argv[3] == "kill"
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(120, 6)), rng.integers(0, 3, 120)
+    if len(sys.argv) > 4:  # the same data read in place: two shards of X, a memory map of y
+        X = [os.path.join(sys.argv[4], name) for name in ("x0.npy", "x1.npy")]
+        y = np.load(os.path.join(sys.argv[4], "y.npy"), mmap_mode="r")
     if kill:  # the second checkpoint dies half written, with its temporary on disk
         savez, calls = np.savez, []
 
@@ -357,6 +360,78 @@ def test_a_kill_during_the_checkpoint_write_leaves_nothing_behind_after_the_next
     straight = train(tmp_path / "ref.ckpt", tmp_path / "ref.npy", "straight")
     assert straight.returncode == 0, straight.stderr
     np.testing.assert_array_equal(np.load(run / "out.npy"), np.load(tmp_path / "ref.npy"))
+
+
+READER = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import steepest as st
+
+    folder, stop = sys.argv[1], sys.argv[2]
+    model = st.Sequential(st.Dense(6, 5), st.Tanh(), st.Dense(5, 3), seed=9)
+    shards = [os.path.join(folder, name) for name in ("x0.npy", "x1.npy")]
+    y = np.load(os.path.join(folder, "y.npy"), mmap_mode="r")
+    outputs, reads = set(), 0
+    while True:
+        finished = os.path.exists(stop)  # one more read once the training is over
+        out = model.predict(shards)
+        loss = model.evaluate(shards, y, loss=st.losses.CrossEntropy())["loss"]
+        outputs.add((out.tobytes(), loss))
+        reads += 1
+        if finished:
+            break
+    (out, loss), = outputs
+    np.save(os.path.join(folder, "read.npy"), np.frombuffer(out, np.float32))
+    print(reads)
+""")
+
+
+def test_a_run_on_memory_maps_killed_mid_write_resumes_bitwise_beside_a_reader(tmp_path):
+    """The killed-checkpoint run again, on data read in place (two .npy shards of X, a memory
+    map of y) while another process keeps predicting and evaluating from the same files: the
+    next run removes the temporary and resumes to the weights of an uninterrupted run in
+    memory; the reader sees the same results on every read, those of the data in memory; the
+    files are unchanged."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(120, 6)), rng.integers(0, 3, 120)
+    data, run = tmp_path / "data", tmp_path / "runs"
+    data.mkdir()
+    run.mkdir()
+    np.save(data / "x0.npy", X[:50])
+    np.save(data / "x1.npy", X[50:])
+    np.save(data / "y.npy", y)
+    digest = {name: hashlib.sha1((data / name).read_bytes()).hexdigest()
+              for name in sorted(os.listdir(data))}
+    (tmp_path / "train.py").write_text(KILLED_DURING_WRITE)
+    (tmp_path / "read.py").write_text(READER)
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, str(tmp_path / "read.py"), str(data), str(stop)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def train(ckpt, out, mode, *folder):
+        return subprocess.run([sys.executable, str(tmp_path / "train.py"), str(ckpt), str(out),
+                               mode, *folder], capture_output=True, text=True, timeout=120)
+
+    try:
+        killed = train(run / "run.ckpt", run / "out.npy", "kill", str(data))
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert len(os.listdir(run)) == 2  # the first checkpoint and the second's temporary
+        resumed = train(run / "run.ckpt", run / "out.npy", "resume", str(data))
+        assert resumed.returncode == 0, resumed.stderr
+        assert sorted(os.listdir(run)) == ["out.npy", "run.ckpt"]
+    finally:
+        stop.touch()
+        out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, err
+    assert int(out) >= 2
+    straight = train(tmp_path / "ref.ckpt", tmp_path / "ref.npy", "straight")
+    assert straight.returncode == 0, straight.stderr
+    np.testing.assert_array_equal(np.load(run / "out.npy"), np.load(tmp_path / "ref.npy"))
+    reference = st.Sequential(st.Dense(6, 5), st.Tanh(), st.Dense(5, 3), seed=9)
+    np.testing.assert_array_equal(np.load(data / "read.npy"),
+                                  reference.predict(X.astype(np.float32)).ravel())
+    assert digest == {name: hashlib.sha1((data / name).read_bytes()).hexdigest()
+                      for name in digest}
 
 
 class Marker(st.callbacks.Callback):
