@@ -61,7 +61,7 @@ def labels(y, name: str, n_samples: int, n_classes: int) -> np.ndarray:
             raise TypeError(f"{name} must hold integer class labels, got non-integral floats")
     elif y.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-    _same_length(y, name, n_samples)
+    same_length(y, name, n_samples)
     if y.size and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(
             f"{name} holds labels in [{y.min()}, {y.max()}] but the model has {n_classes} "
@@ -80,7 +80,7 @@ def values(y, name: str, n_samples: int, n_outputs: int, dtype: np.dtype) -> np.
             f"{name} must have shape (samples, {n_outputs}) to match the model's outputs, "
             f"got {y.shape}"
         )
-    _same_length(y, name, n_samples)
+    same_length(y, name, n_samples)
     return _convert(y, name, dtype)
 
 
@@ -94,7 +94,7 @@ def _convert(a: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def _same_length(y: np.ndarray, name: str, n_samples: int) -> None:
+def same_length(y: np.ndarray, name: str, n_samples: int) -> None:
     if y.shape[0] != n_samples:
         raise ValueError(f"{name} has {y.shape[0]} samples but X has {n_samples}")
 

@@ -2,7 +2,8 @@
 
 A file is a zip archive of .npy arrays (numpy's .npz layout, so any numpy can read it) that
 never holds pickled objects: ``__steepest__``, a uint8 array holding a UTF-8 JSON header with
-at least ``{"format": kind, "version": 1}``, and named numeric arrays.
+at least ``{"format": kind, "version": 1}``, and named arrays of plain dtypes (numbers,
+booleans, fixed-width strings). The same bytes serve pickling (``archive_bytes``).
 
 Writing is atomic (a temporary file in the same folder, flushed, fsynced, then renamed over
 the target), so a crash leaves either the old file or the new one. Reading checks the format
@@ -12,6 +13,7 @@ anything else is a ValueError. Reading never executes code.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -27,14 +29,27 @@ _MAX_HEADER_BYTES = 1 << 24
 
 def write_archive(path, header: dict, arrays: dict) -> None:
     """Atomically writes header (JSON-able) and named arrays to path."""
+    payload = _payload(header, arrays)
+    atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+def archive_bytes(header: dict, arrays: dict) -> bytes:
+    """The bytes write_archive would write (what pickling a steepest object holds);
+    read_archive reads them back."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **_payload(header, arrays))
+    return buffer.getvalue()
+
+
+def _payload(header: dict, arrays: dict) -> dict:
     text = json.dumps(header, default=_json_default)
     payload = {HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}
     for name, a in arrays.items():
         a = np.asarray(a)
         if a.dtype.hasobject:
-            raise TypeError(f"array {name!r} holds Python objects; only numeric arrays are saved")
+            raise TypeError(f"array {name!r} holds Python objects; only plain arrays are saved")
         payload[name] = a
-    atomic_write(path, lambda f: np.savez(f, **payload))
+    return payload
 
 
 def atomic_write(path, write) -> None:
@@ -81,13 +96,17 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in a steepest file header")
 
 
-def read_archive(path, kind: str, expected_shapes=None):
-    """Reads (header, arrays) of a file written by write_archive with header format `kind`.
+def read_archive(source, kind: str, expected_shapes=None):
+    """Reads (header, arrays) of a file written by write_archive with header format `kind`,
+    from a path or from bytes (archive_bytes).
 
     expected_shapes(header) -> {name: (shape, dtype)} says which arrays must be present;
     every declared shape is checked before data is read."""
-    path = os.fspath(path)
-    fh = open(path, "rb")  # a missing or unreadable file is an OSError, not a ValueError
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        path, fh = "<bytes>", io.BytesIO(source)
+    else:
+        path = os.fspath(source)
+        fh = open(path, "rb")  # a missing or unreadable file is an OSError, not a ValueError
     try:
         with fh, zipfile.ZipFile(fh) as z:
             members = {n[:-4]: n for n in z.namelist() if n.endswith(".npy")}

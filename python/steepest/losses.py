@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _checks, _core
+from . import _checks, _core, labels
 
 
 class Loss:
     kind = None
-    classification = False  # integer labels (CrossEntropy) instead of real targets
+    classification = False  # targets are class labels: evaluate reports accuracy
 
     def __init__(self):
         self._spec = _core.LossSpec()
         self._spec.kind = self.kind
         self._grad = None
 
-    def targets(self, y, n_samples: int, n_outputs: int, dtype, name: str = "y") -> np.ndarray:
-        """Validated, converted targets for a model with n_outputs outputs."""
+    def targets(self, y, n_samples: int, n_outputs: int, dtype, name: str = "y",
+                classes=None) -> np.ndarray:
+        """Validated, converted targets for a model with n_outputs outputs. classes: the
+        label of each output (see steepest.labels) for the classification losses."""
         return _checks.values(y, name, n_samples, n_outputs, dtype)
 
     def forward(self, out, y) -> float:
@@ -84,15 +86,49 @@ class Huber(Loss):
 
 
 class BinaryCrossEntropy(Loss):
-    """Binary cross-entropy on logits with targets in [0, 1] (torch.nn.BCEWithLogitsLoss)."""
+    """Binary cross-entropy on logits with targets in [0, 1] (torch.nn.BCEWithLogitsLoss).
+
+    One output is a binary classifier: its targets may also be any two labels (strings,
+    booleans, {1, 2}, ...), which fit maps to 0 and 1 through the model's classes_. Several
+    outputs are a multi-label classifier: targets (N, outputs) in [0, 1]."""
 
     kind = _core.LossKind.BinaryCrossEntropy
+    classification = True
 
-    def targets(self, y, n_samples, n_outputs, dtype, name="y"):
+    def targets(self, y, n_samples, n_outputs, dtype, name="y", classes=None):
+        if classes is not None and n_outputs == 1:  # two labels: negative, positive
+            index = labels.encode(y, classes, name)
+            _checks.same_length(index, name, n_samples)
+            return index.astype(dtype)[:, None]
+        _refuse_unmapped_labels(y, name)
         y = super().targets(y, n_samples, n_outputs, dtype, name)
         if y.size and (y.min() < 0 or y.max() > 1):
             raise ValueError(f"{name} must hold probabilities in [0, 1] for BinaryCrossEntropy")
         return y
+
+    def learn_classes(self, y, n_outputs: int, name: str = "y"):
+        """None when y are targets in [0, 1] (used as they are); else, for one output, the
+        two distinct labels of y, sorted: [negative, positive]."""
+        if n_outputs != 1 or _in_unit_interval(y):
+            return None
+        classes = np.unique(labels.label_array(y, name))
+        if classes.size != 2:
+            raise ValueError(
+                f"{name} holds {classes.size} distinct labels {labels.preview(classes)}; one "
+                "output trained with BinaryCrossEntropy needs two (negative, positive) or "
+                "targets in [0, 1]")
+        return classes
+
+    @staticmethod
+    def correct(out: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per row: every output on the right side of 0 (subset accuracy, as scikit-learn's
+        accuracy_score for several labels)."""
+        return ((out > 0) == (y > 0.5)).all(axis=1)
+
+    @staticmethod
+    def probabilities(out: np.ndarray) -> np.ndarray:
+        """The probability of each label (N, outputs): the sigmoid of each logit."""
+        return sigmoid(out)
 
 
 class CrossEntropy(Loss):
@@ -107,8 +143,37 @@ class CrossEntropy(Loss):
         self.label_smoothing = self._spec.label_smoothing = _checks.real(
             label_smoothing, "label_smoothing", low=0.0, high=1.0)
 
-    def targets(self, y, n_samples, n_outputs, dtype, name="y"):
+    def targets(self, y, n_samples, n_outputs, dtype, name="y", classes=None):
+        if classes is not None:
+            index = labels.encode(y, classes, name)
+            _checks.same_length(index, name, n_samples)
+            return index
+        _refuse_unmapped_labels(y, name)
         return _checks.labels(y, name, n_samples, n_outputs)
+
+    def learn_classes(self, y, n_outputs: int, name: str = "y"):
+        """None when y are class indices in [0, n_outputs) (used as they are); else the
+        distinct labels of y, sorted, one per output."""
+        y = labels.label_array(y, name)
+        if y.dtype.kind in "iuf" and y.size and y.min() >= 0 and y.max() < n_outputs:
+            return None
+        classes = np.unique(y)
+        if classes.size != n_outputs:
+            raise ValueError(
+                f"{name} holds {classes.size} distinct labels {labels.preview(classes)} but "
+                f"the model has {n_outputs} outputs: CrossEntropy needs one output per class "
+                f"(as class indices, labels must be in [0, {n_outputs - 1}])")
+        return classes
+
+    @staticmethod
+    def correct(out: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per row: the largest logit at the label's index."""
+        return out.argmax(axis=1) == y
+
+    @staticmethod
+    def probabilities(out: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C): the softmax of the logits."""
+        return softmax(out)
 
     def config(self):
         return {"type": "CrossEntropy", "label_smoothing": self.label_smoothing}
@@ -116,6 +181,35 @@ class CrossEntropy(Loss):
     def __repr__(self):
         ls = f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
         return f"CrossEntropy({ls})"
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of logits (N, C), in z's dtype; each row on its own (a row's result
+    does not depend on the others)."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-z)) elementwise, in z's dtype, without overflow on either tail."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+
+
+def _refuse_unmapped_labels(y, name: str) -> None:
+    """Labels that are no numbers (strings, booleans) need the model's classes_."""
+    kind = np.asarray(y).dtype.kind
+    if kind in "bOSU":
+        raise TypeError(f"{name} holds labels of dtype {np.asarray(y).dtype}, which the "
+                        "model maps to outputs through classes_, but it has none: train it "
+                        "on these labels first (fit or train_step) or set model.classes_")
+
+
+def _in_unit_interval(y) -> bool:
+    """True for numeric (not boolean) y whose values are all in [0, 1]."""
+    y = np.asarray(y)
+    return (y.dtype.kind in "iuf" and y.size > 0 and bool(np.isfinite(y).all())
+            and y.min() >= 0 and y.max() <= 1)
 
 
 LOSSES = {cls.__name__: cls for cls in (MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy)}

@@ -4,18 +4,24 @@ The model owns the core network (``_net``); with steepest.optim it is the only P
 that touches the binding objects. Everything else goes through its public methods: flat
 views of the buffers, the random generator's state, every layer's output, per-layer gradient
 norms, and the trainer's entry points (check_data, train_epoch, evaluate_checked).
+
+A classifier keeps the labels it was trained on (``classes_``, see steepest.labels), so that
+predict_classes returns them; pickling, copy.deepcopy and joblib go through the model file's
+bytes (steepest.saving), never through pickled objects.
 """
 from __future__ import annotations
 
 import collections
 import math
+import warnings
 
 import numpy as np
 
-from . import _checks, _core, saving, training
+from . import _checks, _core, labels, saving, training
 from .errors import TrainingDiverged
-from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
-from .losses import LOSSES, check_loss
+from .layers import (Dense, Layer, Sigmoid, Softmax, layer_config, layer_from_config,
+                     parameter_table)
+from .losses import LOSSES, BinaryCrossEntropy, CrossEntropy, check_loss, sigmoid, softmax
 from .optim import check_optimizer, clip_threshold
 from .parameter import Parameter
 
@@ -30,6 +36,12 @@ class Sequential:
 
     dtype: "float32" (default) or "float64". seed: initial weights, dropout masks and
     shuffling all come from it (None draws one at random; see ``model.seed``).
+
+    Classification: with CrossEntropy (or BinaryCrossEntropy) the targets may be class indices
+    0..C-1 (used as they are, as in torch) or any labels scikit-learn takes (strings,
+    booleans, {1, 2, 3}, integral floats): training on such labels sets ``classes_``, the
+    label of each output, and predict_classes returns labels. The losses take logits:
+    predict_proba gives probabilities.
     """
 
     def __init__(self, *layers: Layer, dtype="float32", seed=None):
@@ -55,6 +67,9 @@ class Sequential:
         params, grads = self._net.params, self._net.grads
         self._params = [Parameter(self, slot, params, grads) for slot in table]
         self._last = None  # (input, output shape) of the last forward, kept for backward
+        self._classes = None
+        self.multilabel = False  # trained with BinaryCrossEntropy on several outputs
+        self._losses_seen = set()  # loss types checked against the last layer (a warning once)
         self.history = None
         self.stop_training = False
 
@@ -78,6 +93,46 @@ class Sequential:
     @property
     def out_features(self) -> int:
         return self._net.layers[-1].out_features
+
+    # -- class labels -----------------------------------------------------------------------
+    @property
+    def classes_(self):
+        """The label of each output (a read-only 1-D array; for one output, [negative,
+        positive]), or None: the outputs' indices are the labels. Set by training on labels
+        that are not class indices; may be set by hand before training."""
+        return self._classes
+
+    @classes_.setter
+    def classes_(self, classes) -> None:
+        if classes is None:
+            self._classes = None
+            return
+        classes = labels.as_classes(classes, "classes_")
+        expected = 2 if self.out_features == 1 else self.out_features
+        if classes.size != expected:
+            raise ValueError(f"classes_ must hold {expected} labels for a model with "
+                             f"{self.out_features} output{'s' * (self.out_features > 1)}, "
+                             f"got {classes.size}")
+        self._classes = classes
+
+    def _note_training_loss(self, loss) -> None:
+        """Before training with loss: remembers a multi-label model and warns (once per loss
+        type) when a Sigmoid or Softmax feeds a loss that applies it itself."""
+        if loss.classification:
+            self.multilabel = isinstance(loss, BinaryCrossEntropy) and self.out_features > 1
+        if type(loss) in self._losses_seen:
+            return
+        self._losses_seen.add(type(loss))
+        if loss.classification and self._ends_with_probabilities():
+            inner = "softmax" if isinstance(loss, CrossEntropy) else "sigmoid"
+            warnings.warn(
+                f"the model ends with {type(self.layers[-1]).__name__}, but "
+                f"{type(loss).__name__} takes logits and applies the {inner} itself, so "
+                "training sees it twice and learns badly: remove the last layer "
+                "(predict_proba gives probabilities)", UserWarning, stacklevel=3)
+
+    def _ends_with_probabilities(self) -> bool:
+        return isinstance(self.layers[-1], (Sigmoid, Softmax))
 
     # -- parameters -------------------------------------------------------------------------
     def parameters(self) -> list:
@@ -169,12 +224,23 @@ class Sequential:
         _checks.check_finite(grad, "grad")
         self._net.backward(grad, True)
 
-    def check_data(self, X, y, loss, names=("X", "y")) -> tuple:
+    def check_data(self, X, y, loss, names=("X", "y"), training=False) -> tuple:
         """(X, y) validated and converted once for this model and loss: C-contiguous arrays of
-        the model's dtype (int64 labels for CrossEntropy). Errors name the arguments `names`.
-        train_epoch and evaluate_checked take data from here and check nothing again."""
+        the model's dtype (int64 class indices for CrossEntropy; labels are mapped through
+        classes_). Errors name the arguments `names`. With training (the data to train on),
+        labels that are not class indices set classes_, and the loss is checked against the
+        last layer. train_epoch and evaluate_checked take data from here and check nothing
+        again."""
         X = _checks.features(X, names[0], self.in_features, self.dtype)
-        return X, loss.targets(y, X.shape[0], self.out_features, self.dtype, names[1])
+        classes = self._classes
+        if training:
+            self._note_training_loss(loss)
+            if classes is None and loss.classification:
+                classes = loss.learn_classes(y, self.out_features, names[1])
+        y = loss.targets(y, X.shape[0], self.out_features, self.dtype, names[1], classes)
+        if classes is not None:
+            self.classes_ = classes
+        return X, y
 
     def train_step(self, x, y, loss, optimizer, clip_grad_norm=None) -> float:
         """zero_grad + forward + loss + backward + optimizer step in one C++ call; returns the
@@ -184,14 +250,15 @@ class Sequential:
         check_optimizer(optimizer, self)
         status = "unchecked"
         if (clip_grad_norm is None and type(x) is np.ndarray and type(y) is np.ndarray
-                and type(loss) in _FAST_LOSSES):
+                and type(loss) in _FAST_LOSSES and self._classes is None):
             # Fast path: arrays that need no conversion are validated by the core in one pass
             # (shapes, dtypes, finiteness, label range); anything else takes the path below.
+            self._note_training_loss(loss)
             status, value = self._net.train_step_checked(x, y, loss._spec, optimizer._impl, 0.0)
             if status != "unchecked":
                 self._last = None  # the core's forward state now belongs to this step
         if status == "unchecked":
-            x, y = self.check_data(x, y, loss, ("x", "y"))
+            x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
             clip = clip_threshold(clip_grad_norm)
             self._last = None  # the core's forward state now belongs to this step
             status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
@@ -252,10 +319,35 @@ class Sequential:
         return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
 
     def predict_classes(self, X) -> np.ndarray:
-        return self.predict(X).argmax(axis=1)
+        """Predicted labels (N,): the largest output's index, or for one output the sign of
+        its logit (0 or 1), mapped through classes_ when the model has them. A multi-label
+        model (trained with BinaryCrossEntropy on several outputs) gives 0/1 per output
+        (N, outputs). A model ending in Softmax or Sigmoid is thresholded at 0.5."""
+        out = self.predict(X)
+        threshold = 0.5 if self._ends_with_probabilities() else 0.0
+        if self.out_features == 1:
+            index = (out[:, 0] > threshold).astype(np.int64)
+        elif self.multilabel:
+            return (out > threshold).astype(np.int64)
+        else:
+            index = out.argmax(axis=1)
+        return index if self._classes is None else self._classes[index]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities from the outputs, which are logits for CrossEntropy and
+        BinaryCrossEntropy: the softmax over the outputs (N, C) of a multi-class model; the
+        sigmoid of each output (N, outputs) for one output (the positive class's probability,
+        as torch.sigmoid gives it) and for a multi-label model. A model ending in Softmax or
+        Sigmoid already outputs probabilities: they are returned as they are."""
+        out = self.predict(X)
+        if self._ends_with_probabilities():
+            return out
+        return sigmoid(out) if self.out_features == 1 or self.multilabel else softmax(out)
 
     def evaluate(self, X, y, loss) -> dict:
-        """{"loss": mean loss, "accuracy": fraction correct (classification losses)}."""
+        """{"loss": mean loss, "accuracy": fraction correct (classification losses: the
+        largest logit at the label for CrossEntropy, every logit on the target's side of 0
+        for BinaryCrossEntropy)}."""
         check_loss(loss)
         return self.evaluate_checked(*self.check_data(X, y, loss), loss)
 
@@ -265,19 +357,56 @@ class Sequential:
         out = self._net.infer(X)
         result = {"loss": _core.loss_forward(loss._spec, out, y)[0]}
         if loss.classification:
-            result["accuracy"] = float(np.mean(out.argmax(axis=1) == y))
+            result["accuracy"] = float(np.mean(loss.correct(out, y)))
         return result
 
     # -- description ------------------------------------------------------------------------
     def config(self) -> dict:
-        return {"layers": [layer_config(layer) for layer in self.layers],
-                "dtype": self.dtype.name, "seed": self.seed}
+        """A JSON-able description: layers, dtype, seed, and a classifier's "classes" (a
+        list) and "multilabel" when it has them."""
+        config = {"layers": [layer_config(layer) for layer in self.layers],
+                  "dtype": self.dtype.name, "seed": self.seed}
+        if self._classes is not None:
+            config["classes"] = self._classes.tolist()
+        if self.multilabel:
+            config["multilabel"] = True
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> Sequential:
-        """An untrained model of the architecture config() describes."""
-        return cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
-                   seed=config["seed"])
+        """An untrained model of the architecture config() describes (with its classes)."""
+        model = cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
+                    seed=config["seed"])
+        model._set_labels(config)
+        return model
+
+    def _set_labels(self, config: dict) -> None:
+        self.classes_ = config.get("classes")
+        self.multilabel = bool(config.get("multilabel", False))
+
+    # -- pickling, copy.deepcopy, joblib: the bytes of the model file -------------------------
+    def __getstate__(self) -> dict:
+        """The model file's bytes (architecture, parameters, classes) with the random
+        generator's state and the history: no pickled object, so unpickling runs no code
+        besides this class's."""
+        data = saving.to_bytes(self, rng_state=self.rng_state, history=self.history)
+        return {saving.MODEL_FORMAT: data}
+
+    def __setstate__(self, state: dict) -> None:
+        header, arrays = saving.read(state[saving.MODEL_FORMAT])
+        self._build(header, arrays, "<bytes>")
+        self.rng_state = header["rng_state"]
+        self.history = header["history"]
+
+    def _build(self, header: dict, arrays: dict, source) -> None:
+        """(Re)initializes this model from what saving.read returned."""
+        try:
+            Sequential.__init__(self, *[layer_from_config(c) for c in header["layers"]],
+                                dtype=header["dtype"], seed=header["seed"])
+            self._set_labels(header)
+        except (KeyError, TypeError, ValueError, MemoryError) as e:
+            raise ValueError(f"{source}: bad architecture in header: {e}") from None
+        self.load_state_dict(arrays)
 
     def __repr__(self):
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
@@ -307,11 +436,9 @@ class Sequential:
 
 
 def load(path) -> Sequential:
-    """Reads a model written by save(): same architecture, bit-identical parameters."""
+    """Reads a model written by save(): same architecture, bit-identical parameters, the same
+    classes_."""
     header, arrays = saving.read(path)
-    try:
-        model = Sequential.from_config(header)
-    except (KeyError, TypeError, ValueError, MemoryError) as e:
-        raise ValueError(f"{path}: bad architecture in header: {e}") from None
-    model.load_state_dict(arrays)
+    model = Sequential.__new__(Sequential)
+    model._build(header, arrays, path)
     return model

@@ -17,7 +17,7 @@ from . import checkpoint as _checkpoint
 from .callbacks import Callback, ConsoleLogger, ProgressBar
 from .diagnostics import Diagnostics
 from .errors import TrainingDiverged
-from .losses import check_loss
+from .losses import CrossEntropy, check_loss
 from .optim import check_optimizer, clip_threshold
 
 
@@ -27,7 +27,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     """Trains model on (X, y) as ``Sequential.fit`` documents; returns the history."""
     check_loss(loss)
     check_optimizer(optimizer, model)
-    X, y = model.check_data(X, y, loss)
+    X, y = model.check_data(X, y, loss, training=True)
     epochs = _checks.integer(epochs, "epochs", low=0)
     batch = X.shape[0] if batch_size is None else _checks.integer(batch_size, "batch_size",
                                                                   low=1)
@@ -51,7 +51,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         run = _checkpoint.fingerprint(model, optimizer, loss, X, y, batch, shuffle, clip)
 
     history = {"loss": [], "lr": [], "time": [], "grad_norm": []}
-    if loss.classification:
+    if counts_correct(loss):
         history["accuracy"] = []
     if val is not None:
         history["val_loss"] = []
@@ -109,11 +109,17 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) ->
                                loss=stats["bad_loss"])
     logs = {"loss": stats["loss"], "lr": lr, "time": time.perf_counter() - start,
             "grad_norm": stats["grad_norms"]}
-    if loss.classification:  # counted during the epoch, before each update
+    if counts_correct(loss):  # counted during the epoch, before each update
         logs["accuracy"] = stats["correct"] / max(stats["samples"], 1)
     if val is not None:
         logs.update({"val_" + k: v for k, v in model.evaluate_checked(*val, loss).items()})
     return logs
+
+
+def counts_correct(loss) -> bool:
+    """Whether the core counts the epoch's correct predictions (arg-max hits of the integer
+    labels of CrossEntropy; BinaryCrossEntropy's accuracy comes from evaluate)."""
+    return isinstance(loss, CrossEntropy)
 
 
 def reporters(verbose: int, epochs: int) -> list:
