@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -410,3 +411,34 @@ def test_pickled_estimator_predicts_and_trains_on_alike(tmp_path):
     assert out.stdout.split() == expected
     unfitted = pickle.loads(pickle.dumps(MLPRegressor(hidden_layer_sizes=[3, 4])))
     assert unfitted.get_params() == MLPRegressor(hidden_layer_sizes=[3, 4]).get_params()
+
+
+# -- the README's example ------------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+IMPORT = "from steepest.sklearn import MLPClassifier  # was: from sklearn.neural_network import ..."
+
+
+def readme_example() -> str:
+    """The python block of the README's scikit-learn section."""
+    if not README.is_file():
+        pytest.skip("the README is not next to the tests")
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## scikit-learn estimators"):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start:section.index("\n```", start)]
+
+
+@pytest.mark.parametrize("import_line", [
+    IMPORT, "from sklearn.neural_network import MLPClassifier"], ids=["steepest", "sklearn"])
+def test_the_readme_example_runs_unchanged_but_for_the_import(import_line, capsys):
+    pytest.importorskip("pandas")
+    code = readme_example()
+    assert IMPORT in code
+    namespace = {}
+    exec(compile(code.replace(IMPORT, import_line), "README example", "exec"), namespace)
+    assert type(namespace["mlp"]).__module__.startswith(import_line.split()[1])
+    assert namespace["grid"].score(namespace["X_test"], namespace["y_test"]) >= 0.9
+    assert namespace["scores"].mean() >= 0.9
+    assert list(namespace["mlp"].feature_names_in_[:3]) == ["alcohol", "malic_acid", "ash"]
+    assert "cross-validated accuracy" in capsys.readouterr().out
