@@ -18,7 +18,8 @@ TESTS = Path(__file__).resolve().parent
 LEVELS = {
     "_core": 0,  # the compiled core
     # 1. foundations
-    "errors": 1, "_checks": 1, "archive": 1, "_version": 1, "labels": 1,
+    "errors": 1, "_checks": 1, "archive": 1, "_version": 1,
+    "labels": 1.5,  # class labels, checked with _checks
     # 2. building blocks
     "layers": 2, "losses": 2, "parameter": 2, "callbacks": 2, "threads": 2,
     "optim": 2.5,  # knows Parameter, never a model

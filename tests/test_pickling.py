@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 import pickle
-import pickletools
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from conftest import pickle_globals
 
 import steepest as st
 
@@ -45,19 +45,6 @@ def same_optimizer(a, b):
         assert sa[k].tobytes() == sb[k].tobytes(), k
 
 
-def globals_in(data: bytes) -> set:
-    """(module, name) of every global a pickle stream refers to."""
-    found, strings = set(), []
-    for op, arg, _ in pickletools.genops(data):
-        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
-            strings.append(arg)
-        elif op.name == "STACK_GLOBAL":
-            found.add((strings[-2], strings[-1]))
-        elif op.name in ("GLOBAL", "INST"):
-            found.add(tuple(arg.split(" ", 1)))
-    return found
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("optimizer, hyper", [
     ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True)), ("Adam", dict(amsgrad=True)),
@@ -79,8 +66,8 @@ def test_model_and_optimizer_round_trip_and_train_on_alike(optimizer, hyper, dty
 
 def test_the_stream_holds_only_steepest_classes_and_bytes():
     model, opt, _, _ = trained()
-    assert globals_in(pickle.dumps(model)) == {("steepest.model", "Sequential")}
-    assert globals_in(pickle.dumps(opt)) == {("steepest.optim", "Adam"),
+    assert pickle_globals(pickle.dumps(model)) == {("steepest.model", "Sequential")}
+    assert pickle_globals(pickle.dumps(opt)) == {("steepest.optim", "Adam"),
                                              ("steepest.model", "Sequential")}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import pickle_globals
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn import neural_network  # noqa: E402
@@ -359,20 +360,6 @@ def test_clip_grad_norm_dtype_threads_and_progress(capsys):
 
 # -- pickling ------------------------------------------------------------------------------------
 
-def globals_in(data: bytes) -> set:
-    import pickletools
-
-    found, strings = set(), []
-    for op, arg, _ in pickletools.genops(data):
-        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
-            strings.append(arg)
-        elif op.name == "STACK_GLOBAL":
-            found.add((strings[-2], strings[-1]))
-        elif op.name in ("GLOBAL", "INST"):
-            found.add(tuple(arg.split(" ", 1)))
-    return found
-
-
 @NO_CONVERGENCE
 def test_pickled_estimator_predicts_and_trains_on_alike(tmp_path):
     pd = pytest.importorskip("pandas")
@@ -384,7 +371,7 @@ def test_pickled_estimator_predicts_and_trains_on_alike(tmp_path):
                         class_weight={"x": 2.0, "y": 1.0, "z": 1.0})
     clf.fit(frame, labels)
     data = pickle.dumps(clf)
-    assert globals_in(data) == {("steepest.sklearn", "MLPClassifier")}
+    assert pickle_globals(data) == {("steepest.sklearn", "MLPClassifier")}
     twin = pickle.loads(data)
     assert twin.get_params()["class_weight"] == clf.get_params()["class_weight"]
     assert twin.random_state.get_state()[1].tobytes() == rs.get_state()[1].tobytes()

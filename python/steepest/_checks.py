@@ -47,29 +47,6 @@ def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
     return _convert(X, name, dtype)
 
 
-def labels(y, name: str, n_samples: int, n_classes: int) -> np.ndarray:
-    """Integer class labels (N,) in [0, n_classes) -> C-contiguous int64."""
-    y = numeric(y, name)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D integer class labels, got shape {y.shape}")
-    if y.dtype.kind == "f":
-        if not np.isfinite(y).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        if not np.array_equal(y, np.round(y)):
-            raise TypeError(f"{name} must hold integer class labels, got non-integral floats")
-    elif y.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-    same_length(y, name, n_samples)
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(
-            f"{name} holds labels in [{y.min()}, {y.max()}] but the model has {n_classes} "
-            f"outputs: labels must be in [0, {n_classes - 1}]"
-        )
-    return np.ascontiguousarray(y, dtype=np.int64)
-
-
 def values(y, name: str, n_samples: int, n_outputs: int, dtype: np.dtype) -> np.ndarray:
     """Real targets (N, n_outputs), or (N,) when n_outputs == 1 -> C-contiguous `dtype`."""
     y = numeric(y, name)

@@ -100,7 +100,7 @@ class BinaryCrossEntropy(Loss):
             index = labels.encode(y, classes, name)
             _checks.same_length(index, name, n_samples)
             return index.astype(dtype)[:, None]
-        _refuse_unmapped_labels(y, name)
+        labels.require_numbers(y, name)
         y = super().targets(y, n_samples, n_outputs, dtype, name)
         if y.size and (y.min() < 0 or y.max() > 1):
             raise ValueError(f"{name} must hold probabilities in [0, 1] for BinaryCrossEntropy")
@@ -148,8 +148,7 @@ class CrossEntropy(Loss):
             index = labels.encode(y, classes, name)
             _checks.same_length(index, name, n_samples)
             return index
-        _refuse_unmapped_labels(y, name)
-        return _checks.labels(y, name, n_samples, n_outputs)
+        return labels.indices(y, name, n_samples, n_outputs)
 
     def learn_classes(self, y, n_outputs: int, name: str = "y"):
         """None when y are class indices in [0, n_outputs) (used as they are); else the
@@ -194,15 +193,6 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-z)) elementwise, in z's dtype, without overflow on either tail."""
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
-
-
-def _refuse_unmapped_labels(y, name: str) -> None:
-    """Labels that are no numbers (strings, booleans) need the model's classes_."""
-    kind = np.asarray(y).dtype.kind
-    if kind in "bOSU":
-        raise TypeError(f"{name} holds labels of dtype {np.asarray(y).dtype}, which the "
-                        "model maps to outputs through classes_, but it has none: train it "
-                        "on these labels first (fit or train_step) or set model.classes_")
 
 
 def _in_unit_interval(y) -> bool:

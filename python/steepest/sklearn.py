@@ -211,6 +211,12 @@ class _BaseMLP(BaseEstimator):
         return loss + 0.5 * self.alpha * penalty / total
 
     # -- fitting ---------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y (class labels in classification);
+        sample_weight: per-sample weights (non-negative). Returns self."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
     def _fit(self, X, y, sample_weight=None, incremental=False):
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
@@ -452,11 +458,18 @@ class _BaseMLP(BaseEstimator):
             out = self._model.predict(_dense(X)).astype(np.float64)
         return _OUTPUTS[self.out_activation_](out, None)[0]
 
-    def _score_with_function(self, X, y, sample_weight, score_function):
+    def predict(self, X):
+        """The predicted classes (classifier; (n_samples, n_classes) for multi-label) or
+        values (regressor; float64), (n_samples,) for one output."""
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _score(self, X, y, sample_weight=None):
+        """The validation score of early stopping (accuracy, R^2), without input checks."""
         y_pred = self._predict(X, check_input=False)
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
-        return score_function(y, y_pred, sample_weight=sample_weight)
+        return self._score_function(y, y_pred, sample_weight=sample_weight)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "_model")
@@ -527,6 +540,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             dtype=dtype, n_threads=n_threads, progress=progress)
         self.class_weight = class_weight
 
+    _score_function = staticmethod(accuracy_score)
+
     def _is_classifier(self):
         return True
 
@@ -570,12 +585,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _decode(self, Y):
         return self._label_binarizer.inverse_transform(Y)
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model to data matrix X and target(s) y (class labels); sample_weight:
-        per-sample weights (non-negative). Returns self."""
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
-
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
@@ -588,20 +597,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(classes)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def predict(self, X):
-        """The predicted classes (n_samples,) or (n_samples, n_classes) for multi-label."""
-        check_is_fitted(self)
-        return self._predict(X)
-
     def _predict(self, X, check_input=True):
         y_pred = self._forward_pass_fast(X, check_input=check_input)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
-
-    def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight=sample_weight,
-                                         score_function=accuracy_score)
 
     def predict_log_proba(self, X):
         """log(predict_proba(X))."""
@@ -652,6 +652,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             max_fun=max_fun, dropout=dropout, weight_decay=weight_decay,
             clip_grad_norm=clip_grad_norm, dtype=dtype, n_threads=n_threads, progress=progress)
 
+    _score_function = staticmethod(r2_score)
+
     def _is_classifier(self):
         return False
 
@@ -671,30 +673,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _decode(self, Y):
         return Y[:, 0] if Y.shape[1] == 1 else Y
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
-        """Fit the model to data matrix X and target(s) y; sample_weight: per-sample weights
-        (non-negative). Returns self."""
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
-
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
         """One iteration over (X, y)."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def predict(self, X):
-        """The predicted values (n_samples,) or (n_samples, n_outputs), float64."""
-        check_is_fitted(self)
-        return self._predict(X)
-
     def _predict(self, X, check_input=True):
         y_pred = self._forward_pass_fast(X, check_input=check_input)
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
-
-    def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight=sample_weight,
-                                         score_function=r2_score)
 
 
 # -- output activations and scikit-learn's losses, per row --------------------------------------
