@@ -1,6 +1,8 @@
-// Kernels: forward/backward of one layer, activation or loss. No allocation, no Python.
-// Signatures follow llm.c: outputs first, const inputs next, sizes last.
-// B = batch rows, IN/OUT = feature widths, C = classes/outputs, n = element count.
+// Kernels: forward/backward of one layer, activation or loss, and the reductions over the flat
+// buffers. No allocation, no Python. Signatures follow llm.c: outputs first, const inputs next,
+// sizes last; each states its shapes. B = batch rows, IN/OUT = feature widths, C = classes or
+// outputs, n = element count. Large loops run on the core's pool (threads.hpp) in splits that
+// do not change the result.
 #pragma once
 
 #include <algorithm>
@@ -8,94 +10,39 @@
 #include <cstdint>
 #include <cstring>
 
-#include "steepest/parallel.hpp"
-
-// Runtime dispatch for the hot elementwise loops: GCC compiles a function marked
-// STEEPEST_CLONES three times (AVX-512, AVX2 and baseline x86-64) and picks one when the
-// library loads, so a wheel runs on any x86-64 and still uses 512- or 256-bit vectors where
-// they exist. The core is built with -ffp-contract=off (no multiply-add contraction) and the
-// reductions have fixed lanes, so every version gives bitwise-identical results.
-// ThreadSanitizer instruments the ifunc resolvers, which run before its runtime is up: no
-// dispatch in such builds.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__ELF__) && \
-    !defined(STEEPEST_NO_DISPATCH) && !defined(__SANITIZE_THREAD__)
-#define STEEPEST_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), noinline))
-#else
-#define STEEPEST_CLONES __attribute__((noinline))
-#endif
+#include "steepest/gemm.hpp"
+#include "steepest/rng.hpp"
+#include "steepest/specs.hpp"
+#include "steepest/threads.hpp"
 
 namespace steepest {
-
-// ---------------------------------------------------------------------------------------------
-// Threads and BLAS. One setting governs the core's thread pool, which runs its parallel loops
-// and the tiles of large products (OpenBLAS itself is kept at one thread).
-void set_num_threads(int n);
-int get_num_threads();
-// The number of tiles gemm splits a product of M x N x K multiply-adds into: 1 for small
-// products, up to 8 for large ones; from the shape alone, never from the thread count.
-int gemm_tiles(int64_t M, int64_t N, int64_t K);
-// The same for work over the rows of a (rows, cols) matrix at batch 1 (a matrix-vector product,
-// an outer product and the update that consumes it): up to 8 tiles of multiples of 16 rows, so
-// that a tile's slice of the weights stays in one core's cache from the forward pass to the
-// update.
-int row_tiles(int64_t rows, int64_t cols);
-// [lo, hi) of piece t when [0, n) is split in `pieces` contiguous pieces of a multiple of 16
-// (the last may be shorter or empty): the split of gemm's tiles, row_tiles and for_chunks.
-inline void tile_range(int64_t t, int64_t pieces, int64_t n, int64_t* lo, int64_t* hi) {
-  const int64_t step = ((n + pieces - 1) / pieces + 15) / 16 * 16;
-  *lo = std::min(n, t * step);
-  *hi = std::min(n, *lo + step);
-}
-
-// Runs f(lo, hi) over [0, n) split in contiguous pieces (multiples of 16 elements: whole cache
-// lines) on the thread pool when n * cost cheap operations are worth it, else f(0, n) here.
-// For elementwise loops, whose results do not depend on the split.
-int64_t chunks_for(int64_t n, int64_t cost);
-template <class F>
-void for_chunks(int64_t n, int64_t cost, F&& f) {
-  const int64_t chunks = chunks_for(n, cost);
-  if (chunks <= 1) {
-    if (n > 0) f(int64_t(0), n);
-    return;
-  }
-  auto task = [&](int64_t c) {
-    int64_t lo, hi;
-    tile_range(c, chunks, n, &lo, &hi);
-    if (lo < hi) f(lo, hi);
-  };
-  run_tasks(chunks, task);
-}
-
-// C (M, N) = alpha * op(A) op(B) + beta * C, row-major. op(A) is (M, K), op(B) is (K, N).
-// Large products run as tiles on the thread pool (see gemm_tiles); bitwise the same
-// result on any number of threads. Throws std::length_error when a dimension does not fit
-// BLAS's 32-bit integers.
-template <class T>
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
-          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
 // ---------------------------------------------------------------------------------------------
 // Dense layer: y = x W^T + b, W (OUT, IN) like torch.nn.Linear.
 
 // Fused epilogue of a Dense layer: z (B, OUT) += b (OUT) (b may be nullptr), then, when act
 // is not nullptr, act (B, OUT) <- max(z, 0) + slope * min(z, 0) (ReLU when slope is 0,
-// LeakyReLU otherwise). One pass over z instead of two or three.
+// LeakyReLU otherwise). One pass over z instead of two or three. act may be z.
 void bias_act_forward(float* act, float* z, const float* b, int64_t B, int64_t OUT, float slope);
 void bias_act_forward(double* act, double* z, const double* b, int64_t B, int64_t OUT,
                       double slope);
 
-// y (B, OUT) <- x (B, IN), w (OUT, IN), b (OUT) or nullptr. With act (B, OUT) not nullptr, also
-// act <- ReLU/LeakyReLU(y) (slope) in the same pass as the bias.
+// y (B, OUT) <- x (B, IN), w (OUT, IN), b (OUT) or nullptr
 template <class T>
-void dense_forward(T* y, const T* x, const T* w, const T* b, int64_t B, int64_t IN, int64_t OUT,
-                   T* act = nullptr, T slope = T(0)) {
+void dense_forward(T* y, const T* x, const T* w, const T* b, int64_t B, int64_t IN, int64_t OUT) {
   gemm<T>(false, true, B, OUT, IN, T(1), x, IN, w, IN, T(0), y, OUT);
-  if (b || act) bias_act_forward(act, y, b, B, OUT, slope);
+  if (b) bias_act_forward(static_cast<T*>(nullptr), y, b, B, OUT, T(0));
 }
 
-// C (M, N) <- a (M) b (N)^T: a batch-1 weight gradient, bitwise as dense_backward writes it.
-void outer_product(float* C, const float* a, const float* b, int64_t M, int64_t N);
-void outer_product(double* C, const double* a, const double* b, int64_t M, int64_t N);
+// Dense then ReLU/LeakyReLU (slope), the activation in the same pass as the bias:
+// z (B, OUT) <- x (B, IN), w (OUT, IN), b (OUT) or nullptr; act (B, OUT) <- ReLU/LeakyReLU(z).
+// act may be z (in place, when z is not needed afterwards).
+template <class T>
+void dense_relu_forward(T* z, T* act, const T* x, const T* w, const T* b, int64_t B, int64_t IN,
+                        int64_t OUT, T slope) {
+  gemm<T>(false, true, B, OUT, IN, T(1), x, IN, w, IN, T(0), z, OUT);
+  bias_act_forward(act, z, b, B, OUT, slope);
+}
 
 // db (OUT) (+)= column sums of dy (B, OUT), rows added in order 0..B-1 whatever the thread
 // count. With x (B, OUT) not nullptr, first dy <- dy * (x > 0 ? 1 : slope) in place (the
@@ -106,7 +53,7 @@ void act_backward_colsum(double* db, double* dy, const double* x, int64_t B, int
                          double slope, bool accumulate);
 
 // dw (OUT, IN), db (OUT) <- dy (B, OUT), x (B, IN); added to (accumulate) or overwriting the
-// old values. dx (B, IN) <- dy W. Each output is skipped when its pointer is nullptr.
+// old values. dx (B, IN) <- dy W, w (OUT, IN). Each output is skipped when its pointer is nullptr.
 template <class T>
 void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, int64_t B,
                     int64_t IN, int64_t OUT, bool accumulate) {
@@ -120,8 +67,6 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, in
 // ---------------------------------------------------------------------------------------------
 // Activations. Elementwise ones act on n values; `param` is LeakyReLU's negative slope or ELU's
 // alpha. Backward may run in place (dx == dy); it reads the saved input x and/or output y.
-
-enum class Activation : int32_t { ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh, Softplus };
 
 template <class T>
 inline T sigmoid(T x) {
@@ -248,7 +193,20 @@ void softmax_backward(T* dx, const T* dy, const T* y, int64_t B, int64_t C) {
   });
 }
 
-// Dropout with inverted scaling: y = x * mask, mask (n) holds 0 or 1/(1-p), drawn by the caller.
+// Dropout with inverted scaling. mask (n) <- 0 with probability p, else 1 / (1 - p), from rng:
+// 32 random bits per element, two elements per draw.
+template <class T>
+void dropout_mask(T* mask, Rng& rng, int64_t n, double p) {
+  const auto threshold = uint64_t(p * 4294967296.0);
+  const T keep = T(1.0 / (1.0 - p));
+  for (int64_t i = 0; i < n; i += 2) {
+    const uint64_t r = rng.next();
+    mask[i] = (r & 0xFFFFFFFFull) >= threshold ? keep : T(0);
+    if (i + 1 < n) mask[i + 1] = (r >> 32) >= threshold ? keep : T(0);
+  }
+}
+
+// y (n) <- x (n) * mask (n). Also the backward pass (dx = dy * mask), in place.
 template <class T>
 void dropout_forward(T* y, const T* x, const T* mask, int64_t n) {
   for_chunks(n, 1, [=](int64_t lo, int64_t hi) {
@@ -260,14 +218,6 @@ void dropout_forward(T* y, const T* x, const T* mask, int64_t n) {
 // Losses with mean reduction, as torch.nn with reduction="mean". Each returns the loss value
 // (accumulated in double, fixed order) and writes d(loss)/d(out) into dout; dout may be
 // nullptr when only the value is wanted.
-
-enum class LossKind : int32_t { MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy };
-
-struct LossSpec {
-  LossKind kind = LossKind::MSE;
-  double delta = 1.0;            // Huber
-  double label_smoothing = 0.0;  // CrossEntropy
-};
 
 // out (B, C), target (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits)
 template <class T>

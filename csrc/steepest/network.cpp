@@ -9,50 +9,30 @@ namespace steepest {
 
 template <class T>
 Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
-    : layers_(std::move(layers)), rng_(seed) {
-  if (layers_.empty()) throw std::invalid_argument("a network needs at least one layer");
-  // Size table: each Dense layer owns weight (out * in) then bias (out) in the flat buffers.
-  int64_t offset = 0, width_sum = 0, mask_sum = 0, kept = 0;
-  for (size_t k = 0; k < layers_.size(); ++k) {
-    LayerSpec& l = layers_[k];
-    if (l.in <= 0 || l.out <= 0) throw std::invalid_argument("layer widths must be positive");
-    if (k > 0 && l.in != layers_[k - 1].out)
-      throw std::invalid_argument("layer " + std::to_string(k) + " expects " +
-                                  std::to_string(l.in) + " features but receives " +
-                                  std::to_string(layers_[k - 1].out));
-    if (l.kind == LayerKind::Dense) {
-      if (dense_.empty()) first_dense_ = k;
-      dense_.push_back(k);
-      kept_dy_offset_.push_back(kept);
-      kept += l.out;
-      l.weight_offset = offset;
-      offset += l.out * l.in;
-      l.bias_offset = l.bias ? offset : -1;
-      if (l.bias) offset += l.out;
-    } else if (l.in != l.out) {
-      throw std::invalid_argument("elementwise layers keep their width");
-    }
-    max_width_ = std::max({max_width_, l.in, l.out});
-    act_offset_.push_back(width_sum);
-    width_sum += l.out;
-    mask_offset_.push_back(l.kind == LayerKind::Dropout ? mask_sum : -1);
-    if (l.kind == LayerKind::Dropout) mask_sum += l.out;
+    : layers_(std::move(layers)),
+      table_(size_table(layers_)),
+      ops_(build_ops(layers_, table_)),
+      rng_(seed) {
+  for (const DenseSizes& d : table_.dense) {
+    layers_[size_t(d.layer)].weight_offset = d.weight_offset;
+    layers_[size_t(d.layer)].bias_offset = d.bias_offset;
   }
-  act_offset_.push_back(width_sum);  // total, in rows-of-width units
-  mask_offset_.push_back(mask_sum);
-  kept_dy_.assign(size_t(kept), T(0));
-  params_.assign(size_t(offset), T(0));
-  grads_.assign(size_t(offset), T(0));
-  grad_sq_.assign(dense_.size(), 0.0);
+  first_dense_op_ = size_t(std::find_if(ops_.begin(), ops_.end(),
+                                        [](const Op& op) { return op.dense >= 0; }) -
+                           ops_.begin());
+  kept_dy_.assign(size_t(table_.kept_dy), T(0));
+  params_.assign(size_t(table_.num_params), T(0));
+  grads_.assign(size_t(table_.num_params), T(0));
+  grad_sq_.assign(table_.dense.size(), 0.0);
   initialize();
 }
 
 template <class T>
 void Network<T>::initialize() {
-  for (size_t k : dense_) {
-    const LayerSpec& l = layers_[k];
+  for (const DenseSizes& d : table_.dense) {
+    const LayerSpec& l = layers_[size_t(d.layer)];
     const double fan_in = double(l.in), fan_out = double(l.out);
-    T* w = params_.data() + l.weight_offset;
+    T* w = params_.data() + d.weight_offset;
     const int64_t nw = l.in * l.out;
     double bound = 0.0, stddev = 0.0;  // uniform bound or normal standard deviation
     switch (l.init) {
@@ -67,9 +47,9 @@ void Network<T>::initialize() {
     }
     for (int64_t i = 0; i < nw; ++i)
       w[i] = bound > 0 ? T(bound * (2 * rng_.uniform() - 1)) : T(stddev * rng_.normal());
-    if (l.bias) {
+    if (d.bias_offset >= 0) {
       // torch.nn.Linear draws its bias too; every other initializer starts it at zero.
-      T* b = params_.data() + l.bias_offset;
+      T* b = params_.data() + d.bias_offset;
       const double b_bound = l.init == Init::TorchDefault ? 1.0 / std::sqrt(fan_in) : 0.0;
       for (int64_t i = 0; i < l.out; ++i) b[i] = T(b_bound * (2 * rng_.uniform() - 1));
     }
@@ -81,60 +61,42 @@ void Network<T>::reserve(int64_t B) {
   batch_ = B;
   if (B <= batch_cap_) return;
   batch_cap_ = B;
-  acts_.assign(size_t(act_offset_.back() * B), T(0));
-  masks_.assign(size_t(mask_offset_.back() * B), T(0));
-  grad_a_.assign(size_t(max_width_ * B), T(0));
-  grad_b_.assign(size_t(max_width_ * B), T(0));
-}
-
-template <class T>
-void Network<T>::draw_mask(T* mask, int64_t n, double p) {
-  // keep with probability 1 - p: 32 random bits per element, two per draw.
-  const auto threshold = uint64_t(p * 4294967296.0);
-  const T keep = T(1.0 / (1.0 - p));
-  for (int64_t i = 0; i < n; i += 2) {
-    const uint64_t r = rng_.next();
-    mask[i] = (r & 0xFFFFFFFFull) >= threshold ? keep : T(0);
-    if (i + 1 < n) mask[i + 1] = (r >> 32) >= threshold ? keep : T(0);
-  }
+  acts_.assign(size_t(table_.output_offset.back() * B), T(0));
+  masks_.assign(size_t(table_.mask_offset.back() * B), T(0));
+  grad_a_.assign(size_t(table_.max_width * B), T(0));
+  grad_b_.assign(size_t(table_.max_width * B), T(0));
 }
 
 template <class T>
 const T* Network<T>::forward(const T* x, int64_t B, bool training) {
   reserve(B);
   input_ = x;
-  for (size_t k = 0; k < layers_.size(); ++k) {
-    const LayerSpec& l = layers_[k];
-    const T* in = input_of(k);
-    T* out = output(k);
-    const int64_t n = B * l.out;
-    switch (l.kind) {
-      case LayerKind::Dense:
-        if (fuses_relu(k)) {  // bias and the ReLU/LeakyReLU after it in one pass
-          dense_forward(out, in, params_.data() + l.weight_offset,
-                        l.bias ? params_.data() + l.bias_offset : nullptr, B, l.in, l.out,
-                        output(k + 1), T(relu_slope(k + 1)));
-          ++k;
-        } else {
-          dense_forward(out, in, params_.data() + l.weight_offset,
-                        l.bias ? params_.data() + l.bias_offset : nullptr, B, l.in, l.out);
-        }
+  const T* p = params_.data();
+  for (const Op& op : ops_) {
+    const T* in = input_of(op);
+    T* out = rows(op.output);
+    const int64_t n = B * op.out;
+    switch (op.kind) {
+      case OpKind::Dense:
+        dense_forward(out, in, p + op.weight, bias(op), B, op.in, op.out);
         break;
-      case LayerKind::Activation: activation_forward(out, in, n, l.activation, T(l.param)); break;
-      case LayerKind::Softmax: softmax_forward(out, in, B, l.out); break;
-      case LayerKind::Dropout: {
-        T* mask = masks_.data() + mask_offset_[k] * batch_cap_;
-        if (training && l.param > 0) {
-          draw_mask(mask, n, l.param);
-        } else {
-          std::fill(mask, mask + n, T(1));
-        }
-        dropout_forward(out, in, mask, n);
+      case OpKind::DenseReLU:
+        dense_relu_forward(rows(op.pre), out, in, p + op.weight, bias(op), B, op.in, op.out,
+                           T(op.param));
         break;
-      }
+      case OpKind::Activation: activation_forward(out, in, n, op.activation, T(op.param)); break;
+      case OpKind::Softmax: softmax_forward(out, in, B, op.out); break;
+      case OpKind::Dropout:
+        if (training && op.param > 0) {
+          dropout_mask(mask(op), rng_, n, op.param);
+        } else {
+          std::fill(mask(op), mask(op) + n, T(1));
+        }
+        dropout_forward(out, in, mask(op), n);
+        break;
     }
   }
-  return output(layers_.size() - 1);
+  return rows(ops_.back().output);
 }
 
 template <class T>
@@ -145,7 +107,7 @@ void Network<T>::backward(const T* dy, bool accumulate) {
 
 template <class T>
 double Network<T>::loss(const LossSpec& spec, Target<T> y) {
-  const T* out = output(layers_.size() - 1);
+  const T* out = layer_out(layers_.size() - 1);
   const int64_t C = out_features();
   if (spec.kind == LossKind::CrossEntropy)
     return cross_entropy_loss(grad_a_.data(), out, y.labels, batch_, C, spec.label_smoothing);
@@ -154,45 +116,34 @@ double Network<T>::loss(const LossSpec& spec, Target<T> y) {
 
 template <class T>
 void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
-  if (dense_.empty()) return;
   const int64_t B = batch_;
-  size_t dense_index = dense_.size();  // of layer k, counted down as the loop meets them
-  T* d = grad_a_.data();      // gradient w.r.t. the output of layer k
+  T* d = grad_a_.data();      // gradient w.r.t. the output of op i
   T* spare = grad_b_.data();  // receives the gradient w.r.t. its input (Dense only)
-  bool db_done = false;       // the bias gradient of the Dense layer below is already summed
-  for (size_t k = layers_.size(); k-- > first_dense_;) {
-    const LayerSpec& l = layers_[k];
-    const T* in = input_of(k);
-    const T* out = output(k);
-    switch (l.kind) {
-      case LayerKind::Dense: {
-        T* dx = k == first_dense_ ? nullptr : spare;
-        --dense_index;
-        if (defer_weight_grads) std::copy(d, d + l.out, kept_dy(dense_index));
-        dense_backward(dx, defer_weight_grads ? nullptr : grads_.data() + l.weight_offset,
-                       l.bias && !db_done ? grads_.data() + l.bias_offset : nullptr, d, in,
-                       params_.data() + l.weight_offset, B, l.in, l.out, accumulate);
-        db_done = false;
+  for (size_t i = ops_.size(); i-- > first_dense_op_;) {
+    const Op& op = ops_[i];
+    const T* in = input_of(op);
+    const int64_t n = B * op.out;
+    switch (op.kind) {
+      case OpKind::DenseReLU:
+        // The ReLU/LeakyReLU backward (masking d) and the bias gradient in one pass, then the
+        // Dense layer's backward without its bias.
+        act_backward_colsum(op.bias < 0 ? nullptr : grads_.data() + op.bias, d, rows(op.pre), B,
+                            op.out, T(op.param), accumulate);
+        [[fallthrough]];
+      case OpKind::Dense: {
+        T* dx = i == first_dense_op_ ? nullptr : spare;
+        T* db = op.kind == OpKind::Dense && op.bias >= 0 ? grads_.data() + op.bias : nullptr;
+        if (defer_weight_grads) std::copy(d, d + op.out, kept_dy(table_.dense[size_t(op.dense)]));
+        dense_backward(dx, defer_weight_grads ? nullptr : grads_.data() + op.weight, db, d, in,
+                       params_.data() + op.weight, B, op.in, op.out, accumulate);
         std::swap(d, spare);
         break;
       }
-      case LayerKind::Activation:
-        if (k > first_dense_ && fuses_relu(k - 1)) {
-          // ReLU/LeakyReLU backward and the bias gradient of the Dense below, one pass.
-          const LayerSpec& below = layers_[k - 1];
-          act_backward_colsum(below.bias ? grads_.data() + below.bias_offset : nullptr, d, in,
-                              B, l.out, T(relu_slope(k)), accumulate);
-          db_done = below.bias;
-        } else {
-          activation_backward(d, d, in, out, B * l.out, l.activation, T(l.param));
-        }
+      case OpKind::Activation:
+        activation_backward(d, d, in, rows(op.output), n, op.activation, T(op.param));
         break;
-      case LayerKind::Softmax: softmax_backward(d, d, out, B, l.out); break;
-      case LayerKind::Dropout: {
-        const T* mask = masks_.data() + mask_offset_[k] * batch_cap_;
-        dropout_forward(d, d, mask, B * l.out);
-        break;
-      }
+      case OpKind::Softmax: softmax_backward(d, d, rows(op.output), B, op.out); break;
+      case OpKind::Dropout: dropout_forward(d, d, mask(op), n); break;
     }
   }
 }
@@ -200,10 +151,10 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
 template <class T>
 double Network<T>::measure_grads() {
   double total = 0;
-  for (size_t i = 0; i < dense_.size(); ++i) {
-    const LayerSpec& l = layers_[dense_[i]];
-    const int64_t n = l.in * l.out + (l.bias ? l.out : 0);  // bias follows the weight
-    grad_sq_[i] = sum_squares(grads_.data() + l.weight_offset, n);
+  for (size_t i = 0; i < table_.dense.size(); ++i) {
+    const DenseSizes& d = table_.dense[i];
+    const int64_t n = d.in * d.out + (d.bias_offset >= 0 ? d.out : 0);  // bias follows the weight
+    grad_sq_[i] = sum_squares(grads_.data() + d.weight_offset, n);
     total += grad_sq_[i];
   }
   return total;
@@ -218,10 +169,10 @@ void Network<T>::clip_grads(double total_sq, double max_norm) {
 template <class T>
 double Network<T>::outer_grad_sq() {
   double total = 0;
-  for (size_t i = 0; i < dense_.size(); ++i) {
-    const LayerSpec& l = layers_[dense_[i]];
-    const double x_sq = sum_squares(input_of(dense_[i]), l.in);
-    grad_sq_[i] = sum_squares(kept_dy(i), l.out) * (x_sq + (l.bias ? 1.0 : 0.0));
+  for (size_t i = 0; i < table_.dense.size(); ++i) {
+    const DenseSizes& d = table_.dense[i];
+    const double x_sq = sum_squares(layer_in(size_t(d.layer)), d.in);
+    grad_sq_[i] = sum_squares(kept_dy(d), d.out) * (x_sq + (d.bias_offset >= 0 ? 1.0 : 0.0));
     total += grad_sq_[i];
   }
   return total;
@@ -229,10 +180,9 @@ double Network<T>::outer_grad_sq() {
 
 template <class T>
 void Network<T>::write_weight_grads() {
-  for (size_t i = 0; i < dense_.size(); ++i) {
-    const LayerSpec& l = layers_[dense_[i]];
-    outer_product(grads_.data() + l.weight_offset, kept_dy(i), input_of(dense_[i]), l.out, l.in);
-  }
+  for (const DenseSizes& d : table_.dense)
+    outer_product(grads_.data() + d.weight_offset, kept_dy(d), layer_in(size_t(d.layer)), d.out,
+                  d.in);
 }
 
 template <class T>
@@ -241,27 +191,26 @@ void Network<T>::fused_update(Optimizer<T>& opt) {
   T* g = grads_.data();
   opt.begin_step();
   int64_t done = 0;  // every parameter below this flat index is updated
-  for (size_t i = 0; i < dense_.size(); ++i) {
-    const LayerSpec& l = layers_[dense_[i]];
-    const T* x = input_of(dense_[i]);
-    const T* dy = kept_dy(i);
-    opt.update(p, g, done, l.weight_offset);
+  for (const DenseSizes& d : table_.dense) {
+    const T* x = layer_in(size_t(d.layer));
+    const T* dy = kept_dy(d);
+    opt.update(p, g, done, d.weight_offset);
     // The forward pass's row tiles (the same rows on the same core), each in blocks of whole
     // rows of ~16 KiB per buffer: the written g is still in L1 when the update reads it.
-    const int tiles = row_tiles(l.out, l.in);
-    const int64_t rows = std::max<int64_t>(1, 4096 / l.in);
+    const int tiles = row_tiles(d.out, d.in);
+    const int64_t block = std::max<int64_t>(1, 4096 / d.in);  // rows
     auto tile = [&](int64_t t) {
       int64_t lo, hi;
-      tile_range(t, tiles, l.out, &lo, &hi);
-      for (int64_t r = lo; r < hi; r += rows) {
-        const int64_t n = std::min(rows, hi - r);
-        const int64_t w = l.weight_offset + r * l.in;
-        outer_product(g + w, dy + r, x, n, l.in);
-        opt.update(p, g, w, w + n * l.in);
+      tile_range(t, tiles, d.out, &lo, &hi);
+      for (int64_t r = lo; r < hi; r += block) {
+        const int64_t n = std::min(block, hi - r);
+        const int64_t w = d.weight_offset + r * d.in;
+        outer_product(g + w, dy + r, x, n, d.in);
+        opt.update(p, g, w, w + n * d.in);
       }
     };
     run_tasks(tiles, tile);
-    done = l.weight_offset + l.out * l.in;
+    done = d.weight_offset + d.out * d.in;
   }
   opt.update(p, g, done, num_params());
 }
@@ -311,7 +260,7 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
                                    double clip_norm, const std::function<bool()>& should_stop) {
   EpochStats stats;
-  stats.grad_norms.assign(dense_.size(), 0.0);
+  stats.grad_norms.assign(table_.dense.size(), 0.0);
   const int64_t IN = in_features(), C = out_features();
   const int64_t bs = std::min(batch_size, N);
   order_.resize(size_t(N));
@@ -358,7 +307,7 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
       break;
     }
     loss_sum += value * double(B);
-    if (labels) stats.correct += count_correct(output(layers_.size() - 1), yb.labels, B, C);
+    if (labels) stats.correct += count_correct(layer_out(layers_.size() - 1), yb.labels, B, C);
     stats.samples += B;
     stats.steps += 1;
     for (size_t i = 0; i < grad_sq_.size(); ++i) stats.grad_norms[i] += std::sqrt(grad_sq_[i]);
@@ -372,32 +321,32 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
 
 template <class T>
 void Network<T>::infer(T* out, const T* x, int64_t N) const {
-  // Rows in chunks through two scratch buffers; elementwise layers work in place.
+  // Rows in chunks through two scratch buffers; elementwise operations work in place.
   const int64_t chunk = std::min<int64_t>(N, 256);
-  std::vector<T> a(size_t(chunk * max_width_)), b(size_t(chunk * max_width_));
+  std::vector<T> a(size_t(chunk * table_.max_width)), b(size_t(chunk * table_.max_width));
   const int64_t IN = in_features(), OUT = out_features();
+  const T* p = params_.data();
   for (int64_t start = 0; start < N; start += chunk) {
     const int64_t B = std::min(chunk, N - start);
     std::copy(x + start * IN, x + (start + B) * IN, a.data());
     T* cur = a.data();
     T* spare = b.data();
-    for (size_t k = 0; k < layers_.size(); ++k) {
-      const LayerSpec& l = layers_[k];
-      switch (l.kind) {
-        case LayerKind::Dense: {
-          const bool fused = fuses_relu(k);  // then the activation runs in place, here
-          dense_forward(spare, cur, params_.data() + l.weight_offset,
-                        l.bias ? params_.data() + l.bias_offset : nullptr, B, l.in, l.out,
-                        fused ? spare : nullptr, T(fused ? relu_slope(k + 1) : 0.0));
+    for (const Op& op : ops_) {
+      switch (op.kind) {
+        case OpKind::Dense:
+          dense_forward(spare, cur, p + op.weight, bias(op), B, op.in, op.out);
           std::swap(cur, spare);
-          if (fused) ++k;  // the activation is done
           break;
-        }
-        case LayerKind::Activation:
-          activation_forward(cur, cur, B * l.out, l.activation, T(l.param));
+        case OpKind::DenseReLU:  // the activation in place: z is not needed
+          dense_relu_forward(spare, spare, cur, p + op.weight, bias(op), B, op.in, op.out,
+                             T(op.param));
+          std::swap(cur, spare);
           break;
-        case LayerKind::Softmax: softmax_forward(cur, cur, B, l.out); break;
-        case LayerKind::Dropout: break;  // identity at inference
+        case OpKind::Activation:
+          activation_forward(cur, cur, B * op.out, op.activation, T(op.param));
+          break;
+        case OpKind::Softmax: softmax_forward(cur, cur, B, op.out); break;
+        case OpKind::Dropout: break;  // identity at inference
       }
     }
     std::copy(cur, cur + B * OUT, out + start * OUT);

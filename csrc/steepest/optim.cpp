@@ -4,7 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "steepest/kernels.hpp"
+#include "steepest/dispatch.hpp"
+#include "steepest/threads.hpp"
 
 namespace steepest {
 

@@ -1,5 +1,6 @@
 // Optimizers: in-place updates over the network's flat params/grads buffers, with the
-// semantics and defaults of torch.optim. State buffers share the parameters' layout.
+// semantics and defaults of torch.optim (OptimizerConfig, specs.hpp). Each update is one flat
+// loop; the state buffers share the parameters' layout.
 #pragma once
 
 #include <cstdint>
@@ -7,29 +8,9 @@
 #include <utility>
 #include <vector>
 
+#include "steepest/specs.hpp"
+
 namespace steepest {
-
-enum class OptimizerKind : int32_t { SGD, Adam, AdamW, RMSprop, Adagrad };
-
-struct OptimizerConfig {
-  OptimizerKind kind = OptimizerKind::SGD;
-  double lr = 1e-3;
-  double weight_decay = 0.0;
-  // SGD and RMSprop
-  double momentum = 0.0;
-  double dampening = 0.0;
-  bool nesterov = false;
-  // Adam / AdamW
-  double beta1 = 0.9, beta2 = 0.999;
-  bool amsgrad = false;
-  double eps = 1e-8;
-  // RMSprop
-  double alpha = 0.99;
-  bool centered = false;
-  // Adagrad
-  double lr_decay = 0.0;
-  double initial_accumulator_value = 0.0;
-};
 
 template <class T>
 class Optimizer {

@@ -1,11 +1,13 @@
-#include "steepest/parallel.hpp"
+#include "steepest/threads.hpp"
 
+#include <cblas.h>
 #include <pthread.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <new>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -165,10 +167,31 @@ Pool& pool() {
   return *p;
 }
 
+int g_num_threads = 1;
+
+// Below this many cheap operations a loop stays on one thread: handing out work costs more
+// than it saves. Above, pieces of about kParallelThreshold / 2 operations.
+constexpr int64_t kParallelThreshold = int64_t(1) << 16;
+
 }  // namespace
 
 void run_tasks(int64_t n, TaskFn fn, void* ctx) { pool().run(n, fn, ctx); }
 
-void set_pool_threads(int n) { pool().resize(n); }
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("number of threads must be >= 1");
+  g_num_threads = n;
+  pool().resize(n);
+  // OpenBLAS itself always runs on one thread: the core spreads tiles of a product over its
+  // own pool instead (one thread pool, and the same bits on any number of threads).
+  scipy_openblas_set_num_threads(1);
+}
+
+int get_num_threads() { return g_num_threads; }
+
+int64_t chunks_for(int64_t n, int64_t cost) {
+  const int64_t work = n * cost;
+  if (g_num_threads <= 1 || work < kParallelThreshold) return 1;
+  return std::min<int64_t>(64, std::max<int64_t>(2, work / (kParallelThreshold / 2)));
+}
 
 }  // namespace steepest

@@ -1,0 +1,75 @@
+// Free functions: the size table of a list of layer specs, the batch check, a loss as a pure
+// function, gradient clipping, and the thread count.
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <optional>
+
+#include "bindings/common.hpp"
+#include "bindings/register.hpp"
+
+namespace steepest::bindings {
+
+namespace {
+
+template <class T>
+void register_typed(py::module_& m) {
+  // Loss value and gradient as a pure function: (value, d(loss)/d(out)).
+  m.def("loss_forward",
+        [](const LossSpec& spec, Array<T> out, py::array y) {
+          const int64_t B = out.shape(0), C = out.shape(1);
+          Array<T> grad({B, C});
+          double value;
+          Target<T> t = target_of<T>(y);
+          {
+            py::gil_scoped_release release;
+            value = spec.kind == LossKind::CrossEntropy
+                        ? cross_entropy_loss(grad.mutable_data(), out.data(), t.labels, B, C,
+                                             spec.label_smoothing)
+                        : regression_loss(grad.mutable_data(), out.data(), t.values, B, C, spec);
+          }
+          return py::make_tuple(value, grad);
+        },
+        py::arg("loss"), py::arg("out").noconvert(), py::arg("y"));
+
+  m.def("clip_grad_norm",
+        [](Model<T>& s, double max_norm) {
+          auto lock = exclusive(s);
+          const double total_sq = s.net.measure_grads();
+          s.net.clip_grads(total_sq, max_norm);
+          return std::sqrt(total_sq);
+        },
+        py::arg("model"), py::arg("max_norm"));
+}
+
+}  // namespace
+
+void register_functions(py::module_& m) {
+  // The size table of a model with these layers, without building it (no buffer allocated).
+  m.def("size_table", &size_table, py::arg("layers"));
+
+  // Which rule of check_batch.hpp a training batch breaks (BatchCheck.rule is BatchRule.Ok
+  // when none): x (B, in_features) and, unless None, y for a model of dtype ("float32" or
+  // "float64", or a numpy dtype) with out_features outputs trained with loss.
+  m.def("check_batch",
+        [](py::array x, std::optional<py::array> y, const LossSpec& loss, int64_t in_features,
+           int64_t out_features, py::object dtype) {
+          const ScalarType type = scalar_type_of(py::dtype::from_args(dtype));
+          if (type != ScalarType::Float32 && type != ScalarType::Float64)
+            throw py::value_error("dtype must be float32 or float64");
+          const ArrayInfo xi = array_info(x);
+          const ArrayInfo yi = y ? array_info(*y) : ArrayInfo{};
+          py::gil_scoped_release release;
+          return check_batch(xi, y ? &yi : nullptr, type, in_features, out_features, loss.kind);
+        },
+        py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("loss"),
+        py::arg("in_features"), py::arg("out_features"), py::arg("dtype"));
+
+  register_typed<float>(m);
+  register_typed<double>(m);
+
+  m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("get_num_threads", &get_num_threads);
+}
+
+}  // namespace steepest::bindings

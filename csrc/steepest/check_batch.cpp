@@ -1,0 +1,91 @@
+#include "steepest/check_batch.hpp"
+
+#include <algorithm>
+
+#include "steepest/kernels.hpp"
+
+namespace steepest {
+
+namespace {
+
+BatchCheck fail(BatchRule rule, int64_t got = 0, int64_t want = 0) {
+  BatchCheck c;
+  c.rule = rule;
+  c.got = got;
+  c.want = want;
+  return c;
+}
+
+// Values (n) of type t are all finite (t is Float32 or Float64).
+bool finite(const void* data, ScalarType t, int64_t n) {
+  return t == ScalarType::Float32 ? all_finite(static_cast<const float*>(data), n)
+                                  : all_finite(static_cast<const double*>(data), n);
+}
+
+// BinaryCrossEntropy targets v (n) in [0, 1]; else TargetRange with their span.
+template <class T>
+BatchCheck probabilities(const T* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (!(v[i] >= T(0) && v[i] <= T(1))) {
+      const auto [lo, hi] = std::minmax_element(v, v + n);
+      BatchCheck c = fail(BatchRule::TargetRange);
+      c.target_min = double(*lo);
+      c.target_max = double(*hi);
+      return c;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_features) {
+  if (x.ndim != 2) return fail(BatchRule::XShape);
+  if (x.rows < 1) return fail(BatchRule::XEmpty);
+  if (x.cols != in_features) return fail(BatchRule::XFeatures, x.cols, in_features);
+  if (x.type != dtype) return fail(BatchRule::XType);
+  if (!x.contiguous) return fail(BatchRule::XLayout);
+  if (!finite(x.data, dtype, x.rows * x.cols)) return fail(BatchRule::XNonFinite);
+  return {};
+}
+
+BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
+                         int64_t out_features, LossKind loss) {
+  const int64_t C = out_features;
+  if (loss == LossKind::CrossEntropy) {
+    if (y.ndim != 1) return fail(BatchRule::YShape);
+    if (y.rows != rows) return fail(BatchRule::YLength, y.rows, rows);
+    if (y.type != ScalarType::Int64) return fail(BatchRule::YType);
+    if (!y.contiguous) return fail(BatchRule::YLayout);
+    const int64_t* labels = static_cast<const int64_t*>(y.data);
+    for (int64_t i = 0; i < rows; ++i) {
+      if (labels[i] < 0 || labels[i] >= C) {
+        const auto [lo, hi] = std::minmax_element(labels, labels + rows);
+        BatchCheck c = fail(BatchRule::LabelRange, 0, C);
+        c.label_min = *lo;
+        c.label_max = *hi;
+        return c;
+      }
+    }
+    return {};
+  }
+  if (!((y.ndim == 2 && y.cols == C) || (y.ndim == 1 && C == 1))) return fail(BatchRule::YShape);
+  if (y.rows != rows) return fail(BatchRule::YLength, y.rows, rows);
+  if (y.type != dtype) return fail(BatchRule::YType);
+  if (!y.contiguous) return fail(BatchRule::YLayout);
+  if (!finite(y.data, dtype, rows * C)) return fail(BatchRule::YNonFinite);
+  if (loss == LossKind::BinaryCrossEntropy) {
+    return dtype == ScalarType::Float32 ? probabilities(static_cast<const float*>(y.data), rows * C)
+                                        : probabilities(static_cast<const double*>(y.data), rows * C);
+  }
+  return {};
+}
+
+BatchCheck check_batch(const ArrayInfo& x, const ArrayInfo* y, ScalarType dtype,
+                       int64_t in_features, int64_t out_features, LossKind loss) {
+  const BatchCheck c = check_features(x, dtype, in_features);
+  if (!c.ok() || !y) return c;
+  return check_targets(*y, x.rows, dtype, out_features, loss);
+}
+
+}  // namespace steepest

@@ -1,0 +1,66 @@
+// The rules a training batch must follow before the core may use it without a copy, in one
+// place: check_batch says which rule a batch breaks (and the numbers a message needs), so the
+// bindings' fast path and the Python validation can share it.
+#pragma once
+
+#include <cstdint>
+
+#include "steepest/specs.hpp"
+
+namespace steepest {
+
+// Element types the core works with; Other is anything else (including another byte order).
+enum class ScalarType : int32_t { Float32, Float64, Int64, Other };
+
+// What the checks need to know about an array: its exact element type, whether it is
+// C-contiguous and aligned to its element size, its shape and its data.
+struct ArrayInfo {
+  ScalarType type = ScalarType::Other;
+  bool contiguous = false;  // C-contiguous and aligned
+  int64_t ndim = 0;
+  int64_t rows = 0, cols = 0;  // shape[0] when ndim >= 1, shape[1] when ndim >= 2
+  const void* data = nullptr;
+};
+
+// The rules, in the order they are checked: the shape of x, its type and layout, its values;
+// then the same for y. A type or layout failure means "convert first"; the others are errors
+// in the data.
+enum class BatchRule : int32_t {
+  Ok,
+  XShape,       // x is not 2-D
+  XEmpty,       // x has no rows
+  XFeatures,    // x has `got` features, the model expects `want`
+  XType,        // x is not of the model's dtype
+  XLayout,      // x is not C-contiguous and aligned
+  XNonFinite,   // x holds NaN or infinity
+  YShape,       // y is not 1-D labels (CrossEntropy), or not (rows, C) targets ((rows,) if C is 1)
+  YLength,      // y has `got` rows, x `want`
+  YType,        // y is not int64 labels (CrossEntropy) or of the model's dtype
+  YLayout,      // y is not C-contiguous and aligned
+  YNonFinite,   // y holds NaN or infinity
+  LabelRange,   // labels span [label_min, label_max], outside [0, want) (want = classes)
+  TargetRange,  // BinaryCrossEntropy targets span [target_min, target_max], outside [0, 1]
+};
+
+struct BatchCheck {
+  BatchRule rule = BatchRule::Ok;
+  int64_t got = 0, want = 0;
+  int64_t label_min = 0, label_max = 0;
+  double target_min = 0.0, target_max = 0.0;
+  bool ok() const { return rule == BatchRule::Ok; }
+};
+
+// x (B, in_features) of `dtype` (Float32 or Float64), finite.
+BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_features);
+
+// y for `rows` samples of a model with out_features outputs trained with `loss`: int64 labels
+// (rows) in [0, out_features) for CrossEntropy, else finite targets (rows, out_features) of
+// `dtype` ((rows,) when out_features is 1), in [0, 1] for BinaryCrossEntropy.
+BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
+                         int64_t out_features, LossKind loss);
+
+// check_features, then (when y is not nullptr) check_targets for x's rows.
+BatchCheck check_batch(const ArrayInfo& x, const ArrayInfo* y, ScalarType dtype,
+                       int64_t in_features, int64_t out_features, LossKind loss);
+
+}  // namespace steepest

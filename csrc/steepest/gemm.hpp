@@ -1,0 +1,33 @@
+// Matrix products. OpenBLAS does the arithmetic, always on one thread per call; large products
+// are split in tiles chosen from the shape alone and run on the core's pool (threads.hpp), so
+// the result is bitwise the same on any number of threads. Products with a dimension of 1
+// (batch 1) skip GEMM for matrix-vector and outer products.
+#pragma once
+
+#include <cstdint>
+
+namespace steepest {
+
+// C (M, N) = alpha * op(A) op(B) + beta * C, row-major. op(A) is (M, K), op(B) is (K, N).
+// Large products run as tiles on the thread pool (see gemm_tiles); bitwise the same result on
+// any number of threads. Throws std::length_error when a dimension does not fit BLAS's 32-bit
+// integers.
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// The number of tiles gemm splits a product of M x N x K multiply-adds into: 1 for small
+// products, up to 8 for large ones; from the shape alone, never from the thread count.
+int gemm_tiles(int64_t M, int64_t N, int64_t K);
+
+// The same for work over the rows of a (rows, cols) matrix at batch 1 (a matrix-vector product,
+// an outer product and the update that consumes it): up to 8 tiles of multiples of 16 rows, so
+// that a tile's slice of the weights stays in one core's cache from the forward pass to the
+// update.
+int row_tiles(int64_t rows, int64_t cols);
+
+// C (M, N) <- a (M) b (N)^T: a batch-1 weight gradient, bitwise as gemm writes it (K = 1).
+void outer_product(float* C, const float* a, const float* b, int64_t M, int64_t N);
+void outer_product(double* C, const double* a, const double* b, int64_t M, int64_t N);
+
+}  // namespace steepest

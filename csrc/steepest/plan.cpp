@@ -1,0 +1,102 @@
+#include "steepest/plan.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace steepest {
+
+SizeTable size_table(const std::vector<LayerSpec>& layers) {
+  if (layers.empty()) throw std::invalid_argument("a network needs at least one layer");
+  SizeTable t;
+  int64_t offset = 0, width_sum = 0, mask_sum = 0;
+  for (size_t k = 0; k < layers.size(); ++k) {
+    const LayerSpec& l = layers[k];
+    if (l.in <= 0 || l.out <= 0) throw std::invalid_argument("layer widths must be positive");
+    if (k > 0 && l.in != layers[k - 1].out)
+      throw std::invalid_argument("layer " + std::to_string(k) + " expects " +
+                                  std::to_string(l.in) + " features but receives " +
+                                  std::to_string(layers[k - 1].out));
+    if (l.kind == LayerKind::Dense) {
+      // Each Dense layer owns weight (out * in) then bias (out) in the flat buffers.
+      DenseSizes d;
+      d.layer = int64_t(k);
+      d.in = l.in;
+      d.out = l.out;
+      d.weight_offset = offset;
+      offset += l.out * l.in;
+      if (l.bias) {
+        d.bias_offset = offset;
+        offset += l.out;
+      }
+      d.dy_offset = t.kept_dy;
+      t.kept_dy += l.out;
+      t.dense.push_back(d);
+    } else if (l.in != l.out) {
+      throw std::invalid_argument("elementwise layers keep their width");
+    }
+    t.max_width = std::max({t.max_width, l.in, l.out});
+    t.output_offset.push_back(width_sum);
+    width_sum += l.out;
+    t.mask_offset.push_back(l.kind == LayerKind::Dropout ? mask_sum : -1);
+    if (l.kind == LayerKind::Dropout) mask_sum += l.out;
+  }
+  t.output_offset.push_back(width_sum);
+  t.mask_offset.push_back(mask_sum);
+  t.num_params = offset;
+  return t;
+}
+
+namespace {
+bool is_relu(const LayerSpec& l) {
+  return l.kind == LayerKind::Activation &&
+         (l.activation == Activation::ReLU || l.activation == Activation::LeakyReLU);
+}
+}  // namespace
+
+std::vector<Op> build_ops(const std::vector<LayerSpec>& layers, const SizeTable& table) {
+  std::vector<Op> ops;
+  int64_t dense = 0;  // the next row of table.dense
+  for (size_t k = 0; k < layers.size(); ++k) {
+    const LayerSpec& l = layers[k];
+    Op op;
+    op.in = l.in;
+    op.out = l.out;
+    op.input = k == 0 ? -1 : table.output_offset[k - 1];
+    op.output = table.output_offset[k];
+    op.param = l.param;
+    switch (l.kind) {
+      case LayerKind::Dense: {
+        const DenseSizes& d = table.dense[size_t(dense)];
+        op.kind = OpKind::Dense;
+        op.dense = dense++;
+        op.weight = d.weight_offset;
+        op.bias = d.bias_offset;
+        op.param = 0.0;
+        if (k + 1 < layers.size() && is_relu(layers[k + 1])) {
+          // The layer outputs stay as they were: z in the Dense layer's, the activation in
+          // the ReLU's (layer_output shows both).
+          const LayerSpec& relu = layers[++k];
+          op.kind = OpKind::DenseReLU;
+          op.pre = op.output;
+          op.output = table.output_offset[k];
+          op.param = relu.activation == Activation::LeakyReLU ? relu.param : 0.0;
+        }
+        break;
+      }
+      case LayerKind::Activation:
+        op.kind = OpKind::Activation;
+        op.activation = l.activation;
+        break;
+      case LayerKind::Softmax: op.kind = OpKind::Softmax; break;
+      case LayerKind::Dropout:
+        op.kind = OpKind::Dropout;
+        op.mask = table.mask_offset[k];
+        break;
+    }
+    ops.push_back(op);
+  }
+  return ops;
+}
+
+}  // namespace steepest

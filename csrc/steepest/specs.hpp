@@ -1,0 +1,91 @@
+// What describes a model and its training, in one place: the enums (layers, activations,
+// initializers, losses, optimizers, step outcomes) and the plain structs built from them that
+// the network, the optimizers and the bindings share. Data only, no behaviour.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace steepest {
+
+// ---------------------------------------------------------------------------------------------
+// Layers
+
+enum class LayerKind : int32_t { Dense, Activation, Softmax, Dropout };
+
+enum class Activation : int32_t { ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh, Softplus };
+
+enum class Init : int32_t {
+  TorchDefault,   // torch.nn.Linear: W, b ~ U(-1/sqrt(in), 1/sqrt(in))
+  GlorotUniform,  // U(+-sqrt(6 / (in + out)))
+  GlorotNormal,   // N(0, 2 / (in + out))
+  HeUniform,      // U(+-sqrt(6 / in))
+  HeNormal,       // N(0, 2 / in)
+  LecunNormal,    // N(0, 1 / in)
+  Normal,         // N(0, 0.01^2): "small random"
+  Zeros,
+};
+
+struct LayerSpec {
+  LayerKind kind = LayerKind::Dense;
+  int64_t in = 0, out = 0;                   // feature widths (equal unless Dense)
+  bool bias = true;                          // Dense
+  Activation activation = Activation::ReLU;  // Activation
+  double param = 0.0;  // LeakyReLU slope, ELU alpha, Dropout probability
+  Init init = Init::TorchDefault;            // Dense
+  // Filled in by the network from the size table:
+  int64_t weight_offset = -1, bias_offset = -1;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Losses, with mean reduction as torch.nn's reduction="mean".
+
+enum class LossKind : int32_t { MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy };
+
+struct LossSpec {
+  LossKind kind = LossKind::MSE;
+  double delta = 1.0;            // Huber
+  double label_smoothing = 0.0;  // CrossEntropy
+};
+
+// ---------------------------------------------------------------------------------------------
+// Optimizers, with torch.optim's names, defaults and semantics.
+
+enum class OptimizerKind : int32_t { SGD, Adam, AdamW, RMSprop, Adagrad };
+
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::SGD;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  // SGD and RMSprop
+  double momentum = 0.0;
+  double dampening = 0.0;
+  bool nesterov = false;
+  // Adam / AdamW
+  double beta1 = 0.9, beta2 = 0.999;
+  bool amsgrad = false;
+  double eps = 1e-8;
+  // RMSprop
+  double alpha = 0.99;
+  bool centered = false;
+  // Adagrad
+  double lr_decay = 0.0;
+  double initial_accumulator_value = 0.0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Training outcomes
+
+enum class StepStatus : int32_t { Ok, NonFiniteLoss, NonFiniteGradient, Interrupted };
+
+struct EpochStats {
+  double loss = 0.0;       // mean loss over the samples of the completed steps
+  int64_t steps = 0;       // completed optimizer steps
+  int64_t samples = 0;     // samples in those steps
+  int64_t correct = 0;     // of those, predicted right (argmax == label) before the update
+  StepStatus status = StepStatus::Ok;
+  double bad_loss = 0.0;   // the offending loss when status is NonFinite*
+  std::vector<double> grad_norms;  // per Dense layer: mean over steps of ||grad||_2
+};
+
+}  // namespace steepest

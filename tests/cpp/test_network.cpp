@@ -1,0 +1,387 @@
+// The network: its size table and op list, train_step against naive backpropagation (batch 13
+// and batch 1, whose update is fused), inference, the epoch loop, refused steps, the same bits
+// on 1 and 2 threads, and no allocation in a steady-state step.
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <stdexcept>
+
+#include "check.hpp"
+#include "count_allocs.hpp"
+#include "reference.hpp"
+#include "steepest/network.hpp"
+
+using namespace steepest;
+namespace ref = steepest::reference;
+
+namespace {
+
+LayerSpec dense(int64_t in, int64_t out, bool bias = true) {
+  LayerSpec l;
+  l.kind = LayerKind::Dense;
+  l.in = in;
+  l.out = out;
+  l.bias = bias;
+  return l;
+}
+
+LayerSpec elementwise(LayerKind kind, int64_t width, Activation a = Activation::ReLU,
+                      double param = 0.0) {
+  LayerSpec l;
+  l.kind = kind;
+  l.in = l.out = width;
+  l.activation = a;
+  l.param = param;
+  return l;
+}
+
+LayerSpec act(int64_t width, Activation a, double param = 0.0) {
+  return elementwise(LayerKind::Activation, width, a, param);
+}
+
+LossSpec cross_entropy() {
+  LossSpec s;
+  s.kind = LossKind::CrossEntropy;
+  return s;
+}
+
+OptimizerConfig sgd(double lr, double momentum = 0.0) {
+  OptimizerConfig c;
+  c.kind = OptimizerKind::SGD;
+  c.lr = lr;
+  c.momentum = momentum;
+  return c;
+}
+
+std::vector<int64_t> labels_for(int64_t B, int64_t C) {
+  std::vector<int64_t> y(static_cast<size_t>(B));
+  for (int64_t r = 0; r < B; ++r) y[size_t(r)] = (r * 7 + 3) % C;
+  return y;
+}
+
+template <class T>
+std::vector<T> params_of(Network<T>& net) {
+  return std::vector<T>(net.params(), net.params() + net.num_params());
+}
+
+}  // namespace
+
+TEST(size_table_places_each_dense_layer) {
+  // Dense(4, 3) ReLU Dropout Dense(3, 2, no bias) Softmax
+  const std::vector<LayerSpec> layers = {dense(4, 3), act(3, Activation::ReLU),
+                                         elementwise(LayerKind::Dropout, 3), dense(3, 2, false),
+                                         elementwise(LayerKind::Softmax, 2)};
+  const SizeTable t = size_table(layers);
+  CHECK(t.dense.size() == 2);
+  CHECK(t.dense[0].layer == 0 && t.dense[0].weight_offset == 0 && t.dense[0].bias_offset == 12);
+  CHECK(t.dense[1].layer == 3 && t.dense[1].weight_offset == 15 && t.dense[1].bias_offset == -1);
+  CHECK(t.dense[0].dy_offset == 0 && t.dense[1].dy_offset == 3 && t.kept_dy == 5);
+  CHECK(t.num_params == 21);
+  CHECK((t.output_offset == std::vector<int64_t>{0, 3, 6, 9, 11, 13}));
+  CHECK((t.mask_offset == std::vector<int64_t>{-1, -1, 0, -1, -1, 3}));
+  CHECK(t.max_width == 4);
+  CHECK(t.workspace_per_row() == 13 + 3 + 2 * 4);
+  // The network takes its offsets from the same table.
+  Network<float> net(layers, 0);
+  CHECK(net.num_params() == 21);
+  CHECK(net.layers()[3].weight_offset == 15 && net.layers()[3].bias_offset == -1);
+}
+
+TEST(size_table_refuses_inconsistent_layers) {
+  auto message = [](const std::vector<LayerSpec>& layers) -> std::string {
+    try {
+      size_table(layers);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  CHECK(message({}) == "a network needs at least one layer");
+  CHECK(message({dense(4, 0)}) == "layer widths must be positive");
+  CHECK(message({dense(4, 3), dense(2, 1)}) == "layer 1 expects 2 features but receives 3");
+  LayerSpec wider = act(3, Activation::Tanh);
+  wider.out = 5;
+  CHECK(message({dense(4, 3), wider}) == "elementwise layers keep their width");
+}
+
+TEST(dense_then_relu_becomes_one_op) {
+  const std::vector<LayerSpec> layers = {
+      dense(8, 6), act(6, Activation::ReLU),                    // fused
+      dense(6, 6, false), act(6, Activation::LeakyReLU, 0.2),   // fused, slope 0.2
+      dense(6, 5), act(5, Activation::Tanh),                    // not fused
+      elementwise(LayerKind::Dropout, 5, Activation::ReLU, 0.1),
+      act(5, Activation::ReLU),                                 // after Dropout: not fused
+      dense(5, 3)};
+  const SizeTable t = size_table(layers);
+  const std::vector<Op> ops = build_ops(layers, t);
+  const std::vector<OpKind> kinds = {OpKind::DenseReLU, OpKind::DenseReLU, OpKind::Dense,
+                                     OpKind::Activation, OpKind::Dropout, OpKind::Activation,
+                                     OpKind::Dense};
+  CHECK(ops.size() == kinds.size());
+  for (size_t i = 0; i < std::min(ops.size(), kinds.size()); ++i) CHECK(ops[i].kind == kinds[i]);
+  // The fused op writes z where the Dense layer's output goes and the activation where the
+  // ReLU's goes; the next op reads that.
+  CHECK(ops[0].input == -1 && ops[0].pre == t.output_offset[0] && ops[0].output == t.output_offset[1]);
+  CHECK(ops[1].input == ops[0].output && ops[1].param == 0.2 && ops[1].bias == -1);
+  CHECK(ops[0].param == 0.0 && ops[0].dense == 0 && ops[1].dense == 1 && ops[2].dense == 2);
+  CHECK(ops[4].mask == t.mask_offset[6] && ops[4].param == 0.1);
+  CHECK(ops[6].weight == t.dense[3].weight_offset && ops[6].bias == t.dense[3].bias_offset);
+}
+
+namespace {
+
+// One SGD train_step of `layers` against naive float64 backpropagation at batch B (CrossEntropy
+// with labels, or MSE against targets when mse).
+template <class T>
+void check_train_step(const std::vector<LayerSpec>& layers, int64_t B, bool mse, double clip,
+                      const std::string& what) {
+  Network<T> net(layers, 42);
+  const int64_t IN = layers.front().in, C = layers.back().out;
+  const auto x = ref::randn<T>(size_t(B * IN), 12);
+  const std::vector<int64_t> labels = mse ? std::vector<int64_t>{} : labels_for(B, C);
+  const auto targets = ref::randn<T>(size_t(B * C), 13);
+  const std::vector<T> p0 = params_of(net);
+  const ref::Backprop want = ref::backprop(net.layers(), std::vector<double>(p0.begin(), p0.end()),
+                                           std::vector<double>(x.begin(), x.end()), B, labels,
+                                           std::vector<double>(targets.begin(), targets.end()));
+  LossSpec loss;
+  loss.kind = mse ? LossKind::MSE : LossKind::CrossEntropy;
+  Optimizer<T> opt(sgd(0.5), {{0, net.num_params()}});
+  Target<T> y;
+  if (mse) y.values = targets.data();
+  else y.labels = labels.data();
+  double value = 0;
+  CHECK(net.train_step(x.data(), y, B, loss, opt, clip, &value) == StepStatus::Ok);
+  const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
+  CHECK(std::fabs(value - want.loss) <= tol * (1 + want.loss));
+  // grads: the gradient the step used (clipped when its norm exceeds clip)
+  double norm = 0;
+  for (double g : want.grads) norm += g * g;
+  norm = std::sqrt(norm);
+  const double factor = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1.0;
+  std::vector<double> grads(want.grads), params(p0.size());
+  for (size_t i = 0; i < p0.size(); ++i) {
+    grads[i] *= factor;
+    params[i] = double(p0[i]) - 0.5 * grads[i];
+  }
+  CHECK_CLOSE(std::vector<T>(net.grads(), net.grads() + net.num_params()), grads, tol * 10, tol,
+              what + ": gradients");
+  // Each Dense layer's squared gradient norm (before clipping), as the epoch statistics report.
+  std::vector<double> layer_sq;
+  for (const DenseSizes& d : net.sizes().dense) {
+    const int64_t n = d.in * d.out + (d.bias_offset >= 0 ? d.out : 0);
+    double sq = 0;
+    for (int64_t i = d.weight_offset; i < d.weight_offset + n; ++i) sq += want.grads[size_t(i)] * want.grads[size_t(i)];
+    layer_sq.push_back(sq);
+  }
+  CHECK_CLOSE(net.layer_grad_sq(), layer_sq, tol * 100, tol, what + ": squared gradient norms");
+  CHECK_CLOSE(params_of(net), params, tol * 10, tol, what + ": weights after one SGD step");
+}
+
+// Stacks covering each op: fused Dense+ReLU and +LeakyReLU, Dense without bias, other
+// activations, Softmax.
+std::vector<std::pair<std::string, std::vector<LayerSpec>>> stacks() {
+  return {
+      {"Dense-ReLU-Dense", ref::mlp({31, 300, 7})},
+      {"Dense-LeakyReLU-Dense(no bias)-Tanh-Dense",
+       {dense(9, 16), act(16, Activation::LeakyReLU, 0.1), dense(16, 12, false),
+        act(12, Activation::Tanh), dense(12, 5)}},
+      {"Dense-GELU-Dense-Softmax",
+       {dense(9, 16), act(16, Activation::GELU), dense(16, 4), elementwise(LayerKind::Softmax, 4)}},
+      {"Dense(no bias)-ReLU-Dense-ELU-Dense",
+       {dense(9, 20, false), act(20, Activation::ReLU), dense(20, 8), act(8, Activation::ELU, 1.0),
+        dense(8, 3)}},
+  };
+}
+
+}  // namespace
+
+TEST(train_step_matches_naive_backprop) {
+  for (const auto& [name, layers] : stacks()) {
+    for (int64_t B : {13, 1}) {  // batch 1: the fused outer-product update
+      const std::string what = name + ", batch " + std::to_string(B);
+      check_train_step<float>(layers, B, false, 0.0, what + ", float32");
+      check_train_step<double>(layers, B, false, 0.0, what + ", float64");
+      check_train_step<double>(layers, B, true, 0.0, what + ", MSE");
+      check_train_step<double>(layers, B, false, 0.05, what + ", clipped");
+    }
+  }
+}
+
+TEST(dropout_backward_uses_the_forward_mask) {
+  // Dense-ReLU-Dropout-Dense-LeakyReLU-Dropout-Dense in float64: the masks of the training
+  // forward pass (read back as output / input) given to the naive backprop.
+  const std::vector<LayerSpec> layers = {
+      dense(6, 12), act(12, Activation::ReLU), elementwise(LayerKind::Dropout, 12, Activation::ReLU, 0.5),
+      dense(12, 8), act(8, Activation::LeakyReLU, 0.1), elementwise(LayerKind::Dropout, 8, Activation::ReLU, 0.3),
+      dense(8, 3)};
+  for (int64_t B : {9, 1}) {
+    Network<double> net(layers, 5);
+    const auto x = ref::randn<double>(size_t(B * 6), 6);
+    const std::vector<int64_t> y = labels_for(B, 3);
+    const std::vector<double> p0 = params_of(net);
+    net.forward(x.data(), B, true);
+    std::vector<std::vector<double>> masks(layers.size());
+    for (size_t k : {size_t(2), size_t(5)}) {
+      const double* in = net.layer_output(k - 1);
+      const double* out = net.layer_output(k);
+      for (int64_t i = 0; i < B * layers[k].out; ++i) masks[k].push_back(in[i] != 0 ? out[i] / in[i] : 0.0);
+    }
+    const ref::Backprop want = ref::backprop(net.layers(), p0, x, B, y, {}, masks);
+    net.loss(cross_entropy(), {y.data(), nullptr});
+    net.backward_from_loss(false);
+    CHECK_CLOSE(std::vector<double>(net.grads(), net.grads() + net.num_params()), want.grads,
+                1e-10, 1e-12, "gradients through dropout, batch " + std::to_string(B));
+  }
+}
+
+TEST(backward_accumulates_and_forward_keeps_every_layer_output) {
+  const auto layers = ref::mlp({6, 10, 4});
+  Network<double> net(layers, 1);
+  const int64_t B = 5;
+  const auto x = ref::randn<double>(size_t(B * 6), 2), dy = ref::randn<double>(size_t(B * 4), 3);
+  net.forward(x.data(), B, true);
+  net.backward(dy.data(), false);
+  const std::vector<double> once(net.grads(), net.grads() + net.num_params());
+  net.backward(dy.data(), true);
+  std::vector<double> twice(once);
+  for (double& g : twice) g *= 2;
+  CHECK_CLOSE(std::vector<double>(net.grads(), net.grads() + net.num_params()), twice, 1e-14, 0.0,
+              "backward(accumulate) adds the same gradient");
+  // The fused Dense+ReLU keeps both outputs: z (layer 0) and ReLU(z) (layer 1).
+  bool relu_ok = true;
+  for (int64_t i = 0; i < B * 10; ++i)
+    relu_ok = relu_ok && net.layer_output(1)[i] == std::max(net.layer_output(0)[i], 0.0);
+  CHECK(relu_ok);
+}
+
+TEST(infer_matches_forward) {
+  const std::vector<LayerSpec> layers = {
+      dense(20, 64), act(64, Activation::LeakyReLU, 0.1), elementwise(LayerKind::Dropout, 64, Activation::ReLU, 0.5),
+      dense(64, 32), act(32, Activation::ReLU), dense(32, 16, false), act(16, Activation::SiLU),
+      dense(16, 5), elementwise(LayerKind::Softmax, 5)};
+  Network<float> net(layers, 3);
+  for (int64_t N : {1, 13, 300}) {  // 300: two chunks of rows
+    const auto x = ref::randn<float>(size_t(N * 20), 4);
+    std::vector<float> out(size_t(N * 5));
+    net.infer(out.data(), x.data(), N);
+    const float* y = net.forward(x.data(), N, false);
+    const std::vector<float> fwd(y, y + N * 5);
+    if (N <= 256) CHECK_BITWISE(out, fwd, "infer vs forward, batch " + std::to_string(N));
+    CHECK_CLOSE(out, fwd, 1e-5, 1e-6, "infer vs forward, batch " + std::to_string(N));
+  }
+}
+
+TEST(train_epoch_is_its_steps) {
+  // Without shuffling, an epoch of 4 batches of 16 is 4 train_steps on consecutive rows.
+  const auto layers = ref::mlp({10, 32, 3});
+  const int64_t N = 64, bs = 16;
+  const auto X = ref::randn<float>(size_t(N * 10), 5);
+  const auto y = labels_for(N, 3);
+  Network<float> a(layers, 9), b(layers, 9);
+  Optimizer<float> oa(sgd(0.1, 0.9), {{0, a.num_params()}}), ob(sgd(0.1, 0.9), {{0, b.num_params()}});
+  const EpochStats st = a.train_epoch(X.data(), {y.data(), nullptr}, N, bs, false, cross_entropy(),
+                                      oa, 0.0, nullptr);
+  double loss_sum = 0;
+  for (int64_t s = 0; s < N; s += bs) {
+    double value = 0;
+    b.train_step(X.data() + s * 10, {y.data() + s, nullptr}, bs, cross_entropy(), ob, 0.0, &value);
+    loss_sum += value * double(bs);
+  }
+  CHECK_BITWISE(params_of(a), params_of(b), "train_epoch vs its train_steps");
+  CHECK(st.status == StepStatus::Ok && st.steps == 4 && st.samples == N);
+  CHECK(std::fabs(st.loss - loss_sum / double(N)) <= 1e-12);
+  CHECK(st.grad_norms.size() == 2 && st.grad_norms[0] > 0);
+  // should_stop is polled before each step.
+  int polls = 0;
+  const EpochStats stopped = a.train_epoch(X.data(), {y.data(), nullptr}, N, bs, true,
+                                           cross_entropy(), oa, 0.0, [&] { return ++polls > 2; });
+  CHECK(stopped.status == StepStatus::Interrupted && stopped.steps == 2);
+}
+
+TEST(a_non_finite_step_is_refused_and_changes_nothing) {
+  // Tanh passes a NaN on (ReLU would turn it into 0 and only the gradient would show it).
+  const std::vector<LayerSpec> layers = {dense(4, 8), act(8, Activation::Tanh), dense(8, 2)};
+  Network<float> net(layers, 2);
+  Optimizer<float> opt(sgd(0.1), {{0, net.num_params()}});
+  const auto before = params_of(net);
+  auto x = ref::randn<float>(8, 6);
+  const std::vector<int64_t> y = {0, 1};
+  x[3] = std::numeric_limits<float>::quiet_NaN();
+  double value = 0;
+  CHECK(net.train_step(x.data(), {y.data(), nullptr}, 2, cross_entropy(), opt, 0.0, &value) ==
+        StepStatus::NonFiniteLoss);
+  CHECK(std::isnan(value));
+  // A finite loss with an overflowing gradient (at batch 1 too, where the weight gradients are
+  // deferred): inputs of 1e30 give outputs and an L1 loss near 1e30, weight gradients whose
+  // squares exceed float's range.
+  for (int64_t B : {2, 1}) {
+    const std::vector<float> huge(size_t(B * 4), 1e30f), t(size_t(B * 2), 0.f);
+    LossSpec l1;
+    l1.kind = LossKind::L1;
+    Network<float> big(ref::mlp({4, 8, 2}), 2);
+    const auto big_before = params_of(big);
+    CHECK(big.train_step(huge.data(), {nullptr, t.data()}, B, l1, opt, 0.0, &value) ==
+          StepStatus::NonFiniteGradient);
+    CHECK(std::isfinite(value));
+    CHECK_BITWISE(params_of(big), big_before, "weights after a refused step");
+  }
+  CHECK_BITWISE(params_of(net), before, "weights after a refused step");
+  CHECK(opt.steps == 0);
+}
+
+TEST(training_is_independent_of_threads) {
+  // Wide enough for tiled products and parallel loops at batch 512 and row tiles at batch 1.
+  auto run = [](int threads, const std::vector<int64_t>& sizes, int64_t B, double dropout,
+                OptimizerKind kind) {
+    set_num_threads(threads);
+    Network<float> net(ref::mlp(sizes, dropout), 7);
+    OptimizerConfig c = sgd(0.05, 0.9);
+    c.kind = kind;
+    Optimizer<float> opt(c, {{0, net.num_params()}});
+    const auto x = ref::randn<float>(size_t(B * sizes[0]), 13);
+    const auto y = labels_for(B, sizes.back());
+    double loss = 0;
+    for (int s = 0; s < 3; ++s)
+      net.train_step(x.data(), {y.data(), nullptr}, B, cross_entropy(), opt, s == 2 ? 1.0 : 0.0, &loss);
+    const auto x2 = ref::randn<float>(size_t(4 * B * sizes[0]), 14);
+    const auto y2 = labels_for(4 * B, sizes.back());
+    net.train_epoch(x2.data(), {y2.data(), nullptr}, 4 * B, B, true, cross_entropy(), opt, 0.0, nullptr);
+    return params_of(net);
+  };
+  CHECK_BITWISE(run(1, {256, 2048, 512, 10}, 512, 0.2, OptimizerKind::Adam),
+                run(2, {256, 2048, 512, 10}, 512, 0.2, OptimizerKind::Adam),
+                "Adam with dropout, batch 512, on 1 vs 2 threads");
+  CHECK_BITWISE(run(1, {784, 512, 10}, 1, 0.0, OptimizerKind::SGD),
+                run(2, {784, 512, 10}, 1, 0.0, OptimizerKind::SGD),
+                "SGD, batch 1, on 1 vs 2 threads");
+}
+
+TEST(a_steady_state_step_allocates_nothing) {
+  if (!test::allocs::kCounting) {
+    std::printf("  (allocations are not counted under a sanitizer)\n");
+    return;
+  }
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Network<float> net(ref::mlp({784, 512, 512, 10}, 0.1), 0);
+    OptimizerConfig c;
+    c.kind = OptimizerKind::Adam;
+    Optimizer<float> opt(c, {{0, net.num_params()}});
+    const auto x = ref::randn<float>(size_t(64 * 784), 1);
+    const auto y = labels_for(64, 10);
+    double loss = 0;
+    for (int64_t B : {64, 1, 32}) {  // batch 32 after 64: the buffers are big enough already
+      net.train_step(x.data(), {y.data(), nullptr}, 64, cross_entropy(), opt, 0.0, &loss);
+      net.train_step(x.data(), {y.data(), nullptr}, B, cross_entropy(), opt, 0.0, &loss);
+      test::allocs::start();
+      for (int s = 0; s < 3; ++s)
+        net.train_step(x.data(), {y.data(), nullptr}, B, cross_entropy(), opt, s == 2 ? 1.0 : 0.0, &loss);
+      const int64_t n = test::allocs::stop();
+      if (n != 0)
+        test::fail(__FILE__, __LINE__, std::to_string(n) + " allocations in 3 steps at batch " +
+                                           std::to_string(B) + " on " + std::to_string(threads) +
+                                           " threads");
+    }
+  }
+}
