@@ -5,9 +5,11 @@
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <stdexcept>
 #include <utility>
@@ -48,12 +50,16 @@ std::unique_lock<std::shared_mutex> exclusive(Model<T>& m) {
   return lock;
 }
 
-// Labels (int64) or values of y, as train_step and the losses take them.
+// Sample weights as Python passes them: None, or float64 (rows), checked and converted there.
+using Weights = std::optional<py::array_t<double, py::array::c_style>>;
+
+// Labels (int64) or values of y, and the rows' weights, as train_step and the losses take them.
 template <class T>
-Target<T> target_of(const py::array& y) {
+Target<T> target_of(const py::array& y, const Weights& weights = std::nullopt) {
   Target<T> t;
   if (py::isinstance<py::array_t<int64_t>>(y)) t.labels = static_cast<const int64_t*>(y.data());
   else t.values = static_cast<const T*>(y.data());
+  if (weights) t.weights = weights->data();
   return t;
 }
 

@@ -42,14 +42,15 @@ const char* status_name(StepStatus s) {
 // (status, loss) for Python. Both train_step bindings end here.
 template <class T>
 py::tuple locked_train_step(Model<T>& s, const T* x, int64_t B, const py::array& y,
-                            const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+                            const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
+                            const Weights& weights = std::nullopt) {
   auto lock = exclusive(s);
   s.forward_input = py::none();
   double value = 0;
   StepStatus status;
   {
     py::gil_scoped_release release;
-    status = s.net.train_step(x, target_of<T>(y), B, spec, opt, clip_norm, &value);
+    status = s.net.train_step(x, target_of<T>(y, weights), B, spec, opt, clip_norm, &value);
   }
   return py::make_tuple(status_name(status), value);
 }
@@ -135,11 +136,30 @@ void register_model(py::module_& m, const char* name) {
       })
       .def("train_step",
            [](M& s, Array<T> x, py::array y, const LossSpec& spec, Optimizer<T>& opt,
-              double clip_norm) {
-             return locked_train_step(s, x.data(), x.shape(0), y, spec, opt, clip_norm);
+              double clip_norm, const Weights& weights) {
+             return locked_train_step(s, x.data(), x.shape(0), y, spec, opt, clip_norm,
+                                      weights);
            },
            py::arg("x").noconvert(), py::arg("y"), py::arg("loss"), py::arg("optimizer"),
-           py::arg("clip_norm"))
+           py::arg("clip_norm"), py::arg("weights").noconvert() = py::none())
+      .def("gradient",
+           // Network::gradient on (x, y, weights): the loss, with its gradient in grads.
+           [](M& s, Array<T> x, py::array y, const LossSpec& spec, const Weights& weights,
+              bool training) {
+             auto lock = exclusive(s);
+             s.forward_input = py::none();
+             py::gil_scoped_release release;
+             return s.net.gradient(x.data(), target_of<T>(y, weights), x.shape(0), spec,
+                                   training);
+           },
+           py::arg("x").noconvert(), py::arg("y"), py::arg("loss"),
+           py::arg("weights").noconvert(), py::arg("training"))
+      .def_property(
+          "float64_sums", [](M& s) { return s.net.float64_sums(); },
+          [](M& s, bool on) {
+            auto lock = exclusive(s);
+            s.net.set_float64_sums(on);
+          })
       .def("train_step_checked",
            // The fast path of Sequential.train_step: train_step for arrays that need no
            // conversion and pass check_batch, checked here in one pass; ("unchecked", 0.0) and
@@ -159,15 +179,17 @@ void register_model(py::module_& m, const char* name) {
            py::arg("clip_norm"))
       .def("train_epoch",
            [](M& s, Array<T> X, py::array y, int64_t batch_size, bool shuffle,
-              const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+              const LossSpec& spec, Optimizer<T>& opt, double clip_norm, const Weights& weights,
+              const std::optional<Array<int64_t>>& order) {
              auto lock = exclusive(s);
              s.forward_input = py::none();
              SignalPoll poll;
              EpochStats st;
              {
                py::gil_scoped_release release;
-               st = s.net.train_epoch(X.data(), target_of<T>(y), X.shape(0), batch_size, shuffle,
-                                      spec, opt, clip_norm, std::ref(poll));
+               st = s.net.train_epoch(X.data(), target_of<T>(y, weights), X.shape(0), batch_size,
+                                      shuffle, spec, opt, clip_norm, std::ref(poll),
+                                      order ? order->data() : nullptr);
              }
              py::dict out;
              out["loss"] = st.loss;
@@ -181,7 +203,9 @@ void register_model(py::module_& m, const char* name) {
              return out;
            },
            py::arg("X").noconvert(), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
-           py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+           py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
+           py::arg("weights").noconvert() = py::none(),
+           py::arg("order").noconvert() = py::none())
       .def("infer",
            [](M& s, Array<T> x) {
              std::shared_lock<std::shared_mutex> lock(s.busy, std::try_to_lock);

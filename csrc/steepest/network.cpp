@@ -109,16 +109,59 @@ template <class T>
 double Network<T>::loss(const LossSpec& spec, Target<T> y) {
   const T* out = layer_out(layers_.size() - 1);
   const int64_t C = out_features();
+  RowWeights rw;
+  rw.w = y.weights;
+  rw.weigh_grad = !float64_sums_;  // else the backward's sums apply them
+  if (y.weights) {
+    for (int64_t r = 0; r < batch_; ++r) rw.total += y.weights[r];
+  }
+  weight_sum_ = rw.sum(batch_);
   if (spec.kind == LossKind::CrossEntropy)
-    return cross_entropy_loss(grad_a_.data(), out, y.labels, batch_, C, spec.label_smoothing);
-  return regression_loss(grad_a_.data(), out, y.values, batch_, C, spec);
+    return cross_entropy_loss(grad_a_.data(), out, y.labels, batch_, C, spec.label_smoothing,
+                              spec.scale, rw);
+  return regression_loss(grad_a_.data(), out, y.values, batch_, C, spec, rw);
 }
 
 template <class T>
-void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
+double Network<T>::add_l2(const LossSpec& spec) {
+  if (spec.l2 <= 0) return 0.0;
+  const double coef = spec.l2 / weight_sum_;
+  double squares = 0;
+  for (const DenseSizes& d : table_.dense) {
+    const T* w = params_.data() + d.weight_offset;
+    T* g = grads_.data() + d.weight_offset;
+    squares += sum_squares(w, d.in * d.out);
+    const T c = T(coef);
+    for_chunks(d.in * d.out, 1, [=](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) g[i] += c * w[i];
+    });
+  }
+  return 0.5 * coef * squares;
+}
+
+template <class T>
+double Network<T>::gradient(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
+                            bool training) {
+  forward(x, B, training);
+  const double value = loss(spec, y);
+  backward_from_loss(false, false, y.weights);
+  return value + add_l2(spec);
+}
+
+template <class T>
+void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads,
+                                    const double* weights) {
   const int64_t B = batch_;
   T* d = grad_a_.data();      // gradient w.r.t. the output of op i
   T* spare = grad_b_.data();  // receives the gradient w.r.t. its input (Dense only)
+  const bool f64 = float64_sums_ && !defer_weight_grads;
+  if (f64 && sum_dy_.size() < size_t(B * table_.max_width)) {
+    sum_dy_.resize(size_t(B * table_.max_width));
+    sum_x_.resize(size_t(B * table_.max_width));
+    int64_t largest = 0;
+    for (const DenseSizes& ds : table_.dense) largest = std::max(largest, ds.in * ds.out);
+    sum_dw_.resize(size_t(largest));
+  }
   for (size_t i = ops_.size(); i-- > first_dense_op_;) {
     const Op& op = ops_[i];
     const T* in = input_of(op);
@@ -127,15 +170,23 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
       case OpKind::DenseReLU:
         // The ReLU/LeakyReLU backward (masking d) and the bias gradient in one pass, then the
         // Dense layer's backward without its bias.
-        act_backward_colsum(op.bias < 0 ? nullptr : grads_.data() + op.bias, d, rows(op.pre), B,
-                            op.out, T(op.param), accumulate);
+        act_backward_colsum(op.bias < 0 || f64 ? nullptr : grads_.data() + op.bias, d,
+                            rows(op.pre), B, op.out, T(op.param), accumulate);
         [[fallthrough]];
       case OpKind::Dense: {
         T* dx = i == first_dense_op_ ? nullptr : spare;
-        T* db = op.kind == OpKind::Dense && op.bias >= 0 ? grads_.data() + op.bias : nullptr;
+        T* db = op.bias >= 0 && (op.kind == OpKind::Dense || f64) ? grads_.data() + op.bias
+                                                                  : nullptr;
         if (defer_weight_grads) std::copy(d, d + op.out, kept_dy(table_.dense[size_t(op.dense)]));
-        dense_backward(dx, defer_weight_grads ? nullptr : grads_.data() + op.weight, db, d, in,
-                       params_.data() + op.weight, B, op.in, op.out, accumulate);
+        if (f64) {
+          dense_weight_grads_f64(grads_.data() + op.weight, db, d, in, weights, B, op.in, op.out,
+                                 accumulate, sum_dy_.data(), sum_x_.data(), sum_dw_.data());
+          dense_backward(dx, static_cast<T*>(nullptr), static_cast<T*>(nullptr), d, in,
+                         params_.data() + op.weight, B, op.in, op.out, accumulate);
+        } else {
+          dense_backward(dx, defer_weight_grads ? nullptr : grads_.data() + op.weight, db, d, in,
+                         params_.data() + op.weight, B, op.in, op.out, accumulate);
+        }
         std::swap(d, spare);
         break;
       }
@@ -219,13 +270,15 @@ template <class T>
 StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                                   Optimizer<T>& opt, double clip_norm, double* loss_out) {
   forward(x, B, true);
-  const double value = loss(spec, y);
+  double value = loss(spec, y);
   *loss_out = value;
   if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
   // Batch 1: the weight gradients are outer products, consumed by the update as they are made
-  // (clipping needs the exact norm of the written gradient first, so it takes the plain path).
-  const bool fused = B == 1 && clip_norm <= 0;
-  backward_from_loss(false, fused);
+  // (clipping needs the exact norm of the written gradient first, and the l2 penalty and the
+  // float64 sums the written gradient, so they take the plain path).
+  const bool fused = B == 1 && clip_norm <= 0 && spec.l2 <= 0 && !float64_sums_;
+  backward_from_loss(false, fused, y.weights);
+  *loss_out = value += add_l2(spec);
   // The squared norms double as the finiteness check: a NaN or infinity anywhere makes the sum
   // non-finite, and a sum below T's maximum keeps every g*g finite in T for the optimizer.
   const double total_sq = fused ? outer_grad_sq() : measure_grads();
@@ -258,14 +311,20 @@ int64_t count_correct(const T* out, const int64_t* labels, int64_t B, int64_t C)
 template <class T>
 EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size,
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
-                                   double clip_norm, const std::function<bool()>& should_stop) {
+                                   double clip_norm, const std::function<bool()>& should_stop,
+                                   const int64_t* order) {
   EpochStats stats;
   stats.grad_norms.assign(table_.dense.size(), 0.0);
   const int64_t IN = in_features(), C = out_features();
   const int64_t bs = std::min(batch_size, N);
   order_.resize(size_t(N));
-  for (int64_t i = 0; i < N; ++i) order_[i] = i;
-  if (shuffle) {  // Fisher-Yates with the network's RNG
+  if (order) {
+    std::copy(order, order + N, order_.begin());
+    shuffle = true;  // gathered in that order
+  } else {
+    for (int64_t i = 0; i < N; ++i) order_[i] = i;
+  }
+  if (shuffle && !order) {  // Fisher-Yates with the network's RNG
     for (int64_t i = N - 1; i > 0; --i) std::swap(order_[i], order_[rng_.below(uint64_t(i + 1))]);
   }
   const bool labels = y.labels != nullptr;
@@ -273,6 +332,7 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
     batch_x_.resize(size_t(bs * IN));
     if (labels) batch_labels_.resize(size_t(bs));
     else batch_y_.resize(size_t(bs * C));
+    if (y.weights) batch_w_.resize(size_t(bs));
   }
   double loss_sum = 0;
   for (int64_t start = 0; start < N; start += bs) {
@@ -288,16 +348,19 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
       xb = X + start * IN;
       if (labels) yb.labels = y.labels + start;
       else yb.values = y.values + start * C;
+      if (y.weights) yb.weights = y.weights + start;
     } else {
       for (int64_t r = 0; r < B; ++r) {
         const int64_t src = order_[start + r];
         std::copy(X + src * IN, X + (src + 1) * IN, batch_x_.data() + r * IN);
         if (labels) batch_labels_[r] = y.labels[src];
         else std::copy(y.values + src * C, y.values + (src + 1) * C, batch_y_.data() + r * C);
+        if (y.weights) batch_w_[r] = y.weights[src];
       }
       xb = batch_x_.data();
       if (labels) yb.labels = batch_labels_.data();
       else yb.values = batch_y_.data();
+      if (y.weights) yb.weights = batch_w_.data();
     }
     double value = 0;
     const StepStatus status = train_step(xb, yb, B, spec, opt, clip_norm, &value);

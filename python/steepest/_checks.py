@@ -61,6 +61,24 @@ def values(y, name: str, n_samples: int, n_outputs: int, dtype: np.dtype) -> np.
     return _convert(y, name, dtype)
 
 
+def sample_weight(w, name: str, n_samples: int):
+    """Sample weights (N,): finite, non-negative, not all zero -> C-contiguous float64; None
+    stays None (every sample weighs 1)."""
+    if w is None:
+        return None
+    w = numeric(w, name)
+    if w.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one weight per sample), got shape {w.shape}")
+    same_length(w, name, n_samples)
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    check_finite(w, name)
+    if w.size and w.min() < 0:
+        raise ValueError(f"{name} must not be negative")
+    if not w.any():
+        raise ValueError(f"{name} is all zero: no sample would count")
+    return w
+
+
 def _convert(a: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
     """C-contiguous `dtype`; values beyond its range are an error, not infinities."""
     check_finite(a, name)

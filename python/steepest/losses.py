@@ -13,13 +13,28 @@ from . import _checks, _core, labels
 
 
 class Loss:
+    """Options of every loss (keyword-only): scale multiplies the loss and its gradient; l2
+    adds l2 / 2 ||W||^2 / (the batch's samples, or the sum of their sample weights) over every
+    Dense weight W, biases excepted, in training steps (scikit-learn's alpha)."""
+
     kind = None
     classification = False  # targets are class labels: evaluate reports accuracy
 
-    def __init__(self):
+    def __init__(self, *, scale: float = 1.0, l2: float = 0.0):
         self._spec = _core.LossSpec()
         self._spec.kind = self.kind
+        self.scale = self._spec.scale = _checks.real(scale, "scale", low=0.0, low_open=True)
+        self.l2 = self._spec.l2 = _checks.real(l2, "l2", low=0.0)
         self._grad = None
+
+    def _options(self) -> dict:
+        """scale and l2 where they differ from the defaults, for config and repr."""
+        return {k: v for k, v in (("scale", self.scale), ("l2", self.l2))
+                if v != (1.0 if k == "scale" else 0.0)}
+
+    def _repr(self, *args) -> str:
+        args = list(args) + [f"{k}={v}" for k, v in self._options().items()]
+        return f"{type(self).__name__}({', '.join(args)})"
 
     def targets(self, y, n_samples: int, n_outputs: int, dtype, name: str = "y",
                 classes=None) -> np.ndarray:
@@ -51,10 +66,10 @@ class Loss:
         return self._grad
 
     def config(self) -> dict:
-        return {"type": type(self).__name__}
+        return {"type": type(self).__name__, **self._options()}
 
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        return self._repr()
 
 
 class MSE(Loss):
@@ -74,15 +89,15 @@ class Huber(Loss):
 
     kind = _core.LossKind.Huber
 
-    def __init__(self, delta: float = 1.0):
-        super().__init__()
+    def __init__(self, delta: float = 1.0, **options):
+        super().__init__(**options)
         self.delta = self._spec.delta = _checks.real(delta, "delta", low=0.0, low_open=True)
 
     def config(self):
-        return {"type": "Huber", "delta": self.delta}
+        return {"type": "Huber", "delta": self.delta, **self._options()}
 
     def __repr__(self):
-        return f"Huber(delta={self.delta})"
+        return self._repr(f"delta={self.delta}")
 
 
 class BinaryCrossEntropy(Loss):
@@ -138,8 +153,8 @@ class CrossEntropy(Loss):
     kind = _core.LossKind.CrossEntropy
     classification = True
 
-    def __init__(self, label_smoothing: float = 0.0):
-        super().__init__()
+    def __init__(self, label_smoothing: float = 0.0, **options):
+        super().__init__(**options)
         self.label_smoothing = self._spec.label_smoothing = _checks.real(
             label_smoothing, "label_smoothing", low=0.0, high=1.0)
 
@@ -175,11 +190,26 @@ class CrossEntropy(Loss):
         return softmax(out)
 
     def config(self):
-        return {"type": "CrossEntropy", "label_smoothing": self.label_smoothing}
+        return {"type": "CrossEntropy", "label_smoothing": self.label_smoothing,
+                **self._options()}
 
     def __repr__(self):
-        ls = f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
-        return f"CrossEntropy({ls})"
+        return self._repr(*([f"label_smoothing={self.label_smoothing}"]
+                            if self.label_smoothing else []))
+
+
+class PoissonNLL(Loss):
+    """mean(exp(out) - y out): the negative log-likelihood of counts y under a Poisson rate
+    exp(out) (torch.nn.PoissonNLLLoss with log_input=True, full=False); out is the log of the
+    rate, y >= 0."""
+
+    kind = _core.LossKind.PoissonNLL
+
+    def targets(self, y, n_samples, n_outputs, dtype, name="y", classes=None):
+        y = super().targets(y, n_samples, n_outputs, dtype, name)
+        if y.size and y.min() < 0:
+            raise ValueError(f"{name} must hold counts or rates >= 0 for PoissonNLL")
+        return y
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -202,7 +232,8 @@ def _in_unit_interval(y) -> bool:
             and y.min() >= 0 and y.max() <= 1)
 
 
-LOSSES = {cls.__name__: cls for cls in (MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy)}
+LOSSES = {cls.__name__: cls for cls in (MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy,
+                                        PoissonNLL)}
 
 
 def check_loss(loss) -> None:

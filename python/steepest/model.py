@@ -300,17 +300,49 @@ class Sequential:
                             checkpoint=checkpoint, diagnostics=diagnostics)
 
     def train_epoch(self, X, y, loss, optimizer, batch_size: int, shuffle: bool = True,
-                    clip: float = 0.0) -> dict:
+                    clip: float = 0.0, sample_weight=None, order=None) -> dict:
         """One epoch of train_step over (X, y) from check_data, in batches of batch_size (the
-        rows shuffled by the model's generator), in one C++ call with the GIL released; clip:
-        clip_grad_norm's threshold (0: off). fit's loop calls it; it stops at the first
-        non-finite loss or gradient, or at Ctrl-C. Returns the core's record: "loss" (mean),
-        "steps", "samples", "correct", "status" ("ok" or the cause), "bad_loss",
-        "grad_norms" (per Dense layer, mean over the steps) and "error" (the exception a
-        signal raised, or None)."""
+        rows shuffled by the model's generator, or in `order`: N row indices), in one C++ call
+        with the GIL released; clip: clip_grad_norm's threshold (0: off); sample_weight: one
+        weight per row, checked (see check_sample_weight). fit's loop calls it; it stops at
+        the first non-finite loss or gradient, or at Ctrl-C. Returns the core's record:
+        "loss" (mean), "steps", "samples", "correct", "status" ("ok" or the cause),
+        "bad_loss", "grad_norms" (per Dense layer, mean over the steps) and "error" (the
+        exception a signal raised, or None)."""
+        if order is not None:
+            order = np.asarray(order)
+            if (order.dtype != np.int64 or order.shape != (X.shape[0],) or
+                    not np.array_equal(np.sort(order), np.arange(X.shape[0]))):
+                raise ValueError("order must be a permutation of the rows (int64)")
+            order = np.ascontiguousarray(order)
         self._last = None  # backward() needs a new forward() after training
         return self._net.train_epoch(X, y, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip)
+                                     optimizer._impl, clip, sample_weight, order)
+
+    def check_sample_weight(self, sample_weight, n_samples: int, name="sample_weight"):
+        """sample_weight as train_epoch and loss_and_grad take it: None, or (N,) float64,
+        finite, non-negative, not all zero."""
+        return _checks.sample_weight(sample_weight, name, n_samples)
+
+    def loss_and_grad(self, X, y, loss, sample_weight=None, training: bool = False) -> float:
+        """The loss on the whole of (X, y) (from check_data; sample_weight from
+        check_sample_weight), its l2 penalty included, with its gradient in flat_grads()
+        (overwritten): one C++ call, no update. The objective of full-batch optimizers such
+        as L-BFGS. Dropout is active when training."""
+        self._last = None
+        return self._net.gradient(X, y, loss._spec, sample_weight, bool(training))
+
+    @property
+    def float64_sums(self) -> bool:
+        """Whether training sums the weight and bias gradients over the rows in float64
+        (rounded once): the gradient then depends neither on the order of the rows nor on
+        whether a row of sample weight k stands for k copies of itself. Off by default; the
+        weight-gradient products take about 2.5x as long."""
+        return self._net.float64_sums
+
+    @float64_sums.setter
+    def float64_sums(self, on: bool) -> None:
+        self._net.float64_sums = bool(on)
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, X) -> np.ndarray:
