@@ -44,9 +44,10 @@ def both(cls, **params):
     return cls(dtype="float64", **params), SK[cls](**params)
 
 
-def assert_same_fit(ours, theirs, rtol=1e-9):
+def assert_same_fit(ours, theirs, rtol=1e-9, losses=True):
     assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
-    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=rtol)
+    if losses:
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=rtol)
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=rtol * 100, atol=rtol)
@@ -82,7 +83,9 @@ def test_the_same_trajectory_as_scikit_learn_in_float64(params, target):
     ours.fit(X, y)
     theirs.fit(X, y)
     rtol = 1e-5 if params["solver"] == "adam" else 1e-9
-    assert_same_fit(ours, theirs, rtol)
+    # Several outputs: scikit-learn's loss_ averages the squared error over them while its
+    # gradient sums it; steepest reports the loss its gradient descends (the same weights).
+    assert_same_fit(ours, theirs, rtol, losses=target != "multi_regression")
     assert ours.out_activation_ == theirs.out_activation_
     assert ours.n_layers_ == theirs.n_layers_ == 4 and ours.n_outputs_ == theirs.n_outputs_
     np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=rtol * 100, atol=1e-6)

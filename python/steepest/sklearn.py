@@ -63,8 +63,9 @@ from . import optim
 from .archive import FORMAT_VERSION, archive_bytes, read_archive
 from .callbacks import ProgressBar
 from .layers import Dense, Dropout, ReLU, Sigmoid, Tanh
-from .losses import sigmoid, softmax
+from .losses import MSE, BinaryCrossEntropy, CrossEntropy, PoissonNLL, sigmoid, softmax
 from .model import Sequential
+from .optim import clip_threshold
 from .saving import MODEL_FORMAT
 from .threads import get_num_threads, set_num_threads
 
@@ -158,9 +159,6 @@ class _BaseMLP(BaseEstimator):
         self.coefs_ = [w.T for w in params[0::2]]
         self.intercepts_ = params[1::2]
 
-    def _weights(self):
-        return [p for p in self._model.parameters() if p.name.endswith(".weight")]
-
     def _make_optimizer(self):
         params = self._model.parameters()
         lr, eps = self.learning_rate_init, self.epsilon
@@ -186,29 +184,34 @@ class _BaseMLP(BaseEstimator):
             buffer *= opt.lr / lr
         opt.lr = lr
 
-    # -- the objective: scikit-learn's loss, its L2 penalty, their gradients ---------------
-    def _objective(self, X, Y, sample_weight, training):
-        """scikit-learn's loss of the model on (X, Y) (Y as the solver fits it: one-hot,
-        0/1 or values) plus alpha / 2 ||W||^2 / (sum of the weights), with its gradient in
-        the model's flat gradient buffer. Dropout is active when training."""
-        model = self._model
-        out = model.forward(X, training=training).astype(np.float64)
-        activated, per_row = _OUTPUTS[self.out_activation_](out, Y)
-        delta = activated - Y  # d(loss)/d(output before its activation), per row
-        if sample_weight is None:
-            total = float(X.shape[0])
-            loss = float(per_row.mean())
-        else:
-            total = float(sample_weight.sum())
-            loss = float(np.dot(per_row, sample_weight) / total)
-            delta *= sample_weight[:, None]
-        model.zero_grad()
-        model.backward(delta / total)
-        penalty = 0.0
-        for p in self._weights():
-            penalty += float(np.dot(p.data.ravel(), p.data.ravel()))
-            p.grad += (self.alpha / total) * p.data
-        return loss + 0.5 * self.alpha * penalty / total
+    # -- the objective: scikit-learn's, as the core's loss ---------------------------------
+    def _loss(self):
+        """The core's loss whose gradient is scikit-learn's: its log losses sum over the
+        outputs (scale k), its squared error is halved and summed over the outputs (scale
+        k / 2 on steepest's mean), alpha is its L2 penalty on the weights per unit of sample
+        weight (l2)."""
+        k, kind = self.n_outputs_, self.out_activation_
+        if kind == "softmax":
+            return CrossEntropy(l2=self.alpha)
+        if kind == "logistic":
+            return BinaryCrossEntropy(scale=k, l2=self.alpha)
+        if kind == "exp":
+            return PoissonNLL(scale=k, l2=self.alpha)
+        return MSE(scale=k / 2, l2=self.alpha)
+
+    def _core_data(self, X, Y, sample_weight, loss):
+        """(X, targets, sample weights) checked and converted once for the core: class indices
+        for the softmax, the binarized or real targets otherwise."""
+        X, y = self._model.check_data(X, Y.argmax(axis=1) if self.out_activation_ == "softmax"
+                                      else Y, loss)
+        return X, y, self._model.check_sample_weight(sample_weight, X.shape[0])
+
+    def _loss_offset(self, Y, sample_weight):
+        """What scikit-learn's half Poisson deviance adds to PoissonNLL's exp(z) - y z:
+        sum_c (y log y - y), averaged over the samples (0 for the other losses)."""
+        if self.out_activation_ != "exp":
+            return 0.0
+        return float(np.average((xlogy(Y, Y) - Y).sum(axis=1), weights=sample_weight))
 
     # -- fitting ---------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -280,12 +283,17 @@ class _BaseMLP(BaseEstimator):
                 self.best_validation_score_ = None
 
     def _fit_lbfgs(self, X, Y, sample_weight):
-        flat = self._model.flat_params()
+        loss = self._loss()
+        offset = self._loss_offset(Y, sample_weight)
+        X, y, sample_weight = self._core_data(X, Y, sample_weight, loss)
+        model = self._model
+        model.float64_sums = True  # full batch: sums independent of the order of the rows
+        flat, grads = model.flat_params(), model.flat_grads()
 
         def loss_and_grad(x):
             flat[...] = x
-            loss = self._objective(X, Y, sample_weight, training=False)
-            return loss, self._model.flat_grads().astype(np.float64)
+            value = model.loss_and_grad(X, y, loss, sample_weight)
+            return value + offset, grads.astype(np.float64)
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         result = scipy.optimize.minimize(
@@ -327,6 +335,13 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                               "going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        loss = self._loss()
+        offset = self._loss_offset(Y, sample_weight)
+        X, y, sample_weight = self._core_data(X, Y, sample_weight, loss)
+        # One batch per epoch: sums in float64, so that a sample of weight k trains as k copies
+        # of it would (and the order of the rows does not matter).
+        self._model.float64_sums = batch_size >= n_samples
+        clip = clip_threshold(self.clip_grad_norm)
         epochs = 1 if incremental else self.max_iter
         bar = ProgressBar(epochs) if self.progress else None
         if bar is not None:
@@ -338,8 +353,8 @@ class _BaseMLP(BaseEstimator):
                 start = time.perf_counter()
                 if self.shuffle:  # as scikit-learn: the last epoch's order, shuffled again
                     order = shuffle(order, random_state=self._random_state)
-                self.loss_ = self._epoch(X, Y, sample_weight, batch_size,
-                                         order if self.shuffle else None)
+                self.loss_ = self._epoch(X, y, sample_weight, batch_size,
+                                         order if self.shuffle else None, loss, clip) + offset
                 self.n_iter_ += 1
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
@@ -348,8 +363,6 @@ class _BaseMLP(BaseEstimator):
                                                         "time": time.perf_counter() - start})
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-                if not np.isfinite(self.loss_):
-                    break  # the weights are non-finite: _fit reports it
                 self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
                 if self._lr_schedule == "invscaling":
                     self._set_learning_rate(self.learning_rate_init
@@ -378,20 +391,19 @@ class _BaseMLP(BaseEstimator):
         if early_stopping:  # restore the best weights
             self._model.flat_params()[...] = self._best_params
 
-    def _epoch(self, X, Y, sample_weight, batch_size, order):
-        """One pass over (X, Y) in mini-batches of the rows in `order` (an index array, or
-        None: in order); returns the mean of the batch losses, weighted by their sizes."""
-        n = X.shape[0]
-        accumulated = 0.0
-        for batch in gen_batches(n, batch_size):
-            idx = order[batch] if order is not None else batch
-            sw = None if sample_weight is None else sample_weight[idx]
-            loss = self._objective(X[idx], Y[idx], sw, training=True)
-            if self.clip_grad_norm is not None:
-                optim.clip_grad_norm_(self._model, self.clip_grad_norm)
-            self._optimizer.step(check_finite=False)
-            accumulated += loss * (batch.stop - batch.start)
-        return accumulated / n
+    def _epoch(self, X, y, sample_weight, batch_size, order, loss, clip):
+        """One pass over (X, y) in mini-batches of the rows in `order` (an index array, or
+        None: in order), in one C++ call; returns the mean of the batch losses, weighted by
+        their sizes."""
+        stats = self._model.train_epoch(X, y, loss, self._optimizer, batch_size, shuffle=False,
+                                        clip=clip, sample_weight=sample_weight, order=order)
+        if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
+            raise stats["error"]
+        if stats["status"] != "ok":
+            raise ValueError(f"Solver produced non-finite parameter weights ({stats['status']} "
+                             f"at iteration {self.n_iter_ + 1}, the step was not applied). The "
+                             "input data may contain large values and need to be preprocessed.")
+        return stats["loss"]
 
     def _trigger_stopping(self, msg):
         """scikit-learn's rule: stop, or for learning_rate='adaptive' divide the learning
@@ -456,7 +468,7 @@ class _BaseMLP(BaseEstimator):
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         with self._threads():
             out = self._model.predict(_dense(X)).astype(np.float64)
-        return _OUTPUTS[self.out_activation_](out, None)[0]
+        return _OUTPUTS[self.out_activation_](out)
 
     def predict(self, X):
         """The predicted classes (classifier; (n_samples, n_classes) for multi-label) or
@@ -684,39 +696,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
 
-# -- output activations and scikit-learn's losses, per row --------------------------------------
-def _softmax_log_loss(z, Y):
-    """softmax(z) and -sum_c Y_c log p_c per row (from log-softmax: no clipping needed)."""
-    p = softmax(z)
-    if Y is None:
-        return p, None
-    log_p = z - z.max(axis=1, keepdims=True)
-    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
-    return p, -(Y * log_p).sum(axis=1)
-
-
-def _logistic_log_loss(z, Y):
-    """sigmoid(z) and the binary log loss summed over the outputs per row:
-    softplus(z) - y z = -(y log p + (1 - y) log(1 - p))."""
-    p = sigmoid(z)
-    if Y is None:
-        return p, None
-    return p, (np.logaddexp(0, z) - Y * z).sum(axis=1)
-
-
-def _squared(z, Y):
-    """z and half the squared error, averaged over the outputs, per row."""
-    return z, None if Y is None else 0.5 * ((Y - z) ** 2).mean(axis=1)
-
-
-def _poisson(z, Y):
-    """exp(z) and the half Poisson deviance y log(y / mu) - y + mu, summed over outputs."""
-    mu = np.exp(z)
-    return mu, None if Y is None else (xlogy(Y, Y / mu) - Y + mu).sum(axis=1)
-
-
-_OUTPUTS = {"softmax": _softmax_log_loss, "logistic": _logistic_log_loss,
-            "identity": _squared, "exp": _poisson}
+# -- output activations ------------------------------------------------------------------------
+_OUTPUTS = {"softmax": softmax, "logistic": sigmoid, "identity": lambda z: z, "exp": np.exp}
 
 
 def _dense(X):
