@@ -16,6 +16,14 @@ generator afterwards. Differences, on purpose:
   scikit-learn's velocity semantics when the learning rate changes.
 - ``partial_fit`` is not offered with 'lbfgs' by either estimator.
 - Sample weights must be non-negative (scikit-learn accepts negative ones silently).
+- With several outputs, MLPRegressor's ``loss_`` is the loss its gradient descends (the
+  halved squared error summed over the outputs); scikit-learn's averages over the outputs
+  while its gradient sums them. The weights follow the same path.
+
+Training runs in steepest's core, one C++ call per epoch, in scikit-learn's shuffled order;
+a fit that is one batch per epoch ('lbfgs', or batch_size >= the samples: 'auto' on up to 200)
+sums its gradients in float64 (see Sequential.float64_sums), so that sample weights of k
+train as k copies of a sample would.
 
 Extra keyword parameters: ``dropout`` (after each hidden layer, stochastic solvers),
 ``solver`` also 'adamw', 'rmsprop' or 'adagrad' (torch.optim's, with learning_rate_init and
