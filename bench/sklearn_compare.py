@@ -2,10 +2,12 @@
 and parameters; time per epoch side by side, and the accuracy (R^2 for regression) on a
 held-out quarter after the same number of epochs.
 
-Each round times one epoch (``partial_fit`` over the training set, shuffled; for 'lbfgs' a
-fit of a few iterations, per iteration) of both estimators in turn, in alternating order
-(timing as in compare.py); times are medians over the rounds and the speedup is the median of
-the per-round quotients. Default parameters otherwise (float32 for steepest: its default).
+Each round times a fit of a few epochs (for 'lbfgs' iterations) with the stopping rules off,
+of every estimator in turn, in alternating order (timing as in compare.py); the time per
+epoch is the fit's over its epochs (set-up and validation included, as in a real fit); times
+are medians over the rounds and the speedup is the median of the per-round quotients. Default
+parameters otherwise (float32 for steepest, X's dtype for scikit-learn: float64, and float32
+in a second column).
 
     python bench/sklearn_compare.py            # a few minutes
     python bench/sklearn_compare.py --quick
@@ -22,8 +24,11 @@ from sklearn import datasets, neural_network
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+import steepest as st
 from steepest import sklearn as steepest_sklearn
 
+# epochs (lbfgs: iterations) of each timed fit, per data set
+TIMED_EPOCHS = {"digits": 10, "digits 784 x5": 3, "friedman1": 5}
 # (data set, hidden layers, solver, epochs for the accuracy)
 CASES = [
     ("digits", (100,), "adam", 50),
@@ -63,20 +68,37 @@ def estimators(regression, hidden, solver, **params):
                                  ("sklearn", neural_network))}
 
 
-def epoch_timers(X, y, regression, hidden, solver):
-    """name -> a call that runs one epoch (or, for lbfgs, one fit of 5 iterations), and the
-    number of epochs (iterations) it ran, for a per-epoch time."""
-    fns, per_call = {}, 1
-    for name, est in estimators(regression, hidden, solver).items():
-        if solver == "lbfgs":
-            est.set_params(max_iter=5)
-            fns[name] = lambda est=est: est.fit(X, y)
-            per_call = 5
-        else:
-            first = {} if regression else {"classes": np.unique(y)}
-            est.partial_fit(X[:200], y[:200], **first)
-            fns[name] = lambda est=est: est.partial_fit(X, y)
-    return fns, per_call
+def epoch_timers(X, y, regression, hidden, solver, epochs):
+    """name -> a fit of `epochs` epochs (lbfgs: iterations), stopping rules off: its time over
+    `epochs` is the time per epoch of a fit, its set-up included. "sklearn float32" is
+    scikit-learn on float32 data (it then trains in float32)."""
+    fns = {}
+    ests = estimators(regression, hidden, solver, max_iter=epochs, n_iter_no_change=np.inf)
+    ests["sklearn float32"] = estimators(regression, hidden, solver, max_iter=epochs,
+                                         n_iter_no_change=np.inf)["sklearn"]
+    for name, est in ests.items():
+        Xt = X.astype(np.float32) if name == "sklearn float32" else X
+        fns[name] = lambda est=est, Xt=Xt: est.fit(Xt, y)
+    return fns
+
+
+def float64_sums_epochs(X, y, hidden, batch):
+    """name -> one epoch (Adam, the estimators' loss) of the same model with the float64 sums
+    off and on."""
+    fns = {}
+    for on in (False, True):
+        layers, width = [], X.shape[1]
+        for h in hidden:
+            layers += [st.Dense(width, h), st.ReLU()]
+            width = h
+        model = st.Sequential(*layers, st.Dense(width, int(y.max()) + 1), seed=0)
+        model.float64_sums = on
+        loss = st.losses.CrossEntropy(l2=1e-4)
+        opt = st.optim.Adam(model.parameters())
+        Xc, yc = model.check_data(X, y, loss)
+        fns["float64" if on else "float32"] = \
+            lambda m=model, o=opt, a=Xc, b=yc: m.train_epoch(a, b, loss, o, batch)
+    return fns
 
 
 def main(argv=None):
@@ -92,14 +114,16 @@ def main(argv=None):
     warnings.filterwarnings("ignore")  # ConvergenceWarning of the short fits
 
     print(f"Machine: {machine()}\n")
-    print(f"Per epoch: median of {repeat} rounds, both estimators timed side by side in each "
-          "round ('lbfgs': per iteration). Speedup: median over rounds of scikit-learn's time "
-          "/ steepest's. Score: accuracy (R^2 for friedman1) on a held-out 25 % after the "
-          "same number of epochs, random_state=0; steepest in float32, scikit-learn in "
-          "float64 (each one's default).\n")
+    print(f"Per epoch: a fit of {TIMED_EPOCHS} epochs ('lbfgs': iterations) with the stopping "
+          f"rules off, over its epochs; median of {repeat} rounds, the estimators timed side "
+          "by side in each round. Speedup: median over rounds of scikit-learn's time / "
+          "steepest's; scikit-learn trains in X's dtype: float64 (its default, as for a "
+          "drop-in) and, in the next column, float32. Score: accuracy (R^2 for friedman1) on "
+          "a held-out 25 % after the same number of epochs, random_state=0, each in its "
+          "default dtype (steepest float32, scikit-learn float64).\n")
     head = ["data (train samples x features)", "hidden", "solver", "threads",
-            "steepest epoch", "scikit-learn epoch", "speedup", "epochs",
-            "steepest score", "scikit-learn score"]
+            "steepest epoch", "scikit-learn epoch", "speedup", "speedup vs float32 scikit-learn",
+            "epochs", "steepest score", "scikit-learn score"]
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join(" --- " for _ in head) + "|")
     data = {}
@@ -109,8 +133,9 @@ def main(argv=None):
         X, X_test, y, y_test, regression = data[name]
         for t in threads:
             set_threads(t)
-            fns, per_call = epoch_timers(X, y, regression, hidden, solver)
-            r = side_by_side(fns, repeat, 0.0)
+            per_call = TIMED_EPOCHS[name]
+            r = side_by_side(epoch_timers(X, y, regression, hidden, solver, per_call), repeat,
+                             0.0)
             scores = {}
             for est_name, est in estimators(regression, hidden, solver,
                                             max_iter=epochs).items():
@@ -118,10 +143,25 @@ def main(argv=None):
                 scores[est_name] = est.score(X_test, y_test)
             row = [f"{name} ({X.shape[0]} x {X.shape[1]})", "-".join(map(str, hidden)), solver,
                    str(t), fmt_time(r["steepest"] / per_call), fmt_time(r["sklearn"] / per_call),
-                   fmt_ratio(r.ratio("sklearn")), str(epochs),
+                   fmt_ratio(r.ratio("sklearn")), fmt_ratio(r.ratio("sklearn float32")),
+                   str(epochs),
                    f"{scores['steepest']:.4f}", f"{scores['sklearn']:.4f}"]
             print("| " + " | ".join(row) + " |", flush=True)
             time.sleep(0.05)
+
+    print("\nThe cost of float64 sums (Sequential.float64_sums, on in the estimators' full-batch "
+          "fits): one epoch, Adam, side by side; float32 sums are the default\n")
+    print("| data | hidden | batch | threads | float32 sums | float64 sums | cost |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, hidden, batch in (("digits", (100,), None), ("digits 784 x5", (256, 128), 200)):
+        X, _, y, _, _ = data.get(name) or load(name)
+        for t in threads:
+            set_threads(t)
+            r = side_by_side(float64_sums_epochs(X, y, hidden, batch or len(X)), repeat, 0.0)
+            print(f"| {name} ({X.shape[0]} x {X.shape[1]}) | {'-'.join(map(str, hidden))} | "
+                  f"{batch or 'full'} | {t} | {fmt_time(r['float32'])} | "
+                  f"{fmt_time(r['float64'])} | {r.ratio('float32', ours='float64')**-1:.2f}x |",
+                  flush=True)
 
 
 if __name__ == "__main__":

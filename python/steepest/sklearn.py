@@ -54,7 +54,7 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
     from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils import check_random_state, column_or_1d, gen_batches, shuffle
+    from sklearn.utils import check_random_state, column_or_1d
     from sklearn.utils._param_validation import Interval, StrOptions
     from sklearn.utils.class_weight import compute_sample_weight
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
@@ -359,8 +359,8 @@ class _BaseMLP(BaseEstimator):
             order = np.arange(n_samples)
             for _ in range(epochs):
                 start = time.perf_counter()
-                if self.shuffle:  # as scikit-learn: the last epoch's order, shuffled again
-                    order = shuffle(order, random_state=self._random_state)
+                if self.shuffle:  # as scikit-learn's utils.shuffle: the last epoch's order,
+                    order = order[self._random_state.permutation(n_samples)]  # shuffled again
                 self.loss_ = self._epoch(X, y, sample_weight, batch_size,
                                          order if self.shuffle else None, loss, clip) + offset
                 self.n_iter_ += 1
