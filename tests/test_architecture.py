@@ -19,9 +19,10 @@ LEVELS = {
     "_core": 0,  # the compiled core
     # 1. foundations
     "errors": 1, "_checks": 1, "archive": 1, "_version": 1,
-    "labels": 1.5,  # class labels, checked with _checks
+    "labels": 1.5,  # class labels
     # 2. building blocks
     "layers": 2, "losses": 2, "parameter": 2, "callbacks": 2, "threads": 2,
+    "progress": 2.2,  # fit's progress display: a callback
     "optim": 2.5,  # knows Parameter, never a model
     # 3. on the building blocks
     "schedules": 3, "checkpoint": 3, "gradcheck": 3, "saving": 3,

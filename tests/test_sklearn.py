@@ -362,7 +362,7 @@ def test_clip_grad_norm_dtype_threads_and_progress(capsys):
     assert st.get_num_threads() == threads
     capsys.readouterr()
     MLPRegressor(progress=True, max_iter=3).fit(X, y)
-    assert "epoch 3/3: loss=" in capsys.readouterr().err
+    assert "3/3" in capsys.readouterr().err  # tqdm, rich or steepest's own bar
 
 
 # -- pickling ------------------------------------------------------------------------------------

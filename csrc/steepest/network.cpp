@@ -7,6 +7,10 @@
 
 namespace steepest {
 
+namespace {
+constexpr int64_t kMaskPiece = int64_t(1) << 20;  // dropout mask values drawn between polls
+}  // namespace
+
 template <class T>
 Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
     : layers_(std::move(layers)),
@@ -61,10 +65,14 @@ void Network<T>::reserve(int64_t B) {
   batch_ = B;
   if (B <= batch_cap_) return;
   batch_cap_ = B;
-  acts_.assign(size_t(table_.output_offset.back() * B), T(0));
-  masks_.assign(size_t(table_.mask_offset.back() * B), T(0));
-  grad_a_.assign(size_t(table_.max_width * B), T(0));
-  grad_b_.assign(size_t(table_.max_width * B), T(0));
+  // The old buffers go first (never both at once), the new ones are not filled (Workspace).
+  for (auto [buffer, width] : {std::pair{&acts_, table_.output_offset.back()},
+                               std::pair{&masks_, table_.mask_offset.back()},
+                               std::pair{&grad_a_, table_.max_width},
+                               std::pair{&grad_b_, table_.max_width}}) {
+    Workspace<T>().swap(*buffer);
+    buffer->resize(size_t(width * B));
+  }
 }
 
 template <class T>
@@ -73,6 +81,7 @@ const T* Network<T>::forward(const T* x, int64_t B, bool training) {
   input_ = x;
   const T* p = params_.data();
   for (const Op& op : ops_) {
+    check_interrupt();
     const T* in = input_of(op);
     T* out = rows(op.output);
     const int64_t n = B * op.out;
@@ -88,7 +97,13 @@ const T* Network<T>::forward(const T* x, int64_t B, bool training) {
       case OpKind::Softmax: softmax_forward(out, in, B, op.out); break;
       case OpKind::Dropout:
         if (training && op.param > 0) {
-          dropout_mask(mask(op), rng_, n, op.param);
+          // In pieces with an interruption poll between them (a full batch's mask takes tens
+          // of milliseconds); even lengths keep each random number's pair of draws together,
+          // so the bits are those of one call.
+          for (int64_t lo = 0; lo < n; lo += kMaskPiece) {
+            check_interrupt();
+            dropout_mask(mask(op) + lo, rng_, std::min(kMaskPiece, n - lo), op.param);
+          }
         } else {
           std::fill(mask(op), mask(op) + n, T(1));
         }
@@ -163,6 +178,7 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads,
     sum_dw_.resize(size_t(largest));
   }
   for (size_t i = ops_.size(); i-- > first_dense_op_;) {
+    check_interrupt();
     const Op& op = ops_[i];
     const T* in = input_of(op);
     const int64_t n = B * op.out;
@@ -269,15 +285,23 @@ void Network<T>::fused_update(Optimizer<T>& opt) {
 template <class T>
 StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                                   Optimizer<T>& opt, double clip_norm, double* loss_out) {
-  forward(x, B, true);
-  double value = loss(spec, y);
-  *loss_out = value;
-  if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
   // Batch 1: the weight gradients are outer products, consumed by the update as they are made
   // (clipping needs the exact norm of the written gradient first, and the l2 penalty and the
   // float64 sums the written gradient, so they take the plain path).
   const bool fused = B == 1 && clip_norm <= 0 && spec.l2 <= 0 && !float64_sums_;
-  backward_from_loss(false, fused, y.weights);
+  const Rng::State rng_before = rng_.state();
+  double value = 0;
+  try {  // interruptible until the update: nothing but the workspace has changed before it
+    forward(x, B, true);
+    value = loss(spec, y);
+    *loss_out = value;
+    if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
+    backward_from_loss(false, fused, y.weights);
+    check_interrupt();
+  } catch (const Interrupted&) {
+    rng_.set_state(rng_before);  // the dropout masks of the abandoned step are drawn again
+    return StepStatus::Interrupted;
+  }
   *loss_out = value += add_l2(spec);
   // The squared norms double as the finiteness check: a NaN or infinity anywhere makes the sum
   // non-finite, and a sum below T's maximum keeps every g*g finite in T for the optimizer.
@@ -311,9 +335,11 @@ int64_t count_correct(const T* out, const int64_t* labels, int64_t B, int64_t C)
 template <class T>
 EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size,
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
-                                   double clip_norm, const std::function<bool()>& should_stop,
+                                   double clip_norm,
+                                   const std::function<void(const EpochStats&)>& progress,
                                    const int64_t* order) {
   EpochStats stats;
+  const Rng::State rng_before = rng_.state();
   stats.grad_norms.assign(table_.dense.size(), 0.0);
   const int64_t IN = in_features(), C = out_features();
   const int64_t bs = std::min(batch_size, N);
@@ -336,7 +362,7 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
   }
   double loss_sum = 0;
   for (int64_t start = 0; start < N; start += bs) {
-    if (should_stop && should_stop()) {
+    if (interrupt_requested()) {
       stats.status = StepStatus::Interrupted;
       break;
     }
@@ -366,7 +392,7 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
     const StepStatus status = train_step(xb, yb, B, spec, opt, clip_norm, &value);
     if (status != StepStatus::Ok) {
       stats.status = status;
-      stats.bad_loss = value;
+      if (status != StepStatus::Interrupted) stats.bad_loss = value;
       break;
     }
     loss_sum += value * double(B);
@@ -374,7 +400,13 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
     stats.samples += B;
     stats.steps += 1;
     for (size_t i = 0; i < grad_sq_.size(); ++i) stats.grad_norms[i] += std::sqrt(grad_sq_[i]);
+    if (progress) {
+      stats.loss = loss_sum / double(stats.samples);
+      progress(stats);
+    }
   }
+  // Interrupted before its first step: as it started (the shuffle drawn again next time).
+  if (stats.status == StepStatus::Interrupted && stats.steps == 0) rng_.set_state(rng_before);
   if (stats.steps > 0) {
     stats.loss = loss_sum / double(stats.samples);
     for (double& g : stats.grad_norms) g /= double(stats.steps);
@@ -395,6 +427,7 @@ void Network<T>::infer(T* out, const T* x, int64_t N) const {
     T* cur = a.data();
     T* spare = b.data();
     for (const Op& op : ops_) {
+      check_interrupt();
       switch (op.kind) {
         case OpKind::Dense:
           dense_forward(spare, cur, p + op.weight, bias(op), B, op.in, op.out);

@@ -6,8 +6,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <utility>
 #include <vector>
 
+#include "steepest/interrupt.hpp"
 #include "steepest/kernels.hpp"
 #include "steepest/optim.hpp"
 #include "steepest/plan.hpp"
@@ -24,6 +27,30 @@ struct Target {
   const T* values = nullptr;
   const double* weights = nullptr;
 };
+
+// Workspace memory that every computation writes before it reads: resize() leaves new values
+// uninitialized, so a large batch's buffers cost no pass of zeros up front (their pages are
+// first touched by the interruptible computation that fills them).
+template <class T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <class U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <class T>
+using Workspace = std::vector<T, UninitializedAllocator<T>>;
 
 template <class T>
 class Network {
@@ -73,21 +100,25 @@ class Network {
 
   // zero_grad + forward + loss + backward + optimizer step, one call. The step is skipped (and
   // the status says why) when the loss or the gradients are not finite: weights never take NaN.
-  // clip_norm > 0 rescales the gradients to that global L2 norm at most.
+  // clip_norm > 0 rescales the gradients to that global L2 norm at most. An interruption
+  // (interrupt.hpp) before the update abandons the step: parameters, optimizer state and the
+  // random generator stay as they were (the gradients and the workspace do not).
   StepStatus train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                         Optimizer<T>& opt, double clip_norm, double* loss_out);
 
   // One epoch of mini-batch training over X (N, IN), y (weights (N) per row when given). The
   // rows go in the given order (N indices) when order is not nullptr, else shuffled with the
-  // network's RNG when asked; stops early when should_stop() says so (polled between steps) or
-  // on a non-finite loss/gradient, with the model as it was after the last completed step.
+  // network's RNG when asked; stops early when interrupted (interrupt.hpp: between steps or
+  // inside one) or on a non-finite loss/gradient, with the model as it was after the last
+  // completed step (before the epoch's shuffle when no step completed). progress, when given,
+  // receives the stats so far (loss: the mean over the completed steps) after every step.
   EpochStats train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size, bool shuffle,
                          const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
-                         const std::function<bool()>& should_stop,
+                         const std::function<void(const EpochStats&)>& progress = {},
                          const int64_t* order = nullptr);
 
   // Inference: out (N, OUT) <- x (N, IN). Uses its own scratch memory and does not modify the
-  // network, so several threads may call it at once.
+  // network, so several threads may call it at once. Throws Interrupted (interrupt.hpp).
   void infer(T* out, const T* x, int64_t N) const;
 
   // Output (B, width of layer k) of layer k in the last forward pass.
@@ -139,7 +170,8 @@ class Network {
   int64_t batch_cap_ = 0;
   int64_t batch_ = 0;                 // rows of the last forward
   const T* input_ = nullptr;          // input of the last forward
-  std::vector<T> acts_, masks_, grad_a_, grad_b_, batch_x_, batch_y_;
+  Workspace<T> acts_, masks_, grad_a_, grad_b_;
+  std::vector<T> batch_x_, batch_y_;
   std::vector<T> kept_dy_;            // batch 1: each Dense layer's output gradient
   std::vector<int64_t> batch_labels_, order_;
   std::vector<double> batch_w_;

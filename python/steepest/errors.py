@@ -1,4 +1,5 @@
 """Exceptions of steepest."""
+from . import _core
 
 
 class TrainingDiverged(ArithmeticError):
@@ -16,3 +17,15 @@ class TrainingDiverged(ArithmeticError):
             "the parameters are those of the last finite step. Try a smaller learning rate "
             "or gradient clipping."
         )
+
+
+# What TrainingDiverged says for each core step status that refused a step.
+_CAUSES = {_core.StepStatus.NonFiniteLoss: "non-finite loss",
+           _core.StepStatus.NonFiniteGradient: "non-finite gradient"}
+
+
+def check_step(status, epoch=None, step=None, loss=None) -> None:
+    """Raises TrainingDiverged when the core's StepStatus refused a step for non-finite
+    values (Ok and Interrupted pass: an interruption raises the signal's own exception)."""
+    if status in _CAUSES:
+        raise TrainingDiverged(_CAUSES[status], epoch=epoch, step=step, loss=loss)

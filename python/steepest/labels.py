@@ -12,8 +12,6 @@ import numbers
 
 import numpy as np
 
-from ._checks import same_length
-
 _PREVIEW = 5  # labels shown in an error message
 
 
@@ -45,19 +43,6 @@ def label_array(y, name: str) -> np.ndarray:
         raise TypeError(f"{name} must hold class labels (numbers, booleans or strings), got "
                         f"dtype {y.dtype}")
     return y
-
-
-def indices(y, name: str, n_samples: int, n_classes: int) -> np.ndarray:
-    """Class indices (N,) in [0, n_classes) (integers or integral floats) -> C-contiguous
-    int64."""
-    y = label_array(y, name)
-    require_numbers(y, name)
-    same_length(y, name, n_samples)
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(
-            f"{name} holds labels in [{y.min()}, {y.max()}] but the model has {n_classes} "
-            f"outputs: labels must be in [0, {n_classes - 1}]")
-    return np.ascontiguousarray(y, dtype=np.int64)
 
 
 def require_numbers(y, name: str) -> None:

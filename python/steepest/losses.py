@@ -38,9 +38,10 @@ class Loss:
 
     def targets(self, y, n_samples: int, n_outputs: int, dtype, name: str = "y",
                 classes=None) -> np.ndarray:
-        """Validated, converted targets for a model with n_outputs outputs. classes: the
-        label of each output (see steepest.labels) for the classification losses."""
-        return _checks.values(y, name, n_samples, n_outputs, dtype)
+        """Validated, converted targets for a model with n_outputs outputs (the core's rules for
+        this loss, e.g. BinaryCrossEntropy's probabilities in [0, 1]). classes: the label of
+        each output (see steepest.labels) for the classification losses."""
+        return _checks.values(y, name, n_samples, n_outputs, dtype, self._spec)
 
     def forward(self, out, y) -> float:
         """The loss of predictions out (N, C) against targets y; keeps d(loss)/d(out)."""
@@ -116,10 +117,7 @@ class BinaryCrossEntropy(Loss):
             _checks.same_length(index, name, n_samples)
             return index.astype(dtype)[:, None]
         labels.require_numbers(y, name)
-        y = super().targets(y, n_samples, n_outputs, dtype, name)
-        if y.size and (y.min() < 0 or y.max() > 1):
-            raise ValueError(f"{name} must hold probabilities in [0, 1] for BinaryCrossEntropy")
-        return y
+        return super().targets(y, n_samples, n_outputs, dtype, name)
 
     def learn_classes(self, y, n_outputs: int, name: str = "y"):
         """None when y are targets in [0, 1] (used as they are); else, for one output, the
@@ -163,7 +161,9 @@ class CrossEntropy(Loss):
             index = labels.encode(y, classes, name)
             _checks.same_length(index, name, n_samples)
             return index
-        return labels.indices(y, name, n_samples, n_outputs)
+        y = labels.label_array(y, name)  # Python numbers in an object array become numbers
+        labels.require_numbers(y, name)
+        return _checks.labels(y, name, n_samples, n_outputs, dtype, self._spec)
 
     def learn_classes(self, y, n_outputs: int, name: str = "y"):
         """None when y are class indices in [0, n_outputs) (used as they are); else the
@@ -204,12 +204,6 @@ class PoissonNLL(Loss):
     rate, y >= 0."""
 
     kind = _core.LossKind.PoissonNLL
-
-    def targets(self, y, n_samples, n_outputs, dtype, name="y", classes=None):
-        y = super().targets(y, n_samples, n_outputs, dtype, name)
-        if y.size and y.min() < 0:
-            raise ValueError(f"{name} must hold counts or rates >= 0 for PoissonNLL")
-        return y
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

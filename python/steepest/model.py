@@ -18,14 +18,14 @@ import warnings
 import numpy as np
 
 from . import _checks, _core, labels, saving, training
-from .errors import TrainingDiverged
+from .errors import check_step
 from .layers import (Dense, Layer, Sigmoid, Softmax, layer_config, layer_from_config,
-                     parameter_table)
+                     layer_specs, parameter_table)
 from .losses import LOSSES, BinaryCrossEntropy, CrossEntropy, check_loss, sigmoid, softmax
 from .optim import check_optimizer, clip_threshold
 from .parameter import Parameter
 
-_FAST_LOSSES = frozenset(LOSSES.values())  # losses whose targets the core can validate
+_CORE_LOSSES = frozenset(LOSSES.values())  # losses whose targets are exactly the core's rules
 _NETWORKS = {"float32": _core.Network32, "float64": _core.Network64}
 
 
@@ -49,12 +49,15 @@ class Sequential:
             layers = tuple(layers[0])
         if not layers:
             raise ValueError("layers is empty: a model needs at least one Dense layer")
+        self.layers = []
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} must be a steepest layer, got {layer!r}")
+            self.layers.append(layer)
+            if isinstance(layer, Dense) and layer.activation is not None:
+                self.layers.append(layer.activation)  # Dense(..., activation=...), as Keras
         if not any(isinstance(layer, Dense) for layer in layers):
             raise ValueError("a model needs at least one Dense layer")
-        self.layers = list(layers)
         self.dtype = _checks.as_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**63)
@@ -63,7 +66,7 @@ class Sequential:
         n_params = sum(slot.size for slot in table)
         _checks.buffer_memory(2 * n_params * self.dtype.itemsize,
                               f"a model of {n_params:,} parameters (values and gradients)")
-        self._net = _NETWORKS[self.dtype.name](self._specs(), self.seed)
+        self._net = _NETWORKS[self.dtype.name](layer_specs(self.layers), self.seed)
         params, grads = self._net.params, self._net.grads
         self._params = [Parameter(self, slot, params, grads) for slot in table]
         self._last = None  # (input, output shape) of the last forward, kept for backward
@@ -72,19 +75,35 @@ class Sequential:
         self._losses_seen = set()  # loss types checked against the last layer (a warning once)
         self.history = None
         self.stop_training = False
+        self.training = False  # forward's default mode: see train() / eval()
+        # JSON-able notes saved with the model (the command line keeps its training summary
+        # and class labels here)
+        self.metadata = {}
 
-    def _specs(self):
-        """Core layer specs; elementwise layers take the width of what they follow."""
-        width = next(layer.in_features for layer in self.layers if isinstance(layer, Dense))
-        specs = []
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
-                if layer.in_features != width:
-                    raise ValueError(f"layer {i} ({layer!r}) expects {layer.in_features} "
-                                     f"features but the layer before it gives {width}")
-                width = layer.out_features
-            specs.append(layer.spec(width))
-        return specs
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index) -> Layer:
+        """The layer at index, as torch's nn.Sequential (its parameters: named "{index}.weight"
+        and "{index}.bias" in parameters() and state_dict())."""
+        if isinstance(index, slice):
+            raise TypeError("a model cannot be sliced into a model that shares its weights: "
+                            "model.layers[a:b] gives the layers, st.Sequential(*model.layers"
+                            "[a:b]) a new model of them (new weights)")
+        return self.layers[index]
+
+    def train(self, mode: bool = True) -> Sequential:
+        """Sets forward()'s default mode, as torch's module.train(): training (dropout active)
+        or, with mode=False, inference. fit, train_step (always training) and predict (always
+        inference) do not depend on it. A new model starts in inference mode."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be True or False, got {mode!r}")
+        self.training = mode
+        return self
+
+    def eval(self) -> Sequential:
+        """train(False): forward() runs in inference mode (dropout off), as torch's eval()."""
+        return self.train(False)
 
     @property
     def in_features(self) -> int:
@@ -201,11 +220,12 @@ class Sequential:
             p.data[...] = arrays[p.name]
 
     # -- the two algorithms, one step at a time ---------------------------------------------
-    def forward(self, x, training: bool = False) -> np.ndarray:
+    def forward(self, x, training=None) -> np.ndarray:
         """Forward propagation: x (N, in_features) -> a new array (N, out_features). With
-        training=True dropout is active; backward() then backpropagates through this pass."""
+        training=True dropout is active; backward() then backpropagates through this pass.
+        training=None takes the mode train() / eval() set (inference for a new model)."""
         x = _checks.features(x, "x", self.in_features, self.dtype)
-        out = self._net.forward(x, bool(training))
+        out = self._net.forward(x, self.training if training is None else bool(training))
         self._last = (x, out.shape)
         return out
 
@@ -248,28 +268,26 @@ class Sequential:
         finite."""
         check_loss(loss)
         check_optimizer(optimizer, self)
-        status = "unchecked"
-        if (clip_grad_norm is None and type(x) is np.ndarray and type(y) is np.ndarray
-                and type(loss) in _FAST_LOSSES and self._classes is None):
-            # Fast path: arrays that need no conversion are validated by the core in one pass
-            # (shapes, dtypes, finiteness, label range); anything else takes the path below.
-            self._note_training_loss(loss)
-            status, value = self._net.train_step_checked(x, y, loss._spec, optimizer._impl, 0.0)
-            if status != "unchecked":
-                self._last = None  # the core's forward state now belongs to this step
-        if status == "unchecked":
+        clip = clip_threshold(clip_grad_norm)
+        self._note_training_loss(loss)
+        if (self._classes is not None or not (type(x) is np.ndarray and type(y) is np.ndarray
+                                              and type(loss) in _CORE_LOSSES)):
             x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
-            clip = clip_threshold(clip_grad_norm)
-            self._last = None  # the core's forward state now belongs to this step
-            status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
-        if status != "ok":
-            raise TrainingDiverged(status, loss=value)
+        # The core checks the batch by its rules first (the one implementation of them) and
+        # runs the step only when it passes; otherwise convert (labels that are not class
+        # indices: through classes_, learnt here), or raise naming x and y.
+        check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        if not check.ok:
+            x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
+            check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        self._last = None  # the core's forward state now belongs to this step
+        check_step(status, loss=value)
         return value
 
     # -- the whole loop ---------------------------------------------------------------------
     def fit(self, X, y, *, loss, optimizer, epochs: int = 1, batch_size=32, shuffle=True,
-            validation_data=None, callbacks=(), verbose: int = 1, clip_grad_norm=None,
-            checkpoint=None, diagnostics: bool = False) -> dict:
+            validation_data=None, validation_split=None, callbacks=(), verbose: int = 1,
+            clip_grad_norm=None, checkpoint=None, diagnostics: bool = False) -> dict:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -277,8 +295,12 @@ class Sequential:
         data set; batch_size=1 is stochastic gradient descent: one update per sample;
         anything between is mini-batch gradient descent.
 
+        validation_data=(X_val, y_val) is evaluated after every epoch; validation_split=0.1
+        instead holds out the last tenth of (X, y) for it, before any shuffling (as Keras).
+        verbose: 0 silent, 1 a progress bar (see steepest.progress), 2 a line per epoch.
+
         Returns the history (also kept as ``model.history``): per epoch "loss", "val_loss"
-        (with validation_data), "accuracy"/"val_accuracy" (classification), "lr", "time"
+        (with validation data), "accuracy"/"val_accuracy" (classification), "lr", "time"
         (seconds) and "grad_norm" (per Dense layer, the mean L2 norm of its gradient over the
         epoch's steps: the vanishing/exploding-gradient signal). diagnostics=True adds, per
         epoch, weight norms, update-to-weight ratios, the first/last layer gradient ratio, the
@@ -295,20 +317,23 @@ class Sequential:
         """
         return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                             batch_size=batch_size, shuffle=shuffle,
-                            validation_data=validation_data, callbacks=callbacks,
+                            validation_data=validation_data,
+                            validation_split=validation_split, callbacks=callbacks,
                             verbose=verbose, clip_grad_norm=clip_grad_norm,
                             checkpoint=checkpoint, diagnostics=diagnostics)
 
     def train_epoch(self, X, y, loss, optimizer, batch_size: int, shuffle: bool = True,
-                    clip: float = 0.0, sample_weight=None, order=None) -> dict:
-        """One epoch of train_step over (X, y) from check_data, in batches of batch_size (the
-        rows shuffled by the model's generator, or in `order`: N row indices), in one C++ call
-        with the GIL released; clip: clip_grad_norm's threshold (0: off); sample_weight: one
-        weight per row, checked (see check_sample_weight). fit's loop calls it; it stops at
-        the first non-finite loss or gradient, or at Ctrl-C. Returns the core's record:
-        "loss" (mean), "steps", "samples", "correct", "status" ("ok" or the cause),
-        "bad_loss", "grad_norms" (per Dense layer, mean over the steps) and "error" (the
-        exception a signal raised, or None)."""
+                    clip: float = 0.0, progress=None, sample_weight=None, order=None) -> dict:
+        """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
+        types and label range again, not their values), in batches of batch_size (the rows
+        shuffled by the model's generator, or in `order`: N row indices), in one C++ call with
+        the GIL released; clip: clip_grad_norm's threshold (0: off); progress: None or a
+        function called as progress(steps, samples, mean loss) between steps, at most every
+        50 ms; sample_weight: one weight per row, from check_sample_weight. fit's loop calls
+        it; it stops at the first non-finite loss or gradient, or at Ctrl-C (within a step:
+        the step is abandoned). Returns the core's record: "loss" (mean), "steps", "samples",
+        "correct", "status" (the core's StepStatus), "bad_loss", "grad_norms" (per Dense
+        layer, mean over the steps) and "error" (the exception a signal raised, or None)."""
         if order is not None:
             order = np.asarray(order)
             if (order.dtype != np.int64 or order.shape != (X.shape[0],) or
@@ -317,7 +342,7 @@ class Sequential:
             order = np.ascontiguousarray(order)
         self._last = None  # backward() needs a new forward() after training
         return self._net.train_epoch(X, y, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip, sample_weight, order)
+                                     optimizer._impl, clip, progress, sample_weight, order)
 
     def check_sample_weight(self, sample_weight, n_samples: int, name="sample_weight"):
         """sample_weight as train_epoch and loss_and_grad take it: None, or (N,) float64,
@@ -439,6 +464,7 @@ class Sequential:
         except (KeyError, TypeError, ValueError, MemoryError) as e:
             raise ValueError(f"{source}: bad architecture in header: {e}") from None
         self.load_state_dict(arrays)
+        self.metadata = saving.metadata(header, source)
 
     def __repr__(self):
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
@@ -463,7 +489,7 @@ class Sequential:
         return text
 
     def save(self, path) -> None:
-        """Writes architecture and parameters (see steepest.saving); atomic."""
+        """Writes architecture, parameters and metadata (see steepest.saving); atomic."""
         saving.save(self, path)
 
 

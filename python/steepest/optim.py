@@ -5,8 +5,9 @@ semantics. Each update is one C++ loop over the model's flat parameter buffer, i
     opt.zero_grad(); ...; opt.step()
     opt.lr = 0.01        # may change between steps (that is all a schedule does)
 
-An optimizer knows Parameters, never a model: it reaches the core network their views belong
-to through ``params[0].model`` (this module and steepest.model are the only Python code that
+An optimizer knows Parameters, never a model (given a model, as ``st.optim.Adam(model)``, it
+takes its ``parameters()``): it reaches the core network their views belong to through
+``params[0].model`` (this module and steepest.model are the only Python code that
 touches the binding objects). A pickled optimizer holds that model too.
 """
 from __future__ import annotations
@@ -27,6 +28,8 @@ class Optimizer:
     _hyper = ()  # names of the hyper-parameters, in the order of the signature
 
     def __init__(self, params, **hyper):
+        if callable(getattr(params, "parameters", None)):  # a model, as Keras's habit passes
+            params = params.parameters()
         params = list(params)
         if not params:
             raise ValueError("params is empty: pass model.parameters()")

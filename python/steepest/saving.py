@@ -8,6 +8,9 @@ A steepest archive (see steepest.archive) of format "steepest.model":
   ...]}`` (``model.config()`` plus the format's name and version); a classifier trained on
   labels adds ``"classes": {"dtype": "<U3", "shape": [3]}`` (the declaration of the array
   below) and a multi-label one ``"multilabel": true``;
+- ``"written_by": "steepest 0.1.0"``, and ``"metadata"``: ``model.metadata``, a JSON object of
+  notes kept with the model (the command line's training summary and class labels), when
+  not empty;
 - one array per parameter, named as in ``model.state_dict()`` ("0.weight", "0.bias", ...),
   with the model's dtype and torch's shapes;
 - "classes": the label of each output (numbers, booleans or fixed-width unicode strings),
@@ -24,6 +27,7 @@ import os
 import numpy as np
 
 from ._checks import as_dtype, buffer_memory
+from ._version import __version__
 from .archive import FORMAT_VERSION, archive_bytes, read_archive, write_archive
 from .layers import layer_from_config, parameter_table
 
@@ -32,9 +36,17 @@ CLASSES = "classes"  # the array of class labels
 _LABEL_KINDS = "biufU"  # dtypes class labels may have: no Python objects
 
 
+def model_header(model) -> dict:
+    header = {"format": MODEL_FORMAT, "version": FORMAT_VERSION,
+              "written_by": f"steepest {__version__}", **model.config()}
+    if model.metadata:
+        header["metadata"] = model.metadata
+    return header
+
+
 def pack(model, **extra) -> tuple:
     """(header, arrays) of model's file; extra: more header entries."""
-    header = {"format": MODEL_FORMAT, "version": FORMAT_VERSION, **model.config(), **extra}
+    header = {**model_header(model), **extra}
     arrays = {p.name: p.data for p in model.parameters()}
     if model.classes_ is not None:  # the array itself, so its dtype survives
         arrays[CLASSES] = model.classes_
@@ -62,6 +74,14 @@ def read(source):
                                   lambda header: declared_shapes(header, name))
     header["classes"] = arrays.pop(CLASSES, None)
     return header, arrays
+
+
+def metadata(header: dict, path="") -> dict:
+    """The metadata a header holds ({} when none), checked to be a JSON object."""
+    notes = header.get("metadata", {})
+    if not isinstance(notes, dict):
+        raise ValueError(f"{path}: metadata in header is not a JSON object")
+    return notes
 
 
 def declared_shapes(header: dict, path="") -> dict:

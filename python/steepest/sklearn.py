@@ -69,13 +69,15 @@ except ImportError as e:  # pragma: no cover - the extra is installed in the tes
 
 from . import optim
 from .archive import FORMAT_VERSION, archive_bytes, read_archive
-from .callbacks import ProgressBar
+from .errors import TrainingDiverged, check_step
 from .layers import Dense, Dropout, ReLU, Sigmoid, Tanh
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, PoissonNLL, sigmoid, softmax
 from .model import Sequential
 from .optim import clip_threshold
+from .progress import ProgressBar
 from .saving import MODEL_FORMAT
 from .threads import get_num_threads, set_num_threads
+from .training import progress_reporter
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -357,18 +359,24 @@ class _BaseMLP(BaseEstimator):
         try:
             self.n_iter_ = 0
             order = np.arange(n_samples)
-            for _ in range(epochs):
+            for epoch in range(epochs):
                 start = time.perf_counter()
                 if self.shuffle:  # as scikit-learn's utils.shuffle: the last epoch's order,
                     order = order[self._random_state.permutation(n_samples)]  # shuffled again
+                progress = None
+                if bar is not None:
+                    bar.on_epoch_begin(epoch, {"steps": -(-n_samples // batch_size),
+                                               "samples": n_samples})
+                    progress = progress_reporter([bar], epoch)
                 self.loss_ = self._epoch(X, y, sample_weight, batch_size,
-                                         order if self.shuffle else None, loss, clip) + offset
+                                         order if self.shuffle else None, loss, clip,
+                                         progress) + offset
                 self.n_iter_ += 1
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if bar is not None:
-                    bar.on_epoch_end(self.n_iter_ - 1, {"loss": self.loss_,
-                                                        "time": time.perf_counter() - start})
+                    bar.on_epoch_end(epoch, {"loss": self.loss_,
+                                             "time": time.perf_counter() - start})
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
                 self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
@@ -399,18 +407,23 @@ class _BaseMLP(BaseEstimator):
         if early_stopping:  # restore the best weights
             self._model.flat_params()[...] = self._best_params
 
-    def _epoch(self, X, y, sample_weight, batch_size, order, loss, clip):
+    def _epoch(self, X, y, sample_weight, batch_size, order, loss, clip, progress):
         """One pass over (X, y) in mini-batches of the rows in `order` (an index array, or
         None: in order), in one C++ call; returns the mean of the batch losses, weighted by
-        their sizes."""
+        their sizes. progress: train_epoch's (the progress bar's reporter), or None."""
         stats = self._model.train_epoch(X, y, loss, self._optimizer, batch_size, shuffle=False,
-                                        clip=clip, sample_weight=sample_weight, order=order)
+                                        clip=clip, progress=progress,
+                                        sample_weight=sample_weight, order=order)
         if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
             raise stats["error"]
-        if stats["status"] != "ok":
-            raise ValueError(f"Solver produced non-finite parameter weights ({stats['status']} "
-                             f"at iteration {self.n_iter_ + 1}, the step was not applied). The "
-                             "input data may contain large values and need to be preprocessed.")
+        try:
+            check_step(stats["status"], epoch=self.n_iter_, step=stats["steps"],
+                       loss=stats["bad_loss"])
+        except TrainingDiverged as e:
+            raise ValueError(f"Solver produced non-finite parameter weights ({e.cause} at "
+                             f"iteration {self.n_iter_ + 1}, the step was not applied). The "
+                             "input data may contain large values and need to be "
+                             "preprocessed.") from None
         return stats["loss"]
 
     def _trigger_stopping(self, msg):

@@ -10,8 +10,10 @@
 #include "count_allocs.hpp"
 #include "reference.hpp"
 #include "steepest/network.hpp"
+#include "training.hpp"
 
 using namespace steepest;
+using namespace steepest::test;
 namespace ref = steepest::reference;
 
 namespace {
@@ -37,31 +39,6 @@ LayerSpec elementwise(LayerKind kind, int64_t width, Activation a = Activation::
 
 LayerSpec act(int64_t width, Activation a, double param = 0.0) {
   return elementwise(LayerKind::Activation, width, a, param);
-}
-
-LossSpec cross_entropy() {
-  LossSpec s;
-  s.kind = LossKind::CrossEntropy;
-  return s;
-}
-
-OptimizerConfig sgd(double lr, double momentum = 0.0) {
-  OptimizerConfig c;
-  c.kind = OptimizerKind::SGD;
-  c.lr = lr;
-  c.momentum = momentum;
-  return c;
-}
-
-std::vector<int64_t> labels_for(int64_t B, int64_t C) {
-  std::vector<int64_t> y(static_cast<size_t>(B));
-  for (int64_t r = 0; r < B; ++r) y[size_t(r)] = (r * 7 + 3) % C;
-  return y;
-}
-
-template <class T>
-std::vector<T> params_of(Network<T>& net) {
-  return std::vector<T>(net.params(), net.params() + net.num_params());
 }
 
 }  // namespace
@@ -292,11 +269,11 @@ TEST(train_epoch_is_its_steps) {
   CHECK(st.status == StepStatus::Ok && st.steps == 4 && st.samples == N);
   CHECK(std::fabs(st.loss - loss_sum / double(N)) <= 1e-12);
   CHECK(st.grad_norms.size() == 2 && st.grad_norms[0] > 0);
-  // should_stop is polled before each step.
-  int polls = 0;
-  const EpochStats stopped = a.train_epoch(X.data(), {y.data(), nullptr}, N, bs, true,
-                                           cross_entropy(), oa, 0.0, [&] { return ++polls > 2; });
-  CHECK(stopped.status == StepStatus::Interrupted && stopped.steps == 2);
+  // progress receives the stats so far after every step.
+  std::vector<int64_t> reported;
+  a.train_epoch(X.data(), {y.data(), nullptr}, N, bs, true, cross_entropy(), oa, 0.0,
+                [&](const EpochStats& s) { reported.push_back(s.samples); });
+  CHECK((reported == std::vector<int64_t>{16, 32, 48, 64}));
 }
 
 TEST(gradient_adds_the_l2_penalty_to_the_weights_only) {
