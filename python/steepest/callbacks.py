@@ -10,6 +10,7 @@ import csv
 import io
 import math
 import os
+from typing import Any, Union
 
 import numpy as np
 
@@ -20,18 +21,20 @@ from .archive import atomic_write
 class Callback:
     model = None
     optimizer = None
+    # Data-parallel fit runs it on rank 0 only (progress, files); every rank runs the others.
+    rank_zero_only = False
 
-    def on_train_begin(self, model, optimizer) -> None:
+    def on_train_begin(self, model: Any, optimizer: Any) -> None:
         self.model, self.optimizer = model, optimizer
 
-    def on_epoch_begin(self, epoch: int, logs: dict) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
         """Before the epoch's first step; logs: "steps" and "samples" the epoch will take."""
 
-    def on_epoch_progress(self, epoch: int, logs: dict) -> None:
+    def on_epoch_progress(self, epoch: int, logs: dict[str, Any]) -> None:
         """During the epoch, at most every few tenths of a second: "steps" and "samples" done
         so far and "loss", their mean loss."""
 
-    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         pass
 
     def on_train_end(self) -> None:
@@ -42,10 +45,10 @@ class Callback:
 
     # What a checkpoint keeps so that a resumed run behaves as an uninterrupted one: a dict
     # of JSON-able values and numpy arrays.
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
 
@@ -63,6 +66,8 @@ def format_logs(logs: dict, short: bool = False) -> list:
 
 class ConsoleLogger(Callback):
     """One line per epoch on stdout (fit's verbose=2)."""
+
+    rank_zero_only = True
 
     def on_epoch_end(self, epoch, logs):
         print(f"epoch {epoch + 1}: {' '.join(format_logs(logs))}", flush=True)
@@ -97,8 +102,8 @@ class EarlyStopping(Callback):
     """Stops when `monitor` has not improved by min_delta for `patience` epochs; with
     restore_best_weights the model ends with the weights of its best epoch."""
 
-    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="min",
-                 restore_best_weights=True):
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "min", restore_best_weights: bool = True) -> None:
         self.tracker = _Best(monitor, mode, min_delta)
         self.patience = _checks.integer(patience, "patience", low=0)
         self.restore_best_weights = restore_best_weights
@@ -142,7 +147,10 @@ class ModelCheckpoint(Callback):
     """Saves the model (atomically) after each epoch, or only when `monitor` improves.
     path may contain {epoch} (1-based) and any logged value, e.g. "model-{epoch:03d}.npz"."""
 
-    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="min"):
+    rank_zero_only = True
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], monitor: str = "val_loss",
+                 save_best_only: bool = False, mode: str = "min") -> None:
         self.path = os.fspath(path)
         self.save_best_only = save_best_only
         self.tracker = _Best(monitor, mode, 0.0)
@@ -166,7 +174,9 @@ class CSVLogger(Callback):
     a checkpoint continues the file, first dropping the rows the interrupted run wrote after
     its last checkpoint (they are written again)."""
 
-    def __init__(self, path, append=False):
+    rank_zero_only = True
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], append: bool = False) -> None:
         self.path, self.append = os.fspath(path), append
         self._file = self._writer = None
         self._epoch = 0            # the last epoch written

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ SYNTHETIC = ("spirals", "sine")
 NAMES = tuple(SKLEARN) + SYNTHETIC
 
 
-def spirals(n: int = 1000, noise: float = 0.2, seed: int = 0):
+def spirals(n: int = 1000, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaved spirals in the plane: X (n, 2) float64, y (n,) in {0, 1}."""
     rng = np.random.default_rng(seed)
     y = np.arange(n) % 2
@@ -28,7 +29,7 @@ def spirals(n: int = 1000, noise: float = 0.2, seed: int = 0):
     return X + noise * rng.normal(size=X.shape) / (3 * np.pi) * 3, y
 
 
-def sine(n: int = 1000, noise: float = 0.1, seed: int = 0):
+def sine(n: int = 1000, noise: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """y = sin(3x) + noise on x in [-2, 2]: X (n, 1), y (n, 1)."""
     rng = np.random.default_rng(seed)
     X = rng.uniform(-2, 2, (n, 1))
@@ -193,7 +194,8 @@ def _detect_header(rows) -> tuple:
     return False, "the first row holds numbers like the rows below"
 
 
-def train_test_split(X, y, test_size: float = 0.2, seed: int = 0):
+def train_test_split(X: np.ndarray, y: np.ndarray, test_size: float = 0.2,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Shuffled split: X_train, X_test, y_train, y_test."""
     if not 0 < test_size < 1:
         raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
@@ -207,11 +209,11 @@ def train_test_split(X, y, test_size: float = 0.2, seed: int = 0):
 class Standardizer:
     """Zero mean, unit variance per feature, fitted on the training data."""
 
-    def fit(self, X):
+    def fit(self, X: np.ndarray) -> Standardizer:
         self.mean = X.mean(axis=0)
         std = X.std(axis=0)
         self.std = np.where(std > 0, std, 1.0)
         return self
 
-    def transform(self, X):
+    def transform(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean) / self.std

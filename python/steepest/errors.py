@@ -1,4 +1,8 @@
 """Exceptions of steepest."""
+from __future__ import annotations
+
+from typing import Optional
+
 from . import _core
 
 
@@ -9,7 +13,8 @@ class TrainingDiverged(ArithmeticError):
     ``cause`` ("non-finite loss" or "non-finite gradient") say where and why.
     """
 
-    def __init__(self, cause: str, epoch=None, step=None, loss=None):
+    def __init__(self, cause: str, epoch: Optional[int] = None, step: Optional[int] = None,
+                 loss: Optional[float] = None) -> None:
         self.cause, self.epoch, self.step, self.loss = cause, epoch, step, loss
         where = "" if epoch is None else f" at epoch {epoch}, step {step}"
         super().__init__(

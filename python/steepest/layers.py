@@ -5,7 +5,7 @@ Each layer is a small description; the C++ core does the work.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from . import _checks, _core
 
@@ -23,7 +23,7 @@ class Layer:
 
     kind = None
     width = None
-    _config_keys = ()  # the constructor's arguments, as layer_config stores them
+    _config_keys: tuple[str, ...] = ()  # the constructor's arguments, as layer_config stores them
 
     def spec(self, width: int) -> "_core.LayerSpec":
         s = _core.LayerSpec()
@@ -31,7 +31,7 @@ class Layer:
         s.in_features = s.out_features = width
         return s
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{key}={getattr(self, key)}" for key in self._config_keys)
         return f"{type(self).__name__}({args})"
 
@@ -49,8 +49,9 @@ class Dense(Layer):
     kind = _core.LayerKind.Dense
     _config_keys = ("in_features", "out_features", "bias", "init")
 
-    def __init__(self, in_features: int, out_features: int = None, bias: bool = True,
-                 init: str = "torch_default", activation=None):
+    def __init__(self, in_features: int, out_features: Optional[int] = None,
+                 bias: bool = True, init: str = "torch_default",
+                 activation: Optional[str] = None) -> None:
         if out_features is None:
             raise TypeError(f"Dense takes in_features and out_features, e.g. "
                             f"st.Dense(64, {in_features!r}): steepest layers state their input "
@@ -80,7 +81,7 @@ class Dense(Layer):
         s.init = getattr(_core.Init, self.init)
         return s
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = "" if self.bias else ", bias=False"
         extra += "" if self.init == "torch_default" else f", init={self.init!r}"
         return f"Dense({self.in_features}, {self.out_features}{extra})"
@@ -116,7 +117,7 @@ class LeakyReLU(Activation):
     short_name = "leaky_relu"
     _config_keys = ("negative_slope",)
 
-    def __init__(self, negative_slope: float = 0.01):
+    def __init__(self, negative_slope: float = 0.01) -> None:
         self.negative_slope = _checks.real(negative_slope, "negative_slope")
 
     def _core_param(self):
@@ -129,7 +130,7 @@ class ELU(Activation):
     short_name = "elu"
     _config_keys = ("alpha",)
 
-    def __init__(self, alpha: float = 1.0):
+    def __init__(self, alpha: float = 1.0) -> None:
         self.alpha = _checks.real(alpha, "alpha", low=0.0)
 
     def _core_param(self):
@@ -180,7 +181,7 @@ class Dropout(Layer):
     kind = _core.LayerKind.Dropout
     _config_keys = ("p",)
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5) -> None:
         self.p = _checks.real(p, "p", low=0.0, high=1.0, high_open=True)
 
     def spec(self, width):

@@ -7,7 +7,10 @@ Step by step::
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _checks, _core, labels
 
@@ -20,7 +23,7 @@ class Loss:
     kind = None
     classification = False  # targets are class labels: evaluate reports accuracy
 
-    def __init__(self, *, scale: float = 1.0, l2: float = 0.0):
+    def __init__(self, *, scale: float = 1.0, l2: float = 0.0) -> None:
         self._spec = _core.LossSpec()
         self._spec.kind = self.kind
         self.scale = self._spec.scale = _checks.real(scale, "scale", low=0.0, low_open=True)
@@ -43,7 +46,7 @@ class Loss:
         each output (see steepest.labels) for the classification losses."""
         return _checks.values(y, name, n_samples, n_outputs, dtype, self._spec)
 
-    def forward(self, out, y) -> float:
+    def forward(self, out: ArrayLike, y: ArrayLike) -> float:
         """The loss of predictions out (N, C) against targets y; keeps d(loss)/d(out)."""
         out = np.asarray(out)
         if out.dtype not in (np.float32, np.float64):
@@ -66,10 +69,10 @@ class Loss:
             raise RuntimeError("call forward(out, y) before backward()")
         return self._grad
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, **self._options()}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return self._repr()
 
 
@@ -90,7 +93,7 @@ class Huber(Loss):
 
     kind = _core.LossKind.Huber
 
-    def __init__(self, delta: float = 1.0, **options):
+    def __init__(self, delta: float = 1.0, **options: float) -> None:
         super().__init__(**options)
         self.delta = self._spec.delta = _checks.real(delta, "delta", low=0.0, low_open=True)
 
@@ -151,7 +154,7 @@ class CrossEntropy(Loss):
     kind = _core.LossKind.CrossEntropy
     classification = True
 
-    def __init__(self, label_smoothing: float = 0.0, **options):
+    def __init__(self, label_smoothing: float = 0.0, **options: float) -> None:
         super().__init__(**options)
         self.label_smoothing = self._spec.label_smoothing = _checks.real(
             label_smoothing, "label_smoothing", low=0.0, high=1.0)

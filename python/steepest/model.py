@@ -13,20 +13,27 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import warnings
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
-from . import _checks, _core, labels, saving, training
+from . import (_checks, _core, data, labels, onnx_export, safetensors_format, saving,
+               torch_bridge, training)
+from .callbacks import Callback
 from .errors import check_step
 from .layers import (Dense, Layer, Sigmoid, Softmax, layer_config, layer_from_config,
                      layer_specs, parameter_table)
-from .losses import LOSSES, BinaryCrossEntropy, CrossEntropy, check_loss, sigmoid, softmax
-from .optim import check_optimizer, clip_threshold
+from .losses import (LOSSES, BinaryCrossEntropy, CrossEntropy, Loss, check_loss, sigmoid,
+                     softmax)
+from .optim import Optimizer, check_optimizer, clip_threshold
 from .parameter import Parameter
 
 _CORE_LOSSES = frozenset(LOSSES.values())  # losses whose targets are exactly the core's rules
 _NETWORKS = {"float32": _core.Network32, "float64": _core.Network64}
+PathLike = Union[str, "os.PathLike[str]"]  # a file name
 
 
 class Sequential:
@@ -36,6 +43,10 @@ class Sequential:
 
     dtype: "float32" (default) or "float64". seed: initial weights, dropout masks and
     shuffling all come from it (None draws one at random; see ``model.seed``).
+    initialize=False, for parameters loaded right after (as st.load does): they start at zero
+    and no initial weights are computed, yet the random generator skips their draws, so the
+    model then trains exactly like one built with its initial weights and given the same
+    parameters.
 
     Classification: with CrossEntropy (or BinaryCrossEntropy) the targets may be class indices
     0..C-1 (used as they are, as in torch) or any labels scikit-learn takes (strings,
@@ -44,7 +55,8 @@ class Sequential:
     predict_proba gives probabilities.
     """
 
-    def __init__(self, *layers: Layer, dtype="float32", seed=None):
+    def __init__(self, *layers: Layer, dtype: DTypeLike = "float32",
+                 seed: Optional[int] = None, initialize: bool = True) -> None:
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         if not layers:
@@ -66,7 +78,9 @@ class Sequential:
         n_params = sum(slot.size for slot in table)
         _checks.buffer_memory(2 * n_params * self.dtype.itemsize,
                               f"a model of {n_params:,} parameters (values and gradients)")
-        self._net = _NETWORKS[self.dtype.name](layer_specs(self.layers), self.seed)
+        if not isinstance(initialize, bool):
+            raise TypeError(f"initialize must be True or False, got {initialize!r}")
+        self._net = _NETWORKS[self.dtype.name](layer_specs(self.layers), self.seed, initialize)
         params, grads = self._net.params, self._net.grads
         self._params = [Parameter(self, slot, params, grads) for slot in table]
         self._last = None  # (input, output shape) of the last forward, kept for backward
@@ -154,10 +168,10 @@ class Sequential:
         return isinstance(self.layers[-1], (Sigmoid, Softmax))
 
     # -- parameters -------------------------------------------------------------------------
-    def parameters(self) -> list:
+    def parameters(self) -> list[Parameter]:
         return list(self._params)
 
-    def named_parameters(self) -> list:
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
         return [(p.name, p) for p in self._params]
 
     def num_parameters(self) -> int:
@@ -176,31 +190,31 @@ class Sequential:
         return self._net.grads
 
     @property
-    def rng_state(self) -> list:
+    def rng_state(self) -> list[int]:
         """The state of the model's random generator (dropout masks, fit's shuffling), as a
         list of integers; assign a saved one to replay the same draws."""
         return self._net.rng_state
 
     @rng_state.setter
-    def rng_state(self, state) -> None:
+    def rng_state(self, state: Sequence[int]) -> None:
         self._net.rng_state = state
 
-    def grad_norms(self) -> list:
+    def grad_norms(self) -> list[float]:
         """Per Dense layer, ||(dL/dW, dL/db)||_2 of the gradients now in the flat buffer (as
         fit's history "grad_norm" measures it)."""
         return [math.sqrt(sq) for sq in self._net.measure_grads()]
 
-    def layer_outputs(self, x) -> list:
+    def layer_outputs(self, x: ArrayLike) -> list[np.ndarray]:
         """Every layer's output for x (N, in_features), dropout off: one new (N, width) array
         per layer. It reuses the core's activation buffers, so a backward() needs a new
         forward(training=True) after it."""
         return self._net.layer_outputs(_checks.features(x, "x", self.in_features, self.dtype))
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, np.ndarray]:
         """{"0.weight": array, "0.bias": array, ...}: zero-copy views, torch's keys and shapes."""
         return {p.name: p.data for p in self._params}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
@@ -220,7 +234,7 @@ class Sequential:
             p.data[...] = arrays[p.name]
 
     # -- the two algorithms, one step at a time ---------------------------------------------
-    def forward(self, x, training=None) -> np.ndarray:
+    def forward(self, x: ArrayLike, training: Optional[bool] = None) -> np.ndarray:
         """Forward propagation: x (N, in_features) -> a new array (N, out_features). With
         training=True dropout is active; backward() then backpropagates through this pass.
         training=None takes the mode train() / eval() set (inference for a new model)."""
@@ -231,7 +245,7 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, grad) -> None:
+    def backward(self, grad: ArrayLike) -> None:
         """Backpropagation: grad = d(loss)/d(output) of the last forward, shape (N, outputs).
         Adds d(loss)/d(parameter) to every p.grad (call zero_grad between steps, as in torch)."""
         if self._last is None:
@@ -244,25 +258,46 @@ class Sequential:
         _checks.check_finite(grad, "grad")
         self._net.backward(grad, True)
 
-    def check_data(self, X, y, loss, names=("X", "y"), training=False) -> tuple:
+    def check_data(self, X: ArrayLike, y: ArrayLike, loss: Loss,
+                   names: tuple[str, str] = ("X", "y"),
+                   training: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) validated and converted once for this model and loss: C-contiguous arrays of
         the model's dtype (int64 class indices for CrossEntropy; labels are mapped through
         classes_). Errors name the arguments `names`. With training (the data to train on),
         labels that are not class indices set classes_, and the loss is checked against the
-        last layer. train_epoch and evaluate_checked take data from here and check nothing
-        again."""
-        X = _checks.features(X, names[0], self.in_features, self.dtype)
+        last layer. A memory map or a list of .npy paths is validated a chunk at a time and
+        returned as steepest.data.Shards, read in place (converted per batch): its labels
+        must be class indices. train_epoch and evaluate_checked take data from here and check
+        nothing again."""
+        X = self._features(X, names[0])
         classes = self._classes
         if training:
             self._note_training_loss(loss)
-            if classes is None and loss.classification:
-                classes = loss.learn_classes(y, self.out_features, names[1])
-        y = loss.targets(y, X.shape[0], self.out_features, self.dtype, names[1], classes)
+        shards = data.shards_of(y, names[1])
+        if shards is not None:
+            if classes is not None and loss.classification:
+                raise ValueError(f"{names[1]} is read in place, so it must hold class indices, "
+                                 "but this model maps its labels through classes_: pass "
+                                 f"{names[1]} as an array in memory")
+            return X, data.validate(shards, lambda rows, name: loss.targets(
+                rows, len(rows), self.out_features, self.dtype, name), names[1], len(X))
+        if training and classes is None and loss.classification:
+            classes = loss.learn_classes(y, self.out_features, names[1])
+        y = loss.targets(y, len(X), self.out_features, self.dtype, names[1], classes)
         if classes is not None:
             self.classes_ = classes
         return X, y
 
-    def train_step(self, x, y, loss, optimizer, clip_grad_norm=None) -> float:
+    def _features(self, X, name):
+        """X converted once, or Shards of a memory map / .npy list validated in chunks."""
+        shards = data.shards_of(X, name)
+        if shards is None:
+            return _checks.features(X, name, self.in_features, self.dtype)
+        return data.validate(shards, lambda rows, part: _checks.features(
+            rows, part, self.in_features, self.dtype), name)
+
+    def train_step(self, x: ArrayLike, y: ArrayLike, loss: Loss, optimizer: Optimizer,
+                   clip_grad_norm: Optional[float] = None) -> float:
         """zero_grad + forward + loss + backward + optimizer step in one C++ call; returns the
         loss. Raises TrainingDiverged, without updating, if the loss or gradients are not
         finite."""
@@ -285,9 +320,13 @@ class Sequential:
         return value
 
     # -- the whole loop ---------------------------------------------------------------------
-    def fit(self, X, y, *, loss, optimizer, epochs: int = 1, batch_size=32, shuffle=True,
-            validation_data=None, validation_split=None, callbacks=(), verbose: int = 1,
-            clip_grad_norm=None, checkpoint=None, diagnostics: bool = False) -> dict:
+    def fit(self, X: ArrayLike, y: ArrayLike, *, loss: Loss, optimizer: Optimizer,
+            epochs: int = 1, batch_size: Optional[int] = 32, shuffle: bool = True,
+            validation_data: Optional[tuple[ArrayLike, ArrayLike]] = None,
+            validation_split: Optional[float] = None,
+            callbacks: Sequence[Callback] = (), verbose: int = 1,
+            clip_grad_norm: Optional[float] = None, checkpoint: Optional[PathLike] = None,
+            diagnostics: bool = False, distributed: Any = None) -> dict[str, list[Any]]:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -314,16 +353,25 @@ class Sequential:
         the whole training state is written atomically after every epoch, and a later fit
         with the same model, optimizer, loss, data and batch size resumes from it and ends
         with bitwise the same weights as an uninterrupted run.
+
+        X and y may be memory maps or lists of .npy paths, read in place (steepest.data).
+        distributed=True (run under mpiexec or srun): data-parallel over the MPI ranks, each
+        rank training on its share of every global batch of batch_size rows, the gradients
+        summed before every update; see steepest.distributed.
         """
         return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                             batch_size=batch_size, shuffle=shuffle,
                             validation_data=validation_data,
                             validation_split=validation_split, callbacks=callbacks,
                             verbose=verbose, clip_grad_norm=clip_grad_norm,
-                            checkpoint=checkpoint, diagnostics=diagnostics)
+                            checkpoint=checkpoint, diagnostics=diagnostics,
+                            distributed=distributed)
 
-    def train_epoch(self, X, y, loss, optimizer, batch_size: int, shuffle: bool = True,
-                    clip: float = 0.0, progress=None, sample_weight=None, order=None) -> dict:
+    def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
+                    batch_size: int, shuffle: bool = True, clip: float = 0.0,
+                    progress: Optional[Callable[[int, int, float], None]] = None,
+                    group: Any = None, sample_weight: Optional[np.ndarray] = None,
+                    order: Optional[np.ndarray] = None) -> dict[str, Any]:
         """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
         types and label range again, not their values), in batches of batch_size (the rows
         shuffled by the model's generator, or in `order`: N row indices), in one C++ call with
@@ -333,16 +381,27 @@ class Sequential:
         it; it stops at the first non-finite loss or gradient, or at Ctrl-C (within a step:
         the step is abandoned). Returns the core's record: "loss" (mean), "steps", "samples",
         "correct", "status" (the core's StepStatus), "bad_loss", "grad_norms" (per Dense
-        layer, mean over the steps) and "error" (the exception a signal raised, or None)."""
+        layer, mean over the steps), "error" (the exception a signal or the sum raised, or
+        None), "sum_seconds" and "sum_error". X and y may be steepest.data.Shards (read in
+        place). group (a steepest.distributed.Group of several ranks): data-parallel, this
+        process trains on its share of every global batch of batch_size rows and the
+        gradients are summed over the group before each update ("sum_seconds": the time in
+        those sums, "sum_error": the exception a failed sum raised, or None); it takes no
+        sample weights and no l2 penalty."""
         if order is not None:
             order = np.asarray(order)
-            if (order.dtype != np.int64 or order.shape != (X.shape[0],) or
-                    not np.array_equal(np.sort(order), np.arange(X.shape[0]))):
+            if (order.dtype != np.int64 or order.shape != (len(X),) or
+                    not np.array_equal(np.sort(order), np.arange(len(X)))):
                 raise ValueError("order must be a permutation of the rows (int64)")
             order = np.ascontiguousarray(order)
         self._last = None  # backward() needs a new forward() after training
-        return self._net.train_epoch(X, y, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip, progress, sample_weight, order)
+        parts = [d.parts if isinstance(d, data.Shards) else d for d in (X, y)]
+        parallel = {} if group is None or group.size == 1 else {
+            "rank": group.rank, "size": group.size,
+            "sum": group.in_place_sum(self._net.reduce_buffer), "stop": group.stop_requested}
+        return self._net.train_epoch(*parts, batch_size, bool(shuffle), loss._spec,
+                                     optimizer._impl, clip, progress, weights=sample_weight,
+                                     order=order, **parallel)
 
     def check_sample_weight(self, sample_weight, n_samples: int, name="sample_weight"):
         """sample_weight as train_epoch and loss_and_grad take it: None, or (N,) float64,
@@ -370,12 +429,22 @@ class Sequential:
         self._net.float64_sums = bool(on)
 
     # -- inference --------------------------------------------------------------------------
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Outputs (N, out_features) for X (N, in_features); dropout off. Thread-safe: runs
-        with the GIL released and may be called from many threads at once."""
-        return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
+        with the GIL released and may be called from many threads at once. A memory map or a
+        list of .npy paths is read a chunk at a time."""
+        shards = data.shards_of(X, "X")
+        if shards is None:
+            return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
+        if not len(shards):
+            raise ValueError("X is empty: it has no samples")
+        out = np.empty((len(shards), self.out_features), self.dtype)
+        for first, rows, name in shards.chunks():
+            out[first:first + len(rows)] = self._net.infer(
+                _checks.features(rows, name, self.in_features, self.dtype))
+        return out
 
-    def predict_classes(self, X) -> np.ndarray:
+    def predict_classes(self, X: ArrayLike) -> np.ndarray:
         """Predicted labels (N,): the largest output's index, or for one output the sign of
         its logit (0 or 1), mapped through classes_ when the model has them. A multi-label
         model (trained with BinaryCrossEntropy on several outputs) gives 0/1 per output
@@ -390,7 +459,7 @@ class Sequential:
             index = out.argmax(axis=1)
         return index if self._classes is None else self._classes[index]
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Probabilities from the outputs, which are logits for CrossEntropy and
         BinaryCrossEntropy: the softmax over the outputs (N, C) of a multi-class model; the
         sigmoid of each output (N, outputs) for one output (the positive class's probability,
@@ -401,24 +470,36 @@ class Sequential:
             return out
         return sigmoid(out) if self.out_features == 1 or self.multilabel else softmax(out)
 
-    def evaluate(self, X, y, loss) -> dict:
+    def evaluate(self, X: ArrayLike, y: ArrayLike, loss: Loss) -> dict[str, float]:
         """{"loss": mean loss, "accuracy": fraction correct (classification losses: the
         largest logit at the label for CrossEntropy, every logit on the target's side of 0
         for BinaryCrossEntropy)}."""
         check_loss(loss)
         return self.evaluate_checked(*self.check_data(X, y, loss), loss)
 
-    def evaluate_checked(self, X, y, loss) -> dict:
+    def evaluate_checked(self, X: np.ndarray, y: np.ndarray, loss: Loss,
+                         rows: Optional[tuple[int, int, int]] = None) -> dict[str, float]:
         """evaluate() on (X, y) as check_data returns them: nothing is checked again (fit's
-        validation data, checked once before the first epoch)."""
-        out = self._net.infer(X)
-        result = {"loss": _core.loss_forward(loss._spec, out, y)[0]}
+        validation data, checked once before the first epoch). rows=(start, stop, n): only
+        rows [start, stop), their mean loss and accuracy weighted by their count over n (one
+        process's share of an evaluation split over processes: the shares add up to it)."""
+        start, stop, n = rows if rows is not None else (0, len(X), len(X))
+        total, correct = 0.0, 0
+        for xs, ys in data.pieces(X, y, start, stop):  # one piece for arrays in memory
+            if not len(xs):
+                continue
+            out = self._net.infer(np.ascontiguousarray(xs, dtype=self.dtype))
+            ys = loss.targets(ys, len(ys), self.out_features, self.dtype)
+            total += _core.loss_forward(loss._spec, out, ys)[0] * (len(xs) / n)
+            if loss.classification:
+                correct += int(np.count_nonzero(loss.correct(out, ys)))
+        result = {"loss": total}
         if loss.classification:
-            result["accuracy"] = float(np.mean(loss.correct(out, y)))
+            result["accuracy"] = correct / n
         return result
 
     # -- description ------------------------------------------------------------------------
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         """A JSON-able description: layers, dtype, seed, and a classifier's "classes" (a
         list) and "multilabel" when it has them."""
         config = {"layers": [layer_config(layer) for layer in self.layers],
@@ -430,10 +511,11 @@ class Sequential:
         return config
 
     @classmethod
-    def from_config(cls, config: dict) -> Sequential:
-        """An untrained model of the architecture config() describes (with its classes)."""
+    def from_config(cls, config: dict[str, Any], initialize: bool = True) -> Sequential:
+        """An untrained model of the architecture config() describes, with its classes
+        (initialize: as in the constructor)."""
         model = cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
-                    seed=config["seed"])
+                    seed=config["seed"], initialize=initialize)
         model._set_labels(config)
         return model
 
@@ -459,14 +541,14 @@ class Sequential:
         """(Re)initializes this model from what saving.read returned."""
         try:
             Sequential.__init__(self, *[layer_from_config(c) for c in header["layers"]],
-                                dtype=header["dtype"], seed=header["seed"])
+                                dtype=header["dtype"], seed=header["seed"], initialize=False)
             self._set_labels(header)
         except (KeyError, TypeError, ValueError, MemoryError) as e:
             raise ValueError(f"{source}: bad architecture in header: {e}") from None
         self.load_state_dict(arrays)
         self.metadata = saving.metadata(header, source)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
         return "Sequential(\n" + "\n".join(lines) + f"\n)  # {self.dtype.name}, " \
             f"{self.num_parameters():,} parameters"
@@ -488,15 +570,64 @@ class Sequential:
         print(text)
         return text
 
-    def save(self, path) -> None:
+    def save(self, path: PathLike) -> None:
         """Writes architecture, parameters and metadata (see steepest.saving); atomic."""
         saving.save(self, path)
 
+    # -- deploy and share -------------------------------------------------------------------
+    def save_safetensors(self, path: PathLike) -> None:
+        """Writes the state_dict as a .safetensors file with the architecture in its metadata
+        (see steepest.safetensors_format); atomic. Needs the safetensors package."""
+        safetensors_format.save(self, path)
 
-def load(path) -> Sequential:
+    def load_safetensors(self, path: PathLike) -> None:
+        """Copies the tensors of a .safetensors file into this model, like load_state_dict:
+        a file save_safetensors wrote, or weights saved from the matching torch model
+        (``safetensors.torch.save_file(torch_model.state_dict(), path)``)."""
+        shapes = {name: a.shape for name, a in self.state_dict().items()}
+        self.load_state_dict(safetensors_format.read_weights(path, shapes))
+
+    def export_onnx(self, path: PathLike, opset: int = onnx_export.DEFAULT_OPSET,
+                    output: str = "logits") -> None:
+        """Writes the model as an ONNX graph (input "input" (batch, in_features), output
+        "output", the model's dtype), atomically; output="softmax" or "sigmoid" appends that
+        function to the outputs. See steepest.onnx_export for the operators. Needs onnx."""
+        onnx_export.export(self, path, opset=opset, output=output)
+
+    def to_torch(self) -> Any:
+        """A torch.nn.Sequential with this architecture and a copy of the weights (Dense is
+        Linear; the same state_dict keys), in training mode like any new torch module: call
+        .eval() for inference. Needs torch."""
+        return torch_bridge.to_torch(self.layers, self.state_dict(), self.dtype)
+
+
+def _from_file(header: dict[str, Any], arrays: dict[str, np.ndarray], path: PathLike) -> Sequential:
+    """The model a file's header describes, holding the file's arrays."""
+    model = Sequential.__new__(Sequential)
+    model._build(header, arrays, path)
+    return model
+
+
+def load(path: PathLike) -> Sequential:
     """Reads a model written by save(): same architecture, bit-identical parameters, the same
     classes_."""
     header, arrays = saving.read(path)
-    model = Sequential.__new__(Sequential)
-    model._build(header, arrays, path)
+    return _from_file(header, arrays, path)
+
+
+def load_safetensors(path: PathLike) -> Sequential:
+    """Reads a model written by save_safetensors(): same architecture, bit-identical
+    parameters. Needs the safetensors package."""
+    header, arrays = safetensors_format.read(path)
+    return _from_file(header, arrays, path)
+
+
+def from_torch(module: Any, *, seed: Optional[int] = None) -> Sequential:
+    """The steepest model equivalent to a torch.nn.Sequential of Linear, activation, Softmax
+    and Dropout modules (nested Sequentials flattened), with a copy of its weights, in the
+    dtype of its parameters (float32 or float64). A module steepest cannot map raises a
+    ValueError naming it. Needs torch."""
+    layers, state, dtype = torch_bridge.from_torch(module)
+    model = Sequential(*layers, dtype=dtype, seed=seed, initialize=False)
+    model.load_state_dict(state)
     return model

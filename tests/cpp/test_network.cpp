@@ -64,6 +64,17 @@ TEST(size_table_places_each_dense_layer) {
   CHECK(net.layers()[3].weight_offset == 15 && net.layers()[3].bias_offset == -1);
 }
 
+TEST(a_network_built_without_initializing_skips_the_same_draws) {
+  // every initializer (uniform and normal draws, biases drawn or zero), then the generator
+  for (int k = 0; k <= int(Init::Zeros); ++k) {
+    std::vector<LayerSpec> layers = {dense(7, 5), act(5, Activation::Tanh), dense(5, 3, false)};
+    for (LayerSpec& l : layers) l.init = Init(k);
+    Network<double> drawn(layers, 11), skipped(layers, 11, false);
+    CHECK(skipped.rng().state() == drawn.rng().state());
+    for (double p : params_of(skipped)) CHECK(p == 0.0);
+  }
+}
+
 TEST(size_table_refuses_inconsistent_layers) {
   auto message = [](const std::vector<LayerSpec>& layers) -> std::string {
     try {
