@@ -370,24 +370,29 @@ class Sequential:
     def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
                     batch_size: int, shuffle: bool = True, clip: float = 0.0,
                     progress: Optional[Callable[[int, int, float], None]] = None,
-                    group: Any = None, sample_weight: Optional[np.ndarray] = None,
+                    group: Any = None,
+                    on_step: Optional[Callable[[int, float], None]] = None,
+                    sample_weight: Optional[np.ndarray] = None,
                     order: Optional[np.ndarray] = None) -> dict[str, Any]:
         """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
         types and label range again, not their values), in batches of batch_size (the rows
         shuffled by the model's generator, or in `order`: N row indices), in one C++ call with
         the GIL released; clip: clip_grad_norm's threshold (0: off); progress: None or a
         function called as progress(steps, samples, mean loss) between steps, at most every
-        50 ms; sample_weight: one weight per row, from check_sample_weight. fit's loop calls
-        it; it stops at the first non-finite loss or gradient, or at Ctrl-C (within a step:
-        the step is abandoned). Returns the core's record: "loss" (mean), "steps", "samples",
-        "correct", "status" (the core's StepStatus), "bad_loss", "grad_norms" (per Dense
-        layer, mean over the steps), "error" (the exception a signal or the sum raised, or
-        None), "sum_seconds" and "sum_error". X and y may be steepest.data.Shards (read in
-        place). group (a steepest.distributed.Group of several ranks): data-parallel, this
-        process trains on its share of every global batch of batch_size rows and the
-        gradients are summed over the group before each update ("sum_seconds": the time in
-        those sums, "sum_error": the exception a failed sum raised, or None); it takes no
-        sample weights and no l2 penalty."""
+        50 ms; on_step: None or a function called as on_step(step, loss) after every step
+        (fit's per-batch callbacks: it may change the optimizer, not the model; what it raises
+        ends the epoch after that step); sample_weight: one weight per row, from
+        check_sample_weight. fit's loop calls it; it stops at the first non-finite loss or
+        gradient, or at Ctrl-C (within a step: the step is abandoned). Returns the core's
+        record: "loss" (mean), "steps", "samples", "correct", "status" (the core's
+        StepStatus), "bad_loss", "grad_norms" (per Dense layer, mean over the steps), "error"
+        (the exception a signal or the sum raised, or None), "sum_seconds" and "sum_error".
+        X and y may be steepest.data.Shards (read in place). group (a
+        steepest.distributed.Group of several ranks): data-parallel, this process trains on
+        its share of every global batch of batch_size rows and the gradients are summed over
+        the group before each update ("sum_seconds": the time in those sums, "sum_error": the
+        exception a failed sum raised, or None); it takes no sample weights and no l2
+        penalty."""
         if order is not None:
             order = np.asarray(order)
             if (order.dtype != np.int64 or order.shape != (len(X),) or
@@ -400,8 +405,8 @@ class Sequential:
             "rank": group.rank, "size": group.size,
             "sum": group.in_place_sum(self._net.reduce_buffer), "stop": group.stop_requested}
         return self._net.train_epoch(*parts, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip, progress, weights=sample_weight,
-                                     order=order, **parallel)
+                                     optimizer._impl, clip, progress, on_step=on_step,
+                                     weights=sample_weight, order=order, **parallel)
 
     def check_sample_weight(self, sample_weight, n_samples: int, name="sample_weight"):
         """sample_weight as train_epoch and loss_and_grad take it: None, or (N,) float64,
