@@ -69,6 +69,9 @@ def as_classes(classes, name: str = "classes") -> np.ndarray:
 def encode(y, classes: np.ndarray, name: str) -> np.ndarray:
     """Labels y -> int64 indices into classes; labels that are not in classes are an error."""
     y = label_array(y, name)
+    if (y.dtype.kind == "U") != (classes.dtype.kind == "U"):  # strings never equal numbers
+        raise ValueError(f"{name} holds labels that are not in the model's classes_ "
+                         f"{preview(classes)}: {preview(np.unique(y))}")
     order = np.argsort(classes, kind="stable")
     pos = np.minimum(np.searchsorted(classes, y, sorter=order), classes.size - 1)
     index = order[pos]

@@ -90,8 +90,8 @@ class Sequential:
         self.history = None
         self.stop_training = False
         self.training = False  # forward's default mode: see train() / eval()
-        # JSON-able notes saved with the model (the command line keeps its training summary
-        # and class labels here)
+        # JSON-able notes saved with the model (the command line keeps its task and training
+        # summary here)
         self.metadata = {}
 
     def __len__(self) -> int:
