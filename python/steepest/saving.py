@@ -23,6 +23,7 @@ The same archive, as bytes, is what pickling a model holds (``to_bytes``).
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from .layers import layer_from_config, parameter_table
 MODEL_FORMAT = "steepest.model"
 CLASSES = "classes"  # the array of class labels
 _LABEL_KINDS = "biufU"  # dtypes class labels may have: no Python objects
+_LABEL_DTYPE = re.compile(r"[<>|=]?(b1|[iuf][1248]|U[1-9][0-9]{0,5})")  # their dtype texts
 
 
 def model_header(model) -> dict:
@@ -45,9 +47,10 @@ def model_header(model) -> dict:
 
 
 def pack(model, **extra) -> tuple:
-    """(header, arrays) of model's file; extra: more header entries."""
+    """(header, arrays) of model's file, the parameters of one moment between two steps;
+    extra: more header entries."""
     header = {**model_header(model), **extra}
-    arrays = {p.name: p.data for p in model.parameters()}
+    arrays = model.state_dict(copy=True)
     if model.classes_ is not None:  # the array itself, so its dtype survives
         arrays[CLASSES] = model.classes_
         header["classes"] = {"dtype": model.classes_.dtype.str,
@@ -56,7 +59,8 @@ def pack(model, **extra) -> tuple:
 
 
 def save(model, path) -> None:
-    """Writes model's architecture and parameters to path, atomically."""
+    """Writes model's architecture and parameters to path, atomically; the parameters of one
+    moment between two steps, also while another thread trains the model."""
     write_archive(path, *pack(model))
 
 
@@ -103,7 +107,10 @@ def declared_shapes(header: dict, path="") -> dict:
 
 def _classes_declaration(spec, path) -> tuple:
     try:
-        dtype = np.dtype(spec["dtype"])
+        text = spec["dtype"]
+        if not (isinstance(text, str) and _LABEL_DTYPE.fullmatch(text)):
+            raise ValueError(f"bad dtype {text!r}")  # numpy's dtype parser never sees it
+        dtype = np.dtype(text)
         shape = tuple(int(d) for d in spec["shape"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad classes declaration {spec!r} ({e})") from None
