@@ -34,8 +34,8 @@ from .layers import layer_from_config, parameter_table
 
 MODEL_FORMAT = "steepest.model"
 CLASSES = "classes"  # the array of class labels
-_LABEL_KINDS = "biufU"  # dtypes class labels may have: no Python objects
-_LABEL_DTYPE = re.compile(r"[<>|=]?(b1|[iuf][1248]|U[1-9][0-9]{0,5})")  # their dtype texts
+# The dtypes class labels may have (booleans, numbers, strings; no Python objects), as text.
+_LABEL_DTYPE = re.compile(r"[<>|=]?(b1|[iuf][1248]|U[1-9][0-9]{0,5})")
 
 
 def model_header(model) -> dict:
@@ -107,14 +107,12 @@ def declared_shapes(header: dict, path="") -> dict:
 
 def _classes_declaration(spec, path) -> tuple:
     try:
-        text = spec["dtype"]
-        if not (isinstance(text, str) and _LABEL_DTYPE.fullmatch(text)):
-            raise ValueError(f"bad dtype {text!r}")  # numpy's dtype parser never sees it
-        dtype = np.dtype(text)
-        shape = tuple(int(d) for d in spec["shape"])
+        text, shape = spec["dtype"], tuple(int(d) for d in spec["shape"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad classes declaration {spec!r} ({e})") from None
-    if dtype.kind not in _LABEL_KINDS or len(shape) != 1:
+    # The dtype text is matched first: numpy's dtype parser never sees anything else.
+    if not (isinstance(text, str) and _LABEL_DTYPE.fullmatch(text)) or len(shape) != 1:
         raise ValueError(f"{path}: classes must be a 1-D array of numbers, booleans or "
-                         f"strings, got dtype {dtype} and shape {shape}")
+                         f"strings, got dtype {text!r} and shape {shape}")
+    dtype = np.dtype(text)
     return shape, dtype
