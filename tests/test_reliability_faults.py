@@ -765,6 +765,121 @@ def test_load_state_dict_while_another_thread_trains_is_refused():
     assert opt.steps == 40000 and np.abs(model.flat_params()).sum() > 0
 
 
+# -- forks and worker processes ------------------------------------------------------------------
+FORKED_WHILE_TRAINING = textwrap.dedent("""
+    import os, pickle, signal, sys, threading
+    import numpy as np
+    import steepest as st
+    from steepest.sklearn import MLPClassifier
+
+    saved = sys.argv[1]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 16)).astype(np.float32)
+    y = rng.integers(0, 3, 20000)
+    ce = st.losses.CrossEntropy()
+
+    def build():
+        model = st.Sequential(st.Dense(16, 64), st.ReLU(), st.Dropout(0.2), st.Dense(64, 3),
+                              seed=0)
+        return model, st.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    model, opt = build()
+    model.save(saved)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), batch_size=1, max_iter=1, random_state=0)
+    clf.partial_fit(X[:200], y[:200], classes=[0, 1, 2])
+    in_epoch, forked = threading.Event(), threading.Event()
+
+    class HoldFirstStep(st.callbacks.Callback):  # the epoch holds the model while it waits
+        def wants_batches(self):
+            return True
+
+        def on_batch_end(self, batch, logs):
+            if not in_epoch.is_set():
+                in_epoch.set()
+                forked.wait()
+
+    trainer = threading.Thread(target=lambda: model.fit(
+        X, y, loss=ce, optimizer=opt, epochs=2, batch_size=4, verbose=0,
+        callbacks=[HoldFirstStep()]))
+    estimator = threading.Thread(target=lambda: clf.partial_fit(np.tile(X, (5, 1)),
+                                                                np.tile(y, 5)))
+    trainer.start()
+    in_epoch.wait()
+    estimator.start()
+    while estimator.is_alive():  # until its one long epoch holds its model
+        try:
+            clf._model.predict(X[:1])
+        except RuntimeError:
+            break
+    pid = os.fork()
+    if pid == 0:  # no thread of the parent exists here: nothing may wait for them
+        signal.alarm(60)  # a wait that never ends ends the child
+        refused = []
+        for name, copy in [("pickle", lambda: pickle.dumps(model)),
+                           ("save", lambda: model.save(saved + ".child")),
+                           ("state_dict", lambda: model.state_dict(copy=True)),
+                           ("predict", lambda: model.predict(X[:4])),
+                           ("train_step", lambda: model.train_step(X[:4], y[:4], ce, opt)),
+                           ("estimator", lambda: pickle.dumps(clf))]:
+            try:
+                copy()
+            except RuntimeError as e:
+                refused.append(name if "forked" in str(e) else f"{name}: {e}")
+        other, other_opt = build()  # a model of this process trains, a saved one loads
+        other.fit(X[:512], y[:512], loss=ce, optimizer=other_opt, epochs=1, verbose=0)
+        ok = np.array_equal(st.load(saved).flat_params(), build()[0].flat_params())
+        print(" ".join(refused + [str(ok)]), flush=True)
+        os._exit(0)
+    forked.set()
+    _, status = os.waitpid(pid, 0)
+    trainer.join()
+    estimator.join()
+    twin, twin_opt = build()
+    twin.fit(X, y, loss=ce, optimizer=twin_opt, epochs=2, batch_size=4, verbose=0)
+    print(os.waitstatus_to_exitcode(status), np.array_equal(model.flat_params(),
+                                                            twin.flat_params()))
+""")
+
+
+def test_a_process_forked_while_threads_train_refuses_what_would_wait_for_them(tmp_path):
+    """fork() while a thread of the parent trains a model (and another an estimator): in the
+    child, pickling, saving, copying, predicting or training that model is a RuntimeError
+    saying so (copies waited forever for a step boundary no thread would reach); the child's
+    own models train and saved ones load; the parent's run ends as an uninterrupted one."""
+    pytest.importorskip("sklearn")
+    script = tmp_path / "fork.py"
+    script.write_text(FORKED_WHILE_TRAINING)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "saved.stp")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    child, parent = result.stdout.splitlines()
+    assert child.split() == ["pickle", "save", "state_dict", "predict", "train_step",
+                             "estimator", "True"]
+    assert parent.split() == ["0", "True"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimators_pickled_to_worker_processes_score_as_in_one():
+    """cross_val_score with n_jobs=2 pickles the estimator to worker processes, started by
+    fork (after this process's thread pool has run) or as new interpreters (loky): the scores
+    are bitwise those of one process."""
+    pytest.importorskip("sklearn")
+    joblib = pytest.importorskip("joblib")
+    from sklearn.model_selection import cross_val_score
+
+    from steepest.sklearn import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=5, random_state=3)
+    clf.fit(X, y)  # the pool has threads before the fork
+    alone = cross_val_score(clf, X, y, cv=3)
+    for backend in ("multiprocessing", "loky"):
+        with joblib.parallel_backend(backend, n_jobs=2):
+            assert cross_val_score(clf, X, y, cv=3, n_jobs=2).tolist() == alone.tolist(), backend
+
+
 # -- Ctrl-C inside a full-batch step of a checkpointed run, with a saving thread ---------------
 def test_an_interrupted_full_batch_run_resumes_bitwise_and_copies_stay_whole(tmp_path):
     """A signal halfway into the second full-batch step (the core abandons the step) while
