@@ -32,10 +32,13 @@ def torch_layer(layer):
     if isinstance(layer, st.Dense):
         return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias,
                          dtype=torch.float64)
-    simple = {st.ReLU: nn.ReLU, st.GELU: nn.GELU, st.SiLU: nn.SiLU, st.Sigmoid: nn.Sigmoid,
-              st.Tanh: nn.Tanh, st.Softplus: nn.Softplus}
+    simple = {st.ReLU: nn.ReLU, st.SiLU: nn.SiLU, st.Sigmoid: nn.Sigmoid, st.Tanh: nn.Tanh}
     if type(layer) in simple:
         return simple[type(layer)]()
+    if isinstance(layer, st.GELU):
+        return nn.GELU(approximate=layer.approximate)
+    if isinstance(layer, st.Softplus):
+        return nn.Softplus(layer.beta, layer.threshold)
     if isinstance(layer, st.LeakyReLU):
         return nn.LeakyReLU(layer.negative_slope)
     if isinstance(layer, st.ELU):

@@ -23,7 +23,8 @@ void register_specs(py::module_& m) {
       .value("SiLU", Activation::SiLU)
       .value("Sigmoid", Activation::Sigmoid)
       .value("Tanh", Activation::Tanh)
-      .value("Softplus", Activation::Softplus);
+      .value("Softplus", Activation::Softplus)
+      .value("GELUTanh", Activation::GELUTanh);
   py::enum_<Init>(m, "Init")
       .value("torch_default", Init::TorchDefault)
       .value("glorot_uniform", Init::GlorotUniform)
@@ -74,6 +75,7 @@ void register_specs(py::module_& m) {
       .def_readwrite("bias", &LayerSpec::bias)
       .def_readwrite("activation", &LayerSpec::activation)
       .def_readwrite("param", &LayerSpec::param)
+      .def_readwrite("threshold", &LayerSpec::threshold)
       .def_readwrite("init", &LayerSpec::init)
       .def_readonly("weight_offset", &LayerSpec::weight_offset)
       .def_readonly("bias_offset", &LayerSpec::bias_offset);

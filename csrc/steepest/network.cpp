@@ -84,7 +84,8 @@ const T* Network<T>::forward(const T* x, int64_t B, bool training) {
         dense_relu_forward(rows(op.pre), out, in, p + op.weight, bias(op), B, op.in, op.out,
                            T(op.param));
         break;
-      case OpKind::Activation: activation_forward(out, in, n, op.activation, T(op.param)); break;
+      case OpKind::Activation: activation_forward(out, in, n, op.activation, T(op.param), T(op.threshold));
+        break;
       case OpKind::Softmax: softmax_forward(out, in, B, op.out); break;
       case OpKind::Dropout:
         if (training && op.param > 0) {
@@ -140,7 +141,8 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
         break;
       }
       case OpKind::Activation:
-        activation_backward(d, d, in, rows(op.output), n, op.activation, T(op.param));
+        activation_backward(d, d, in, rows(op.output), n, op.activation, T(op.param),
+                            T(op.threshold));
         break;
       case OpKind::Softmax: softmax_backward(d, d, rows(op.output), B, op.out); break;
       case OpKind::Dropout: dropout_forward(d, d, mask(op), n); break;
@@ -343,7 +345,8 @@ void Network<T>::infer(T* out, const T* x, int64_t N) const {
           std::swap(cur, spare);
           break;
         case OpKind::Activation:
-          activation_forward(cur, cur, B * op.out, op.activation, T(op.param));
+          activation_forward(cur, cur, B * op.out, op.activation, T(op.param),
+                             T(op.threshold));
           break;
         case OpKind::Softmax: softmax_forward(cur, cur, B, op.out); break;
         case OpKind::Dropout: break;  // identity at inference

@@ -65,6 +65,7 @@ std::vector<Op> build_ops(const std::vector<LayerSpec>& layers, const SizeTable&
     op.input = k == 0 ? -1 : table.output_offset[k - 1];
     op.output = table.output_offset[k];
     op.param = l.param;
+    op.threshold = l.threshold;
     switch (l.kind) {
       case LayerKind::Dense: {
         const DenseSizes& d = table.dense[size_t(dense)];

@@ -59,7 +59,8 @@ struct Op {
   int64_t dense = -1;       // Dense, DenseReLU: its row in SizeTable::dense
   int64_t weight = -1, bias = -1;  // Dense, DenseReLU: flat offsets of W and b (-1: no bias)
   Activation activation = Activation::ReLU;  // Activation
-  double param = 0.0;  // LeakyReLU/DenseReLU slope, ELU alpha, Dropout probability
+  double param = 0.0;  // LeakyReLU/DenseReLU slope, ELU alpha, Softplus beta, Dropout probability
+  double threshold = 20.0;  // Softplus
 };
 
 // The operations of layers with the sizes of `table`: a Dense layer followed by a ReLU or

@@ -13,7 +13,10 @@ namespace steepest {
 
 enum class LayerKind : int32_t { Dense, Activation, Softmax, Dropout };
 
-enum class Activation : int32_t { ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh, Softplus };
+// GELU is the exact form (erf); GELUTanh torch's approximate="tanh".
+enum class Activation : int32_t {
+  ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh, Softplus, GELUTanh
+};
 
 enum class Init : int32_t {
   TorchDefault,   // torch.nn.Linear: W, b ~ U(-1/sqrt(in), 1/sqrt(in))
@@ -31,7 +34,8 @@ struct LayerSpec {
   int64_t in = 0, out = 0;                   // feature widths (equal unless Dense)
   bool bias = true;                          // Dense
   Activation activation = Activation::ReLU;  // Activation
-  double param = 0.0;  // LeakyReLU slope, ELU alpha, Dropout probability
+  double param = 0.0;  // LeakyReLU slope, ELU alpha, Softplus beta, Dropout probability
+  double threshold = 20.0;  // Softplus: linear where beta * x > threshold
   Init init = Init::TorchDefault;            // Dense
   // Filled in by the network from the size table:
   int64_t weight_offset = -1, bias_offset = -1;

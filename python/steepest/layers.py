@@ -88,12 +88,15 @@ class Activation(Layer):
 
     def spec(self, width):
         s = super().spec(width)
-        s.activation = getattr(_core.Activation, type(self).__name__)
+        s.activation = self._core_activation()
         s.param = self._core_param()
         return s
 
+    def _core_activation(self) -> "_core.Activation":
+        return getattr(_core.Activation, type(self).__name__)
+
     def _core_param(self) -> float:
-        """The one hyper-parameter the core takes for this activation (0 when it has none)."""
+        """The hyper-parameter the core takes for this activation (0 when it has none)."""
         return 0.0
 
 
@@ -130,9 +133,22 @@ class ELU(Activation):
 
 
 class GELU(Activation):
-    """x * Phi(x), the exact form with erf."""
+    """x * Phi(x): the exact form with erf (approximate="none"), or torch's tanh approximation
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) with approximate="tanh"."""
 
     short_name = "gelu"
+    _config_keys = ("approximate",)
+
+    def __init__(self, approximate: str = "none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def _core_activation(self):
+        return _core.Activation.GELUTanh if self.approximate == "tanh" else _core.Activation.GELU
+
+    def __repr__(self):
+        return "GELU()" if self.approximate == "none" else "GELU(approximate='tanh')"
 
 
 class SiLU(Activation):
@@ -154,9 +170,23 @@ class Tanh(Activation):
 
 
 class Softplus(Activation):
-    """log(1 + exp(x)) (beta 1, linear above 20, as torch)."""
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold, as torch.nn.Softplus
+    (beta > 0)."""
 
     short_name = "softplus"
+    _config_keys = ("beta", "threshold")
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        self.beta = _checks.real(beta, "beta", low=0.0, low_open=True)
+        self.threshold = _checks.real(threshold, "threshold")
+
+    def _core_param(self):
+        return self.beta
+
+    def spec(self, width):
+        s = super().spec(width)
+        s.threshold = self.threshold
+        return s
 
 
 class Softmax(Layer):

@@ -43,7 +43,12 @@ std::vector<double> gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 
 inline double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 
-// An activation at x; p is LeakyReLU's slope or ELU's alpha.
+// GELU's tanh approximation: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+inline double gelu_tanh_inner(double x) {
+  return std::tanh(std::sqrt(2 / 3.141592653589793) * (x + 0.044715 * x * x * x));
+}
+
+// An activation at x; p is LeakyReLU's slope, ELU's alpha or Softplus's beta (threshold 20).
 inline double activation(Activation kind, double x, double p) {
   switch (kind) {
     case Activation::ReLU: return x > 0 ? x : 0;
@@ -53,7 +58,8 @@ inline double activation(Activation kind, double x, double p) {
     case Activation::SiLU: return x * sigmoid(x);
     case Activation::Sigmoid: return sigmoid(x);
     case Activation::Tanh: return std::tanh(x);
-    case Activation::Softplus: return x > 20 ? x : std::log1p(std::exp(x));
+    case Activation::Softplus: return p * x > 20 ? x : std::log1p(std::exp(p * x)) / p;
+    case Activation::GELUTanh: return 0.5 * x * (1 + gelu_tanh_inner(x));
   }
   return 0;
 }
@@ -70,7 +76,12 @@ inline double activation_grad(Activation kind, double x, double p) {
     case Activation::SiLU: return sigmoid(x) * (1 + x * (1 - sigmoid(x)));
     case Activation::Sigmoid: return sigmoid(x) * (1 - sigmoid(x));
     case Activation::Tanh: return 1 - std::tanh(x) * std::tanh(x);
-    case Activation::Softplus: return x > 20 ? 1 : sigmoid(x);
+    case Activation::Softplus: return p * x > 20 ? 1 : sigmoid(p * x);
+    case Activation::GELUTanh: {
+      const double t = gelu_tanh_inner(x);
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * std::sqrt(2 / 3.141592653589793) *
+                                 (1 + 3 * 0.044715 * x * x);
+    }
   }
   return 0;
 }
