@@ -1,6 +1,6 @@
-// Network32 / Network64: a network with zero-copy views of its flat params and grads, and its
-// calls (forward, backward, train_step, train_epoch, infer), each with the model locked and the
-// GIL released around the computation.
+// Network32 / Network64: a network with zero-copy views of its flat params, grads, buffers and
+// counts, and its calls (forward, backward, train_step, train_epoch, infer), each with the model
+// locked and the GIL released around the computation.
 #include <pybind11/stl.h>
 
 #include <chrono>
@@ -69,6 +69,16 @@ void register_model(py::module_& m, const char* name) {
         auto& s = self.cast<M&>();
         return view<T>(s.net.grads(), s.net.num_params(), self);
       })
+      .def_property_readonly("buffers", [](py::object self) {
+        auto& s = self.cast<M&>();
+        return view<T>(s.net.buffers(), s.net.num_buffers(), self);
+      })
+      .def_property_readonly("counts", [](py::object self) {
+        auto& s = self.cast<M&>();
+        return view<int64_t>(s.net.counts(), s.net.num_counts(), self);
+      })
+      .def("uses_batch_stats", [](M& s, bool training) { return s.net.uses_batch_stats(training); },
+           py::arg("training"))
       .def_property(
           "rng_state", [](M& s) { return s.net.rng().state(); },
           [](M& s, const Rng::State& st) {

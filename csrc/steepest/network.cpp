@@ -17,12 +17,19 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
     layers_[size_t(d.layer)].weight_offset = d.weight_offset;
     layers_[size_t(d.layer)].bias_offset = d.bias_offset;
   }
-  first_dense_op_ = size_t(std::find_if(ops_.begin(), ops_.end(),
-                                        [](const Op& op) { return op.dense >= 0; }) -
-                           ops_.begin());
+  for (const NormSizes& n : table_.norms) {
+    layers_[size_t(n.layer)].weight_offset = n.weight_offset;
+    layers_[size_t(n.layer)].bias_offset = n.bias_offset;
+  }
+  first_param_op_ = size_t(
+      std::find_if(ops_.begin(), ops_.end(),
+                   [](const Op& op) { return op.weight >= 0 || op.bias >= 0; }) -
+      ops_.begin());
   kept_dy_.assign(size_t(table_.kept_dy), T(0));
   params_.assign(size_t(table_.num_params), T(0));
   grads_.assign(size_t(table_.num_params), T(0));
+  buffers_.assign(size_t(table_.num_buffers), T(0));
+  counts_.assign(size_t(table_.num_counts), 0);
   grad_sq_.assign(table_.dense.size(), 0.0);
   initialize();
 }
@@ -54,6 +61,34 @@ void Network<T>::initialize() {
       for (int64_t i = 0; i < l.out; ++i) b[i] = T(b_bound * (2 * rng_.uniform() - 1));
     }
   }
+  // The other layers draw nothing: the random stream of the Dense layers stays the same.
+  for (const NormSizes& n : table_.norms) {
+    T* p = params_.data();
+    if (n.weight_offset >= 0) std::fill(p + n.weight_offset, p + n.weight_offset + n.width, T(1));
+    if (n.bias_offset >= 0) std::fill(p + n.bias_offset, p + n.bias_offset + n.width, T(0));
+    if (n.buffer_offset >= 0) {  // shift 0, scale 1 (running_mean 0, running_var 1)
+      T* b = buffers_.data() + n.buffer_offset;
+      std::fill(b, b + n.width, T(0));
+      std::fill(b + n.width, b + 2 * n.width, T(1));
+    }
+    if (n.count_offset >= 0) counts_[size_t(n.count_offset)] = 0;
+  }
+}
+
+template <class T>
+bool Network<T>::uses_batch_stats(bool training) const {
+  return std::any_of(ops_.begin(), ops_.end(), [&](const Op& op) {
+    return op.kind == OpKind::BatchNorm && (training || !op.track_running_stats);
+  });
+}
+
+template <class T>
+void Network<T>::check_batch_stats(int64_t B, bool training) const {
+  if (B < 2 && uses_batch_stats(training))
+    throw std::invalid_argument(
+        "BatchNorm1d expects more than 1 value per channel when normalizing with batch "
+        "statistics (training, or track_running_stats=False), got a batch of " +
+        std::to_string(B) + " sample");
 }
 
 template <class T>
@@ -65,12 +100,20 @@ void Network<T>::reserve(int64_t B) {
   masks_.assign(size_t(table_.mask_offset.back() * B), T(0));
   grad_a_.assign(size_t(table_.max_width * B), T(0));
   grad_b_.assign(size_t(table_.max_width * B), T(0));
+  stats_.assign(size_t(table_.stats_per_row * B + table_.stats_fixed), T(0));
 }
 
 template <class T>
 const T* Network<T>::forward(const T* x, int64_t B, bool training) {
+  return forward_pass(x, B, training, true);
+}
+
+template <class T>
+const T* Network<T>::forward_pass(const T* x, int64_t B, bool training, bool update_running) {
+  check_batch_stats(B, training);
   reserve(B);
   input_ = x;
+  training_ = training;
   const T* p = params_.data();
   for (const Op& op : ops_) {
     const T* in = input_of(op);
@@ -95,9 +138,48 @@ const T* Network<T>::forward(const T* x, int64_t B, bool training) {
         }
         dropout_forward(out, in, mask(op), n);
         break;
+      case OpKind::BatchNorm: {
+        const int64_t C = op.out;
+        T* mean = saved_stats(op);
+        T* rstd = mean + C;
+        if (training || !op.track_running_stats) {
+          batchnorm_statistics(mean, rstd, rstd + C, in, B, C, op.eps);
+        } else {
+          const T* running = buffers_.data() + norm(op).buffer_offset;
+          std::copy(running, running + C, mean);
+          batchnorm_running_rstd(rstd, running + C, C, op.eps);
+        }
+        batchnorm_forward(out, in, mean, rstd, weight(op), bias(op), B, C);
+        break;
+      }
+      case OpKind::LayerNorm: {
+        T* mean = saved_stats(op);
+        layernorm_forward(out, mean, mean + batch_cap_, in, weight(op), bias(op), B, op.out,
+                          op.eps);
+        break;
+      }
+      case OpKind::Rescale: {
+        const T* shift = buffers_.data() + norm(op).buffer_offset;
+        rescale_forward(out, in, shift, shift + op.out, B, op.out);
+        break;
+      }
     }
   }
+  if (training && update_running) update_running_stats();
   return rows(ops_.back().output);
+}
+
+template <class T>
+void Network<T>::update_running_stats() {
+  for (const Op& op : ops_) {
+    if (op.kind != OpKind::BatchNorm || !op.track_running_stats) continue;
+    const NormSizes& n = norm(op);
+    const int64_t batches = ++counts_[size_t(n.count_offset)];
+    const double factor = op.momentum < 0 ? 1.0 / double(batches) : op.momentum;
+    T* running = buffers_.data() + n.buffer_offset;
+    const T* mean = saved_stats(op);
+    batchnorm_update_running(running, running + op.out, mean, mean + 2 * op.out, op.out, factor);
+  }
 }
 
 template <class T>
@@ -120,7 +202,7 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
   const int64_t B = batch_;
   T* d = grad_a_.data();      // gradient w.r.t. the output of op i
   T* spare = grad_b_.data();  // receives the gradient w.r.t. its input (Dense only)
-  for (size_t i = ops_.size(); i-- > first_dense_op_;) {
+  for (size_t i = ops_.size(); i-- > first_param_op_;) {
     const Op& op = ops_[i];
     const T* in = input_of(op);
     const int64_t n = B * op.out;
@@ -132,7 +214,7 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
                             op.out, T(op.param), accumulate);
         [[fallthrough]];
       case OpKind::Dense: {
-        T* dx = i == first_dense_op_ ? nullptr : spare;
+        T* dx = i == first_param_op_ ? nullptr : spare;
         T* db = op.kind == OpKind::Dense && op.bias >= 0 ? grads_.data() + op.bias : nullptr;
         if (defer_weight_grads) std::copy(d, d + op.out, kept_dy(table_.dense[size_t(op.dense)]));
         dense_backward(dx, defer_weight_grads ? nullptr : grads_.data() + op.weight, db, d, in,
@@ -146,8 +228,37 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
         break;
       case OpKind::Softmax: softmax_backward(d, d, rows(op.output), B, op.out); break;
       case OpKind::Dropout: dropout_forward(d, d, mask(op), n); break;
+      case OpKind::BatchNorm: {  // dx in place over d
+        const T* mean = saved_stats(op);
+        batchnorm_backward(i == first_param_op_ ? nullptr : d, grad_or_null(op.weight),
+                           grad_or_null(op.bias), d, in, mean, mean + op.out, weight(op), B,
+                           op.out, training_ || !op.track_running_stats, accumulate);
+        break;
+      }
+      case OpKind::LayerNorm: {
+        const T* mean = saved_stats(op);
+        layernorm_backward(i == first_param_op_ ? nullptr : d, grad_or_null(op.weight),
+                           grad_or_null(op.bias), d, in, mean, mean + batch_cap_, weight(op), B,
+                           op.out, accumulate);
+        break;
+      }
+      case OpKind::Rescale:
+        rescale_backward(d, d, buffers_.data() + norm(op).buffer_offset + op.out, B, op.out);
+        break;
     }
   }
+}
+
+template <class T>
+double Network<T>::norm_grad_sq() {
+  double total = 0;
+  for (const NormSizes& n : table_.norms) {
+    // weight and bias are adjacent: one range from the first present
+    const int64_t first = n.weight_offset >= 0 ? n.weight_offset : n.bias_offset;
+    const int64_t count = (n.weight_offset >= 0) + (n.bias_offset >= 0);
+    if (count > 0) total += sum_squares(grads_.data() + first, count * n.width);
+  }
+  return total;
 }
 
 template <class T>
@@ -159,7 +270,7 @@ double Network<T>::measure_grads() {
     grad_sq_[i] = sum_squares(grads_.data() + d.weight_offset, n);
     total += grad_sq_[i];
   }
-  return total;
+  return total + norm_grad_sq();
 }
 
 template <class T>
@@ -177,7 +288,7 @@ double Network<T>::outer_grad_sq() {
     grad_sq_[i] = sum_squares(kept_dy(d), d.out) * (x_sq + (d.bias_offset >= 0 ? 1.0 : 0.0));
     total += grad_sq_[i];
   }
-  return total;
+  return total + norm_grad_sq();
 }
 
 template <class T>
@@ -220,7 +331,7 @@ void Network<T>::fused_update(Optimizer<T>& opt) {
 template <class T>
 StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                                   Optimizer<T>& opt, double clip_norm, double* loss_out) {
-  forward(x, B, true);
+  forward_pass(x, B, true, false);
   const double value = loss(spec, y);
   *loss_out = value;
   if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
@@ -241,6 +352,7 @@ StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const Loss
   } else {
     opt.step(params_.data(), grads_.data());
   }
+  update_running_stats();  // a refused step leaves them too
   return StepStatus::Ok;
 }
 
@@ -265,6 +377,13 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
   stats.grad_norms.assign(table_.dense.size(), 0.0);
   const int64_t IN = in_features(), C = out_features();
   const int64_t bs = std::min(batch_size, N);
+  // A last batch of 1 would fail in the middle of the epoch: refuse before the first step.
+  if ((bs == 1 || N % bs == 1) && uses_batch_stats(true))
+    throw std::invalid_argument(
+        "BatchNorm1d needs more than 1 sample per batch in training, but batches of " +
+        std::to_string(bs) + " over " + std::to_string(N) + " samples " +
+        (bs == 1 ? std::string("have 1 each") : "leave a last batch of 1") +
+        ": choose another batch size");
   order_.resize(size_t(N));
   for (int64_t i = 0; i < N; ++i) order_[i] = i;
   if (shuffle) {  // Fisher-Yates with the network's RNG
@@ -323,9 +442,14 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
 
 template <class T>
 void Network<T>::infer(T* out, const T* x, int64_t N) const {
-  // Rows in chunks through two scratch buffers; elementwise operations work in place.
-  const int64_t chunk = std::min<int64_t>(N, 256);
+  // Rows in chunks through two scratch buffers; elementwise and normalization operations work
+  // in place. A BatchNorm without running statistics normalizes with the statistics of all N
+  // rows: one chunk then.
+  check_batch_stats(N, false);
+  const int64_t chunk = uses_batch_stats(false) ? N : std::min<int64_t>(N, 256);
   std::vector<T> a(size_t(chunk * table_.max_width)), b(size_t(chunk * table_.max_width));
+  // BatchNorm's mean, rstd and variance, or LayerNorm's mean and rstd per row
+  std::vector<T> stat(size_t(std::max(3 * table_.max_width, 2 * chunk)));
   const int64_t IN = in_features(), OUT = out_features();
   const T* p = params_.data();
   for (int64_t start = 0; start < N; start += chunk) {
@@ -350,6 +474,29 @@ void Network<T>::infer(T* out, const T* x, int64_t N) const {
           break;
         case OpKind::Softmax: softmax_forward(cur, cur, B, op.out); break;
         case OpKind::Dropout: break;  // identity at inference
+        case OpKind::BatchNorm: {
+          const int64_t C = op.out;
+          T* rstd = stat.data() + C;
+          const T* mean = stat.data();
+          if (op.track_running_stats) {
+            const T* running = buffers_.data() + norm(op).buffer_offset;
+            mean = running;
+            batchnorm_running_rstd(rstd, running + C, C, op.eps);
+          } else {
+            batchnorm_statistics(stat.data(), rstd, rstd + C, cur, B, C, op.eps);
+          }
+          batchnorm_forward(cur, cur, mean, rstd, weight(op), bias(op), B, C);
+          break;
+        }
+        case OpKind::LayerNorm:
+          layernorm_forward(cur, stat.data(), stat.data() + B, cur, weight(op), bias(op), B,
+                            op.out, op.eps);
+          break;
+        case OpKind::Rescale: {
+          const T* shift = buffers_.data() + norm(op).buffer_offset;
+          rescale_forward(cur, cur, shift, shift + op.out, B, op.out);
+          break;
+        }
       }
     }
     std::copy(cur, cur + B * OUT, out + start * OUT);
