@@ -47,6 +47,15 @@ def torch_layer(layer):
         return nn.Softmax(dim=-1)
     if isinstance(layer, st.Dropout):
         return nn.Dropout(layer.p)
+    if isinstance(layer, st.BatchNorm1d):
+        return nn.BatchNorm1d(layer.num_features, eps=layer.eps, momentum=layer.momentum,
+                              affine=layer.affine,
+                              track_running_stats=layer.track_running_stats,
+                              dtype=torch.float64)
+    if isinstance(layer, st.LayerNorm):
+        return nn.LayerNorm(layer.normalized_shape, eps=layer.eps,
+                            elementwise_affine=layer.elementwise_affine, bias=layer.bias,
+                            dtype=torch.float64)
     raise AssertionError(f"no torch equivalent for {layer!r}")
 
 

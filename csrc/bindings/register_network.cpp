@@ -77,8 +77,6 @@ void register_model(py::module_& m, const char* name) {
         auto& s = self.cast<M&>();
         return view<int64_t>(s.net.counts(), s.net.num_counts(), self);
       })
-      .def("uses_batch_stats", [](M& s, bool training) { return s.net.uses_batch_stats(training); },
-           py::arg("training"))
       .def_property(
           "rng_state", [](M& s) { return s.net.rng().state(); },
           [](M& s, const Rng::State& st) {

@@ -17,8 +17,9 @@ from . import diagnostics, experiments  # noqa: E402  (numpy only; matplotlib on
 from ._version import __version__  # noqa: E402
 from .errors import TrainingDiverged  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
-from .layers import (ELU, GELU, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU,  # noqa: E402
-                     Softmax, Softplus, Tanh)
+from .layers import (ELU, GELU, BatchNorm1d, Dense, Dropout, LayerNorm,  # noqa: E402
+                     LeakyReLU, MinMaxScale, ReLU, Sigmoid, SiLU, Softmax, Softplus,
+                     Standardize, Tanh)
 from .model import Sequential, load  # noqa: E402
 from .optim import clip_grad_norm_  # noqa: E402
 from .parameter import Parameter  # noqa: E402
@@ -28,6 +29,7 @@ from .threads import get_num_threads, set_num_threads  # noqa: E402
 set_num_threads(_default_threads())
 
 __all__ = ["Sequential", "Parameter", "Dense", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU",
-           "Sigmoid", "Tanh", "Softplus", "Softmax", "Dropout", "losses", "optim", "schedules",
+           "Sigmoid", "Tanh", "Softplus", "Softmax", "Dropout", "BatchNorm1d", "LayerNorm",
+           "Standardize", "MinMaxScale", "losses", "optim", "schedules",
            "callbacks", "datasets", "diagnostics", "experiments", "gradcheck", "load",
            "clip_grad_norm_", "TrainingDiverged", "set_num_threads", "get_num_threads"]

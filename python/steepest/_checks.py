@@ -47,6 +47,28 @@ def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
     return _convert(X, name, dtype)
 
 
+def row_chunks(X, name: str, n_features=None, chunk_rows=None):
+    """Yields X (N, n_features) of any real dtype (a memory-mapped array too) as float64
+    chunks of chunk_rows rows (by default about 8 MB each), each checked finite: statistics
+    over X without a converted copy of it. n_features None takes any width."""
+    X = X if hasattr(X, "ndim") and hasattr(X, "dtype") else np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has no samples")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features}")
+    if chunk_rows is None:
+        chunk_rows = max(1, (1 << 20) // max(X.shape[1], 1))
+    chunk_rows = integer(chunk_rows, "chunk_rows", low=1)
+    for start in range(0, X.shape[0], chunk_rows):
+        rows = np.asarray(X[start:start + chunk_rows], dtype=np.float64)
+        check_finite(rows, name)
+        yield rows
+
+
 def labels(y, name: str, n_samples: int, n_classes: int) -> np.ndarray:
     """Integer class labels (N,) in [0, n_classes) -> C-contiguous int64."""
     y = numeric(y, name)

@@ -14,7 +14,8 @@ import numpy as np
 
 from . import _checks, _core, saving, training
 from .errors import TrainingDiverged
-from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
+from .layers import (FeatureMoments, Layer, Rescale, layer_config, layer_from_config,
+                     layer_specs, set_statistics, state_table)
 from .losses import LOSSES, check_loss
 from .optim import check_optimizer, clip_threshold
 from .parameter import Parameter
@@ -32,44 +33,46 @@ class Sequential:
     shuffling all come from it (None draws one at random; see ``model.seed``).
     """
 
-    def __init__(self, *layers: Layer, dtype="float32", seed=None):
+    def __init__(self, *layers: Layer, dtype="float32", seed=None, in_features=None):
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         if not layers:
-            raise ValueError("layers is empty: a model needs at least one Dense layer")
+            raise ValueError("layers is empty: a model needs at least one layer")
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} must be a steepest layer, got {layer!r}")
-        if not any(isinstance(layer, Dense) for layer in layers):
-            raise ValueError("a model needs at least one Dense layer")
         self.layers = list(layers)
         self.dtype = _checks.as_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**63)
         self.seed = _checks.integer(seed, "seed", low=0)
-        table = parameter_table(self.layers)
-        n_params = sum(slot.size for slot in table)
-        _checks.buffer_memory(2 * n_params * self.dtype.itemsize,
-                              f"a model of {n_params:,} parameters (values and gradients)")
-        self._net = _NETWORKS[self.dtype.name](self._specs(), self.seed)
-        params, grads = self._net.params, self._net.grads
-        self._params = [Parameter(self, slot, params, grads) for slot in table]
+        specs = layer_specs(self.layers, in_features)
+        table = state_table(self.layers, in_features)
+        sizes = collections.Counter()
+        for slot in table:
+            sizes[slot.store] += slot.size
+        _checks.buffer_memory((2 * sizes["params"] + sizes["buffers"]) * self.dtype.itemsize,
+                              f"a model of {sizes['params']:,} parameters (values and "
+                              "gradients)")
+        self._net = _NETWORKS[self.dtype.name](specs, self.seed)
+        stores = {"params": self._net.params, "buffers": self._net.buffers,
+                  "counts": self._net.counts}
+        self._params = [Parameter(self, slot, stores["params"], self._net.grads)
+                        for slot in table if slot.store == "params"]
+        # every named array, zero-copy: parameters' data, buffers and counts (0-d), torch's
+        # state_dict order
+        self._state = {slot.name: stores[slot.store][slot.offset:slot.offset + slot.size]
+                       .reshape(slot.shape) for slot in table}
+        self._rescales = []  # (layer index, its count view) of Standardize / MinMaxScale
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Rescale):
+                shift, scale = (self._state[f"{i}.{name}"] for name in layer.buffer_names)
+                layer.attach(shift, scale, self._state[f"{i}.count"])
+                self._rescales.append((i, self._state[f"{i}.count"]))
         self._last = None  # (input, output shape) of the last forward, kept for backward
         self.history = None
         self.stop_training = False
-
-    def _specs(self):
-        """Core layer specs; elementwise layers take the width of what they follow."""
-        width = next(layer.in_features for layer in self.layers if isinstance(layer, Dense))
-        specs = []
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
-                if layer.in_features != width:
-                    raise ValueError(f"layer {i} ({layer!r}) expects {layer.in_features} "
-                                     f"features but the layer before it gives {width}")
-                width = layer.out_features
-            specs.append(layer.spec(width))
-        return specs
+        self.training = False  # forward's default mode: see train() / eval()
 
     @property
     def in_features(self) -> int:
@@ -78,6 +81,21 @@ class Sequential:
     @property
     def out_features(self) -> int:
         return self._net.layers[-1].out_features
+
+    def train(self, mode: bool = True) -> Sequential:
+        """Sets forward()'s default mode, as torch's module.train(): training (dropout active,
+        BatchNorm normalizing with batch statistics and updating its running ones) or, with
+        mode=False, eval. fit and train_step (always training) and predict (always eval) do
+        not depend on it. A new model starts in eval mode (forward's default before modes)."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be True or False, got {mode!r}")
+        self.training = mode
+        return self
+
+    def eval(self) -> Sequential:
+        """train(False): forward() runs in eval mode (dropout off, BatchNorm's running
+        statistics), as torch's eval()."""
+        return self.train(False)
 
     # -- parameters -------------------------------------------------------------------------
     def parameters(self) -> list:
@@ -101,6 +119,16 @@ class Sequential:
         """The flat gradient buffer, laid out as flat_params(): a zero-copy view, writable."""
         return self._net.grads
 
+    def flat_buffers(self) -> np.ndarray:
+        """The flat store of buffers (model dtype: BatchNorm's running statistics, Standardize's
+        mean and std, ...): a zero-copy view, writable; the optimizer never touches it."""
+        return self._net.buffers
+
+    def flat_counts(self) -> np.ndarray:
+        """The flat store of int64 counts (num_batches_tracked, the samples a Standardize layer
+        learned from): a zero-copy view, writable."""
+        return self._net.counts
+
     @property
     def rng_state(self) -> list:
         """The state of the model's random generator (dropout masks, fit's shuffling), as a
@@ -117,40 +145,85 @@ class Sequential:
         return [math.sqrt(sq) for sq in self._net.measure_grads()]
 
     def layer_outputs(self, x) -> list:
-        """Every layer's output for x (N, in_features), dropout off: one new (N, width) array
-        per layer. It reuses the core's activation buffers, so a backward() needs a new
-        forward(training=True) after it."""
+        """Every layer's output for x (N, in_features) in eval mode (dropout off, BatchNorm's
+        running statistics): one new (N, width) array per layer. It reuses the core's activation
+        buffers, so a backward() needs a new forward(training=True) after it."""
+        self._require_adapted()
         return self._net.layer_outputs(_checks.features(x, "x", self.in_features, self.dtype))
 
+    def named_buffers(self) -> list:
+        """[(name, array)] of the state that is not trained, as torch's named_buffers():
+        BatchNorm1d's running_mean, running_var (model dtype) and num_batches_tracked (int64,
+        0-d), Standardize's mean, std and count, ...: zero-copy views the optimizer never
+        touches."""
+        params = {p.name for p in self._params}
+        return [(k, v) for k, v in self._state.items() if k not in params]
+
+    def buffers(self) -> list:
+        return [v for _, v in self.named_buffers()]
+
     def state_dict(self) -> dict:
-        """{"0.weight": array, "0.bias": array, ...}: zero-copy views, torch's keys and shapes."""
-        return {p.name: p.data for p in self._params}
+        """{"0.weight": array, "0.bias": array, "1.running_mean": array, ...}: zero-copy views
+        of every parameter and buffer, with torch's keys, order and shapes."""
+        return dict(self._state)
 
     def load_state_dict(self, state: dict) -> None:
-        """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place."""
+        """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place:
+        every key of state_dict() must be there (parameters and buffers, as torch's strict
+        load). Nothing is copied unless all of them pass the checks."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        expected = {p.name for p in self._params}
-        if set(state) != expected:
-            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        if set(state) != set(self._state):
+            missing = sorted(set(self._state) - set(state))
+            extra = sorted(set(state) - set(self._state))
             raise ValueError(f"state keys do not match: missing {missing}, unexpected {extra}")
-        arrays = {}
-        for p in self._params:
-            value = np.asarray(state[p.name].detach() if hasattr(state[p.name], "detach")
-                               else state[p.name])
-            if value.shape != p.shape:
-                raise ValueError(f"state[{p.name!r}] has shape {value.shape}, expected {p.shape}")
-            arrays[p.name] = _checks.numeric(value, f"state[{p.name!r}]")
-            _checks.check_finite(arrays[p.name], f"state[{p.name!r}]")
-        for p in self._params:  # all checked first: nothing half-loaded
-            p.data[...] = arrays[p.name]
+        scales = {f"{i}.{self.layers[i].buffer_names[1]}" for i, _ in self._rescales}
+        arrays = {name: _state_value(name, state[name], view, positive=name in scales)
+                  for name, view in self._state.items()}
+        for name, view in self._state.items():  # all checked first: nothing half-loaded
+            view[...] = arrays[name]
+
+    def adapt(self, X, only_unadapted: bool = False, chunk_rows=None) -> Sequential:
+        """Learns the statistics of every Standardize / MinMaxScale layer from X (N,
+        in_features), each on the data as it reaches that layer (the layers before it in eval
+        mode), reading X in chunks of rows (a memory-mapped X is fine); in float64, stored in
+        the model's dtype. only_unadapted skips layers that have statistics already (fit's
+        automatic adapt). Returns the model."""
+        for i, count in self._rescales:
+            if only_unadapted and count > 0:
+                continue
+            layer = self.layers[i]
+            moments = None
+            for rows in _checks.row_chunks(X, "X", self.in_features, chunk_rows):
+                if i > 0:  # the input of layer i: the output of layer i - 1
+                    x = np.ascontiguousarray(rows, dtype=self.dtype)
+                    rows = np.asarray(self._net.layer_outputs(x)[i - 1], dtype=np.float64)
+                if moments is None:
+                    moments = FeatureMoments(rows.shape[1])
+                moments.update(rows)
+            shift, scale = (self._state[f"{i}.{name}"] for name in layer.buffer_names)
+            set_statistics((shift, scale, count), *layer.shift_scale(moments), moments.count)
+        return self
+
+    def _require_adapted(self) -> None:
+        """Refuses to run a model with a Standardize / MinMaxScale layer that has no
+        statistics yet."""
+        for i, count in self._rescales:
+            if count == 0:
+                raise RuntimeError(
+                    f"layer {i} ({self.layers[i]!r}) has not learned its statistics yet: call "
+                    "model.adapt(X) with training data (fit does it at its start), or load "
+                    "them (load_state_dict, st.load)")
 
     # -- the two algorithms, one step at a time ---------------------------------------------
-    def forward(self, x, training: bool = False) -> np.ndarray:
+    def forward(self, x, training=None) -> np.ndarray:
         """Forward propagation: x (N, in_features) -> a new array (N, out_features). With
-        training=True dropout is active; backward() then backpropagates through this pass."""
+        training=True dropout is active and BatchNorm normalizes with the batch's statistics
+        (and updates its running ones); backward() then backpropagates through this pass.
+        training=None takes the mode train() / eval() set (eval for a new model)."""
+        self._require_adapted()
         x = _checks.features(x, "x", self.in_features, self.dtype)
-        out = self._net.forward(x, bool(training))
+        out = self._net.forward(x, self.training if training is None else bool(training))
         self._last = (x, out.shape)
         return out
 
@@ -182,6 +255,8 @@ class Sequential:
         finite."""
         check_loss(loss)
         check_optimizer(optimizer, self)
+        if self._rescales:
+            self._require_adapted()
         status = "unchecked"
         if (clip_grad_norm is None and type(x) is np.ndarray and type(y) is np.ndarray
                 and type(loss) in _FAST_LOSSES):
@@ -249,6 +324,7 @@ class Sequential:
     def predict(self, X) -> np.ndarray:
         """Outputs (N, out_features) for X (N, in_features); dropout off. Thread-safe: runs
         with the GIL released and may be called from many threads at once."""
+        self._require_adapted()
         return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
 
     def predict_classes(self, X) -> np.ndarray:
@@ -257,6 +333,7 @@ class Sequential:
     def evaluate(self, X, y, loss) -> dict:
         """{"loss": mean loss, "accuracy": fraction correct (classification losses)}."""
         check_loss(loss)
+        self._require_adapted()
         return self.evaluate_checked(*self.check_data(X, y, loss), loss)
 
     def evaluate_checked(self, X, y, loss) -> dict:
@@ -271,13 +348,13 @@ class Sequential:
     # -- description ------------------------------------------------------------------------
     def config(self) -> dict:
         return {"layers": [layer_config(layer) for layer in self.layers],
-                "dtype": self.dtype.name, "seed": self.seed}
+                "in_features": self.in_features, "dtype": self.dtype.name, "seed": self.seed}
 
     @classmethod
     def from_config(cls, config: dict) -> Sequential:
         """An untrained model of the architecture config() describes."""
         return cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
-                   seed=config["seed"])
+                   seed=config["seed"], in_features=config.get("in_features"))
 
     def __repr__(self):
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
@@ -288,26 +365,29 @@ class Sequential:
         """A table of layers, output shapes and parameter counts (also printed)."""
         rows = [("#", "layer", "output shape", "params")]
         counts = collections.Counter()
-        for slot in parameter_table(self.layers):
-            counts[slot.layer] += slot.size
+        for p in self._params:
+            counts[p.layer] += p.size
         for i, (layer, s) in enumerate(zip(self.layers, self._net.layers)):
             rows.append((str(i), repr(layer), f"(N, {s.out_features})", f"{counts[i]:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + f"  {{:>{widths[-1]}}}"
+        buffers = sum(v.size for v in self.buffers())
         text = "\n".join([fmt.format(*rows[0]), "-" * (sum(widths) + 6)] +
                          [fmt.format(*r) for r in rows[1:]] +
                          [f"total: {self.num_parameters():,} parameters ({self.dtype.name}, "
-                          f"{self.num_parameters() * self.dtype.itemsize:,} bytes)"])
+                          f"{self.num_parameters() * self.dtype.itemsize:,} bytes)" +
+                          (f" and {buffers:,} buffer values" if buffers else "")])
         print(text)
         return text
 
     def save(self, path) -> None:
-        """Writes architecture and parameters (see steepest.saving); atomic."""
+        """Writes architecture, parameters and buffers (see steepest.saving); atomic."""
         saving.save(self, path)
 
 
 def load(path) -> Sequential:
-    """Reads a model written by save(): same architecture, bit-identical parameters."""
+    """Reads a model written by save(): same architecture, bit-identical parameters and
+    buffers."""
     header, arrays = saving.read(path)
     try:
         model = Sequential.from_config(header)
@@ -315,3 +395,19 @@ def load(path) -> Sequential:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
     model.load_state_dict(arrays)
     return model
+
+
+def _state_value(name: str, value, view: np.ndarray, positive: bool) -> np.ndarray:
+    """value (an array, or a torch tensor) checked to replace the state entry `name` whose
+    zero-copy view is `view`: same shape, finite numbers; a count is a non-negative integer;
+    with positive (a Standardize/MinMaxScale scale, which divides), every value is > 0."""
+    what = f"state[{name!r}]"
+    value = _checks.numeric(value.detach() if hasattr(value, "detach") else value, what)
+    if value.shape != view.shape:
+        raise ValueError(f"{what} has shape {value.shape}, expected {view.shape}")
+    _checks.check_finite(value, what)
+    if view.dtype.kind == "i" and (value != np.round(value) or value < 0):
+        raise ValueError(f"{what} must be a non-negative integer count, got {value}")
+    if positive and not (value > 0).all():
+        raise ValueError(f"{what} must be positive: it divides the features")
+    return value

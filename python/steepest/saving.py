@@ -3,20 +3,25 @@
 A steepest archive (see steepest.archive) of format "steepest.model":
 
 - the header: ``{"format": "steepest.model", "version": 1, "dtype": "float32" | "float64",
-  "seed": int, "layers": [{"type": "Dense", "in_features": 784, "out_features": 128,
-  "bias": true, "init": "torch_default"}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.2},
-  ...]}`` (``model.config()`` plus the format's name and version);
-- one array per parameter, named as in ``model.state_dict()`` ("0.weight", "0.bias", ...),
-  with the model's dtype and torch's shapes.
+  "seed": int, "in_features": 784, "layers": [{"type": "Dense", "in_features": 784,
+  "out_features": 128, "bias": true, "init": "torch_default"}, {"type": "ReLU"},
+  {"type": "BatchNorm1d", "num_features": 128, "eps": 1e-05, "momentum": 0.1, "affine": true,
+  "track_running_stats": true}, {"type": "Dropout", "p": 0.2}, ...]}`` (``model.config()``
+  plus the format's name and version; files without "in_features" take it from the layers);
+- one array per entry of ``model.state_dict()`` ("0.weight", "0.bias", "2.running_mean",
+  "2.num_batches_tracked", ...): parameters and buffers with the model's dtype, counts as
+  int64, all with torch's shapes.
 
 Reading checks every array's shape against the architecture the header declares before it
 reads any data. Building the model from what was read is ``steepest.model.load``'s part.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ._checks import as_dtype, buffer_memory
 from .archive import FORMAT_VERSION, read_archive, write_archive
-from .layers import layer_from_config, parameter_table
+from .layers import layer_from_config, state_table
 
 MODEL_FORMAT = "steepest.model"
 
@@ -26,24 +31,26 @@ def model_header(model) -> dict:
 
 
 def save(model, path) -> None:
-    """Writes model's architecture and parameters to path, atomically."""
-    write_archive(path, model_header(model), {p.name: p.data for p in model.parameters()})
+    """Writes model's architecture, parameters and buffers to path, atomically."""
+    write_archive(path, model_header(model), model.state_dict())
 
 
 def read(path):
-    """(header, {parameter name: array}) of a model file, every array checked against the
+    """(header, {state_dict name: array}) of a model file, every array checked against the
     architecture in its header."""
     return read_archive(path, MODEL_FORMAT, lambda header: declared_shapes(header, path))
 
 
 def declared_shapes(header: dict, path="") -> dict:
-    """{name: (shape, dtype)} of the parameters a header's architecture declares, validated,
-    without allocating the model (so sizes are checked against the file first)."""
+    """{name: (shape, dtype)} of the parameters and buffers a header's architecture declares,
+    validated, without allocating the model (so sizes are checked against the file first)."""
     try:
-        table = parameter_table([layer_from_config(c) for c in header["layers"]])
+        table = state_table([layer_from_config(c) for c in header["layers"]],
+                            header.get("in_features"))
         dtype = as_dtype(header["dtype"])
         n = sum(slot.size for slot in table)
-        buffer_memory(2 * n * dtype.itemsize, f"a model of {n:,} parameters")
+        buffer_memory(2 * n * dtype.itemsize, f"a model of {n:,} parameters and buffers")
     except (KeyError, TypeError, ValueError, MemoryError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
-    return {slot.name: (slot.shape, dtype) for slot in table}
+    return {slot.name: (slot.shape, np.dtype(np.int64) if slot.store == "counts" else dtype)
+            for slot in table}

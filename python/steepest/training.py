@@ -2,8 +2,9 @@
 
 ``Sequential.fit`` is a thin call into ``fit`` here, the way Keras splits its Trainer and
 EpochIterator from the model. The model is an argument, never imported; the loop uses its
-``check_data``, ``train_epoch`` (one C++ call per epoch), ``evaluate_checked``,
-``flat_params``, ``rng_state``, ``history`` and ``stop_training``.
+``check_data``, ``adapt``, ``train_epoch`` (one C++ call per epoch), ``evaluate_checked``,
+``flat_params``, ``flat_buffers``, ``flat_counts``, ``rng_state``, ``history`` and
+``stop_training``.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     check_loss(loss)
     check_optimizer(optimizer, model)
     X, y = model.check_data(X, y, loss)
+    model.adapt(X, only_unadapted=True)  # Standardize / MinMaxScale layers learn from X
     epochs = _checks.integer(epochs, "epochs", low=0)
     batch = X.shape[0] if batch_size is None else _checks.integer(batch_size, "batch_size",
                                                                   low=1)
@@ -93,7 +95,8 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) ->
     (divergence, Ctrl-C)."""
     start = time.perf_counter()
     lr = optimizer.lr
-    saved = optimizer.snapshot(), model.rng_state
+    saved = (optimizer.snapshot(), model.rng_state, model.flat_buffers().copy(),
+             model.flat_counts().copy())
     stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip)
     if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
         raise stats["error"]
@@ -101,6 +104,8 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) ->
         # Finite gradients, but an update overflowed: back to the epoch's start.
         optimizer.restore(saved[0])
         model.rng_state = saved[1]
+        model.flat_buffers()[...] = saved[2]
+        model.flat_counts()[...] = saved[3]
         raise TrainingDiverged("non-finite parameter after an update (overflow); the "
                                "state of the epoch's start was restored", epoch=epoch,
                                step=stats["steps"], loss=stats["loss"])
