@@ -3,11 +3,13 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <stdexcept>
 #include <string>
 
 #include "steepest/dispatch.hpp"
+#include "steepest/interrupt.hpp"
 #include "steepest/threads.hpp"
 
 namespace steepest {
@@ -16,20 +18,35 @@ namespace {
 // Products of at least this many multiply-adds (M * N * K) are split in tiles (see gemm).
 constexpr int64_t kTileWork = int64_t(1) << 20;
 constexpr int64_t kMaxTiles = 8;
+// Pieces of larger products are cut until they are at most about this many multiply-adds
+// (a few milliseconds), so that an interruption poll comes between them (interrupt.hpp).
+constexpr int64_t kPieceWork = int64_t(1) << 28;
+constexpr int64_t kMinChunk = 256;  // the fewest rows of K a chunk keeps
 // Batch-1 work over at least this many weights is split in row tiles (see row_tiles).
 constexpr int64_t kRowTileWork = int64_t(1) << 15;
 }  // namespace
 
-int gemm_tiles(int64_t M, int64_t N, int64_t K) {
+int64_t gemm_tiles(int64_t M, int64_t N, int64_t K) {
   // A power of two from the work alone, never from the thread count; each tile keeps at least
-  // 32 rows or columns.
+  // 32 rows or columns. Up to kMaxTiles for the work to share; more only for products whose
+  // tiles would exceed kPieceWork (beyond kMaxTiles * kPieceWork multiply-adds).
   // (work in double: M * N * K of three 32-bit dimensions can exceed int64)
   const double work = double(M) * double(N) * double(K);
   const int64_t dim = std::max(M, N);
   int64_t p = 1;
   while (p < kMaxTiles && work / double(2 * p) >= double(kTileWork) && dim / (2 * p) >= 32)
     p *= 2;
-  return int(p);
+  while (work / double(p) > double(kPieceWork) && dim / (2 * p) >= 32) p *= 2;
+  return p;
+}
+
+int64_t gemm_chunks(int64_t M, int64_t N, int64_t K) {
+  // A power of two: tiles of more than kPieceWork (a narrow C over a long K, such as a weight
+  // gradient over a full batch) are cut along K, keeping at least kMinChunk rows of K each.
+  const double tile_work = double(M) * double(N) * double(K) / double(gemm_tiles(M, N, K));
+  int64_t c = 1;
+  while (tile_work / double(c) > double(kPieceWork) && K / (2 * c) >= kMinChunk) c *= 2;
+  return c;
 }
 
 int row_tiles(int64_t rows, int64_t cols) {
@@ -140,12 +157,15 @@ void small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
   }
 }
 
-// A product split in gemm_tiles(M, N, K) tiles along the longer side of C (never along K: each
-// element of C is one whole dot product in BLAS's own order). Each tile is a one-thread BLAS
-// call; the tiles run on the core's thread pool (threads.hpp). The split depends on the shape
-// only, so the result is bitwise the same on any number of threads. OpenBLAS's own threading
-// is not (its 1- and 2-thread sgemm differ in the last bits), and its pool of waiting threads
-// fought any other pool for the cores.
+// A product split in gemm_tiles(M, N, K) tiles along the longer side of C, each a one-thread
+// BLAS call per chunk of K (gemm_chunks): the chunks of a tile run in order, the first with
+// beta and the others adding to C (beta 1), so each element of C is the same sum of the same
+// whole-chunk dot products. The tiles run on the core's thread pool (threads.hpp). The split
+// depends on the shape only, so the result is bitwise the same on any number of threads, and
+// whether or not an interruption poll is installed. OpenBLAS's own threading is not (its 1- and
+// 2-thread sgemm differ in the last bits), and its pool of waiting threads fought any other
+// pool for the cores. Between pieces the calling thread polls for interruption (interrupt.hpp):
+// once it is asked to stop, no piece starts, and gemm throws Interrupted when they are done.
 template <class T>
 void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
             const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
@@ -155,23 +175,37 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T*
     small_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  const int64_t tiles = gemm_tiles(M, N, K);
-  if (tiles == 1) {
+  const int64_t tiles = gemm_tiles(M, N, K), chunks = gemm_chunks(M, N, K);
+  if (tiles == 1 && chunks == 1) {
     blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   const bool split_rows = M >= N;
   const int64_t dim = split_rows ? M : N;
+  std::atomic<bool> stop{false};
   auto tile = [&](int64_t t) {
     int64_t lo, hi;
     tile_range(t, tiles, dim, &lo, &hi);
     const int64_t len = hi - lo;
-    if (len <= 0) return;
-    if (split_rows) {  // rows lo.. of op(A) and C
-      blas(ta, tb, len, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc,
-           ldc);
-    } else {  // columns lo.. of op(B) and C
-      blas(ta, tb, M, len, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+    for (int64_t c = 0; c < chunks && len > 0; ++c) {
+      if (stop.load(std::memory_order_relaxed)) return;
+      if (interrupt_requested()) {  // asks the poll on the calling thread only
+        stop.store(true, std::memory_order_relaxed);
+        return;
+      }
+      int64_t k0, k1;
+      tile_range(c, chunks, K, &k0, &k1);
+      // op(A) rows lo.. (or all) and columns k0..; op(B) rows k0.. and columns lo.. (or all).
+      const T* a = ta ? A + k0 * lda : A + k0;
+      const T* b = tb ? B + k0 : B + k0 * ldb;
+      const T beta_c = c == 0 ? beta : T(1);
+      if (split_rows) {
+        blas(ta, tb, len, N, k1 - k0, alpha, ta ? a + lo : a + lo * lda, lda, b, ldb, beta_c,
+             C + lo * ldc, ldc);
+      } else {
+        blas(ta, tb, M, len, k1 - k0, alpha, a, lda, tb ? b + lo * ldb : b + lo, ldb, beta_c,
+             C + lo, ldc);
+      }
     }
   };
   if (get_num_threads() <= 1) {
@@ -179,6 +213,7 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T*
   } else {
     run_tasks(tiles, tile);
   }
+  if (stop.load()) throw Interrupted();
 }
 }  // namespace
 

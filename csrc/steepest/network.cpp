@@ -7,8 +7,12 @@
 
 namespace steepest {
 
+namespace {
+constexpr int64_t kMaskPiece = int64_t(1) << 20;  // dropout mask values drawn between polls
+}  // namespace
+
 template <class T>
-Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
+Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed, bool initialize)
     : layers_(std::move(layers)),
       table_(size_table(layers_)),
       ops_(build_ops(layers_, table_)),
@@ -26,16 +30,16 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
                    [](const Op& op) { return op.weight >= 0 || op.bias >= 0; }) -
       ops_.begin());
   kept_dy_.assign(size_t(table_.kept_dy), T(0));
-  params_.assign(size_t(table_.num_params), T(0));
-  grads_.assign(size_t(table_.num_params), T(0));
+  params_ = ZeroedBuffer<T>(size_t(table_.num_params));
+  grads_ = ZeroedBuffer<T>(size_t(table_.num_params));
   buffers_.assign(size_t(table_.num_buffers), T(0));
   counts_.assign(size_t(table_.num_counts), 0);
   grad_sq_.assign(table_.dense.size(), 0.0);
-  initialize();
+  this->initialize(initialize);
 }
 
 template <class T>
-void Network<T>::initialize() {
+void Network<T>::initialize(bool write) {
   for (const DenseSizes& d : table_.dense) {
     const LayerSpec& l = layers_[size_t(d.layer)];
     const double fan_in = double(l.in), fan_out = double(l.out);
@@ -51,6 +55,11 @@ void Network<T>::initialize() {
       case Init::LecunNormal: stddev = std::sqrt(1.0 / fan_in); break;
       case Init::Normal: stddev = 0.01; break;
       case Init::Zeros: break;
+    }
+    if (!write) {  // the same draws, values unused
+      if (bound > 0) rng_.skip_uniform(nw); else rng_.skip_normal(nw);
+      if (d.bias_offset >= 0) rng_.skip_uniform(l.out);
+      continue;
     }
     for (int64_t i = 0; i < nw; ++i)
       w[i] = bound > 0 ? T(bound * (2 * rng_.uniform() - 1)) : T(stddev * rng_.normal());
@@ -96,11 +105,16 @@ void Network<T>::reserve(int64_t B) {
   batch_ = B;
   if (B <= batch_cap_) return;
   batch_cap_ = B;
-  acts_.assign(size_t(table_.output_offset.back() * B), T(0));
-  masks_.assign(size_t(table_.mask_offset.back() * B), T(0));
-  grad_a_.assign(size_t(table_.max_width * B), T(0));
-  grad_b_.assign(size_t(table_.max_width * B), T(0));
-  stats_.assign(size_t(table_.stats_per_row * B + table_.stats_fixed), T(0));
+  // The old buffers go first (never both at once), the new ones are not filled (Workspace).
+  for (auto [buffer, width] : {std::pair{&acts_, table_.output_offset.back()},
+                               std::pair{&masks_, table_.mask_offset.back()},
+                               std::pair{&grad_a_, table_.max_width},
+                               std::pair{&grad_b_, table_.max_width}}) {
+    Workspace<T>().swap(*buffer);
+    buffer->resize(size_t(width * B));
+  }
+  Workspace<T>().swap(stats_);
+  stats_.resize(size_t(table_.stats_per_row * B + table_.stats_fixed));
 }
 
 template <class T>
@@ -116,6 +130,7 @@ const T* Network<T>::forward_pass(const T* x, int64_t B, bool training, bool upd
   training_ = training;
   const T* p = params_.data();
   for (const Op& op : ops_) {
+    check_interrupt();
     const T* in = input_of(op);
     T* out = rows(op.output);
     const int64_t n = B * op.out;
@@ -132,7 +147,13 @@ const T* Network<T>::forward_pass(const T* x, int64_t B, bool training, bool upd
       case OpKind::Softmax: softmax_forward(out, in, B, op.out); break;
       case OpKind::Dropout:
         if (training && op.param > 0) {
-          dropout_mask(mask(op), rng_, n, op.param);
+          // In pieces with an interruption poll between them (a full batch's mask takes tens
+          // of milliseconds); even lengths keep each random number's pair of draws together,
+          // so the bits are those of one call.
+          for (int64_t lo = 0; lo < n; lo += kMaskPiece) {
+            check_interrupt();
+            dropout_mask(mask(op) + lo, rng_, std::min(kMaskPiece, n - lo), op.param);
+          }
         } else {
           std::fill(mask(op), mask(op) + n, T(1));
         }
@@ -203,6 +224,7 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
   T* d = grad_a_.data();      // gradient w.r.t. the output of op i
   T* spare = grad_b_.data();  // receives the gradient w.r.t. its input (Dense only)
   for (size_t i = ops_.size(); i-- > first_param_op_;) {
+    check_interrupt();
     const Op& op = ops_[i];
     const T* in = input_of(op);
     const int64_t n = B * op.out;
@@ -331,14 +353,22 @@ void Network<T>::fused_update(Optimizer<T>& opt) {
 template <class T>
 StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                                   Optimizer<T>& opt, double clip_norm, double* loss_out) {
-  forward_pass(x, B, true, false);
-  const double value = loss(spec, y);
-  *loss_out = value;
-  if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
   // Batch 1: the weight gradients are outer products, consumed by the update as they are made
   // (clipping needs the exact norm of the written gradient first, so it takes the plain path).
   const bool fused = B == 1 && clip_norm <= 0;
-  backward_from_loss(false, fused);
+  const Rng::State rng_before = rng_.state();
+  double value = 0;
+  try {  // interruptible until the update: nothing but the workspace has changed before it
+    forward_pass(x, B, true, false);
+    value = loss(spec, y);
+    *loss_out = value;
+    if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
+    backward_from_loss(false, fused);
+    check_interrupt();
+  } catch (const Interrupted&) {
+    rng_.set_state(rng_before);  // the dropout masks of the abandoned step are drawn again
+    return StepStatus::Interrupted;
+  }
   // The squared norms double as the finiteness check: a NaN or infinity anywhere makes the sum
   // non-finite, and a sum below T's maximum keeps every g*g finite in T for the optimizer.
   const double total_sq = fused ? outer_grad_sq() : measure_grads();
@@ -372,8 +402,10 @@ int64_t count_correct(const T* out, const int64_t* labels, int64_t B, int64_t C)
 template <class T>
 EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size,
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
-                                   double clip_norm, const std::function<bool()>& should_stop) {
+                                   double clip_norm,
+                                   const std::function<void(const EpochStats&)>& progress) {
   EpochStats stats;
+  const Rng::State rng_before = rng_.state();
   stats.grad_norms.assign(table_.dense.size(), 0.0);
   const int64_t IN = in_features(), C = out_features();
   const int64_t bs = std::min(batch_size, N);
@@ -397,7 +429,7 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
   }
   double loss_sum = 0;
   for (int64_t start = 0; start < N; start += bs) {
-    if (should_stop && should_stop()) {
+    if (interrupt_requested()) {
       stats.status = StepStatus::Interrupted;
       break;
     }
@@ -424,7 +456,7 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
     const StepStatus status = train_step(xb, yb, B, spec, opt, clip_norm, &value);
     if (status != StepStatus::Ok) {
       stats.status = status;
-      stats.bad_loss = value;
+      if (status != StepStatus::Interrupted) stats.bad_loss = value;
       break;
     }
     loss_sum += value * double(B);
@@ -432,7 +464,13 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
     stats.samples += B;
     stats.steps += 1;
     for (size_t i = 0; i < grad_sq_.size(); ++i) stats.grad_norms[i] += std::sqrt(grad_sq_[i]);
+    if (progress) {
+      stats.loss = loss_sum / double(stats.samples);
+      progress(stats);
+    }
   }
+  // Interrupted before its first step: as it started (the shuffle drawn again next time).
+  if (stats.status == StepStatus::Interrupted && stats.steps == 0) rng_.set_state(rng_before);
   if (stats.steps > 0) {
     stats.loss = loss_sum / double(stats.samples);
     for (double& g : stats.grad_norms) g /= double(stats.steps);
@@ -458,6 +496,7 @@ void Network<T>::infer(T* out, const T* x, int64_t N) const {
     T* cur = a.data();
     T* spare = b.data();
     for (const Op& op : ops_) {
+      check_interrupt();
       switch (op.kind) {
         case OpKind::Dense:
           dense_forward(spare, cur, p + op.weight, bias(op), B, op.in, op.out);

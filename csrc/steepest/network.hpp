@@ -7,9 +7,14 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
+#include <memory>
+#include <new>
+#include <utility>
 #include <vector>
 
+#include "steepest/interrupt.hpp"
 #include "steepest/kernels.hpp"
 #include "steepest/norm.hpp"
 #include "steepest/optim.hpp"
@@ -19,6 +24,26 @@
 
 namespace steepest {
 
+// n zeros from calloc: the system hands out zeroed pages on first touch, so a buffer that is
+// not written yet (a loaded model's gradients before training) costs no time, where a
+// std::vector writes all its zeros up front.
+template <class T>
+class ZeroedBuffer {
+ public:
+  ZeroedBuffer() = default;
+  explicit ZeroedBuffer(size_t n) : p_(static_cast<T*>(std::calloc(n ? n : 1, sizeof(T)))) {
+    if (!p_) throw std::bad_alloc();
+  }
+  T* data() { return p_.get(); }
+  const T* data() const { return p_.get(); }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> p_;
+};
+
 // Targets of a batch: integer labels (B) for CrossEntropy, else values (B, OUT).
 template <class T>
 struct Target {
@@ -26,11 +51,38 @@ struct Target {
   const T* values = nullptr;
 };
 
+// Workspace memory that every computation writes before it reads: resize() leaves new values
+// uninitialized, so a large batch's buffers cost no pass of zeros up front (their pages are
+// first touched by the interruptible computation that fills them).
+template <class T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <class U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <class T>
+using Workspace = std::vector<T, UninitializedAllocator<T>>;
+
 template <class T>
 class Network {
  public:
   // Throws std::invalid_argument when the layer widths do not fit together (see size_table).
-  Network(std::vector<LayerSpec> layers, uint64_t seed);
+  // With initialize false the parameters start at zero and the generator only skips the draws
+  // of initialize() (for parameters loaded right after: the network ends up in the state of
+  // one built with initialize true and then given those parameters).
+  Network(std::vector<LayerSpec> layers, uint64_t seed, bool initialize = true);
 
   // The specs, with each Dense layer's weight_offset and bias_offset filled in.
   const std::vector<LayerSpec>& layers() const { return layers_; }
@@ -47,11 +99,12 @@ class Network {
   int64_t* counts() { return counts_.data(); }
   Rng& rng() { return rng_; }
 
-  // Draws the parameters of every Dense layer with its initializer from the network's RNG and
-  // resets every other layer's parameters, buffers and counts as torch does (weight 1, bias 0,
-  // running_mean 0, running_var 1, num_batches_tracked 0; Standardize: mean 0, std 1, count 0,
-  // and likewise MinMaxScale's min and range).
-  void initialize();
+  // Draws the parameters of every Dense layer with its initializer from the network's RNG;
+  // with write false the RNG only advances past the same draws. Either way it resets every
+  // other layer's parameters, buffers and counts as torch does (a few values: weight 1, bias
+  // 0, running_mean 0, running_var 1, num_batches_tracked 0; Standardize: mean 0, std 1,
+  // count 0, and likewise MinMaxScale's min and range).
+  void initialize(bool write = true);
 
   // Whether some BatchNorm layer normalizes with batch statistics in this mode (training, or
   // eval without running statistics): such a pass needs at least 2 rows.
@@ -73,19 +126,24 @@ class Network {
 
   // zero_grad + forward + loss + backward + optimizer step, one call. The step is skipped (and
   // the status says why) when the loss or the gradients are not finite: weights never take NaN.
-  // clip_norm > 0 rescales the gradients to that global L2 norm at most.
+  // clip_norm > 0 rescales the gradients to that global L2 norm at most. An interruption
+  // (interrupt.hpp) before the update abandons the step: parameters, optimizer state and the
+  // random generator stay as they were (the gradients and the workspace do not).
   StepStatus train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                         Optimizer<T>& opt, double clip_norm, double* loss_out);
 
   // One epoch of mini-batch training over X (N, IN), y. Shuffles with the network's RNG when
-  // asked; stops early when should_stop() says so (polled between steps) or on a non-finite
-  // loss/gradient, with the model as it was after the last completed step.
+  // asked; stops early when interrupted (interrupt.hpp: between steps or inside one) or on a
+  // non-finite loss/gradient, with the model as it was after the last completed step (before
+  // the epoch's shuffle when no step completed). progress, when given, receives the stats
+  // so far (loss: the mean over the completed steps) after every step.
   EpochStats train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size, bool shuffle,
                          const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
-                         const std::function<bool()>& should_stop);
+                         const std::function<void(const EpochStats&)>& progress = {});
 
   // Inference (eval mode): out (N, OUT) <- x (N, IN). Uses its own scratch memory and does not
-  // modify the network, so several threads may call it at once.
+  // modify the network, so several threads may call it at once. Throws Interrupted
+  // (interrupt.hpp).
   void infer(T* out, const T* x, int64_t N) const;
 
   // Output (B, width of layer k) of layer k in the last forward pass.
@@ -150,7 +208,8 @@ class Network {
   std::vector<Op> ops_;
   // Backward stops at this op, the first with parameters (no dX for it).
   size_t first_param_op_ = 0;
-  std::vector<T> params_, grads_, buffers_;
+  ZeroedBuffer<T> params_, grads_;
+  std::vector<T> buffers_;
   std::vector<int64_t> counts_;
   Rng rng_;
 
@@ -160,7 +219,8 @@ class Network {
   int64_t batch_ = 0;                 // rows of the last forward
   const T* input_ = nullptr;          // input of the last forward
   bool training_ = false;             // mode of the last forward
-  std::vector<T> acts_, masks_, grad_a_, grad_b_, stats_, batch_x_, batch_y_;
+  Workspace<T> acts_, masks_, grad_a_, grad_b_, stats_;
+  std::vector<T> batch_x_, batch_y_;
   std::vector<T> kept_dy_;            // batch 1: each Dense layer's output gradient
   std::vector<int64_t> batch_labels_, order_;
   std::vector<double> grad_sq_;

@@ -5,11 +5,14 @@ semantics. Each update is one C++ loop over the model's flat parameter buffer, i
     opt.zero_grad(); ...; opt.step()
     opt.lr = 0.01        # may change between steps (that is all a schedule does)
 
-An optimizer knows Parameters, never a model: it reaches the core network their views belong
-to through ``params[0].model`` (this module and steepest.model are the only Python code that
+An optimizer knows Parameters, never a model (given a model, as ``st.optim.Adam(model)``, it
+takes its ``parameters()``): it reaches the core network their views belong to through
+``params[0].model`` (this module and steepest.model are the only Python code that
 touches the binding objects).
 """
 from __future__ import annotations
+
+from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 
@@ -24,7 +27,9 @@ class Optimizer:
     kind = None
     _hyper = ()  # names of the hyper-parameters, in the order of the signature
 
-    def __init__(self, params, **hyper):
+    def __init__(self, params: Iterable[Parameter], **hyper: Any) -> None:
+        if callable(getattr(params, "parameters", None)):  # a model, as Keras's habit passes
+            params = params.parameters()
         params = list(params)
         if not params:
             raise ValueError("params is empty: pass model.parameters()")
@@ -46,7 +51,7 @@ class Optimizer:
         return self._impl.config.lr
 
     @lr.setter
-    def lr(self, value):
+    def lr(self, value: float) -> None:
         config = self._impl.config
         config.lr = _checks.real(value, "lr", low=0.0)
         self._impl.config = config
@@ -56,7 +61,7 @@ class Optimizer:
         """Updates applied so far."""
         return self._impl.steps
 
-    def hyperparameters(self) -> dict:
+    def hyperparameters(self) -> dict[str, Any]:
         config = self._impl.config
         return {name: getattr(config, name) for name in self._hyper}
 
@@ -99,19 +104,19 @@ class Optimizer:
         self._impl.steps = steps
 
     # -- state, for checkpoints -------------------------------------------------------------
-    def state_buffers(self) -> dict:
+    def state_buffers(self) -> dict[str, np.ndarray]:
         """{name: zero-copy view} of the state buffers (torch's names: "momentum_buffer",
         "exp_avg", ...; none for plain SGD), each as long as the optimized parameters
         together, laid out as their pieces of the flat parameter buffer."""
         return self._impl.state()
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters, step count and state buffers (copies)."""
         return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(),
                 "steps": self.steps,
                 "state": {k: v.copy() for k, v in self.state_buffers().items()}}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("type") != type(self).__name__:
             raise ValueError(f"state is for {state.get('type')!r}, not {type(self).__name__}")
         buffers = self.state_buffers()
@@ -134,7 +139,7 @@ class Optimizer:
             self.lr = state["hyperparameters"]["lr"]
         self._impl.steps = int(state["steps"])
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
 
@@ -193,8 +198,9 @@ class SGD(Optimizer):
     kind = _core.OptimizerKind.SGD
     _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False) -> None:
         hyper = _nonneg(lr=lr, momentum=momentum, weight_decay=weight_decay)
         hyper["dampening"] = _checks.real(dampening, "dampening")
         if nesterov and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
@@ -209,13 +215,14 @@ class Adam(Optimizer):
     kind = _core.OptimizerKind.Adam
     _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3,
+                 betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False) -> None:
         b1, b2 = _beta(betas)
         super().__init__(params, beta1=b1, beta2=b2, amsgrad=bool(amsgrad),
                          **_nonneg(lr=lr, eps=eps, weight_decay=weight_decay))
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> dict[str, Any]:
         h = super().hyperparameters()
         h["betas"] = (h.pop("beta1"), h.pop("beta2"))
         return h
@@ -226,8 +233,9 @@ class AdamW(Adam):
 
     kind = _core.OptimizerKind.AdamW
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3,
+                 betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad)
 
@@ -239,8 +247,9 @@ class RMSprop(Optimizer):
     kind = _core.OptimizerKind.RMSprop
     _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False) -> None:
         super().__init__(params, centered=bool(centered),
                          **_nonneg(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                    momentum=momentum))
@@ -252,8 +261,9 @@ class Adagrad(Optimizer):
     kind = _core.OptimizerKind.Adagrad
     _hyper = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
 
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10):
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+                 eps: float = 1e-10) -> None:
         super().__init__(params, **_nonneg(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                                            initial_accumulator_value=initial_accumulator_value,
                                            eps=eps))
@@ -262,7 +272,7 @@ class Adagrad(Optimizer):
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 
 
-def clip_grad_norm_(params, max_norm: float) -> float:
+def clip_grad_norm_(params: Union[Any, Iterable[Parameter]], max_norm: float) -> float:
     """Rescales the gradients so that their global L2 norm is at most max_norm (as
     torch.nn.utils.clip_grad_norm_); returns the norm before clipping. params: a model or
     its parameters."""

@@ -8,6 +8,9 @@ A steepest archive (see steepest.archive) of format "steepest.model":
   {"type": "BatchNorm1d", "num_features": 128, "eps": 1e-05, "momentum": 0.1, "affine": true,
   "track_running_stats": true}, {"type": "Dropout", "p": 0.2}, ...]}`` (``model.config()``
   plus the format's name and version; files without "in_features" take it from the layers);
+- ``"written_by": "steepest 0.1.0"``, and ``"metadata"``: ``model.metadata``, a JSON object of
+  notes kept with the model (the command line's training summary and class labels), when
+  not empty;
 - one array per entry of ``model.state_dict()`` ("0.weight", "0.bias", "2.running_mean",
   "2.num_batches_tracked", ...): parameters and buffers with the model's dtype, counts as
   int64, all with torch's shapes.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import as_dtype, buffer_memory
+from ._version import __version__
 from .archive import FORMAT_VERSION, read_archive, write_archive
 from .layers import layer_from_config, state_table
 
@@ -27,7 +31,11 @@ MODEL_FORMAT = "steepest.model"
 
 
 def model_header(model) -> dict:
-    return {"format": MODEL_FORMAT, "version": FORMAT_VERSION, **model.config()}
+    header = {"format": MODEL_FORMAT, "version": FORMAT_VERSION,
+              "written_by": f"steepest {__version__}", **model.config()}
+    if model.metadata:
+        header["metadata"] = model.metadata
+    return header
 
 
 def save(model, path) -> None:
@@ -39,6 +47,14 @@ def read(path):
     """(header, {state_dict name: array}) of a model file, every array checked against the
     architecture in its header."""
     return read_archive(path, MODEL_FORMAT, lambda header: declared_shapes(header, path))
+
+
+def metadata(header: dict, path="") -> dict:
+    """The metadata a header holds ({} when none), checked to be a JSON object."""
+    notes = header.get("metadata", {})
+    if not isinstance(notes, dict):
+        raise ValueError(f"{path}: metadata in header is not a JSON object")
+    return notes
 
 
 def declared_shapes(header: dict, path="") -> dict:

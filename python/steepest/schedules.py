@@ -7,6 +7,7 @@ pass it to fit's callbacks (it steps after every epoch) or call ``step()`` yours
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 from . import _checks
 from .callbacks import Callback, _Best, _monitored
@@ -14,7 +15,7 @@ from .optim import Optimizer
 
 
 class LRScheduler(Callback):
-    def __init__(self, optimizer):
+    def __init__(self, optimizer: Optimizer) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a steepest optimizer, got {optimizer!r}")
         self.optimizer = optimizer
@@ -44,7 +45,7 @@ class LRScheduler(Callback):
 class StepLR(LRScheduler):
     """lr = base_lr * gamma ** (epoch // step_size)."""
 
-    def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(optimizer)
         self.step_size = _checks.integer(step_size, "step_size", low=1)
         self.gamma = _checks.real(gamma, "gamma", low=0.0)
@@ -56,7 +57,7 @@ class StepLR(LRScheduler):
 class ExponentialLR(LRScheduler):
     """lr = base_lr * gamma ** epoch."""
 
-    def __init__(self, optimizer, gamma: float):
+    def __init__(self, optimizer: Optimizer, gamma: float) -> None:
         super().__init__(optimizer)
         self.gamma = _checks.real(gamma, "gamma", low=0.0)
 
@@ -67,7 +68,7 @@ class ExponentialLR(LRScheduler):
 class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2."""
 
-    def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         super().__init__(optimizer)
         self.T_max = _checks.integer(T_max, "T_max", low=1)
         self.eta_min = _checks.real(eta_min, "eta_min", low=0.0)
@@ -81,7 +82,8 @@ class LinearWarmup(LRScheduler):
     """Linear warm-up from start_factor * base_lr to base_lr over warmup_epochs (torch's
     LinearLR); the lr is set for epoch 0 at construction."""
 
-    def __init__(self, optimizer, warmup_epochs: int, start_factor: float = 0.1):
+    def __init__(self, optimizer: Optimizer, warmup_epochs: int,
+                 start_factor: float = 0.1) -> None:
         super().__init__(optimizer)
         self.warmup_epochs = _checks.integer(warmup_epochs, "warmup_epochs", low=1)
         self.start_factor = _checks.real(start_factor, "start_factor", low=0.0, high=1.0,
@@ -97,8 +99,9 @@ class ReduceLROnPlateau(LRScheduler):
     """Multiplies lr by factor when `monitor` has not improved for `patience` epochs (relative
     threshold, as torch's default threshold_mode="rel"), never below min_lr."""
 
-    def __init__(self, optimizer, monitor="val_loss", mode="min", factor=0.1, patience=10,
-                 threshold=1e-4, min_lr=0.0):
+    def __init__(self, optimizer: Optimizer, monitor: str = "val_loss", mode: str = "min",
+                 factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
+                 min_lr: float = 0.0) -> None:
         super().__init__(optimizer)
         self.monitor = monitor
         self.tracker = _Best(monitor, mode, 0.0)
@@ -108,7 +111,7 @@ class ReduceLROnPlateau(LRScheduler):
         self.min_lr = _checks.real(min_lr, "min_lr", low=0.0)
         self._wait = 0
 
-    def step(self, value: float = None) -> None:
+    def step(self, value: Optional[float] = None) -> None:
         if value is None:
             raise TypeError("ReduceLROnPlateau.step needs the monitored value")
         self.last_epoch += 1

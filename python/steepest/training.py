@@ -15,30 +15,35 @@ import numpy as np
 
 from . import _checks
 from . import checkpoint as _checkpoint
-from .callbacks import Callback, ConsoleLogger, ProgressBar
+from .callbacks import Callback, ConsoleLogger
 from .diagnostics import Diagnostics
-from .errors import TrainingDiverged
+from .errors import TrainingDiverged, check_step
 from .losses import check_loss
 from .optim import check_optimizer, clip_threshold
+from .progress import ProgressBar
 
 
 def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
-        validation_data=None, callbacks=(), verbose=1, clip_grad_norm=None, checkpoint=None,
-        diagnostics=False) -> dict:
+        validation_data=None, validation_split=None, callbacks=(), verbose=1,
+        clip_grad_norm=None, checkpoint=None, diagnostics=False) -> dict:
     """Trains model on (X, y) as ``Sequential.fit`` documents; returns the history."""
     check_loss(loss)
     check_optimizer(optimizer, model)
     X, y = model.check_data(X, y, loss)
-    model.adapt(X, only_unadapted=True)  # Standardize / MinMaxScale layers learn from X
     epochs = _checks.integer(epochs, "epochs", low=0)
-    batch = X.shape[0] if batch_size is None else _checks.integer(batch_size, "batch_size",
-                                                                  low=1)
     val = None
     if validation_data is not None:
+        if validation_split is not None:
+            raise ValueError("pass validation_data or validation_split, not both")
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise TypeError("validation_data must be a pair (X_val, y_val)")
         val = model.check_data(*validation_data, loss, ("validation_data[0]",
                                                         "validation_data[1]"))
+    elif validation_split is not None:
+        X, y, val = split_validation(X, y, validation_split)
+    model.adapt(X, only_unadapted=True)  # Standardize / MinMaxScale layers learn the training X
+    batch = X.shape[0] if batch_size is None else _checks.integer(batch_size, "batch_size",
+                                                                  low=1)
     clip = clip_threshold(clip_grad_norm)
     user_callbacks = list(callbacks or ())
     for cb in user_callbacks:
@@ -73,7 +78,11 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         for epoch in range(first, epochs):
             if model.stop_training:
                 break
-            logs = run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val)
+            steps = -(-X.shape[0] // batch)
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch, {"steps": steps, "samples": X.shape[0]})
+            logs = run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
+                             progress_reporter(callbacks, epoch))
             for cb in callbacks:  # callbacks may add entries (diagnostics) to logs
                 cb.on_epoch_end(epoch, logs)
             for key, value in logs.items():
@@ -90,14 +99,45 @@ def fit(model, X, y, *, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     return history
 
 
-def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) -> dict:
+def split_validation(X, y, fraction):
+    """(X_train, y_train, (X_val, y_val)): the last `fraction` of the rows held out for
+    validation, before any shuffling (as Keras's validation_split)."""
+    fraction = _checks.real(fraction, "validation_split", low=0.0, high=1.0, low_open=True,
+                            high_open=True)
+    n_val = int(round(X.shape[0] * fraction))
+    if not 0 < n_val < X.shape[0]:
+        raise ValueError(f"validation_split={fraction} of {X.shape[0]} samples leaves "
+                         f"{n_val} for validation and {X.shape[0] - n_val} for training; "
+                         "both need at least one")
+    cut = X.shape[0] - n_val
+    return X[:cut], y[:cut], (X[cut:], y[cut:])
+
+
+def progress_reporter(callbacks, epoch):
+    """The train_epoch progress function that hands the epoch's progress to the callbacks that
+    listen (on_epoch_progress), or None when none does (the core then never takes the GIL
+    for it)."""
+    listeners = [cb for cb in callbacks
+                 if type(cb).on_epoch_progress is not Callback.on_epoch_progress]
+    if not listeners:
+        return None
+
+    def report(steps, samples, mean_loss):
+        logs = {"steps": steps, "samples": samples, "loss": mean_loss}
+        for cb in listeners:
+            cb.on_epoch_progress(epoch, logs)
+    return report
+
+
+def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
+              progress=None) -> dict:
     """One epoch (X, y and val as model.check_data returns them); returns its logs or raises
-    (divergence, Ctrl-C)."""
+    (divergence, Ctrl-C). progress: see progress_reporter."""
     start = time.perf_counter()
     lr = optimizer.lr
     saved = (optimizer.snapshot(), model.rng_state, model.flat_buffers().copy(),
              model.flat_counts().copy())
-    stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip)
+    stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip, progress)
     if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
         raise stats["error"]
     if not np.isfinite(model.flat_params()).all():
@@ -109,9 +149,7 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val) ->
         raise TrainingDiverged("non-finite parameter after an update (overflow); the "
                                "state of the epoch's start was restored", epoch=epoch,
                                step=stats["steps"], loss=stats["loss"])
-    if stats["status"] != "ok":
-        raise TrainingDiverged(stats["status"], epoch=epoch, step=stats["steps"],
-                               loss=stats["bad_loss"])
+    check_step(stats["status"], epoch=epoch, step=stats["steps"], loss=stats["bad_loss"])
     logs = {"loss": stats["loss"], "lr": lr, "time": time.perf_counter() - start,
             "grad_norm": stats["grad_norms"]}
     if loss.classification:  # counted during the epoch, before each update
