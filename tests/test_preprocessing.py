@@ -97,6 +97,25 @@ def test_adapt_reads_a_memory_mapped_array_in_chunks(rng, tmp_path):
         whole.adapt(X[:, :3])
 
 
+def test_fit_adapts_on_data_read_in_place(rng, tmp_path):
+    """fit's X as a list of .npy shards (read in place, never whole): the statistics those
+    rows give in memory."""
+    X, y = data(rng, 300), rng.normal(size=(300, 1))
+    paths = [tmp_path / "x0.npy", tmp_path / "x1.npy"]
+    np.save(paths[0], X[:120])
+    np.save(paths[1], X[120:])
+    models = [st.Sequential(st.Standardize(), st.Dense(4, 1), dtype="float64", seed=0)
+              for _ in range(2)]
+    for model, inputs in zip(models, (X, [str(p) for p in paths])):
+        model.fit(inputs, y, loss=st.losses.MSE(), optimizer=st.optim.SGD(model.parameters()),
+                  epochs=1, verbose=0)
+    for k in ("0.mean", "0.std", "0.count"):
+        np.testing.assert_allclose(models[1].state_dict()[k], models[0].state_dict()[k],
+                                   rtol=1e-13)
+    np.testing.assert_allclose(models[1].predict(X), models[0].predict(X), rtol=1e-12,
+                               atol=1e-14)
+
+
 def test_a_later_layer_learns_from_what_reaches_it(rng):
     """model.adapt learns each layer's statistics from the output of the layers before it
     (eval mode), so a Standardize after a Dense layer standardizes the Dense outputs."""

@@ -56,14 +56,18 @@ std::unique_lock<std::shared_mutex> exclusive(Model<T>& m) {
 // see interrupt.hpp) it takes the GIL and runs Python's signal handlers, and keeps the
 // exception one raised (Ctrl-C's KeyboardInterrupt, ...) for raise_error() once the core has
 // stopped. Nothing is installed on other threads: Python runs handlers on the main one only.
+// stop (a callable, or None) is asked after the handlers: it serves handlers that record a
+// request instead of raising (data-parallel runs, where every process must stop alike).
 // Construct it with the GIL held.
 class SignalPoll : public InterruptPoll {
  public:
-  SignalPoll() : installed_(PyThread_get_thread_ident() == main_thread_ident() ? this : nullptr) {}
+  explicit SignalPoll(py::object stop = py::none())
+      : stop_(std::move(stop)),
+        installed_(PyThread_get_thread_ident() == main_thread_ident() ? this : nullptr) {}
 
   bool stop_requested() override {
     py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() == 0) return false;
+    if (PyErr_CheckSignals() == 0) return !stop_.is_none() && py::bool_(stop_());
     error = py::error_already_set().value();
     return true;
   }
@@ -83,6 +87,7 @@ class SignalPoll : public InterruptPoll {
         py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
     return ident;
   }
+  py::object stop_;
   ScopedInterruptPoll installed_;
 };
 

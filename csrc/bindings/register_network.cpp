@@ -13,6 +13,55 @@ namespace steepest::bindings {
 
 namespace {
 
+// The stored type of a numpy dtype the core reads in place (native byte order), if any.
+bool stored_type_of(const py::dtype& dt, StoredType* type) {
+  if (dt.byteorder() == '>') return false;
+  const auto size = dt.itemsize();
+  switch (dt.kind()) {
+    case 'f':
+      if (size == 2) *type = StoredType::F16;
+      else if (size == 4) *type = StoredType::F32;
+      else if (size == 8) *type = StoredType::F64;
+      else return false;
+      return true;
+    case 'i': case 'u': case 'b': {
+      const bool sign = dt.kind() == 'i';
+      if (size == 1) *type = sign ? StoredType::I8 : StoredType::U8;
+      else if (size == 2) *type = sign ? StoredType::I16 : StoredType::U16;
+      else if (size == 4) *type = sign ? StoredType::I32 : StoredType::U32;
+      else if (size == 8) *type = sign ? StoredType::I64 : StoredType::U64;
+      else return false;
+      return true;
+    }
+    default: return false;
+  }
+}
+
+// Rows of `width` values from one array or a list of arrays (the parts, in order), each
+// C-contiguous of a stored type with shape (rows, width), or (rows,) when width is 1. Python
+// has validated the values; this checks only what reading them in place needs.
+Rows rows_from(const py::object& data, int64_t width, const char* name) {
+  std::vector<RowPart> parts;
+  py::list arrays;
+  if (py::isinstance<py::array>(data)) arrays.append(data);
+  else arrays = py::list(data);
+  for (const py::handle& item : arrays) {
+    if (!py::isinstance<py::array>(item))
+      throw py::type_error(std::string(name) + ": every part must be a numpy array");
+    const auto a = py::reinterpret_borrow<py::array>(item);
+    RowPart part;
+    const bool shape_ok = a.ndim() == 2 ? a.shape(1) == width : a.ndim() == 1 && width == 1;
+    if (!shape_ok || !(a.flags() & py::array::c_style) || !stored_type_of(a.dtype(), &part.type))
+      throw py::value_error(std::string(name) +
+                            ": every part must be a C-contiguous numeric array of width " +
+                            std::to_string(width));
+    part.data = a.data();
+    part.rows = a.shape(0);
+    parts.push_back(part);
+  }
+  return Rows(std::move(parts), width);
+}
+
 // At most this often train_epoch reports its progress to Python (taking the GIL).
 constexpr std::chrono::milliseconds kProgressInterval{50};
 
@@ -143,16 +192,33 @@ void register_model(py::module_& m, const char* name) {
       })
       .def("train_step", &checked_train_step<T>, py::arg("x").noconvert(),
            py::arg("y").noconvert(), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+      .def_property_readonly("reduce_buffer", [](py::object self) {
+        // What a data-parallel step sums over the processes (see Network::reduce_size).
+        auto& s = self.cast<M&>();
+        return view<T>(s.net.grads(), s.net.reduce_size(), self);
+      })
       .def("train_epoch",
-           // progress: None, or called as progress(steps, samples, mean loss) at most every
-           // kProgressInterval, between steps.
-           [](M& s, Array<T> X, py::array y, int64_t batch_size, bool shuffle,
-              const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress) {
-             require_batch(s.net, X, &y, spec.kind, "train_epoch");
+           // X, y: an array or a list of arrays (the parts, read in place and converted per
+           // batch; see rows.hpp; the epoch checks every batch's labels); labels when the loss
+           // is CrossEntropy. progress: None, or called as progress(steps, samples, mean loss)
+           // at most every kProgressInterval, between steps. With sum (a callable that sums
+           // reduce_buffer over the processes in place), a data-parallel epoch as process
+           // `rank` of `size`; stop: see SignalPoll.
+           [](M& s, py::object X, py::object y, int64_t batch_size, bool shuffle,
+              const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress,
+              int64_t rank, int64_t size, py::object sum, py::object stop) {
+             const bool labels = spec.kind == LossKind::CrossEntropy;
+             const Rows xs = rows_from(X, s.net.in_features(), "X");
+             const Rows ys = rows_from(y, labels ? 1 : s.net.out_features(), "y");
+             if (xs.size() != ys.size() || xs.size() == 0)
+               throw py::value_error("train_epoch: X and y must have the same, non-zero rows");
              if (batch_size < 1) throw py::value_error("train_epoch: batch_size must be >= 1");
+             if (size < 1 || rank < 0 || rank >= size || (size > 1) == sum.is_none())
+               throw py::value_error("train_epoch: rank must be in [0, size), sum given iff "
+                                     "size > 1");
              auto lock = exclusive(s);
              s.forward_input = py::none();
-             SignalPoll poll;
+             SignalPoll poll(stop);
              std::function<void(const EpochStats&)> report;
              auto last = std::chrono::steady_clock::now();
              if (!progress.is_none()) {
@@ -164,11 +230,24 @@ void register_model(py::module_& m, const char* name) {
                  progress(st.steps, st.samples, st.loss);
                };
              }
+             // The sum runs Python (mpi4py) with the GIL held for the call only; the callable
+             // is a C function (no bytecode), so no signal handler runs inside it.
+             py::object sum_error = py::none();
+             Parallel<T> parallel{rank, size, [&](T*, int64_t) {
+                                    py::gil_scoped_acquire gil;
+                                    try {
+                                      sum();
+                                      return true;
+                                    } catch (py::error_already_set& e) {
+                                      sum_error = e.value();
+                                      return false;
+                                    }
+                                  }};
              EpochStats st;
              {
                py::gil_scoped_release release;
-               st = s.net.train_epoch(X.data(), target_of<T>(y), X.shape(0), batch_size, shuffle,
-                                      spec, opt, clip_norm, report);
+               st = s.net.train_epoch(xs, ys, labels, batch_size, shuffle, spec, opt, clip_norm,
+                                      report, size > 1 ? &parallel : nullptr);
              }
              py::dict out;
              out["loss"] = st.loss;
@@ -179,11 +258,14 @@ void register_model(py::module_& m, const char* name) {
              out["bad_loss"] = st.bad_loss;
              out["grad_norms"] = st.grad_norms;
              out["error"] = poll.error ? poll.error : py::none();
+             out["sum_seconds"] = st.sum_seconds;
+             out["sum_error"] = sum_error;
              return out;
            },
-           py::arg("X").noconvert(), py::arg("y").noconvert(), py::arg("batch_size"),
-           py::arg("shuffle"), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
-           py::arg("progress") = py::none())
+           py::arg("X"), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
+           py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
+           py::arg("progress") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
+           py::arg("sum") = py::none(), py::arg("stop") = py::none())
       .def("infer",
            [](M& s, Array<T> x) {
              require_batch(s.net, x, nullptr, LossKind::MSE, "infer");

@@ -1,6 +1,7 @@
 #include "steepest/network.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -31,7 +32,7 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed, bool initializ
       ops_.begin());
   kept_dy_.assign(size_t(table_.kept_dy), T(0));
   params_ = ZeroedBuffer<T>(size_t(table_.num_params));
-  grads_ = ZeroedBuffer<T>(size_t(table_.num_params));
+  grads_ = ZeroedBuffer<T>(size_t(reduce_size()));  // the control words follow the grads
   buffers_.assign(size_t(table_.num_buffers), T(0));
   counts_.assign(size_t(table_.num_counts), 0);
   grad_sq_.assign(table_.dense.size(), 0.0);
@@ -146,7 +147,11 @@ const T* Network<T>::forward_pass(const T* x, int64_t B, bool training, bool upd
         break;
       case OpKind::Softmax: softmax_forward(out, in, B, op.out); break;
       case OpKind::Dropout:
-        if (training && op.param > 0) {
+        if (training && op.param > 0 && window_total_ > 0) {
+          check_interrupt();
+          dropout_mask_part(mask(op), rng_, window_first_ * op.out, n, window_total_ * op.out,
+                            op.param);
+        } else if (training && op.param > 0) {
           // In pieces with an interruption poll between them (a full batch's mask takes tens
           // of milliseconds); even lengths keep each random number's pair of draws together,
           // so the bits are those of one call.
@@ -400,82 +405,176 @@ int64_t count_correct(const T* out, const int64_t* labels, int64_t B, int64_t C)
 }  // namespace
 
 template <class T>
-EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size,
+StepStatus Network<T>::parallel_step(const T* x, Target<T> y, int64_t b, int64_t first,
+                                     int64_t B, const LossSpec& spec, Optimizer<T>& opt,
+                                     double clip_norm, const Parallel<T>& parallel,
+                                     double* loss_out, double* sum_seconds) {
+  // This process's share of the gradient of the global batch's mean loss: the gradient of the
+  // mean over its b rows, scaled by b / B before backpropagation; the sum adds the shares. Every
+  // process reaches the sum, whatever happened to its share.
+  T* control = grads_.data() + num_params();
+  const Rng::State rng_before = rng_.state();
+  double value = 0;
+  bool interrupted = false, finite = true;
+  try {
+    check_interrupt();
+    if (b > 0) {
+      window_first_ = first;
+      window_total_ = B;
+      forward(x, b, true);
+      window_first_ = window_total_ = 0;
+      value = loss(spec, y);
+      finite = std::isfinite(value);
+      if (finite) {
+        scale(grad_a_.data(), T(double(b) / double(B)), b * out_features());
+        backward_from_loss(false);
+      }
+    } else {
+      skip_dropout(B);
+    }
+  } catch (const Interrupted&) {
+    window_first_ = window_total_ = 0;
+    interrupted = true;
+  }
+  *loss_out = value;
+  if (b == 0 || !finite || interrupted) std::fill(grads_.data(), control, T(0));
+  control[0] = T(interrupted ? 1 : 0);
+  control[1] = T(finite ? 0 : 1);
+  const auto started = std::chrono::steady_clock::now();
+  const bool summed = parallel.sum(grads_.data(), reduce_size());
+  *sum_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!summed || control[0] > 0) {  // abandoned by every process, as train_step abandons
+    rng_.set_state(rng_before);
+    return StepStatus::Interrupted;
+  }
+  if (control[1] > 0) return StepStatus::NonFiniteLoss;  // on some process: none updates
+  const double total_sq = measure_grads();
+  if (!(total_sq <= double(std::numeric_limits<T>::max()))) return StepStatus::NonFiniteGradient;
+  if (clip_norm > 0) clip_grads(total_sq, clip_norm);
+  opt.step(params_.data(), grads_.data());
+  return StepStatus::Ok;
+}
+
+template <class T>
+void Network<T>::skip_dropout(int64_t B) {
+  for (const Op& op : ops_) {
+    if (op.kind == OpKind::Dropout && op.param > 0) {
+      for (int64_t i = 0; i < B * op.out; i += 2) rng_.next();  // two elements per draw
+    }
+  }
+}
+
+namespace {
+// Rows [lo, lo + b) of the epoch's order from `rows`: gathered into buffer (shuffled), or in
+// place when they lie in one part of type V, else copied into buffer.
+template <class V>
+const V* rows_of(const Rows& rows, V* buffer, bool gather, const std::vector<int64_t>& order,
+                 int64_t lo, int64_t b) {
+  if (gather) {
+    rows.gather(buffer, order.data() + lo, b);
+    return buffer;
+  }
+  if (const V* in_place = rows.contiguous<V>(lo, b)) return in_place;
+  rows.copy(buffer, lo, b);
+  return buffer;
+}
+}  // namespace
+
+template <class T>
+EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, int64_t batch_size,
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
                                    double clip_norm,
-                                   const std::function<void(const EpochStats&)>& progress) {
+                                   const std::function<void(const EpochStats&)>& progress,
+                                   const Parallel<T>* parallel) {
   EpochStats stats;
   const Rng::State rng_before = rng_.state();
   stats.grad_norms.assign(table_.dense.size(), 0.0);
-  const int64_t IN = in_features(), C = out_features();
+  const int64_t N = X.size(), IN = in_features(), C = out_features();
   const int64_t bs = std::min(batch_size, N);
-  // A last batch of 1 would fail in the middle of the epoch: refuse before the first step.
-  if ((bs == 1 || N % bs == 1) && uses_batch_stats(true))
-    throw std::invalid_argument(
-        "BatchNorm1d needs more than 1 sample per batch in training, but batches of " +
-        std::to_string(bs) + " over " + std::to_string(N) + " samples " +
-        (bs == 1 ? std::string("have 1 each") : "leave a last batch of 1") +
-        ": choose another batch size");
+  const int64_t rank = parallel ? parallel->rank : 0, size = parallel ? parallel->size : 1;
+  if (uses_batch_stats(true)) {
+    // Each process would normalize with its share's statistics, not the global batch's.
+    if (size > 1)
+      throw std::invalid_argument(
+          "BatchNorm1d cannot train data-parallel (each process would normalize with the "
+          "statistics of its share of the batch): train it in one process");
+    // A last batch of 1 would fail in the middle of the epoch: refuse before the first step.
+    if (bs == 1 || N % bs == 1)
+      throw std::invalid_argument(
+          "BatchNorm1d needs more than 1 sample per batch in training, but batches of " +
+          std::to_string(bs) + " over " + std::to_string(N) + " samples " +
+          (bs == 1 ? std::string("have 1 each") : "leave a last batch of 1") +
+          ": choose another batch size");
+  }
   order_.resize(size_t(N));
   for (int64_t i = 0; i < N; ++i) order_[i] = i;
   if (shuffle) {  // Fisher-Yates with the network's RNG
     for (int64_t i = N - 1; i > 0; --i) std::swap(order_[i], order_[rng_.below(uint64_t(i + 1))]);
   }
-  const bool labels = y.labels != nullptr;
-  if (shuffle && N > bs) {  // gathered batches; sized once per run
-    batch_x_.resize(size_t(bs * IN));
-    if (labels) batch_labels_.resize(size_t(bs));
-    else batch_y_.resize(size_t(bs * C));
-  }
+  // Batches are gathered when shuffled; contiguous rows are read in place when they lie in one
+  // part of the network's type (one full batch is X itself: a mean loss ignores order).
+  const bool gather = shuffle && N > bs;
+  const int64_t share = (bs + size - 1) / size;  // most rows of a batch one process gets
+  batch_x_.resize(size_t(share * IN));
+  if (labels) batch_labels_.resize(size_t(share));
+  else batch_y_.resize(size_t(share * C));
   double loss_sum = 0;
   for (int64_t start = 0; start < N; start += bs) {
-    if (interrupt_requested()) {
+    if (!parallel && interrupt_requested()) {  // data-parallel: decided in the step
       stats.status = StepStatus::Interrupted;
       break;
     }
     const int64_t B = std::min(bs, N - start);
-    const T* xb;
+    const int64_t lo = start + B * rank / size, b = start + B * (rank + 1) / size - lo;
     Target<T> yb;
-    if (!shuffle || N <= bs) {
-      // Contiguous rows, no gather (one full batch is X itself: a mean loss ignores order).
-      xb = X + start * IN;
-      if (labels) yb.labels = y.labels + start;
-      else yb.values = y.values + start * C;
+    if (labels) {
+      yb.labels = rows_of(y, batch_labels_.data(), gather, order_, lo, b);
+      // Validated before, in chunks; checked again so that no label reads out of bounds.
+      if (std::any_of(yb.labels, yb.labels + b, [C](int64_t l) { return l < 0 || l >= C; }))
+        throw std::invalid_argument("train_epoch: a label is outside [0, outputs)");
     } else {
-      for (int64_t r = 0; r < B; ++r) {
-        const int64_t src = order_[start + r];
-        std::copy(X + src * IN, X + (src + 1) * IN, batch_x_.data() + r * IN);
-        if (labels) batch_labels_[r] = y.labels[src];
-        else std::copy(y.values + src * C, y.values + (src + 1) * C, batch_y_.data() + r * C);
-      }
-      xb = batch_x_.data();
-      if (labels) yb.labels = batch_labels_.data();
-      else yb.values = batch_y_.data();
+      yb.values = rows_of(y, batch_y_.data(), gather, order_, lo, b);
     }
+    const T* xb = rows_of(X, batch_x_.data(), gather, order_, lo, b);
     double value = 0;
-    const StepStatus status = train_step(xb, yb, B, spec, opt, clip_norm, &value);
+    const StepStatus status =
+        parallel ? parallel_step(xb, yb, b, lo - start, B, spec, opt, clip_norm, *parallel,
+                                 &value, &stats.sum_seconds)
+                 : train_step(xb, yb, B, spec, opt, clip_norm, &value);
     if (status != StepStatus::Ok) {
       stats.status = status;
       if (status != StepStatus::Interrupted) stats.bad_loss = value;
       break;
     }
-    loss_sum += value * double(B);
-    if (labels) stats.correct += count_correct(layer_out(layers_.size() - 1), yb.labels, B, C);
-    stats.samples += B;
+    loss_sum += value * double(b);
+    if (labels && b > 0)
+      stats.correct += count_correct(layer_out(layers_.size() - 1), yb.labels, b, C);
+    stats.samples += b;
     stats.steps += 1;
     for (size_t i = 0; i < grad_sq_.size(); ++i) stats.grad_norms[i] += std::sqrt(grad_sq_[i]);
     if (progress) {
-      stats.loss = loss_sum / double(stats.samples);
+      stats.loss = loss_sum / double(std::max<int64_t>(stats.samples, 1));
       progress(stats);
     }
   }
   // Interrupted before its first step: as it started (the shuffle drawn again next time).
   if (stats.status == StepStatus::Interrupted && stats.steps == 0) rng_.set_state(rng_before);
   if (stats.steps > 0) {
-    stats.loss = loss_sum / double(stats.samples);
+    stats.loss = stats.samples > 0 ? loss_sum / double(stats.samples) : 0.0;
     for (double& g : stats.grad_norms) g /= double(stats.steps);
   }
   return stats;
+}
+
+template <class T>
+EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size,
+                                   bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
+                                   double clip_norm,
+                                   const std::function<void(const EpochStats&)>& progress) {
+  const bool labels = y.labels != nullptr;
+  const Rows targets = labels ? Rows::of(y.labels, N, 1) : Rows::of(y.values, N, out_features());
+  return train_epoch(Rows::of(X, N, in_features()), targets, labels, batch_size, shuffle, spec,
+                     opt, clip_norm, progress);
 }
 
 template <class T>

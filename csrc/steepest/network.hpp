@@ -20,6 +20,7 @@
 #include "steepest/optim.hpp"
 #include "steepest/plan.hpp"
 #include "steepest/rng.hpp"
+#include "steepest/rows.hpp"
 #include "steepest/specs.hpp"
 
 namespace steepest {
@@ -49,6 +50,16 @@ template <class T>
 struct Target {
   const int64_t* labels = nullptr;
   const T* values = nullptr;
+};
+
+// Data-parallel training (train_epoch): this process is `rank` of `size`, each training on its
+// consecutive share of every global batch; sum(values, n) adds n values in place over all the
+// processes (each calls it once per step with the same n: the gradient buffer and the control
+// words after it) and returns false when they cannot go on (the caller reports why).
+template <class T>
+struct Parallel {
+  int64_t rank = 0, size = 1;
+  std::function<bool(T* values, int64_t n)> sum;
 };
 
 // Workspace memory that every computation writes before it reads: resize() leaves new values
@@ -97,6 +108,10 @@ class Network {
   int64_t num_counts() const { return table_.num_counts; }
   T* buffers() { return buffers_.data(); }
   int64_t* counts() { return counts_.data(); }
+  // What a data-parallel step sums over the processes: the grads followed by kControlWords
+  // control words (an interruption, a non-finite loss), reduce_size() values.
+  static constexpr int64_t kControlWords = 2;
+  int64_t reduce_size() const { return num_params() + kControlWords; }
   Rng& rng() { return rng_; }
 
   // Draws the parameters of every Dense layer with its initializer from the network's RNG;
@@ -132,11 +147,22 @@ class Network {
   StepStatus train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                         Optimizer<T>& opt, double clip_norm, double* loss_out);
 
-  // One epoch of mini-batch training over X (N, IN), y. Shuffles with the network's RNG when
-  // asked; stops early when interrupted (interrupt.hpp: between steps or inside one) or on a
-  // non-finite loss/gradient, with the model as it was after the last completed step (before
-  // the epoch's shuffle when no step completed). progress, when given, receives the stats
-  // so far (loss: the mean over the completed steps) after every step.
+  // One epoch of mini-batch training over X (N rows of IN) and y (N labels when `labels`, else
+  // N rows of OUT targets), read in place and converted per batch (see rows.hpp). Shuffles with
+  // the network's RNG when asked; stops early when interrupted (interrupt.hpp: between steps or
+  // inside one) or on a non-finite loss/gradient, with the model as it was after the last
+  // completed step (before the epoch's shuffle when no step completed). progress, when given,
+  // receives the stats so far (loss: the mean over the completed steps) after every step.
+  // With `parallel`, every process runs the same epoch on its share of each global batch of
+  // batch_size rows and the gradients are summed before every update, the interruptions too:
+  // an interrupted process abandons its step and so do all, before the update. The result is
+  // that of one process training on the global batches, up to the order of the sums; stats
+  // count this process's rows.
+  EpochStats train_epoch(const Rows& X, const Rows& y, bool labels, int64_t batch_size,
+                         bool shuffle, const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
+                         const std::function<void(const EpochStats&)>& progress = {},
+                         const Parallel<T>* parallel = nullptr);
+  // The same over X (N, IN) and y in memory, of the network's types.
   EpochStats train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size, bool shuffle,
                          const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
                          const std::function<void(const EpochStats&)>& progress = {});
@@ -198,6 +224,14 @@ class Network {
   double outer_grad_sq();
   // Writes every weight gradient (the outer products) into grads_.
   void write_weight_grads();
+  // A data-parallel train_step on this process's b rows, rows [first, first + b) of a global
+  // batch of B; interrupted (Interrupted thrown here or on another process) it is abandoned by
+  // every process before the update, the RNG as before it.
+  StepStatus parallel_step(const T* x, Target<T> y, int64_t b, int64_t first, int64_t B,
+                           const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
+                           const Parallel<T>& parallel, double* loss_out, double* sum_seconds);
+  // Advances the RNG past the dropout masks of a batch of B rows (a process with no rows in it).
+  void skip_dropout(int64_t B);
   // One optimizer step that writes each weight gradient a block of rows at a time and updates
   // those parameters while the block is in cache: one pass over p, g and the optimizer state
   // instead of a write of g, a read for its norm and the update's pass. Bitwise opt.step().
@@ -219,6 +253,9 @@ class Network {
   int64_t batch_ = 0;                 // rows of the last forward
   const T* input_ = nullptr;          // input of the last forward
   bool training_ = false;             // mode of the last forward
+  // Data-parallel forward: its rows are rows [window_first_, + batch_) of a global batch of
+  // window_total_ rows (0: the whole batch), so dropout draws the masks the whole batch would.
+  int64_t window_first_ = 0, window_total_ = 0;
   Workspace<T> acts_, masks_, grad_a_, grad_b_, stats_;
   std::vector<T> batch_x_, batch_y_;
   std::vector<T> kept_dy_;            // batch 1: each Dense layer's output gradient

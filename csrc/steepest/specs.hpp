@@ -100,6 +100,7 @@ struct EpochStats {
   StepStatus status = StepStatus::Ok;
   double bad_loss = 0.0;   // the offending loss when status is NonFinite*
   std::vector<double> grad_norms;  // per Dense layer: mean over steps of ||grad||_2
+  double sum_seconds = 0.0;  // data-parallel: time spent summing gradients over the processes
 };
 
 }  // namespace steepest

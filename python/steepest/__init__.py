@@ -12,7 +12,7 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 import scipy_openblas32 as _openblas  # noqa: E402,F401  (loads the BLAS the core links)
 
 from . import _core  # noqa: E402
-from . import callbacks, datasets, losses, optim, progress, schedules  # noqa: E402
+from . import callbacks, data, datasets, losses, optim, progress, schedules  # noqa: E402
 from . import diagnostics, experiments  # noqa: E402  (numpy only; matplotlib on use)
 from ._version import __version__  # noqa: E402
 from .errors import TrainingDiverged  # noqa: E402
@@ -31,6 +31,6 @@ set_num_threads(_default_threads())
 __all__ = ["Sequential", "Parameter", "Dense", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Sigmoid", "Tanh", "Softplus", "Softmax", "Dropout", "BatchNorm1d", "LayerNorm",
            "Standardize", "MinMaxScale", "losses", "optim", "schedules", "callbacks",
-           "progress", "datasets", "diagnostics", "experiments", "gradcheck", "load",
+           "progress", "data", "datasets", "diagnostics", "experiments", "gradcheck", "load",
            "load_safetensors", "from_torch",
            "clip_grad_norm_", "TrainingDiverged", "set_num_threads", "get_num_threads"]

@@ -10,6 +10,7 @@ from . import _core
 
 INT64_MAX = 2**63 - 1
 DTYPES = {"float32": np.float32, "float64": np.float64}
+CHUNK_BYTES = 1 << 24  # whole-array checks and conversions hold at most this much at a time
 
 
 def as_dtype(dtype) -> np.dtype:
@@ -32,8 +33,23 @@ def numeric(a, name: str) -> np.ndarray:
     return a
 
 
+def row_chunks(a: np.ndarray):
+    """Views of consecutive rows of a, at most CHUNK_BYTES each (a itself when 0-D)."""
+    if a.ndim == 0 or a.shape[0] == 0:
+        yield a
+        return
+    step = max(1, CHUNK_BYTES // max(1, a[:1].nbytes))
+    for start in range(0, a.shape[0], step):
+        yield a[start:start + step]
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """No NaN or infinity in a, checked a chunk at a time (no temporary the size of a)."""
+    return a.dtype.kind != "f" or all(np.isfinite(c).all() for c in row_chunks(a))
+
+
 def check_finite(a: np.ndarray, name: str) -> None:
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
+    if not all_finite(a):
         raise ValueError(f"{name} contains NaN or infinity")
 
 
@@ -56,7 +72,7 @@ def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
     return X
 
 
-def row_chunks(X, name: str, n_features=None, chunk_rows=None):
+def float64_chunks(X, name: str, n_features=None, chunk_rows=None):
     """Yields X (N, n_features) of any real dtype and layout (a memory-mapped array too) as
     C-contiguous float64 chunks of chunk_rows rows (by default about 8 MB each), each checked by
     the core's rules as features() checks a whole X: statistics over X without a converted copy
@@ -125,7 +141,7 @@ def _raise_overflow(check, original, name, dtype) -> None:
     """Finite values that the conversion to dtype turned into infinities are an error of their
     own, not NaN in the data."""
     if check.rule in (_RULE.XNonFinite, _RULE.YNonFinite) and (
-            original.dtype.kind != "f" or np.isfinite(original).all()):
+            original.dtype.kind != "f" or all_finite(original)):
         raise ValueError(f"{name} holds values too large for {np.dtype(dtype).name}")
 
 

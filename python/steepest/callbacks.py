@@ -21,6 +21,8 @@ from .archive import atomic_write
 class Callback:
     model = None
     optimizer = None
+    # Data-parallel fit runs it on rank 0 only (progress, files); every rank runs the others.
+    rank_zero_only = False
 
     def on_train_begin(self, model: Any, optimizer: Any) -> None:
         self.model, self.optimizer = model, optimizer
@@ -64,6 +66,8 @@ def format_logs(logs: dict, short: bool = False) -> list:
 
 class ConsoleLogger(Callback):
     """One line per epoch on stdout (fit's verbose=2)."""
+
+    rank_zero_only = True
 
     def on_epoch_end(self, epoch, logs):
         print(f"epoch {epoch + 1}: {' '.join(format_logs(logs))}", flush=True)
@@ -151,6 +155,8 @@ class ModelCheckpoint(Callback):
     """Saves the model (atomically) after each epoch, or only when `monitor` improves.
     path may contain {epoch} (1-based) and any logged value, e.g. "model-{epoch:03d}.npz"."""
 
+    rank_zero_only = True
+
     def __init__(self, path: Union[str, "os.PathLike[str]"], monitor: str = "val_loss",
                  save_best_only: bool = False, mode: str = "min") -> None:
         self.path = os.fspath(path)
@@ -175,6 +181,8 @@ class CSVLogger(Callback):
     """Writes one row per epoch (epoch and the scalar logs) to a CSV file. A run resumed from
     a checkpoint continues the file, first dropping the rows the interrupted run wrote after
     its last checkpoint (they are written again)."""
+
+    rank_zero_only = True
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], append: bool = False) -> None:
         self.path, self.append = os.fspath(path), append

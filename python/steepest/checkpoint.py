@@ -13,7 +13,9 @@ import zlib
 
 import numpy as np
 
+from ._checks import row_chunks
 from .archive import FORMAT_VERSION, read_archive, write_archive
+from .data import Shards
 
 CHECKPOINT_FORMAT = "steepest.checkpoint"
 
@@ -22,14 +24,27 @@ def fingerprint(model, optimizer, loss, X, y, batch_size, shuffle, clip) -> dict
     """What must match for a checkpoint to belong to this run (the learning rate may differ:
     schedules change it)."""
     hyper = {k: v for k, v in optimizer.hyperparameters().items() if k != "lr"}
+    x_shape, x_crc = _digest(X, lambda rows: np.ascontiguousarray(rows, model.dtype))
+    y_shape, y_crc = _digest(y, lambda rows: loss.targets(rows, len(rows), model.out_features,
+                                                          model.dtype))
     return {"layers": model.config()["layers"], "dtype": model.dtype.name,
             "optimizer": type(optimizer).__name__, "hyperparameters": _jsonable(hyper),
             "loss": loss.config(), "batch_size": batch_size, "shuffle": bool(shuffle),
-            "clip_grad_norm": clip, "data": [list(X.shape), list(y.shape), _crc(X), _crc(y)]}
+            "clip_grad_norm": clip, "data": [x_shape, y_shape, x_crc, y_crc]}
 
 
-def _crc(a: np.ndarray) -> int:
-    return zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B"))
+def _digest(a, convert) -> tuple:
+    """(shape, CRC-32) of data as the model reads it (convert: a chunk of rows in the model's
+    types), one chunk at a time: every byte is read once and none is held beyond its chunk,
+    and an array in memory and the same data read in place (a memory map, shards, another
+    stored dtype) have the same digest, so a run may resume from either."""
+    crc, shape = 0, list(a.shape)
+    pieces = a.chunks() if isinstance(a, Shards) else ((0, rows, "") for rows in row_chunks(a))
+    for _, rows, _ in pieces:
+        rows = np.ascontiguousarray(convert(rows))
+        crc = zlib.crc32(memoryview(rows).cast("B"), crc)
+        shape = [len(a)] + list(rows.shape[1:])
+    return shape, crc
 
 
 def _jsonable(d: dict) -> dict:

@@ -9,6 +9,8 @@ metadata, so ``predict`` and ``evaluate`` need nothing else.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -18,6 +20,7 @@ import numpy as np
 
 from ._version import __version__
 from .datasets import NAMES, TASKS, Standardizer, load, read_csv, train_test_split
+from .distributed import Group, launched_by_mpi
 from .experiments.report import experiments_parser
 from .losses import MSE, CrossEntropy
 from .model import load as load_model
@@ -92,6 +95,9 @@ def train_parser(sub):
     p.add_argument("--save", metavar="PATH",
                    help="write the trained model to PATH (.npz): it takes raw data")
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
+    p.add_argument("--distributed", action=argparse.BooleanOptionalAction, default=None,
+                   help="data-parallel over MPI ranks (needs the mpi extra); default: on when "
+                        "started by mpiexec or srun with several ranks")
     p.set_defaults(run=run_train)
 
 
@@ -130,8 +136,18 @@ def info_parser(sub):
 
 # -- train --------------------------------------------------------------------------------------
 def run_train(args) -> int:
-    if args.threads:
+    group = None
+    if args.distributed or (args.distributed is None and launched_by_mpi()):
+        group = Group(threads=args.threads)  # one thread per rank on shared cores by default
+    elif args.threads:
         set_num_threads(args.threads)
+    # Every rank trains; rank 0 alone prints and saves.
+    with contextlib.redirect_stdout(io.StringIO()) if group and group.rank else \
+            contextlib.nullcontext():
+        return train_and_report(args, group)
+
+
+def train_and_report(args, group) -> int:
     data = load(args.data, seed=args.seed, task=args.task, header=args.header)
     X, y, classify = data["X"], data["y"], data["task"] == "classification"
     other = [t for t in TASKS if t != data["task"]][0]
@@ -171,19 +187,21 @@ def run_train(args) -> int:
     model.fit(*scaled(X_train, y_train), loss=loss, optimizer=opt, epochs=args.epochs,
               batch_size=args.batch_size or None,
               validation_data=scaled(*validation) if validation else None,
-              callbacks=epochs, verbose=0)
+              callbacks=epochs, verbose=0, distributed=group)
     seconds = time.perf_counter() - start
     fold_standardization(model, scaler.mean, scaler.std,
                          *(() if classify else (targets.mean, targets.std)))
 
     results = {part: model.evaluate(Xp, yp, loss) for part, (Xp, yp) in
                (("test", (X_test, y_test)), ("train", (X_train, y_train)), ("all", (X, y)))}
-    print(f"trained in {seconds:.2f} s")
+    print(f"trained in {seconds:.2f} s" + (f" on {group.size} ranks (data-parallel, global "
+                                             f"batch {args.batch_size or 'full'})"
+                                             if group else ""))
     print(f"test {_score(results['test'])} on {len(X_test)} held-out rows")
     print(f"train {_score(results['train'])} on {len(X_train)} rows")
     print(f"all {len(X)} rows of {data['name']}: {_score(results['all'])} (as predict and "
           "evaluate report it)")
-    if args.save:
+    if args.save and (group is None or group.rank == 0):
         model.metadata = {
             "task": data["task"],
             "classes": data["classes"].tolist() if classify else None,

@@ -374,8 +374,8 @@ class Rescale(Layer):
         each such layer of a model from the data as it reaches that layer."""
         views = self._live_views()
         moments = None
-        for rows in _checks.row_chunks(X, "X", views[0][0].shape[0] if views else None,
-                                       chunk_rows):
+        for rows in _checks.float64_chunks(X, "X", views[0][0].shape[0] if views else None,
+                                           chunk_rows):
             if moments is None:
                 moments = FeatureMoments(rows.shape[1])
             moments.update(rows)

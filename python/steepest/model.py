@@ -15,7 +15,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import _checks, _core, onnx_export, safetensors_format, saving, torch_bridge, training
+from . import (_checks, _core, data, onnx_export, safetensors_format, saving, torch_bridge,
+               training)
 from .callbacks import Callback
 from .errors import check_step
 from .layers import (Dense, FeatureMoments, Layer, Rescale, layer_config, layer_from_config,
@@ -226,7 +227,7 @@ class Sequential:
                 continue
             layer = self.layers[i]
             moments = None
-            for rows in _checks.row_chunks(X, "X", self.in_features, chunk_rows):
+            for rows in self._float64_chunks(X, chunk_rows):
                 if i > 0:  # the input of layer i: the output of layer i - 1
                     x = np.ascontiguousarray(rows, dtype=self.dtype)
                     rows = np.asarray(self._net.layer_outputs(x)[i - 1], dtype=np.float64)
@@ -236,6 +237,16 @@ class Sequential:
             shift, scale = (self._state[f"{i}.{name}"] for name in layer.buffer_names)
             set_statistics((shift, scale, count), *layer.shift_scale(moments), moments.count)
         return self
+
+    def _float64_chunks(self, X, chunk_rows):
+        """X (N, in_features), an array, a memory map or .npy shards, as checked float64
+        chunks of rows."""
+        shards = data.shards_of(X, "X")
+        if shards is None:
+            yield from _checks.float64_chunks(X, "X", self.in_features, chunk_rows)
+            return
+        for _, part, name in shards.chunks():
+            yield from _checks.float64_chunks(part, name, self.in_features, chunk_rows)
 
     def _require_adapted(self) -> None:
         """Refuses to run a model with a Standardize / MinMaxScale layer that has no
@@ -278,9 +289,23 @@ class Sequential:
                    names: tuple[str, str] = ("X", "y")) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) validated and converted once for this model and loss: C-contiguous arrays of
         the model's dtype (int64 labels for CrossEntropy). Errors name the arguments `names`.
+        A memory map or a list of .npy paths is validated a chunk at a time and returned as
+        steepest.data.Shards, read in place (converted per batch).
         train_epoch and evaluate_checked take data from here and check nothing again."""
-        X = _checks.features(X, names[0], self.in_features, self.dtype)
-        return X, loss.targets(y, X.shape[0], self.out_features, self.dtype, names[1])
+        X = self._features(X, names[0])
+        shards = data.shards_of(y, names[1])
+        if shards is None:
+            return X, loss.targets(y, len(X), self.out_features, self.dtype, names[1])
+        return X, data.validate(shards, lambda rows, name: loss.targets(
+            rows, len(rows), self.out_features, self.dtype, name), names[1], len(X))
+
+    def _features(self, X, name):
+        """X converted once, or Shards of a memory map / .npy list validated in chunks."""
+        shards = data.shards_of(X, name)
+        if shards is None:
+            return _checks.features(X, name, self.in_features, self.dtype)
+        return data.validate(shards, lambda rows, part: _checks.features(
+            rows, part, self.in_features, self.dtype), name)
 
     def train_step(self, x: ArrayLike, y: ArrayLike, loss: Loss, optimizer: Optimizer,
                    clip_grad_norm: Optional[float] = None) -> float:
@@ -311,7 +336,7 @@ class Sequential:
             validation_split: Optional[float] = None,
             callbacks: Sequence[Callback] = (), verbose: int = 1,
             clip_grad_norm: Optional[float] = None, checkpoint: Optional[PathLike] = None,
-            diagnostics: bool = False) -> dict[str, list[Any]]:
+            diagnostics: bool = False, distributed: Any = None) -> dict[str, list[Any]]:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -338,18 +363,24 @@ class Sequential:
         the whole training state is written atomically after every epoch, and a later fit
         with the same model, optimizer, loss, data and batch size resumes from it and ends
         with bitwise the same weights as an uninterrupted run.
+
+        X and y may be memory maps or lists of .npy paths, read in place (steepest.data).
+        distributed=True (run under mpiexec or srun): data-parallel over the MPI ranks, each
+        rank training on its share of every global batch of batch_size rows, the gradients
+        summed before every update; see steepest.distributed.
         """
         return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                             batch_size=batch_size, shuffle=shuffle,
                             validation_data=validation_data,
                             validation_split=validation_split, callbacks=callbacks,
                             verbose=verbose, clip_grad_norm=clip_grad_norm,
-                            checkpoint=checkpoint, diagnostics=diagnostics)
+                            checkpoint=checkpoint, diagnostics=diagnostics,
+                            distributed=distributed)
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
                     batch_size: int, shuffle: bool = True, clip: float = 0.0,
-                    progress: Optional[Callable[[int, int, float], None]] = None
-                    ) -> dict[str, Any]:
+                    progress: Optional[Callable[[int, int, float], None]] = None,
+                    group: Any = None) -> dict[str, Any]:
         """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
         types and label range again, not their values), in batches of batch_size (the rows
         shuffled by the model's generator), in one C++ call with the GIL released; clip:
@@ -358,18 +389,36 @@ class Sequential:
         calls it; it stops at the first non-finite loss or gradient, or at Ctrl-C (within a
         step: the step is abandoned). Returns the core's record: "loss" (mean), "steps",
         "samples", "correct", "status" (the core's StepStatus), "bad_loss", "grad_norms" (per
-        Dense layer, mean over the steps) and "error" (the exception a signal raised, or
-        None)."""
+        Dense layer, mean over the steps), "error" (the exception a signal or the sum raised,
+        or None), "sum_seconds" and "sum_error". X and y may be steepest.data.Shards (read in place).
+        group (a steepest.distributed.Group of several ranks): data-parallel, this process
+        trains on its share of every global batch of batch_size rows and the gradients are
+        summed over the group before each update ("sum_seconds": the time in those sums,
+        "sum_error": the exception a failed sum raised, or None)."""
         self._last = None  # backward() needs a new forward() after training
-        return self._net.train_epoch(X, y, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip, progress)
+        parts = [d.parts if isinstance(d, data.Shards) else d for d in (X, y)]
+        parallel = {} if group is None or group.size == 1 else {
+            "rank": group.rank, "size": group.size,
+            "sum": group.in_place_sum(self._net.reduce_buffer), "stop": group.stop_requested}
+        return self._net.train_epoch(*parts, batch_size, bool(shuffle), loss._spec,
+                                     optimizer._impl, clip, progress, **parallel)
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Outputs (N, out_features) for X (N, in_features); dropout off. Thread-safe: runs
-        with the GIL released and may be called from many threads at once."""
+        with the GIL released and may be called from many threads at once. A memory map or a
+        list of .npy paths is read a chunk at a time."""
         self._require_adapted()
-        return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
+        shards = data.shards_of(X, "X")
+        if shards is None:
+            return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
+        if not len(shards):
+            raise ValueError("X is empty: it has no samples")
+        out = np.empty((len(shards), self.out_features), self.dtype)
+        for first, rows, name in shards.chunks():
+            out[first:first + len(rows)] = self._net.infer(
+                _checks.features(rows, name, self.in_features, self.dtype))
+        return out
 
     def predict_classes(self, X: ArrayLike) -> np.ndarray:
         return self.predict(X).argmax(axis=1)
@@ -380,13 +429,25 @@ class Sequential:
         self._require_adapted()
         return self.evaluate_checked(*self.check_data(X, y, loss), loss)
 
-    def evaluate_checked(self, X: np.ndarray, y: np.ndarray, loss: Loss) -> dict[str, float]:
+    def evaluate_checked(self, X: np.ndarray, y: np.ndarray, loss: Loss,
+                         rows: Optional[tuple[int, int, int]] = None) -> dict[str, float]:
         """evaluate() on (X, y) as check_data returns them: nothing is checked again (fit's
-        validation data, checked once before the first epoch)."""
-        out = self._net.infer(X)
-        result = {"loss": _core.loss_forward(loss._spec, out, y)[0]}
+        validation data, checked once before the first epoch). rows=(start, stop, n): only
+        rows [start, stop), their mean loss and accuracy weighted by their count over n (one
+        process's share of an evaluation split over processes: the shares add up to it)."""
+        start, stop, n = rows if rows is not None else (0, len(X), len(X))
+        total, correct = 0.0, 0
+        for xs, ys in data.pieces(X, y, start, stop):  # one piece for arrays in memory
+            if not len(xs):
+                continue
+            out = self._net.infer(np.ascontiguousarray(xs, dtype=self.dtype))
+            ys = loss.targets(ys, len(ys), self.out_features, self.dtype)
+            total += _core.loss_forward(loss._spec, out, ys)[0] * (len(xs) / n)
+            if loss.classification:
+                correct += int(np.count_nonzero(out.argmax(axis=1) == ys))
+        result = {"loss": total}
         if loss.classification:
-            result["accuracy"] = float(np.mean(out.argmax(axis=1) == y))
+            result["accuracy"] = correct / n
         return result
 
     # -- description ------------------------------------------------------------------------
@@ -449,6 +510,7 @@ class Sequential:
         """Writes the model as an ONNX graph (input "input" (batch, in_features), output
         "output", the model's dtype), atomically; output="softmax" or "sigmoid" appends that
         function to the outputs. See steepest.onnx_export for the operators. Needs onnx."""
+        self._require_adapted()
         onnx_export.export(self, path, opset=opset, output=output)
 
     def to_torch(self) -> Any:

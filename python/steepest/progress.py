@@ -216,6 +216,8 @@ class ProgressBar(Callback):
     "text" (steepest's own: see the module's docstring). interval: the least time in seconds
     between two redraws within an epoch."""
 
+    rank_zero_only = True
+
     def __init__(self, epochs: int, backend: str = "auto", stream=None, interval: float = 0.1):
         self.epochs, self.backend, self.interval = epochs, backend, interval
         self.stream = stream
