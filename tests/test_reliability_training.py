@@ -398,5 +398,5 @@ def test_optimizer_state_of_other_hyperparameters_is_refused():
     with pytest.raises(ValueError, match="betas"):
         st.optim.Adam(model.parameters()).load_state_dict(state)
     other = st.optim.Adam(model.parameters(), lr=0.5, betas=(0.8, 0.99))
-    other.load_state_dict(state)  # only lr may differ: it is restored
+    other.load_state_dict(state)  # only lr (and beta1) may differ: they are restored
     assert other.lr == state["hyperparameters"]["lr"]

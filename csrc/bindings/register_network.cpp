@@ -203,10 +203,12 @@ void register_model(py::module_& m, const char* name) {
            // is CrossEntropy. progress: None, or called as progress(steps, samples, mean loss)
            // at most every kProgressInterval, between steps. With sum (a callable that sums
            // reduce_buffer over the processes in place), a data-parallel epoch as process
-           // `rank` of `size`; stop: see SignalPoll.
+           // `rank` of `size`; stop: see SignalPoll. on_step: None, or called as
+           // on_step(step, loss) after every step (the step's index in the epoch and its loss);
+           // it may change the optimizer, and what it raises ends the epoch after that step.
            [](M& s, py::object X, py::object y, int64_t batch_size, bool shuffle,
               const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress,
-              int64_t rank, int64_t size, py::object sum, py::object stop) {
+              int64_t rank, int64_t size, py::object sum, py::object stop, py::object on_step) {
              const bool labels = spec.kind == LossKind::CrossEntropy;
              const Rows xs = rows_from(X, s.net.in_features(), "X");
              const Rows ys = rows_from(y, labels ? 1 : s.net.out_features(), "y");
@@ -221,10 +223,14 @@ void register_model(py::module_& m, const char* name) {
              SignalPoll poll(stop);
              std::function<void(const EpochStats&)> report;
              auto last = std::chrono::steady_clock::now();
-             if (!progress.is_none()) {
+             if (!progress.is_none() || !on_step.is_none()) {
                report = [&](const EpochStats& st) {
+                 if (!on_step.is_none()) {
+                   py::gil_scoped_acquire gil;
+                   on_step(st.steps - 1, st.step_loss);
+                 }
                  const auto now = std::chrono::steady_clock::now();
-                 if (now - last < kProgressInterval) return;
+                 if (progress.is_none() || now - last < kProgressInterval) return;
                  last = now;
                  py::gil_scoped_acquire gil;
                  progress(st.steps, st.samples, st.loss);
@@ -265,7 +271,8 @@ void register_model(py::module_& m, const char* name) {
            py::arg("X"), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
            py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
            py::arg("progress") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
-           py::arg("sum") = py::none(), py::arg("stop") = py::none())
+           py::arg("sum") = py::none(), py::arg("stop") = py::none(),
+           py::arg("on_step") = py::none())
       .def("infer",
            [](M& s, Array<T> x) {
              require_batch(s.net, x, nullptr, LossKind::MSE, "infer");

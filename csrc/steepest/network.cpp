@@ -302,8 +302,10 @@ double Network<T>::measure_grads() {
 
 template <class T>
 void Network<T>::clip_grads(double total_sq, double max_norm) {
-  const double norm = std::sqrt(total_sq);
-  if (norm > max_norm) scale(grads_.data(), T(max_norm / (norm + 1e-6)), num_params());
+  // torch's rule: scale by max_norm / (norm + 1e-6) clamped to 1, so a norm equal to max_norm
+  // (or up to 1e-6 below it) is still scaled down a little.
+  const double factor = max_norm / (std::sqrt(total_sq) + 1e-6);
+  if (factor < 1) scale(grads_.data(), T(factor), num_params());
 }
 
 template <class T>
@@ -554,6 +556,7 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
     for (size_t i = 0; i < grad_sq_.size(); ++i) stats.grad_norms[i] += std::sqrt(grad_sq_[i]);
     if (progress) {
       stats.loss = loss_sum / double(std::max<int64_t>(stats.samples, 1));
+      stats.step_loss = value;
       progress(stats);
     }
   }

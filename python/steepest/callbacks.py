@@ -1,5 +1,5 @@
-"""Callbacks for fit(): hooks at the start and end of training and of every epoch, and during
-an epoch (its progress).
+"""Callbacks for fit(): hooks at the start and end of training and of every epoch, during
+an epoch (its progress) and, for callbacks that ask for it, after every optimizer step.
 
 ``logs`` holds the epoch's values: loss, lr, time, grad_norm, and accuracy / val_loss /
 val_accuracy when available. A callback stops training with ``model.stop_training = True``.
@@ -36,6 +36,16 @@ class Callback:
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         pass
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
+        """After every optimizer step of fit (batch: the step's index in the epoch; logs:
+        {"loss": its loss}), when wants_batches() is True. It runs inside the core's epoch
+        loop: it may change the optimizer (a per-batch learning rate), not the model."""
+
+    def wants_batches(self) -> bool:
+        """Whether fit calls on_batch_end (asked once per fit). Without such a callback an
+        epoch runs in C++ with no Python call between its steps."""
+        return type(self).on_batch_end is not Callback.on_batch_end
 
     def on_train_end(self) -> None:
         pass

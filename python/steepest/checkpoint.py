@@ -72,8 +72,9 @@ def save(path, model, optimizer, callbacks, epoch: int, history: dict, run: dict
         "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, **model.config(), "run": run,
         "epoch": epoch, "finished": finished, "history": history,
         "rng_state": [str(w) for w in model.rng_state],
+        # The hyper-parameters schedules change (lr, momentum, betas): their current values.
         "optimizer": {"type": opt["type"], "steps": opt["steps"],
-                      "lr": opt["hyperparameters"]["lr"]},
+                      **{k: opt["hyperparameters"][k] for k in optimizer.scheduled}},
         "callbacks": callback_states,
         "arrays": {k: [list(np.shape(v)), np.asarray(v).dtype.str] for k, v in arrays.items()},
     }
@@ -117,7 +118,8 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
                          f"{[type(cb).__name__ for cb in callbacks]}")
     model.load_state_dict({name: arrays[name] for name in model.state_dict()})
     optimizer.load_state_dict({
-        "type": opt["type"], "hyperparameters": {"lr": opt["lr"]}, "steps": opt["steps"],
+        "type": opt["type"], "steps": opt["steps"],
+        "hyperparameters": {k: opt[k] for k in optimizer.scheduled if k in opt},
         "state": {k[len("optimizer."):]: v for k, v in arrays.items()
                   if k.startswith("optimizer.")}})
     model.rng_state = rng

@@ -380,17 +380,22 @@ class Sequential:
     def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
                     batch_size: int, shuffle: bool = True, clip: float = 0.0,
                     progress: Optional[Callable[[int, int, float], None]] = None,
-                    group: Any = None) -> dict[str, Any]:
+                    group: Any = None,
+                    on_step: Optional[Callable[[int, float], None]] = None
+                    ) -> dict[str, Any]:
         """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
         types and label range again, not their values), in batches of batch_size (the rows
         shuffled by the model's generator), in one C++ call with the GIL released; clip:
         clip_grad_norm's threshold (0: off); progress: None or a function called as
-        progress(steps, samples, mean loss) between steps, at most every 50 ms. fit's loop
-        calls it; it stops at the first non-finite loss or gradient, or at Ctrl-C (within a
-        step: the step is abandoned). Returns the core's record: "loss" (mean), "steps",
-        "samples", "correct", "status" (the core's StepStatus), "bad_loss", "grad_norms" (per
-        Dense layer, mean over the steps), "error" (the exception a signal or the sum raised,
-        or None), "sum_seconds" and "sum_error". X and y may be steepest.data.Shards (read in place).
+        progress(steps, samples, mean loss) between steps, at most every 50 ms; on_step: None
+        or a function called as on_step(step, loss) after every step (fit's per-batch
+        callbacks: it may change the optimizer, not the model; what it raises ends the epoch
+        after that step). fit's loop calls it; it stops at the first non-finite loss or
+        gradient, or at Ctrl-C (within a step: the step is abandoned). Returns the core's
+        record: "loss" (mean), "steps", "samples", "correct", "status" (the core's
+        StepStatus), "bad_loss", "grad_norms" (per Dense layer, mean over the steps), "error"
+        (the exception a signal or the sum raised, or None), "sum_seconds" and "sum_error".
+        X and y may be steepest.data.Shards (read in place).
         group (a steepest.distributed.Group of several ranks): data-parallel, this process
         trains on its share of every global batch of batch_size rows and the gradients are
         summed over the group before each update ("sum_seconds": the time in those sums,
@@ -401,7 +406,8 @@ class Sequential:
             "rank": group.rank, "size": group.size,
             "sum": group.in_place_sum(self._net.reduce_buffer), "stop": group.stop_requested}
         return self._net.train_epoch(*parts, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip, progress, **parallel)
+                                     optimizer._impl, clip, progress, on_step=on_step,
+                                     **parallel)
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, X: ArrayLike) -> np.ndarray:

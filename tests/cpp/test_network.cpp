@@ -1,6 +1,7 @@
 // The network: its size table and op list, train_step against naive backpropagation (batch 13
 // and batch 1, whose update is fused), inference, the epoch loop, refused steps, the same bits
 // on 1 and 2 threads, and no allocation in a steady-state step.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -180,11 +181,11 @@ void check_train_step(const std::vector<LayerSpec>& layers, int64_t B, bool mse,
   CHECK(net.train_step(x.data(), y, B, loss, opt, clip, &value) == StepStatus::Ok);
   const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
   CHECK(std::fabs(value - want.loss) <= tol * (1 + want.loss));
-  // grads: the gradient the step used (clipped when its norm exceeds clip)
+  // grads: the gradient the step used (scaled by min(1, clip / (norm + 1e-6)))
   double norm = 0;
   for (double g : want.grads) norm += g * g;
   norm = std::sqrt(norm);
-  const double factor = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1.0;
+  const double factor = clip > 0 ? std::min(1.0, clip / (norm + 1e-6)) : 1.0;
   std::vector<double> grads(want.grads), params(p0.size());
   for (size_t i = 0; i < p0.size(); ++i) {
     grads[i] *= factor;
