@@ -236,6 +236,11 @@ void register_model(py::module_& m, const char* name) {
                  progress(st.steps, st.samples, st.loss);
                };
              }
+             EpochHandOver<T> hand_over(s);
+             auto after_step = [&](const EpochStats& st) {
+               hand_over.between_steps();
+               if (report) report(st);
+             };
              // The sum runs Python (mpi4py) with the GIL held for the call only; the callable
              // is a C function (no bytecode), so no signal handler runs inside it.
              py::object sum_error = py::none();
@@ -253,7 +258,7 @@ void register_model(py::module_& m, const char* name) {
              {
                py::gil_scoped_release release;
                st = s.net.train_epoch(xs, ys, labels, batch_size, shuffle, spec, opt, clip_norm,
-                                      report, size > 1 ? &parallel : nullptr);
+                                      after_step, size > 1 ? &parallel : nullptr);
              }
              py::dict out;
              out["loss"] = st.loss;
@@ -273,6 +278,38 @@ void register_model(py::module_& m, const char* name) {
            py::arg("progress") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
            py::arg("sum") = py::none(), py::arg("stop") = py::none(),
            py::arg("on_step") = py::none())
+      .def("copy_state",
+           // (params, buffers, counts): copies after a whole step, also while another thread
+           // trains (see copy_state).
+           [](M& s) {
+             Array<T> params({s.net.num_params()}), buffers({s.net.num_buffers()});
+             Array<int64_t> counts({s.net.num_counts()});
+             T* p = params.mutable_data();
+             T* b = buffers.mutable_data();
+             int64_t* c = counts.mutable_data();
+             {
+               py::gil_scoped_release release;
+               copy_state(s, p, b, c);
+             }
+             return py::make_tuple(params, buffers, counts);
+           })
+      .def("write_state",
+           // Replaces the parameters, buffers and counts (flat, of num_params, num_buffers and
+           // num_counts values); refused while another thread trains or predicts.
+           [](M& s, Array<T> params, Array<T> buffers, Array<int64_t> counts) {
+             if (params.ndim() != 1 || params.shape(0) != s.net.num_params() ||
+                 buffers.ndim() != 1 || buffers.shape(0) != s.net.num_buffers() ||
+                 counts.ndim() != 1 || counts.shape(0) != s.net.num_counts())
+               throw std::invalid_argument(
+                   "write_state: params, buffers and counts must have num_params, num_buffers "
+                   "and num_counts values");
+             auto lock = exclusive(s);
+             std::copy(params.data(), params.data() + params.shape(0), s.net.params());
+             std::copy(buffers.data(), buffers.data() + buffers.shape(0), s.net.buffers());
+             std::copy(counts.data(), counts.data() + counts.shape(0), s.net.counts());
+           },
+           py::arg("params").noconvert(), py::arg("buffers").noconvert(),
+           py::arg("counts").noconvert())
       .def("infer",
            [](M& s, Array<T> x) {
              require_batch(s.net, x, nullptr, LossKind::MSE, "infer");

@@ -15,12 +15,17 @@ from typing import Any, Union
 import numpy as np
 
 from . import _checks
-from .archive import atomic_write
+from .archive import atomic_write, check_writable
 
 
 class Callback:
     model = None
     optimizer = None
+    # Whether its state changes how training goes on (early stopping, learning-rate schedules):
+    # a run resumed from a checkpoint must then have it too, or it is refused. Observers
+    # (loggers, model checkpoints) may be added or dropped between runs. None: it steers when
+    # it keeps state (overrides state_dict).
+    steers_training = None
     # Data-parallel fit runs it on rank 0 only (progress, files); every rank runs the others.
     rank_zero_only = False
 
@@ -60,6 +65,13 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def steers_training(callback: Callback) -> bool:
+    """callback.steers_training, or when None whether its class overrides state_dict."""
+    if callback.steers_training is None:
+        return type(callback).state_dict is not Callback.state_dict
+    return bool(callback.steers_training)
 
 
 # The logged values a console line shows, with their short names.
@@ -142,7 +154,7 @@ class EarlyStopping(Callback):
     def on_train_end(self):
         if self.restore_best_weights and self._best_params is not None:
             self.model.flat_params()[...] = self._best_params
-            if self._best_buffers[0] is not None:  # checkpoints of older versions have none
+            if self._best_buffers[0] is not None:  # none: a model without buffers
                 self.model.flat_buffers()[...] = self._best_buffers[0]
                 self.model.flat_counts()[...] = self._best_buffers[1]
 
@@ -151,7 +163,8 @@ class EarlyStopping(Callback):
                  "stopped_epoch": self.stopped_epoch}
         if self._best_params is not None:
             state["best_params"] = self._best_params
-            state["best_buffers"], state["best_counts"] = self._best_buffers
+            if self._best_buffers[0] is not None and self._best_buffers[0].size:
+                state["best_buffers"], state["best_counts"] = self._best_buffers
         return state
 
     def load_state_dict(self, state):
@@ -165,6 +178,7 @@ class ModelCheckpoint(Callback):
     """Saves the model (atomically) after each epoch, or only when `monitor` improves.
     path may contain {epoch} (1-based) and any logged value, e.g. "model-{epoch:03d}.npz"."""
 
+    steers_training = False
     rank_zero_only = True
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], monitor: str = "val_loss",
@@ -172,6 +186,11 @@ class ModelCheckpoint(Callback):
         self.path = os.fspath(path)
         self.save_best_only = save_best_only
         self.tracker = _Best(monitor, mode, 0.0)
+
+    def on_train_begin(self, model, optimizer):
+        super().on_train_begin(model, optimizer)
+        if "{" not in os.path.dirname(self.path):  # a folder named per epoch is made later
+            check_writable(self.path, "ModelCheckpoint")
 
     def on_epoch_end(self, epoch, logs):
         if self.save_best_only and not self.tracker.improved(
@@ -192,6 +211,7 @@ class CSVLogger(Callback):
     a checkpoint continues the file, first dropping the rows the interrupted run wrote after
     its last checkpoint (they are written again)."""
 
+    steers_training = False
     rank_zero_only = True
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], append: bool = False) -> None:
@@ -199,6 +219,10 @@ class CSVLogger(Callback):
         self._file = self._writer = None
         self._epoch = 0            # the last epoch written
         self._resumed_at = None    # the checkpoint's epoch, until the file is reopened
+
+    def on_train_begin(self, model, optimizer):
+        super().on_train_begin(model, optimizer)
+        check_writable(self.path, "CSVLogger")
 
     def on_epoch_end(self, epoch, logs):
         row = {"epoch": epoch + 1}

@@ -78,6 +78,7 @@ class Sequential:
                         for slot in table if slot.store == "params"]
         # every named array, zero-copy: parameters' data, buffers and counts (0-d), torch's
         # state_dict order
+        self._slots = table
         self._state = {slot.name: stores[slot.store][slot.offset:slot.offset + slot.size]
                        .reshape(slot.shape) for slot in table}
         self._rescales = []  # (layer index, its count view) of Standardize / MinMaxScale
@@ -194,15 +195,23 @@ class Sequential:
     def buffers(self) -> list[np.ndarray]:
         return [v for _, v in self.named_buffers()]
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """{"0.weight": array, "0.bias": array, "1.running_mean": array, ...}: zero-copy views
-        of every parameter and buffer, with torch's keys, order and shapes."""
-        return dict(self._state)
+    def state_dict(self, copy: bool = False) -> dict[str, np.ndarray]:
+        """{"0.weight": array, "0.bias": array, "1.running_mean": array, ...}: every parameter
+        and buffer with torch's keys, order and shapes; zero-copy views of the live stores, or
+        with copy=True copies of the model between two steps, also while another thread trains
+        it (the copy waits for its next step boundary; copying the views then would mix two
+        steps)."""
+        if not copy:
+            return dict(self._state)
+        stores = dict(zip(("params", "buffers", "counts"), self._net.copy_state()))
+        return {slot.name: stores[slot.store][slot.offset:slot.offset + slot.size]
+                .reshape(slot.shape) for slot in self._slots}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place:
-        every key of state_dict() must be there (parameters and buffers, as torch's strict
-        load). Nothing is copied unless all of them pass the checks."""
+        """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place, all
+        at once: every key of state_dict() must be there (parameters and buffers, as torch's
+        strict load). Nothing is copied unless all of them pass the checks; refused
+        (RuntimeError) while another thread trains or predicts."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
         if set(state) != set(self._state):
@@ -212,8 +221,12 @@ class Sequential:
         scales = {f"{i}.{self.layers[i].buffer_names[1]}" for i, _ in self._rescales}
         arrays = {name: _state_value(name, state[name], view, positive=name in scales)
                   for name, view in self._state.items()}
-        for name, view in self._state.items():  # all checked first: nothing half-loaded
-            view[...] = arrays[name]
+        stores = {"params": np.empty_like(self.flat_params()),  # all checked first: nothing
+                  "buffers": np.empty_like(self.flat_buffers()),  # half-loaded
+                  "counts": np.empty_like(self.flat_counts())}
+        for slot in self._slots:
+            stores[slot.store][slot.offset:slot.offset + slot.size] = arrays[slot.name].ravel()
+        self._net.write_state(stores["params"], stores["buffers"], stores["counts"])
 
     def adapt(self, X: ArrayLike, only_unadapted: bool = False,
               chunk_rows: Optional[int] = None) -> Sequential:
@@ -362,7 +375,13 @@ class Sequential:
         KeyboardInterrupt; ``model.history`` keeps the finished epochs. With checkpoint=path
         the whole training state is written atomically after every epoch, and a later fit
         with the same model, optimizer, loss, data and batch size resumes from it and ends
-        with bitwise the same weights as an uninterrupted run.
+        with bitwise the same weights as an uninterrupted run. The checkpoint's folder is
+        checked before the first step, and temporaries of a checkpoint write killed in an
+        earlier run are removed. Resuming restores the model, optimizer, random generator,
+        epoch, history and the state of every callback the checkpoint has; callbacks that
+        steer training (EarlyStopping, schedules, custom ones with state) must be the same
+        as in the checkpoint's run, loggers and other observers may be added (they start
+        fresh) or dropped (see steepest.checkpoint).
 
         X and y may be memory maps or lists of .npy paths, read in place (steepest.data).
         distributed=True (run under mpiexec or srun): data-parallel over the MPI ranks, each
@@ -494,8 +513,9 @@ class Sequential:
         return text
 
     def save(self, path: PathLike) -> None:
-        """Writes architecture, parameters, buffers and metadata (see steepest.saving);
-        atomic."""
+        """Writes architecture, parameters, buffers and metadata (see steepest.saving),
+        atomically; the state as it is between two steps (also while another thread trains the
+        model)."""
         saving.save(self, path)
 
     # -- deploy and share -------------------------------------------------------------------
@@ -530,7 +550,12 @@ def _from_file(header: dict[str, Any], arrays: dict[str, np.ndarray], path: Path
     """The model a file's header describes, holding the file's arrays."""
     try:
         model = Sequential.from_config(header, initialize=False)
-    except (KeyError, TypeError, ValueError, MemoryError) as e:
+    except MemoryError as e:  # the architecture is sound (saving.read checked it), memory short
+        size = sum(a.nbytes for a in arrays.values())
+        raise MemoryError(f"{path}: not enough memory for the model it holds "
+                          f"({size / 2**20:,.1f} MiB of parameters, twice that with gradients): "
+                          f"{e}") from None
+    except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
     model.load_state_dict(arrays)
     model.metadata = saving.metadata(header, path)

@@ -39,8 +39,9 @@ def model_header(model) -> dict:
 
 
 def save(model, path) -> None:
-    """Writes model's architecture, parameters and buffers to path, atomically."""
-    write_archive(path, model_header(model), model.state_dict())
+    """Writes model's architecture, parameters and buffers to path, atomically; the state of
+    one moment between two steps, also while another thread trains the model."""
+    write_archive(path, model_header(model), model.state_dict(copy=True))
 
 
 def read(path):
