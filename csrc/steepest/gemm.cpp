@@ -8,6 +8,7 @@
 #include <string>
 
 #include "steepest/dispatch.hpp"
+#include "steepest/gemm_kernels.hpp"
 #include "steepest/threads.hpp"
 
 namespace steepest {
@@ -141,25 +142,15 @@ void small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
 }
 
 // A product split in gemm_tiles(M, N, K) tiles along the longer side of C (never along K: each
-// element of C is one whole dot product in BLAS's own order). Each tile is a one-thread BLAS
-// call; the tiles run on the core's thread pool (threads.hpp). The split depends on the shape
-// only, so the result is bitwise the same on any number of threads. OpenBLAS's own threading
-// is not (its 1- and 2-thread sgemm differ in the last bits), and its pool of waiting threads
-// fought any other pool for the cores.
-template <class T>
-void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-            const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  for (int64_t d : {M, N, K, lda, ldb, ldc}) blas_dim(d);
-  if (M == 0 || N == 0) return;
-  if (M == 1 || N == 1 || K == 1) {  // batch 1: matrix-vector products skip GEMM's packing
-    small_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
+// element of C is one whole dot product in the tile kernel's order), run on the core's pool;
+// one_tile(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) computes a tile on one
+// thread. The split depends on the shape only, so the result is bitwise the same on any number
+// of threads. (OpenBLAS's own threading is not deterministic: its 1- and 2-thread sgemm differ
+// in the last bits, and its pool of waiting threads fought any other pool for the cores.)
+template <class T, class OneTile>
+void tiled(const OneTile& one_tile, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha,
+           const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   const int64_t tiles = gemm_tiles(M, N, K);
-  if (tiles == 1) {
-    blas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
   const bool split_rows = M >= N;
   const int64_t dim = split_rows ? M : N;
   auto tile = [&](int64_t t) {
@@ -168,16 +159,73 @@ void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T*
     const int64_t len = hi - lo;
     if (len <= 0) return;
     if (split_rows) {  // rows lo.. of op(A) and C
-      blas(ta, tb, len, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc,
-           ldc);
+      one_tile(ta, tb, len, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
+               C + lo * ldc, ldc);
     } else {  // columns lo.. of op(B) and C
-      blas(ta, tb, M, len, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+      one_tile(ta, tb, M, len, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo,
+               ldc);
     }
   };
-  if (get_num_threads() <= 1) {
+  if (tiles == 1 || get_num_threads() <= 1) {
     for (int64_t t = 0; t < tiles; ++t) tile(t);
   } else {
     run_tasks(tiles, tile);
+  }
+}
+
+// The products on OpenBLAS, for CPUs without AVX2 + FMA: batch-1 shapes as matrix-vector or
+// outer products, the rest in tiles of one-thread sgemm/dgemm calls.
+template <class T>
+void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+               int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (M == 1 || N == 1 || K == 1) {  // batch 1: matrix-vector products skip GEMM's packing
+    small_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  auto one_tile = [](auto... args) { blas(args...); };
+  tiled(one_tile, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// The products on steepest's own kernels (gemm_kernels.hpp), whose rounding does not depend on
+// how a product is split nor on its number of rows: one call on one thread, tiles on more;
+// M == 1 (batch 1) in row tiles of op(B)^T (each core keeps its slice of the weights from the
+// forward pass to the update, see Network::fused_update). K == 1 is an outer product for every
+// M.
+template <class T>
+void own_gemm(GemmIsa isa, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha,
+              const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (K == 1) {
+    outer(M, N, alpha, A, ta ? 1 : lda, B, tb ? ldb : 1, beta, C, ldc);
+    return;
+  }
+  auto one_tile = [isa](auto... args) { packed_gemm(isa, args...); };
+  if (get_num_threads() <= 1) {
+    one_tile(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  } else if (M == 1) {  // c (N) = alpha a op(B) + beta c, a = op(A) (1, K)
+    const int tiles = row_tiles(N, K);
+    auto tile = [&](int64_t t) {
+      int64_t lo, hi;
+      tile_range(t, tiles, N, &lo, &hi);
+      if (lo < hi)
+        one_tile(ta, tb, int64_t(1), hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb,
+                 beta, C + lo, ldc);
+    };
+    run_tasks(tiles, tile);
+  } else {
+    tiled(one_tile, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+}
+
+template <class T>
+void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+            const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  for (int64_t d : {M, N, K, lda, ldb, ldc}) blas_dim(d);
+  if (M == 0 || N == 0) return;
+  const GemmIsa isa = gemm_isa();
+  if (isa == GemmIsa::none) {
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  } else {
+    own_gemm(isa, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
 }
 }  // namespace
