@@ -1,4 +1,4 @@
-"""Shared fixtures: small random data, digits, and steepest <-> torch model conversion."""
+"""Shared fixtures: small random data, digits, and a model as torch in any dtype."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,38 +24,12 @@ def digits():
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
 
 
-def torch_layer(layer):
-    """The torch.nn module equivalent to one steepest layer (float64 parameters)."""
-    import torch
-
-    nn = torch.nn
-    if isinstance(layer, st.Dense):
-        return nn.Linear(layer.in_features, layer.out_features, bias=layer.bias,
-                         dtype=torch.float64)
-    simple = {st.ReLU: nn.ReLU, st.GELU: nn.GELU, st.SiLU: nn.SiLU, st.Sigmoid: nn.Sigmoid,
-              st.Tanh: nn.Tanh, st.Softplus: nn.Softplus}
-    if type(layer) in simple:
-        return simple[type(layer)]()
-    if isinstance(layer, st.LeakyReLU):
-        return nn.LeakyReLU(layer.negative_slope)
-    if isinstance(layer, st.ELU):
-        return nn.ELU(layer.alpha)
-    if isinstance(layer, st.Softmax):
-        return nn.Softmax(dim=-1)
-    if isinstance(layer, st.Dropout):
-        return nn.Dropout(layer.p)
-    raise AssertionError(f"no torch equivalent for {layer!r}")
-
-
 def to_torch(model, dtype=None):
-    """A torch.nn.Sequential with the same architecture and (copied) weights as `model`."""
+    """A torch.nn.Sequential with the same architecture and (copied) weights as `model`, in
+    `dtype` (default: the model's); the bridge itself is checked in test_torch_bridge.py."""
     import torch
 
-    tmodel = torch.nn.Sequential(*[torch_layer(layer) for layer in model.layers])
-    tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype or model.dtype.name]
-    tmodel = tmodel.to(tdtype)
-    tmodel.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()})
-    return tmodel
+    return model.to_torch().to(getattr(torch, dtype or model.dtype.name))
 
 
 @pytest.fixture

@@ -205,6 +205,23 @@ def test_loaded_model_trains_like_the_original(rng, tmp_path):
     np.testing.assert_array_equal(model.flat_params(), loaded.flat_params())
 
 
+@pytest.mark.parametrize("init", ["torch_default", "he_normal", "zeros"])  # uniform, normal draws
+def test_a_model_built_without_initializing_skips_the_same_draws(init, rng):
+    layers = [st.Dense(5, 7, init=init), st.Tanh(), st.Dropout(0.2), st.Dense(7, 3, bias=False)]
+    drawn = st.Sequential(*layers, dtype="float64", seed=4)
+    skipped = st.Sequential(*layers, dtype="float64", seed=4, initialize=False)
+    assert not skipped.flat_params().any()
+    assert skipped.rng_state == drawn.rng_state
+    skipped.load_state_dict(drawn.state_dict())
+    X, y = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)
+    for m in (drawn, skipped):
+        m.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=st.optim.SGD(m.parameters(), lr=0.1),
+              epochs=2, batch_size=8, verbose=0)
+    assert skipped.flat_params().tobytes() == drawn.flat_params().tobytes()
+    with pytest.raises(TypeError, match="initialize"):
+        st.Sequential(*layers, initialize=0)
+
+
 def test_load_refuses_other_files(tmp_path):
     text = tmp_path / "notes.npz"
     text.write_text("hello")
@@ -305,7 +322,9 @@ def test_public_names():
     for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad"):
         assert hasattr(st.optim, name)
     for name in ("StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearWarmup",
-                 "ReduceLROnPlateau"):
+                 "ReduceLROnPlateau", "ConstantLR", "LinearLR", "PolynomialLR",
+                 "CosineAnnealingWarmRestarts", "OneCycleLR", "SequentialLR",
+                 "ChainedScheduler"):
         assert hasattr(st.schedules, name)
     for name in ("EarlyStopping", "ModelCheckpoint", "CSVLogger"):
         assert hasattr(st.callbacks, name)

@@ -19,11 +19,16 @@ LEVELS = {
     "_core": 0,  # the compiled core
     # 1. foundations
     "errors": 1, "_checks": 1, "archive": 1, "_version": 1,
+    "data": 1.5,  # data read in place: memory maps, .npy shards
     # 2. building blocks
     "layers": 2, "losses": 2, "parameter": 2, "callbacks": 2, "threads": 2,
+    "progress": 2.2,  # fit's progress display: a callback
     "optim": 2.5,  # knows Parameter, never a model
     # 3. on the building blocks
     "schedules": 3, "checkpoint": 3, "gradcheck": 3, "saving": 3,
+    "distributed": 3,  # MPI (mpi4py imported when a run asks): the trainer's data parallelism
+    # the other formats and bridges, on layers and state_dict arrays (the model calls them)
+    "onnx_export": 3, "torch_bridge": 3, "safetensors_format": 3.2,
     "diagnostics": 3.5,  # measures gradients with gradcheck's backprop
     # 4. the fit loop
     "training": 4,

@@ -258,6 +258,110 @@ def test_ctrl_c_stops_fit_between_steps_quickly(tmp_path):
     assert report["finite"] == "True" and report["history"] == "True"
 
 
+FULL_BATCH_INTERRUPT_SCRIPT = textwrap.dedent("""
+    import os, signal, threading, time
+    import numpy as np
+    import steepest as st
+
+    # One full-batch step of this model takes seconds (16000 rows through 512-1024-1024-10).
+    X = np.random.default_rng(0).normal(size=(16000, 512)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = st.Sequential(st.Dense(512, 1024), st.ReLU(), st.Dropout(0.1), st.Dense(1024, 1024),
+                          st.ReLU(), st.Dense(1024, 10), seed=0)
+    opt = st.optim.Adam(model.parameters(), lr=1e-3)
+    before = model.flat_params().copy(), model.rng_state
+    sent = []
+
+    class SendSigint(st.callbacks.Callback):  # half a second into the first step
+        def on_train_begin(self, model, optimizer):
+            def send():
+                time.sleep(0.5)
+                sent.append(time.perf_counter())
+                os.kill(os.getpid(), signal.SIGINT)
+            threading.Thread(target=send, daemon=True).start()
+
+    started = time.perf_counter()
+    try:
+        model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=5,
+                  batch_size=None, callbacks=[SendSigint()], verbose=0)
+    except KeyboardInterrupt:
+        print("latency", time.perf_counter() - sent[0])
+        print("steps", opt.steps)
+        print("params", np.array_equal(model.flat_params(), before[0]))
+        print("rng", model.rng_state == before[1])
+        print("state", all(not v.any() for v in opt.state_buffers().values()))
+        print("usable", np.isfinite(model.predict(X[:5])).all())
+""")
+
+
+def test_ctrl_c_abandons_a_full_batch_step_quickly():
+    # The step in flight is abandoned at the next boundary inside it (an operation, a piece of
+    # a matrix product): the model stays as before it. Waiting for the step took 1-10 s.
+    result = subprocess.run([sys.executable, "-c", FULL_BATCH_INTERRUPT_SCRIPT],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines())
+    print(f"Ctrl-C latency in a full-batch step: {float(report['latency']) * 1e3:.0f} ms")
+    assert float(report["latency"]) < 1.0  # typically 20-60 ms
+    assert report == {**report, "steps": "0", "params": "True", "rng": "True", "state": "True",
+                      "usable": "True"}
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum, frame):
+    raise _Stop()
+
+
+@pytest.fixture
+def alarm_raises_stop():
+    """signal.setitimer(signal.ITIMER_REAL, t) then raises _Stop in the main thread."""
+    old = signal.signal(signal.SIGALRM, _raise_stop)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def test_an_interrupted_train_step_changes_nothing_and_the_next_is_whole(alarm_raises_stop):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(6000, 256)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+
+    def build():
+        model = st.Sequential(st.Dense(256, 1024), st.ReLU(), st.Dropout(0.2),
+                              st.Dense(1024, 1024), st.Tanh(), st.Dense(1024, 2), seed=3)
+        return model, st.optim.Adam(model, lr=1e-3)
+
+    loss = st.losses.CrossEntropy()
+    model, opt = build()
+    twin, twin_opt = build()
+    model.train_step(X, y, loss, opt)
+    twin.train_step(X, y, loss, twin_opt)
+    params, state, rng_state = (model.flat_params().copy(), opt.state_dict()["state"],
+                                model.rng_state)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)  # well inside the step
+    with pytest.raises(_Stop):
+        model.train_step(X, y, loss, opt)
+    np.testing.assert_array_equal(model.flat_params(), params)
+    for name, buffer in opt.state_buffers().items():
+        np.testing.assert_array_equal(buffer, state[name])
+    assert opt.steps == 1 and model.rng_state == rng_state
+    model.train_step(X, y, loss, opt)  # the same step again, whole: the dropout masks too
+    twin.train_step(X, y, loss, twin_opt)
+    np.testing.assert_array_equal(model.flat_params(), twin.flat_params())
+
+
+def test_an_interrupted_predict_raises_and_the_model_stays_usable(alarm_raises_stop):
+    model = st.Sequential(st.Dense(256, 2048), st.ReLU(), st.Dense(2048, 10), seed=0)
+    X = np.random.default_rng(2).normal(size=(100_000, 256)).astype(np.float32)
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    with pytest.raises(_Stop):
+        model.predict(X)  # about 5e10 multiply-adds
+    np.testing.assert_array_equal(model.predict(X[:7]), model.predict(X[:7]))
+
+
 def test_sigint_handler_exception_propagates_and_model_stays_usable():
     # A custom handler's exception comes out of fit as it is.
     class Stop(Exception):
@@ -294,5 +398,5 @@ def test_optimizer_state_of_other_hyperparameters_is_refused():
     with pytest.raises(ValueError, match="betas"):
         st.optim.Adam(model.parameters()).load_state_dict(state)
     other = st.optim.Adam(model.parameters(), lr=0.5, betas=(0.8, 0.99))
-    other.load_state_dict(state)  # only lr may differ: it is restored
+    other.load_state_dict(state)  # only lr (and beta1) may differ: they are restored
     assert other.lr == state["hyperparameters"]["lr"]

@@ -1,6 +1,8 @@
 // What several register_*.cpp files share: the Model wrapper (a network and its lock), zero-copy
-// views of C++-owned buffers, and the reading of numpy arrays. Python validates and converts
-// arrays before they get here; the only exception is check_batch (see check_batch.hpp).
+// views of C++-owned buffers, and the reading of numpy arrays. Python converts arrays and
+// reports broken rules with messages naming its arguments; the rules themselves are the core's
+// (check_batch.hpp), and every entry point that reads data checks at least the memory-safety
+// ones (require_batch) so no call can read out of bounds.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -32,7 +34,8 @@ py::array_t<T> view(T* data, int64_t n, py::handle owner) {
 // A network plus the lock that lets many predictions run at once but never beside training.
 template <class T>
 struct Model {
-  Model(std::vector<LayerSpec> layers, uint64_t seed) : net(std::move(layers), seed) {}
+  Model(std::vector<LayerSpec> layers, uint64_t seed, bool initialize)
+      : net(std::move(layers), seed, initialize) {}
   Network<T> net;
   std::shared_mutex busy;
   // The input of the last forward(), kept alive for backward(); None once another call
@@ -47,6 +50,46 @@ std::unique_lock<std::shared_mutex> exclusive(Model<T>& m) {
     throw std::runtime_error("the model is in use by another thread (training or predicting)");
   return lock;
 }
+
+// The interruption poll of a call from Python's main thread (the one that runs signal
+// handlers), installed for the object's lifetime: when the core asks it (at most every 20 ms,
+// see interrupt.hpp) it takes the GIL and runs Python's signal handlers, and keeps the
+// exception one raised (Ctrl-C's KeyboardInterrupt, ...) for raise_error() once the core has
+// stopped. Nothing is installed on other threads: Python runs handlers on the main one only.
+// stop (a callable, or None) is asked after the handlers: it serves handlers that record a
+// request instead of raising (data-parallel runs, where every process must stop alike).
+// Construct it with the GIL held.
+class SignalPoll : public InterruptPoll {
+ public:
+  explicit SignalPoll(py::object stop = py::none())
+      : stop_(std::move(stop)),
+        installed_(PyThread_get_thread_ident() == main_thread_ident() ? this : nullptr) {}
+
+  bool stop_requested() override {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() == 0) return !stop_.is_none() && py::bool_(stop_());
+    error = py::error_already_set().value();
+    return true;
+  }
+
+  // Raises the handler's exception (with the GIL held, after the core stopped).
+  [[noreturn]] void raise_error() const {
+    if (!error) throw std::runtime_error("interrupted");
+    PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
+    throw py::error_already_set();
+  }
+
+  py::object error;  // the exception a handler raised, or null
+
+ private:
+  static unsigned long main_thread_ident() {
+    static const unsigned long ident =
+        py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+    return ident;
+  }
+  py::object stop_;
+  ScopedInterruptPoll installed_;
+};
 
 // Labels (int64) or values of y, as train_step and the losses take them.
 template <class T>
@@ -89,6 +132,21 @@ inline ArrayInfo array_info(const py::array& a) {
   info.cols = a.ndim() >= 2 ? a.shape(1) : 0;
   info.data = a.data();
   return info;
+}
+
+// Throws ValueError unless x (and y, unless nullptr) pass the core's shape, type, layout and
+// label-range rules for net trained with loss (check_batch with values = false): the entry
+// points that take data Python validated once (fit's epochs, predict) check this much again.
+template <class T>
+void require_batch(const Network<T>& net, const py::array& x, const py::array* y, LossKind loss,
+                   const char* where) {
+  const ArrayInfo xi = array_info(x);
+  const ArrayInfo yi = y ? array_info(*y) : ArrayInfo{};
+  const BatchCheck c = check_batch(xi, y ? &yi : nullptr, scalar_type<T>(), net.in_features(),
+                                   net.out_features(), loss, false);
+  if (!c.ok())
+    throw py::value_error(std::string(where) + ": the data breaks the core's rule " +
+                          batch_rule_name(c.rule) + "; validate it first (Sequential.check_data)");
 }
 
 }  // namespace steepest::bindings

@@ -19,7 +19,13 @@ void register_typed(py::module_& m) {
   // Loss value and gradient as a pure function: (value, d(loss)/d(out)).
   m.def("loss_forward",
         [](const LossSpec& spec, Array<T> out, py::array y) {
+          if (out.ndim() != 2) throw py::value_error("loss_forward: out must be 2-D (B, C)");
           const int64_t B = out.shape(0), C = out.shape(1);
+          const BatchCheck check = check_targets(array_info(y), B, scalar_type<T>(), C,
+                                                 spec.kind, false);
+          if (!check.ok())
+            throw py::value_error(std::string("loss_forward: y breaks the core's rule ") +
+                                  batch_rule_name(check.rule) + "; validate it first");
           Array<T> grad({B, C});
           double value;
           Target<T> t = target_of<T>(y);
@@ -32,7 +38,7 @@ void register_typed(py::module_& m) {
           }
           return py::make_tuple(value, grad);
         },
-        py::arg("loss"), py::arg("out").noconvert(), py::arg("y"));
+        py::arg("loss"), py::arg("out").noconvert(), py::arg("y").noconvert());
 
   m.def("clip_grad_norm",
         [](Model<T>& s, double max_norm) {
@@ -50,22 +56,33 @@ void register_functions(py::module_& m) {
   // The size table of a model with these layers, without building it (no buffer allocated).
   m.def("size_table", &size_table, py::arg("layers"));
 
-  // Which rule of check_batch.hpp a training batch breaks (BatchCheck.rule is BatchRule.Ok
-  // when none): x (B, in_features) and, unless None, y for a model of dtype ("float32" or
-  // "float64", or a numpy dtype) with out_features outputs trained with loss.
-  m.def("check_batch",
-        [](py::array x, std::optional<py::array> y, const LossSpec& loss, int64_t in_features,
-           int64_t out_features, py::object dtype) {
-          const ScalarType type = scalar_type_of(py::dtype::from_args(dtype));
-          if (type != ScalarType::Float32 && type != ScalarType::Float64)
-            throw py::value_error("dtype must be float32 or float64");
+  // The rules of check_batch.hpp, the one implementation of what a batch must be (Python's
+  // validation asks them, then names its arguments): BatchCheck.rule is BatchRule.Ok when none
+  // is broken. dtype: the model's ("float32", "float64" or a numpy dtype).
+  auto model_type = [](const py::object& dtype) {
+    const ScalarType type = scalar_type_of(py::dtype::from_args(dtype));
+    if (type != ScalarType::Float32 && type != ScalarType::Float64)
+      throw py::value_error("dtype must be float32 or float64");
+    return type;
+  };
+  m.def("check_features",
+        [model_type](py::array x, int64_t in_features, py::object dtype) {
+          const ScalarType type = model_type(dtype);
           const ArrayInfo xi = array_info(x);
-          const ArrayInfo yi = y ? array_info(*y) : ArrayInfo{};
           py::gil_scoped_release release;
-          return check_batch(xi, y ? &yi : nullptr, type, in_features, out_features, loss.kind);
+          return check_features(xi, type, in_features);
         },
-        py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("loss"),
-        py::arg("in_features"), py::arg("out_features"), py::arg("dtype"));
+        py::arg("x").noconvert(), py::arg("in_features"), py::arg("dtype"));
+  m.def("check_targets",
+        [model_type](py::array y, int64_t rows, int64_t out_features, const LossSpec& loss,
+                     py::object dtype) {
+          const ScalarType type = model_type(dtype);
+          const ArrayInfo yi = array_info(y);
+          py::gil_scoped_release release;
+          return check_targets(yi, rows, type, out_features, loss.kind);
+        },
+        py::arg("y").noconvert(), py::arg("rows"), py::arg("out_features"), py::arg("loss"),
+        py::arg("dtype"));
 
   register_typed<float>(m);
   register_typed<double>(m);

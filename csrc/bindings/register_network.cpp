@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <functional>
 
 #include "bindings/common.hpp"
 #include "bindings/register.hpp"
@@ -12,53 +13,103 @@ namespace steepest::bindings {
 
 namespace {
 
-// Polled by train_epoch between steps: every 20 ms, take the GIL and run Python's signal
-// handlers, so Ctrl-C stops an epoch at a step boundary.
-struct SignalPoll {
-  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
-  py::object error;  // the exception a handler raised (KeyboardInterrupt, ...)
-  bool operator()() {
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last < std::chrono::milliseconds(20)) return false;
-    last = now;
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() == 0) return false;
-    error = py::error_already_set().value();
-    return true;
+// The stored type of a numpy dtype the core reads in place (native byte order), if any.
+bool stored_type_of(const py::dtype& dt, StoredType* type) {
+  if (dt.byteorder() == '>') return false;
+  const auto size = dt.itemsize();
+  switch (dt.kind()) {
+    case 'f':
+      if (size == 2) *type = StoredType::F16;
+      else if (size == 4) *type = StoredType::F32;
+      else if (size == 8) *type = StoredType::F64;
+      else return false;
+      return true;
+    case 'i': case 'u': case 'b': {
+      const bool sign = dt.kind() == 'i';
+      if (size == 1) *type = sign ? StoredType::I8 : StoredType::U8;
+      else if (size == 2) *type = sign ? StoredType::I16 : StoredType::U16;
+      else if (size == 4) *type = sign ? StoredType::I32 : StoredType::U32;
+      else if (size == 8) *type = sign ? StoredType::I64 : StoredType::U64;
+      else return false;
+      return true;
+    }
+    default: return false;
   }
-};
-
-const char* status_name(StepStatus s) {
-  switch (s) {
-    case StepStatus::Ok: return "ok";
-    case StepStatus::NonFiniteLoss: return "non-finite loss";
-    case StepStatus::NonFiniteGradient: return "non-finite gradient";
-    case StepStatus::Interrupted: return "interrupted";
-  }
-  return "?";
 }
 
-// One Network::train_step on x (B rows) and y with the model locked and the GIL released;
-// (status, loss) for Python. Both train_step bindings end here.
+// Rows of `width` values from one array or a list of arrays (the parts, in order), each
+// C-contiguous of a stored type with shape (rows, width), or (rows,) when width is 1. Python
+// has validated the values; this checks only what reading them in place needs.
+Rows rows_from(const py::object& data, int64_t width, const char* name) {
+  std::vector<RowPart> parts;
+  py::list arrays;
+  if (py::isinstance<py::array>(data)) arrays.append(data);
+  else arrays = py::list(data);
+  for (const py::handle& item : arrays) {
+    if (!py::isinstance<py::array>(item))
+      throw py::type_error(std::string(name) + ": every part must be a numpy array");
+    const auto a = py::reinterpret_borrow<py::array>(item);
+    RowPart part;
+    const bool shape_ok = a.ndim() == 2 ? a.shape(1) == width : a.ndim() == 1 && width == 1;
+    if (!shape_ok || !(a.flags() & py::array::c_style) || !stored_type_of(a.dtype(), &part.type))
+      throw py::value_error(std::string(name) +
+                            ": every part must be a C-contiguous numeric array of width " +
+                            std::to_string(width));
+    part.data = a.data();
+    part.rows = a.shape(0);
+    parts.push_back(part);
+  }
+  return Rows(std::move(parts), width);
+}
+
+// At most this often train_epoch reports its progress to Python (taking the GIL).
+constexpr std::chrono::milliseconds kProgressInterval{50};
+
+// One Network::train_step on x and y: (check, status, loss). The batch is checked first by the
+// core's rules (check_batch.hpp, values included); when it breaks one, nothing runs and check
+// says which (Python then converts, or raises with its argument names). Otherwise the step runs
+// with the model locked and the GIL released; a signal handler's exception (Ctrl-C) interrupts
+// it and is raised here, the step abandoned.
 template <class T>
-py::tuple locked_train_step(Model<T>& s, const T* x, int64_t B, const py::array& y,
-                            const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y,
+                             const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+  const ArrayInfo xi = array_info(x), yi = array_info(y);
+  const BatchCheck check = check_batch(xi, &yi, scalar_type<T>(), s.net.in_features(),
+                                       s.net.out_features(), spec.kind);
+  if (!check.ok()) return py::make_tuple(check, StepStatus::Ok, 0.0);
   auto lock = exclusive(s);
   s.forward_input = py::none();
+  SignalPoll poll;
   double value = 0;
   StepStatus status;
   {
     py::gil_scoped_release release;
-    status = s.net.train_step(x, target_of<T>(y), B, spec, opt, clip_norm, &value);
+    status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y), xi.rows, spec,
+                              opt, clip_norm, &value);
   }
-  return py::make_tuple(status_name(status), value);
+  if (status == StepStatus::Interrupted) poll.raise_error();
+  return py::make_tuple(check, status, value);
+}
+
+// Runs compute() with the GIL released and the signal poll installed; an interruption raises
+// the signal handler's exception.
+template <class F>
+void interruptible(F&& compute) {
+  SignalPoll poll;
+  try {
+    py::gil_scoped_release release;
+    compute();
+  } catch (const Interrupted&) {
+    poll.raise_error();
+  }
 }
 
 template <class T>
 void register_model(py::module_& m, const char* name) {
   using M = Model<T>;
   py::class_<M>(m, name)
-      .def(py::init<std::vector<LayerSpec>, uint64_t>(), py::arg("layers"), py::arg("seed"))
+      .def(py::init<std::vector<LayerSpec>, uint64_t, bool>(), py::arg("layers"), py::arg("seed"),
+           py::arg("initialize") = true)
       .def_property_readonly("layers", [](M& s) { return s.net.layers(); })
       .def_property_readonly("num_params", [](M& s) { return s.net.num_params(); })
       .def_property_readonly("params", [](py::object self) {
@@ -82,14 +133,15 @@ void register_model(py::module_& m, const char* name) {
            })
       .def("forward",
            [](M& s, Array<T> x, bool training) {
+             require_batch(s.net, x, nullptr, LossKind::MSE, "forward");
              auto lock = exclusive(s);
              const int64_t B = x.shape(0);
              Array<T> out({B, s.net.out_features()});
-             {
-               py::gil_scoped_release release;
+             s.forward_input = py::none();
+             interruptible([&] {
                const T* y = s.net.forward(x.data(), B, training);
                std::copy(y, y + B * s.net.out_features(), out.mutable_data());
-             }
+             });
              s.forward_input = x;
              return out;
            },
@@ -104,20 +156,17 @@ void register_model(py::module_& m, const char* name) {
                  dy.shape(1) != s.net.out_features())
                throw std::invalid_argument("backward: dy must have the shape of the last forward "
                                            "output");
-             py::gil_scoped_release release;
-             s.net.backward(dy.data(), accumulate);
+             interruptible([&] { s.net.backward(dy.data(), accumulate); });
            },
            py::arg("dy").noconvert(), py::arg("accumulate"))
       .def("layer_outputs",
            [](M& s, Array<T> x) {
              // Every layer's output for x, dropout off: copies, for diagnostics.
+             require_batch(s.net, x, nullptr, LossKind::MSE, "layer_outputs");
              auto lock = exclusive(s);
              s.forward_input = py::none();
              const int64_t B = x.shape(0);
-             {
-               py::gil_scoped_release release;
-               s.net.forward(x.data(), B, false);
-             }
+             interruptible([&] { s.net.forward(x.data(), B, false); });
              py::list out;
              for (size_t k = 0; k < s.net.layers().size(); ++k) {
                const int64_t W = s.net.layers()[k].out;
@@ -133,64 +182,98 @@ void register_model(py::module_& m, const char* name) {
         s.net.measure_grads();
         return s.net.layer_grad_sq();
       })
-      .def("train_step",
-           [](M& s, Array<T> x, py::array y, const LossSpec& spec, Optimizer<T>& opt,
-              double clip_norm) {
-             return locked_train_step(s, x.data(), x.shape(0), y, spec, opt, clip_norm);
-           },
-           py::arg("x").noconvert(), py::arg("y"), py::arg("loss"), py::arg("optimizer"),
-           py::arg("clip_norm"))
-      .def("train_step_checked",
-           // The fast path of Sequential.train_step: train_step for arrays that need no
-           // conversion and pass check_batch, checked here in one pass; ("unchecked", 0.0) and
-           // nothing done for anything else, which goes the slow way (converted, or the usual
-           // error).
-           [](M& s, py::array x, py::array y, const LossSpec& spec, Optimizer<T>& opt,
-              double clip_norm) -> py::tuple {
-             const ArrayInfo xi = array_info(x), yi = array_info(y);
-             if (!check_batch(xi, &yi, scalar_type<T>(), s.net.in_features(),
-                              s.net.out_features(), spec.kind)
-                      .ok())
-               return py::make_tuple("unchecked", 0.0);
-             return locked_train_step(s, static_cast<const T*>(x.data()), x.shape(0), y, spec,
-                                      opt, clip_norm);
-           },
-           py::arg("x"), py::arg("y"), py::arg("loss"), py::arg("optimizer"),
-           py::arg("clip_norm"))
+      .def("train_step", &checked_train_step<T>, py::arg("x").noconvert(),
+           py::arg("y").noconvert(), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+      .def_property_readonly("reduce_buffer", [](py::object self) {
+        // What a data-parallel step sums over the processes (see Network::reduce_size).
+        auto& s = self.cast<M&>();
+        return view<T>(s.net.grads(), s.net.reduce_size(), self);
+      })
       .def("train_epoch",
-           [](M& s, Array<T> X, py::array y, int64_t batch_size, bool shuffle,
-              const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+           // X, y: an array or a list of arrays (the parts, read in place and converted per
+           // batch; see rows.hpp; the epoch checks every batch's labels); labels when the loss
+           // is CrossEntropy. progress: None, or called as progress(steps, samples, mean loss)
+           // at most every kProgressInterval, between steps. With sum (a callable that sums
+           // reduce_buffer over the processes in place), a data-parallel epoch as process
+           // `rank` of `size`; stop: see SignalPoll. on_step: None, or called as
+           // on_step(step, loss) after every step (the step's index in the epoch and its loss);
+           // it may change the optimizer, and what it raises ends the epoch after that step.
+           [](M& s, py::object X, py::object y, int64_t batch_size, bool shuffle,
+              const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress,
+              int64_t rank, int64_t size, py::object sum, py::object stop, py::object on_step) {
+             const bool labels = spec.kind == LossKind::CrossEntropy;
+             const Rows xs = rows_from(X, s.net.in_features(), "X");
+             const Rows ys = rows_from(y, labels ? 1 : s.net.out_features(), "y");
+             if (xs.size() != ys.size() || xs.size() == 0)
+               throw py::value_error("train_epoch: X and y must have the same, non-zero rows");
+             if (batch_size < 1) throw py::value_error("train_epoch: batch_size must be >= 1");
+             if (size < 1 || rank < 0 || rank >= size || (size > 1) == sum.is_none())
+               throw py::value_error("train_epoch: rank must be in [0, size), sum given iff "
+                                     "size > 1");
              auto lock = exclusive(s);
              s.forward_input = py::none();
-             SignalPoll poll;
+             SignalPoll poll(stop);
+             std::function<void(const EpochStats&)> report;
+             auto last = std::chrono::steady_clock::now();
+             if (!progress.is_none() || !on_step.is_none()) {
+               report = [&](const EpochStats& st) {
+                 if (!on_step.is_none()) {
+                   py::gil_scoped_acquire gil;
+                   on_step(st.steps - 1, st.step_loss);
+                 }
+                 const auto now = std::chrono::steady_clock::now();
+                 if (progress.is_none() || now - last < kProgressInterval) return;
+                 last = now;
+                 py::gil_scoped_acquire gil;
+                 progress(st.steps, st.samples, st.loss);
+               };
+             }
+             // The sum runs Python (mpi4py) with the GIL held for the call only; the callable
+             // is a C function (no bytecode), so no signal handler runs inside it.
+             py::object sum_error = py::none();
+             Parallel<T> parallel{rank, size, [&](T*, int64_t) {
+                                    py::gil_scoped_acquire gil;
+                                    try {
+                                      sum();
+                                      return true;
+                                    } catch (py::error_already_set& e) {
+                                      sum_error = e.value();
+                                      return false;
+                                    }
+                                  }};
              EpochStats st;
              {
                py::gil_scoped_release release;
-               st = s.net.train_epoch(X.data(), target_of<T>(y), X.shape(0), batch_size, shuffle,
-                                      spec, opt, clip_norm, std::ref(poll));
+               st = s.net.train_epoch(xs, ys, labels, batch_size, shuffle, spec, opt, clip_norm,
+                                      report, size > 1 ? &parallel : nullptr);
              }
              py::dict out;
              out["loss"] = st.loss;
              out["steps"] = st.steps;
              out["samples"] = st.samples;
              out["correct"] = st.correct;
-             out["status"] = status_name(st.status);
+             out["status"] = st.status;
              out["bad_loss"] = st.bad_loss;
              out["grad_norms"] = st.grad_norms;
              out["error"] = poll.error ? poll.error : py::none();
+             out["sum_seconds"] = st.sum_seconds;
+             out["sum_error"] = sum_error;
              return out;
            },
-           py::arg("X").noconvert(), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
-           py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+           py::arg("X"), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
+           py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
+           py::arg("progress") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
+           py::arg("sum") = py::none(), py::arg("stop") = py::none(),
+           py::arg("on_step") = py::none())
       .def("infer",
            [](M& s, Array<T> x) {
+             require_batch(s.net, x, nullptr, LossKind::MSE, "infer");
              std::shared_lock<std::shared_mutex> lock(s.busy, std::try_to_lock);
              if (!lock.owns_lock())
                throw std::runtime_error("the model is being trained by another thread");
              const int64_t N = x.shape(0);
              Array<T> out({N, s.net.out_features()});
-             py::gil_scoped_release release;
-             s.net.infer(out.mutable_data(), x.data(), N);
+             interruptible([&] { s.net.infer(out.mutable_data(), x.data(), N); });
              return out;
            },
            py::arg("x").noconvert());

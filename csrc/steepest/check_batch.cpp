@@ -39,18 +39,39 @@ BatchCheck probabilities(const T* v, int64_t n) {
 
 }  // namespace
 
-BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_features) {
+const char* batch_rule_name(BatchRule rule) {
+  switch (rule) {
+    case BatchRule::Ok: return "Ok";
+    case BatchRule::XShape: return "XShape";
+    case BatchRule::XEmpty: return "XEmpty";
+    case BatchRule::XFeatures: return "XFeatures";
+    case BatchRule::XType: return "XType";
+    case BatchRule::XLayout: return "XLayout";
+    case BatchRule::XNonFinite: return "XNonFinite";
+    case BatchRule::YShape: return "YShape";
+    case BatchRule::YLength: return "YLength";
+    case BatchRule::YType: return "YType";
+    case BatchRule::YLayout: return "YLayout";
+    case BatchRule::YNonFinite: return "YNonFinite";
+    case BatchRule::LabelRange: return "LabelRange";
+    case BatchRule::TargetRange: return "TargetRange";
+  }
+  return "?";
+}
+
+BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_features,
+                          bool values) {
   if (x.ndim != 2) return fail(BatchRule::XShape);
   if (x.rows < 1) return fail(BatchRule::XEmpty);
   if (x.cols != in_features) return fail(BatchRule::XFeatures, x.cols, in_features);
   if (x.type != dtype) return fail(BatchRule::XType);
   if (!x.contiguous) return fail(BatchRule::XLayout);
-  if (!finite(x.data, dtype, x.rows * x.cols)) return fail(BatchRule::XNonFinite);
+  if (values && !finite(x.data, dtype, x.rows * x.cols)) return fail(BatchRule::XNonFinite);
   return {};
 }
 
 BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
-                         int64_t out_features, LossKind loss) {
+                         int64_t out_features, LossKind loss, bool values) {
   const int64_t C = out_features;
   if (loss == LossKind::CrossEntropy) {
     if (y.ndim != 1) return fail(BatchRule::YShape);
@@ -73,6 +94,7 @@ BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
   if (y.rows != rows) return fail(BatchRule::YLength, y.rows, rows);
   if (y.type != dtype) return fail(BatchRule::YType);
   if (!y.contiguous) return fail(BatchRule::YLayout);
+  if (!values) return {};
   if (!finite(y.data, dtype, rows * C)) return fail(BatchRule::YNonFinite);
   if (loss == LossKind::BinaryCrossEntropy) {
     return dtype == ScalarType::Float32 ? probabilities(static_cast<const float*>(y.data), rows * C)
@@ -82,10 +104,11 @@ BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
 }
 
 BatchCheck check_batch(const ArrayInfo& x, const ArrayInfo* y, ScalarType dtype,
-                       int64_t in_features, int64_t out_features, LossKind loss) {
-  const BatchCheck c = check_features(x, dtype, in_features);
+                       int64_t in_features, int64_t out_features, LossKind loss,
+                       bool values) {
+  const BatchCheck c = check_features(x, dtype, in_features, values);
   if (!c.ok() || !y) return c;
-  return check_targets(*y, x.rows, dtype, out_features, loss);
+  return check_targets(*y, x.rows, dtype, out_features, loss, values);
 }
 
 }  // namespace steepest

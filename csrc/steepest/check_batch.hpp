@@ -42,6 +42,9 @@ enum class BatchRule : int32_t {
   TargetRange,  // BinaryCrossEntropy targets span [target_min, target_max], outside [0, 1]
 };
 
+// The rule's name as the enum spells it ("XFeatures"), for messages.
+const char* batch_rule_name(BatchRule rule);
+
 struct BatchCheck {
   BatchRule rule = BatchRule::Ok;
   int64_t got = 0, want = 0;
@@ -50,17 +53,23 @@ struct BatchCheck {
   bool ok() const { return rule == BatchRule::Ok; }
 };
 
+// The value rules (finite x and y, BinaryCrossEntropy targets in [0, 1]) cost a pass over the
+// data; values = false skips them and keeps every rule the core's memory safety rests on (shape,
+// type, layout, label range): for data already checked once (a fit's later epochs).
+
 // x (B, in_features) of `dtype` (Float32 or Float64), finite.
-BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_features);
+BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_features,
+                          bool values = true);
 
 // y for `rows` samples of a model with out_features outputs trained with `loss`: int64 labels
 // (rows) in [0, out_features) for CrossEntropy, else finite targets (rows, out_features) of
 // `dtype` ((rows,) when out_features is 1), in [0, 1] for BinaryCrossEntropy.
 BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
-                         int64_t out_features, LossKind loss);
+                         int64_t out_features, LossKind loss, bool values = true);
 
 // check_features, then (when y is not nullptr) check_targets for x's rows.
 BatchCheck check_batch(const ArrayInfo& x, const ArrayInfo* y, ScalarType dtype,
-                       int64_t in_features, int64_t out_features, LossKind loss);
+                       int64_t in_features, int64_t out_features, LossKind loss,
+                       bool values = true);
 
 }  // namespace steepest

@@ -3,12 +3,14 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <stdexcept>
 #include <string>
 
 #include "steepest/dispatch.hpp"
 #include "steepest/gemm_kernels.hpp"
+#include "steepest/interrupt.hpp"
 #include "steepest/threads.hpp"
 
 namespace steepest {
@@ -17,20 +19,37 @@ namespace {
 // Products of at least this many multiply-adds (M * N * K) are split in tiles (see gemm).
 constexpr int64_t kTileWork = int64_t(1) << 20;
 constexpr int64_t kMaxTiles = 8;
+// Pieces of larger products are cut until they are at most about this many multiply-adds
+// (a few milliseconds), so that an interruption poll comes between them (interrupt.hpp).
+constexpr int64_t kPieceWork = int64_t(1) << 28;
+// The fewest rows of K a chunk keeps, and the multiple of K at which chunks start (the own dot
+// kernels' K block: gemm_kernels.hpp).
+constexpr int64_t kMinChunk = 256;
 // Batch-1 work over at least this many weights is split in row tiles (see row_tiles).
 constexpr int64_t kRowTileWork = int64_t(1) << 15;
 }  // namespace
 
-int gemm_tiles(int64_t M, int64_t N, int64_t K) {
+int64_t gemm_tiles(int64_t M, int64_t N, int64_t K) {
   // A power of two from the work alone, never from the thread count; each tile keeps at least
-  // 32 rows or columns.
+  // 32 rows or columns. Up to kMaxTiles for the work to share; more only for products whose
+  // tiles would exceed kPieceWork (beyond kMaxTiles * kPieceWork multiply-adds).
   // (work in double: M * N * K of three 32-bit dimensions can exceed int64)
   const double work = double(M) * double(N) * double(K);
   const int64_t dim = std::max(M, N);
   int64_t p = 1;
   while (p < kMaxTiles && work / double(2 * p) >= double(kTileWork) && dim / (2 * p) >= 32)
     p *= 2;
-  return int(p);
+  while (work / double(p) > double(kPieceWork) && dim / (2 * p) >= 32) p *= 2;
+  return p;
+}
+
+int64_t gemm_chunks(int64_t M, int64_t N, int64_t K) {
+  // A power of two: tiles of more than kPieceWork (a narrow C over a long K, such as a weight
+  // gradient over a full batch) are cut along K, keeping at least kMinChunk rows of K each.
+  const double tile_work = double(M) * double(N) * double(K) / double(gemm_tiles(M, N, K));
+  int64_t c = 1;
+  while (tile_work / double(c) > double(kPieceWork) && K / (2 * c) >= kMinChunk) c *= 2;
+  return c;
 }
 
 int row_tiles(int64_t rows, int64_t cols) {
@@ -141,36 +160,61 @@ void small_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
   }
 }
 
-// A product split in gemm_tiles(M, N, K) tiles along the longer side of C (never along K: each
-// element of C is one whole dot product in the tile kernel's order), run on the core's pool;
-// one_tile(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) computes a tile on one
-// thread. The split depends on the shape only, so the result is bitwise the same on any number
-// of threads. (OpenBLAS's own threading is not deterministic: its 1- and 2-thread sgemm differ
-// in the last bits, and its pool of waiting threads fought any other pool for the cores.)
+// A product split in gemm_tiles(M, N, K) tiles along the longer side of C, each computed by
+// one_tile(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) on one thread per chunk of K
+// (gemm_chunks): the chunks of a tile run in order, the first with beta and the others adding
+// to C (beta 1), and start at multiples of kMinChunk (256, the own dot kernels' K block, so that
+// for x W^T products the chunks add exactly what one call would: gemm_kernels.hpp). The tiles
+// run on the core's thread pool (threads.hpp). The split depends on the shape only, so the
+// result is bitwise the same on any number of threads, and whether or not an interruption poll
+// is installed. (OpenBLAS's own threading is not: its 1- and 2-thread sgemm differ in the last
+// bits, and its pool of waiting threads fought any other pool for the cores.) Between pieces
+// the calling thread polls for interruption (interrupt.hpp): once it is asked to stop, no piece
+// starts, and gemm throws Interrupted when they are done.
 template <class T, class OneTile>
 void tiled(const OneTile& one_tile, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha,
            const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
-  const int64_t tiles = gemm_tiles(M, N, K);
+  const int64_t tiles = gemm_tiles(M, N, K), chunks = gemm_chunks(M, N, K);
+  if (tiles == 1 && chunks == 1) {
+    one_tile(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   const bool split_rows = M >= N;
   const int64_t dim = split_rows ? M : N;
+  const int64_t k_blocks = (K + kMinChunk - 1) / kMinChunk;  // >= chunks (see gemm_chunks)
+  std::atomic<bool> stop{false};
   auto tile = [&](int64_t t) {
     int64_t lo, hi;
     tile_range(t, tiles, dim, &lo, &hi);
     const int64_t len = hi - lo;
-    if (len <= 0) return;
-    if (split_rows) {  // rows lo.. of op(A) and C
-      one_tile(ta, tb, len, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
-               C + lo * ldc, ldc);
-    } else {  // columns lo.. of op(B) and C
-      one_tile(ta, tb, M, len, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta, C + lo,
-               ldc);
+    for (int64_t c = 0; c < chunks && len > 0; ++c) {
+      if (stop.load(std::memory_order_relaxed)) return;
+      if (interrupt_requested()) {  // asks the poll on the calling thread only
+        stop.store(true, std::memory_order_relaxed);
+        return;
+      }
+      int64_t b0, b1;
+      tile_range(c, chunks, k_blocks, &b0, &b1);
+      const int64_t k0 = b0 * kMinChunk, k1 = std::min(K, b1 * kMinChunk);
+      // op(A) rows lo.. (or all) and columns k0..; op(B) rows k0.. and columns lo.. (or all).
+      const T* a = ta ? A + k0 * lda : A + k0;
+      const T* b = tb ? B + k0 : B + k0 * ldb;
+      const T beta_c = c == 0 ? beta : T(1);
+      if (split_rows) {
+        one_tile(ta, tb, len, N, k1 - k0, alpha, ta ? a + lo : a + lo * lda, lda, b, ldb,
+                 beta_c, C + lo * ldc, ldc);
+      } else {
+        one_tile(ta, tb, M, len, k1 - k0, alpha, a, lda, tb ? b + lo * ldb : b + lo, ldb,
+                 beta_c, C + lo, ldc);
+      }
     }
   };
-  if (tiles == 1 || get_num_threads() <= 1) {
+  if (get_num_threads() <= 1) {
     for (int64_t t = 0; t < tiles; ++t) tile(t);
   } else {
     run_tasks(tiles, tile);
   }
+  if (stop.load()) throw Interrupted();
 }
 
 // The products on OpenBLAS, for CPUs without AVX2 + FMA: batch-1 shapes as matrix-vector or
@@ -187,10 +231,11 @@ void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const
 }
 
 // The products on steepest's own kernels (gemm_kernels.hpp), whose rounding does not depend on
-// how a product is split nor on its number of rows: one call on one thread, tiles on more;
-// M == 1 (batch 1) in row tiles of op(B)^T (each core keeps its slice of the weights from the
-// forward pass to the update, see Network::fused_update). K == 1 is an outer product for every
-// M.
+// how a product is split in tiles nor on its number of rows. On one thread a product of at most
+// kPieceWork multiply-adds is one call (no tiles: each would pack its operands again); M == 1
+// (batch 1) on more threads runs in row tiles of op(B)^T (each core keeps its slice of the
+// weights from the forward pass to the update, see Network::fused_update); the rest in tiles
+// and chunks (tiled). K == 1 is an outer product for every M.
 template <class T>
 void own_gemm(GemmIsa isa, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha,
               const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
@@ -199,10 +244,11 @@ void own_gemm(GemmIsa isa, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T 
     return;
   }
   auto one_tile = [isa](auto... args) { packed_gemm(isa, args...); };
-  if (get_num_threads() <= 1) {
+  const bool one_thread = get_num_threads() <= 1;
+  if (one_thread && double(M) * double(N) * double(K) <= double(kPieceWork)) {
     one_tile(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   } else if (M == 1) {  // c (N) = alpha a op(B) + beta c, a = op(A) (1, K)
-    const int tiles = row_tiles(N, K);
+    const int tiles = one_thread ? 1 : row_tiles(N, K);
     auto tile = [&](int64_t t) {
       int64_t lo, hi;
       tile_range(t, tiles, N, &lo, &hi);
@@ -210,22 +256,24 @@ void own_gemm(GemmIsa isa, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T 
         one_tile(ta, tb, int64_t(1), hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb,
                  beta, C + lo, ldc);
     };
-    run_tasks(tiles, tile);
+    if (tiles == 1) tile(0);
+    else run_tasks(tiles, tile);
   } else {
     tiled(one_tile, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
 }
 
+// On steepest's own kernels where the CPU has them (own), else on OpenBLAS.
 template <class T>
-void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-            const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+void gemm_t(bool own, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+            int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   for (int64_t d : {M, N, K, lda, ldb, ldc}) blas_dim(d);
   if (M == 0 || N == 0) return;
   const GemmIsa isa = gemm_isa();
-  if (isa == GemmIsa::none) {
-    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  } else {
+  if (own && isa != GemmIsa::none) {
     own_gemm(isa, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  } else {
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
 }
 }  // namespace
@@ -240,14 +288,26 @@ void outer_product(double* C, const double* a, const double* b, int64_t M, int64
 template <>
 void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  gemm_t(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_t(true, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
-
 template <>
 void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
                   const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
                   double* C, int64_t ldc) {
-  gemm_t(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_t(true, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <>
+void gemm_openblas<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                          float* C, int64_t ldc) {
+  gemm_t(false, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+template <>
+void gemm_openblas<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                           const double* A, int64_t lda, const double* B, int64_t ldb,
+                           double beta, double* C, int64_t ldc) {
+  gemm_t(false, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 }  // namespace steepest

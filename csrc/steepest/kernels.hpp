@@ -195,15 +195,25 @@ void softmax_backward(T* dx, const T* dy, const T* y, int64_t B, int64_t C) {
 
 // Dropout with inverted scaling. mask (n) <- 0 with probability p, else 1 / (1 - p), from rng:
 // 32 random bits per element, two elements per draw.
+// dropout_mask_part: elements [first, first + n) of the mask of `total` elements that
+// dropout_mask would draw, with rng advanced past all of it (data-parallel processes that share
+// one rng state and split one batch draw the masks one process would).
 template <class T>
-void dropout_mask(T* mask, Rng& rng, int64_t n, double p) {
+void dropout_mask_part(T* mask, Rng& rng, int64_t first, int64_t n, int64_t total, double p) {
   const auto threshold = uint64_t(p * 4294967296.0);
   const T keep = T(1.0 / (1.0 - p));
-  for (int64_t i = 0; i < n; i += 2) {
+  const int64_t end = first + n;
+  for (int64_t i = 0; i < total; i += 2) {
     const uint64_t r = rng.next();
-    mask[i] = (r & 0xFFFFFFFFull) >= threshold ? keep : T(0);
-    if (i + 1 < n) mask[i + 1] = (r >> 32) >= threshold ? keep : T(0);
+    if (i + 1 < first || i >= end) continue;
+    if (i >= first) mask[i - first] = (r & 0xFFFFFFFFull) >= threshold ? keep : T(0);
+    if (i + 1 >= first && i + 1 < end) mask[i + 1 - first] = (r >> 32) >= threshold ? keep : T(0);
   }
+}
+
+template <class T>
+void dropout_mask(T* mask, Rng& rng, int64_t n, double p) {
+  dropout_mask_part(mask, rng, 0, n, n, p);
 }
 
 // y (n) <- x (n) * mask (n). Also the backward pass (dx = dy * mask), in place.

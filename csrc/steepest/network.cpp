@@ -1,14 +1,19 @@
 #include "steepest/network.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 
 namespace steepest {
 
+namespace {
+constexpr int64_t kMaskPiece = int64_t(1) << 20;  // dropout mask values drawn between polls
+}  // namespace
+
 template <class T>
-Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
+Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed, bool initialize)
     : layers_(std::move(layers)),
       table_(size_table(layers_)),
       ops_(build_ops(layers_, table_)),
@@ -21,14 +26,14 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed)
                                         [](const Op& op) { return op.dense >= 0; }) -
                            ops_.begin());
   kept_dy_.assign(size_t(table_.kept_dy), T(0));
-  params_.assign(size_t(table_.num_params), T(0));
-  grads_.assign(size_t(table_.num_params), T(0));
+  params_ = ZeroedBuffer<T>(size_t(table_.num_params));
+  grads_ = ZeroedBuffer<T>(size_t(reduce_size()));  // the control words follow the grads
   grad_sq_.assign(table_.dense.size(), 0.0);
-  initialize();
+  this->initialize(initialize);
 }
 
 template <class T>
-void Network<T>::initialize() {
+void Network<T>::initialize(bool write) {
   for (const DenseSizes& d : table_.dense) {
     const LayerSpec& l = layers_[size_t(d.layer)];
     const double fan_in = double(l.in), fan_out = double(l.out);
@@ -44,6 +49,11 @@ void Network<T>::initialize() {
       case Init::LecunNormal: stddev = std::sqrt(1.0 / fan_in); break;
       case Init::Normal: stddev = 0.01; break;
       case Init::Zeros: break;
+    }
+    if (!write) {  // the same draws, values unused
+      if (bound > 0) rng_.skip_uniform(nw); else rng_.skip_normal(nw);
+      if (d.bias_offset >= 0) rng_.skip_uniform(l.out);
+      continue;
     }
     for (int64_t i = 0; i < nw; ++i)
       w[i] = bound > 0 ? T(bound * (2 * rng_.uniform() - 1)) : T(stddev * rng_.normal());
@@ -61,10 +71,14 @@ void Network<T>::reserve(int64_t B) {
   batch_ = B;
   if (B <= batch_cap_) return;
   batch_cap_ = B;
-  acts_.assign(size_t(table_.output_offset.back() * B), T(0));
-  masks_.assign(size_t(table_.mask_offset.back() * B), T(0));
-  grad_a_.assign(size_t(table_.max_width * B), T(0));
-  grad_b_.assign(size_t(table_.max_width * B), T(0));
+  // The old buffers go first (never both at once), the new ones are not filled (Workspace).
+  for (auto [buffer, width] : {std::pair{&acts_, table_.output_offset.back()},
+                               std::pair{&masks_, table_.mask_offset.back()},
+                               std::pair{&grad_a_, table_.max_width},
+                               std::pair{&grad_b_, table_.max_width}}) {
+    Workspace<T>().swap(*buffer);
+    buffer->resize(size_t(width * B));
+  }
 }
 
 template <class T>
@@ -73,6 +87,7 @@ const T* Network<T>::forward(const T* x, int64_t B, bool training) {
   input_ = x;
   const T* p = params_.data();
   for (const Op& op : ops_) {
+    check_interrupt();
     const T* in = input_of(op);
     T* out = rows(op.output);
     const int64_t n = B * op.out;
@@ -87,8 +102,18 @@ const T* Network<T>::forward(const T* x, int64_t B, bool training) {
       case OpKind::Activation: activation_forward(out, in, n, op.activation, T(op.param)); break;
       case OpKind::Softmax: softmax_forward(out, in, B, op.out); break;
       case OpKind::Dropout:
-        if (training && op.param > 0) {
-          dropout_mask(mask(op), rng_, n, op.param);
+        if (training && op.param > 0 && window_total_ > 0) {
+          check_interrupt();
+          dropout_mask_part(mask(op), rng_, window_first_ * op.out, n, window_total_ * op.out,
+                            op.param);
+        } else if (training && op.param > 0) {
+          // In pieces with an interruption poll between them (a full batch's mask takes tens
+          // of milliseconds); even lengths keep each random number's pair of draws together,
+          // so the bits are those of one call.
+          for (int64_t lo = 0; lo < n; lo += kMaskPiece) {
+            check_interrupt();
+            dropout_mask(mask(op) + lo, rng_, std::min(kMaskPiece, n - lo), op.param);
+          }
         } else {
           std::fill(mask(op), mask(op) + n, T(1));
         }
@@ -120,6 +145,7 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
   T* d = grad_a_.data();      // gradient w.r.t. the output of op i
   T* spare = grad_b_.data();  // receives the gradient w.r.t. its input (Dense only)
   for (size_t i = ops_.size(); i-- > first_dense_op_;) {
+    check_interrupt();
     const Op& op = ops_[i];
     const T* in = input_of(op);
     const int64_t n = B * op.out;
@@ -162,8 +188,10 @@ double Network<T>::measure_grads() {
 
 template <class T>
 void Network<T>::clip_grads(double total_sq, double max_norm) {
-  const double norm = std::sqrt(total_sq);
-  if (norm > max_norm) scale(grads_.data(), T(max_norm / (norm + 1e-6)), num_params());
+  // torch's rule: scale by max_norm / (norm + 1e-6) clamped to 1, so a norm equal to max_norm
+  // (or up to 1e-6 below it) is still scaled down a little.
+  const double factor = max_norm / (std::sqrt(total_sq) + 1e-6);
+  if (factor < 1) scale(grads_.data(), T(factor), num_params());
 }
 
 template <class T>
@@ -218,14 +246,22 @@ void Network<T>::fused_update(Optimizer<T>& opt) {
 template <class T>
 StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                                   Optimizer<T>& opt, double clip_norm, double* loss_out) {
-  forward(x, B, true);
-  const double value = loss(spec, y);
-  *loss_out = value;
-  if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
   // Batch 1: the weight gradients are outer products, consumed by the update as they are made
   // (clipping needs the exact norm of the written gradient first, so it takes the plain path).
   const bool fused = B == 1 && clip_norm <= 0;
-  backward_from_loss(false, fused);
+  const Rng::State rng_before = rng_.state();
+  double value = 0;
+  try {  // interruptible until the update: nothing but the workspace has changed before it
+    forward(x, B, true);
+    value = loss(spec, y);
+    *loss_out = value;
+    if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
+    backward_from_loss(false, fused);
+    check_interrupt();
+  } catch (const Interrupted&) {
+    rng_.set_state(rng_before);  // the dropout masks of the abandoned step are drawn again
+    return StepStatus::Interrupted;
+  }
   // The squared norms double as the finiteness check: a NaN or infinity anywhere makes the sum
   // non-finite, and a sum below T's maximum keeps every g*g finite in T for the optimizer.
   const double total_sq = fused ? outer_grad_sq() : measure_grads();
@@ -256,67 +292,163 @@ int64_t count_correct(const T* out, const int64_t* labels, int64_t B, int64_t C)
 }  // namespace
 
 template <class T>
-EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size,
+StepStatus Network<T>::parallel_step(const T* x, Target<T> y, int64_t b, int64_t first,
+                                     int64_t B, const LossSpec& spec, Optimizer<T>& opt,
+                                     double clip_norm, const Parallel<T>& parallel,
+                                     double* loss_out, double* sum_seconds) {
+  // This process's share of the gradient of the global batch's mean loss: the gradient of the
+  // mean over its b rows, scaled by b / B before backpropagation; the sum adds the shares. Every
+  // process reaches the sum, whatever happened to its share.
+  T* control = grads_.data() + num_params();
+  const Rng::State rng_before = rng_.state();
+  double value = 0;
+  bool interrupted = false, finite = true;
+  try {
+    check_interrupt();
+    if (b > 0) {
+      window_first_ = first;
+      window_total_ = B;
+      forward(x, b, true);
+      window_first_ = window_total_ = 0;
+      value = loss(spec, y);
+      finite = std::isfinite(value);
+      if (finite) {
+        scale(grad_a_.data(), T(double(b) / double(B)), b * out_features());
+        backward_from_loss(false);
+      }
+    } else {
+      skip_dropout(B);
+    }
+  } catch (const Interrupted&) {
+    window_first_ = window_total_ = 0;
+    interrupted = true;
+  }
+  *loss_out = value;
+  if (b == 0 || !finite || interrupted) std::fill(grads_.data(), control, T(0));
+  control[0] = T(interrupted ? 1 : 0);
+  control[1] = T(finite ? 0 : 1);
+  const auto started = std::chrono::steady_clock::now();
+  const bool summed = parallel.sum(grads_.data(), reduce_size());
+  *sum_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!summed || control[0] > 0) {  // abandoned by every process, as train_step abandons
+    rng_.set_state(rng_before);
+    return StepStatus::Interrupted;
+  }
+  if (control[1] > 0) return StepStatus::NonFiniteLoss;  // on some process: none updates
+  const double total_sq = measure_grads();
+  if (!(total_sq <= double(std::numeric_limits<T>::max()))) return StepStatus::NonFiniteGradient;
+  if (clip_norm > 0) clip_grads(total_sq, clip_norm);
+  opt.step(params_.data(), grads_.data());
+  return StepStatus::Ok;
+}
+
+template <class T>
+void Network<T>::skip_dropout(int64_t B) {
+  for (const Op& op : ops_) {
+    if (op.kind == OpKind::Dropout && op.param > 0) {
+      for (int64_t i = 0; i < B * op.out; i += 2) rng_.next();  // two elements per draw
+    }
+  }
+}
+
+namespace {
+// Rows [lo, lo + b) of the epoch's order from `rows`: gathered into buffer (shuffled), or in
+// place when they lie in one part of type V, else copied into buffer.
+template <class V>
+const V* rows_of(const Rows& rows, V* buffer, bool gather, const std::vector<int64_t>& order,
+                 int64_t lo, int64_t b) {
+  if (gather) {
+    rows.gather(buffer, order.data() + lo, b);
+    return buffer;
+  }
+  if (const V* in_place = rows.contiguous<V>(lo, b)) return in_place;
+  rows.copy(buffer, lo, b);
+  return buffer;
+}
+}  // namespace
+
+template <class T>
+EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, int64_t batch_size,
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
-                                   double clip_norm, const std::function<bool()>& should_stop) {
+                                   double clip_norm,
+                                   const std::function<void(const EpochStats&)>& progress,
+                                   const Parallel<T>* parallel) {
   EpochStats stats;
+  const Rng::State rng_before = rng_.state();
   stats.grad_norms.assign(table_.dense.size(), 0.0);
-  const int64_t IN = in_features(), C = out_features();
+  const int64_t N = X.size(), IN = in_features(), C = out_features();
   const int64_t bs = std::min(batch_size, N);
+  const int64_t rank = parallel ? parallel->rank : 0, size = parallel ? parallel->size : 1;
   order_.resize(size_t(N));
   for (int64_t i = 0; i < N; ++i) order_[i] = i;
   if (shuffle) {  // Fisher-Yates with the network's RNG
     for (int64_t i = N - 1; i > 0; --i) std::swap(order_[i], order_[rng_.below(uint64_t(i + 1))]);
   }
-  const bool labels = y.labels != nullptr;
-  if (shuffle && N > bs) {  // gathered batches; sized once per run
-    batch_x_.resize(size_t(bs * IN));
-    if (labels) batch_labels_.resize(size_t(bs));
-    else batch_y_.resize(size_t(bs * C));
-  }
+  // Batches are gathered when shuffled; contiguous rows are read in place when they lie in one
+  // part of the network's type (one full batch is X itself: a mean loss ignores order).
+  const bool gather = shuffle && N > bs;
+  const int64_t share = (bs + size - 1) / size;  // most rows of a batch one process gets
+  batch_x_.resize(size_t(share * IN));
+  if (labels) batch_labels_.resize(size_t(share));
+  else batch_y_.resize(size_t(share * C));
   double loss_sum = 0;
   for (int64_t start = 0; start < N; start += bs) {
-    if (should_stop && should_stop()) {
+    if (!parallel && interrupt_requested()) {  // data-parallel: decided in the step
       stats.status = StepStatus::Interrupted;
       break;
     }
     const int64_t B = std::min(bs, N - start);
-    const T* xb;
+    const int64_t lo = start + B * rank / size, b = start + B * (rank + 1) / size - lo;
     Target<T> yb;
-    if (!shuffle || N <= bs) {
-      // Contiguous rows, no gather (one full batch is X itself: a mean loss ignores order).
-      xb = X + start * IN;
-      if (labels) yb.labels = y.labels + start;
-      else yb.values = y.values + start * C;
+    if (labels) {
+      yb.labels = rows_of(y, batch_labels_.data(), gather, order_, lo, b);
+      // Validated before, in chunks; checked again so that no label reads out of bounds.
+      if (std::any_of(yb.labels, yb.labels + b, [C](int64_t l) { return l < 0 || l >= C; }))
+        throw std::invalid_argument("train_epoch: a label is outside [0, outputs)");
     } else {
-      for (int64_t r = 0; r < B; ++r) {
-        const int64_t src = order_[start + r];
-        std::copy(X + src * IN, X + (src + 1) * IN, batch_x_.data() + r * IN);
-        if (labels) batch_labels_[r] = y.labels[src];
-        else std::copy(y.values + src * C, y.values + (src + 1) * C, batch_y_.data() + r * C);
-      }
-      xb = batch_x_.data();
-      if (labels) yb.labels = batch_labels_.data();
-      else yb.values = batch_y_.data();
+      yb.values = rows_of(y, batch_y_.data(), gather, order_, lo, b);
     }
+    const T* xb = rows_of(X, batch_x_.data(), gather, order_, lo, b);
     double value = 0;
-    const StepStatus status = train_step(xb, yb, B, spec, opt, clip_norm, &value);
+    const StepStatus status =
+        parallel ? parallel_step(xb, yb, b, lo - start, B, spec, opt, clip_norm, *parallel,
+                                 &value, &stats.sum_seconds)
+                 : train_step(xb, yb, B, spec, opt, clip_norm, &value);
     if (status != StepStatus::Ok) {
       stats.status = status;
-      stats.bad_loss = value;
+      if (status != StepStatus::Interrupted) stats.bad_loss = value;
       break;
     }
-    loss_sum += value * double(B);
-    if (labels) stats.correct += count_correct(layer_out(layers_.size() - 1), yb.labels, B, C);
-    stats.samples += B;
+    loss_sum += value * double(b);
+    if (labels && b > 0)
+      stats.correct += count_correct(layer_out(layers_.size() - 1), yb.labels, b, C);
+    stats.samples += b;
     stats.steps += 1;
     for (size_t i = 0; i < grad_sq_.size(); ++i) stats.grad_norms[i] += std::sqrt(grad_sq_[i]);
+    if (progress) {
+      stats.loss = loss_sum / double(std::max<int64_t>(stats.samples, 1));
+      stats.step_loss = value;
+      progress(stats);
+    }
   }
+  // Interrupted before its first step: as it started (the shuffle drawn again next time).
+  if (stats.status == StepStatus::Interrupted && stats.steps == 0) rng_.set_state(rng_before);
   if (stats.steps > 0) {
-    stats.loss = loss_sum / double(stats.samples);
+    stats.loss = stats.samples > 0 ? loss_sum / double(stats.samples) : 0.0;
     for (double& g : stats.grad_norms) g /= double(stats.steps);
   }
   return stats;
+}
+
+template <class T>
+EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size,
+                                   bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
+                                   double clip_norm,
+                                   const std::function<void(const EpochStats&)>& progress) {
+  const bool labels = y.labels != nullptr;
+  const Rows targets = labels ? Rows::of(y.labels, N, 1) : Rows::of(y.values, N, out_features());
+  return train_epoch(Rows::of(X, N, in_features()), targets, labels, batch_size, shuffle, spec,
+                     opt, clip_norm, progress);
 }
 
 template <class T>
@@ -332,6 +464,7 @@ void Network<T>::infer(T* out, const T* x, int64_t N) const {
     T* cur = a.data();
     T* spare = b.data();
     for (const Op& op : ops_) {
+      check_interrupt();
       switch (op.kind) {
         case OpKind::Dense:
           dense_forward(spare, cur, p + op.weight, bias(op), B, op.in, op.out);

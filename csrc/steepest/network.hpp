@@ -5,16 +5,42 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
+#include <memory>
+#include <new>
+#include <utility>
 #include <vector>
 
+#include "steepest/interrupt.hpp"
 #include "steepest/kernels.hpp"
 #include "steepest/optim.hpp"
 #include "steepest/plan.hpp"
 #include "steepest/rng.hpp"
+#include "steepest/rows.hpp"
 #include "steepest/specs.hpp"
 
 namespace steepest {
+
+// n zeros from calloc: the system hands out zeroed pages on first touch, so a buffer that is
+// not written yet (a loaded model's gradients before training) costs no time, where a
+// std::vector writes all its zeros up front.
+template <class T>
+class ZeroedBuffer {
+ public:
+  ZeroedBuffer() = default;
+  explicit ZeroedBuffer(size_t n) : p_(static_cast<T*>(std::calloc(n ? n : 1, sizeof(T)))) {
+    if (!p_) throw std::bad_alloc();
+  }
+  T* data() { return p_.get(); }
+  const T* data() const { return p_.get(); }
+
+ private:
+  struct Free {
+    void operator()(T* p) const { std::free(p); }
+  };
+  std::unique_ptr<T, Free> p_;
+};
 
 // Targets of a batch: integer labels (B) for CrossEntropy, else values (B, OUT).
 template <class T>
@@ -23,11 +49,48 @@ struct Target {
   const T* values = nullptr;
 };
 
+// Data-parallel training (train_epoch): this process is `rank` of `size`, each training on its
+// consecutive share of every global batch; sum(values, n) adds n values in place over all the
+// processes (each calls it once per step with the same n: the gradient buffer and the control
+// words after it) and returns false when they cannot go on (the caller reports why).
+template <class T>
+struct Parallel {
+  int64_t rank = 0, size = 1;
+  std::function<bool(T* values, int64_t n)> sum;
+};
+
+// Workspace memory that every computation writes before it reads: resize() leaves new values
+// uninitialized, so a large batch's buffers cost no pass of zeros up front (their pages are
+// first touched by the interruptible computation that fills them).
+template <class T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <class U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+template <class T>
+using Workspace = std::vector<T, UninitializedAllocator<T>>;
+
 template <class T>
 class Network {
  public:
   // Throws std::invalid_argument when the layer widths do not fit together (see size_table).
-  Network(std::vector<LayerSpec> layers, uint64_t seed);
+  // With initialize false the parameters start at zero and the generator only skips the draws
+  // of initialize() (for parameters loaded right after: the network ends up in the state of
+  // one built with initialize true and then given those parameters).
+  Network(std::vector<LayerSpec> layers, uint64_t seed, bool initialize = true);
 
   // The specs, with each Dense layer's weight_offset and bias_offset filled in.
   const std::vector<LayerSpec>& layers() const { return layers_; }
@@ -38,10 +101,15 @@ class Network {
   int64_t num_params() const { return table_.num_params; }
   T* params() { return params_.data(); }
   T* grads() { return grads_.data(); }
+  // What a data-parallel step sums over the processes: the grads followed by kControlWords
+  // control words (an interruption, a non-finite loss), reduce_size() values.
+  static constexpr int64_t kControlWords = 2;
+  int64_t reduce_size() const { return num_params() + kControlWords; }
   Rng& rng() { return rng_; }
 
-  // Draws the parameters of every Dense layer with its initializer from the network's RNG.
-  void initialize();
+  // Draws the parameters of every Dense layer with its initializer from the network's RNG;
+  // with write false the RNG only advances past the same draws.
+  void initialize(bool write = true);
 
   // Training forward pass: x (B, IN) -> output (B, OUT), valid until the next call. x must stay
   // alive and unchanged until backward. Dropout is active when training is true.
@@ -57,19 +125,36 @@ class Network {
 
   // zero_grad + forward + loss + backward + optimizer step, one call. The step is skipped (and
   // the status says why) when the loss or the gradients are not finite: weights never take NaN.
-  // clip_norm > 0 rescales the gradients to that global L2 norm at most.
+  // clip_norm > 0 rescales the gradients to that global L2 norm at most. An interruption
+  // (interrupt.hpp) before the update abandons the step: parameters, optimizer state and the
+  // random generator stay as they were (the gradients and the workspace do not).
   StepStatus train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                         Optimizer<T>& opt, double clip_norm, double* loss_out);
 
-  // One epoch of mini-batch training over X (N, IN), y. Shuffles with the network's RNG when
-  // asked; stops early when should_stop() says so (polled between steps) or on a non-finite
-  // loss/gradient, with the model as it was after the last completed step.
+  // One epoch of mini-batch training over X (N rows of IN) and y (N labels when `labels`, else
+  // N rows of OUT targets), read in place and converted per batch (see rows.hpp). Shuffles with
+  // the network's RNG when asked; stops early when interrupted (interrupt.hpp: between steps or
+  // inside one) or on a non-finite loss/gradient, with the model as it was after the last
+  // completed step (before the epoch's shuffle when no step completed). progress, when given,
+  // receives the stats so far (loss: the mean over the completed steps; step_loss: the last
+  // step's) after every step; it may change the optimizer's config (a per-batch learning rate),
+  // and an exception it throws ends the epoch after that step.
+  // With `parallel`, every process runs the same epoch on its share of each global batch of
+  // batch_size rows and the gradients are summed before every update, the interruptions too:
+  // an interrupted process abandons its step and so do all, before the update. The result is
+  // that of one process training on the global batches, up to the order of the sums; stats
+  // count this process's rows.
+  EpochStats train_epoch(const Rows& X, const Rows& y, bool labels, int64_t batch_size,
+                         bool shuffle, const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
+                         const std::function<void(const EpochStats&)>& progress = {},
+                         const Parallel<T>* parallel = nullptr);
+  // The same over X (N, IN) and y in memory, of the network's types.
   EpochStats train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size, bool shuffle,
                          const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
-                         const std::function<bool()>& should_stop);
+                         const std::function<void(const EpochStats&)>& progress = {});
 
   // Inference: out (N, OUT) <- x (N, IN). Uses its own scratch memory and does not modify the
-  // network, so several threads may call it at once.
+  // network, so several threads may call it at once. Throws Interrupted (interrupt.hpp).
   void infer(T* out, const T* x, int64_t N) const;
 
   // Output (B, width of layer k) of layer k in the last forward pass.
@@ -81,8 +166,8 @@ class Network {
   const std::vector<double>& layer_grad_sq() const { return grad_sq_; }
   // Computes layer_grad_sq from the grads buffer; returns the global squared norm.
   double measure_grads();
-  // Rescales the gradients so that their global L2 norm, sqrt(total_sq) as measure_grads
-  // returns it, is at most max_norm (torch.nn.utils.clip_grad_norm_'s rule).
+  // Rescales the gradients by min(1, max_norm / (norm + 1e-6)), norm = sqrt(total_sq) as
+  // measure_grads returns it (torch.nn.utils.clip_grad_norm_'s rule).
   void clip_grads(double total_sq, double max_norm);
 
  private:
@@ -102,6 +187,14 @@ class Network {
   double outer_grad_sq();
   // Writes every weight gradient (the outer products) into grads_.
   void write_weight_grads();
+  // A data-parallel train_step on this process's b rows, rows [first, first + b) of a global
+  // batch of B; interrupted (Interrupted thrown here or on another process) it is abandoned by
+  // every process before the update, the RNG as before it.
+  StepStatus parallel_step(const T* x, Target<T> y, int64_t b, int64_t first, int64_t B,
+                           const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
+                           const Parallel<T>& parallel, double* loss_out, double* sum_seconds);
+  // Advances the RNG past the dropout masks of a batch of B rows (a process with no rows in it).
+  void skip_dropout(int64_t B);
   // One optimizer step that writes each weight gradient a block of rows at a time and updates
   // those parameters while the block is in cache: one pass over p, g and the optimizer state
   // instead of a write of g, a read for its norm and the update's pass. Bitwise opt.step().
@@ -111,7 +204,7 @@ class Network {
   SizeTable table_;
   std::vector<Op> ops_;
   size_t first_dense_op_ = 0;  // backward stops at this op (no dX for the first Dense layer)
-  std::vector<T> params_, grads_;
+  ZeroedBuffer<T> params_, grads_;
   Rng rng_;
 
   // Workspace, sized for batch_cap_ rows: the output of every layer (acts_), the dropout masks,
@@ -119,7 +212,11 @@ class Network {
   int64_t batch_cap_ = 0;
   int64_t batch_ = 0;                 // rows of the last forward
   const T* input_ = nullptr;          // input of the last forward
-  std::vector<T> acts_, masks_, grad_a_, grad_b_, batch_x_, batch_y_;
+  // Data-parallel forward: its rows are rows [window_first_, + batch_) of a global batch of
+  // window_total_ rows (0: the whole batch), so dropout draws the masks the whole batch would.
+  int64_t window_first_ = 0, window_total_ = 0;
+  Workspace<T> acts_, masks_, grad_a_, grad_b_;
+  std::vector<T> batch_x_, batch_y_;
   std::vector<T> kept_dy_;            // batch 1: each Dense layer's output gradient
   std::vector<int64_t> batch_labels_, order_;
   std::vector<double> grad_sq_;

@@ -47,6 +47,18 @@ class Rng {
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
   }
 
+  // Advance past n calls of uniform() / normal() without computing their values.
+  void skip_uniform(int64_t n) {
+    for (int64_t i = 0; i < n; ++i) next();
+  }
+  void skip_normal(int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      while ((next() >> 11) == 0) {  // u1 == 0: normal() draws it again
+      }
+      next();  // u2
+    }
+  }
+
   // Uniform integer in [0, n) without modulo bias (Lemire's method).
   uint64_t below(uint64_t n) {
     __uint128_t m = __uint128_t(next()) * n;

@@ -12,14 +12,14 @@ _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 import scipy_openblas32 as _openblas  # noqa: E402,F401  (loads the BLAS the core links)
 
 from . import _core  # noqa: E402
-from . import callbacks, datasets, losses, optim, schedules  # noqa: E402
+from . import callbacks, data, datasets, losses, optim, progress, schedules  # noqa: E402
 from . import diagnostics, experiments  # noqa: E402  (numpy only; matplotlib on use)
 from ._version import __version__  # noqa: E402
 from .errors import TrainingDiverged  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
 from .layers import (ELU, GELU, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU,  # noqa: E402
                      Softmax, Softplus, Tanh)
-from .model import Sequential, load  # noqa: E402
+from .model import Sequential, from_torch, load, load_safetensors  # noqa: E402
 from .optim import clip_grad_norm_  # noqa: E402
 from .parameter import Parameter  # noqa: E402
 from .threads import default_threads as _default_threads  # noqa: E402
@@ -29,5 +29,6 @@ set_num_threads(_default_threads())
 
 __all__ = ["Sequential", "Parameter", "Dense", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Sigmoid", "Tanh", "Softplus", "Softmax", "Dropout", "losses", "optim", "schedules",
-           "callbacks", "datasets", "diagnostics", "experiments", "gradcheck", "load",
+           "callbacks", "progress", "data", "datasets", "diagnostics", "experiments", "gradcheck", "load",
+           "load_safetensors", "from_torch",
            "clip_grad_norm_", "TrainingDiverged", "set_num_threads", "get_num_threads"]

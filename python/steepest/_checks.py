@@ -6,8 +6,11 @@ import os
 
 import numpy as np
 
+from . import _core
+
 INT64_MAX = 2**63 - 1
 DTYPES = {"float32": np.float32, "float64": np.float64}
+CHUNK_BYTES = 1 << 24  # whole-array checks and conversions hold at most this much at a time
 
 
 def as_dtype(dtype) -> np.dtype:
@@ -30,73 +33,119 @@ def numeric(a, name: str) -> np.ndarray:
     return a
 
 
+def row_chunks(a: np.ndarray):
+    """Views of consecutive rows of a, at most CHUNK_BYTES each (a itself when 0-D)."""
+    if a.ndim == 0 or a.shape[0] == 0:
+        yield a
+        return
+    step = max(1, CHUNK_BYTES // max(1, a[:1].nbytes))
+    for start in range(0, a.shape[0], step):
+        yield a[start:start + step]
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """No NaN or infinity in a, checked a chunk at a time (no temporary the size of a)."""
+    return a.dtype.kind != "f" or all(np.isfinite(c).all() for c in row_chunks(a))
+
+
 def check_finite(a: np.ndarray, name: str) -> None:
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
+    if not all_finite(a):
         raise ValueError(f"{name} contains NaN or infinity")
+
+
+# The rules a batch must follow are the core's (check_batch.hpp): Python converts what can be
+# converted (dtype, layout), asks the core which rule a batch breaks, and words the answer with
+# the caller's argument names. A rule of type or layout means "convert, then ask again".
+_RULE = _core.BatchRule
+_CONVERT = frozenset({_RULE.XType, _RULE.XLayout, _RULE.YType, _RULE.YLayout})
 
 
 def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
     """X (N, n_features) of any real dtype and layout -> C-contiguous `dtype`, checked."""
     X = numeric(X, name)
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (samples, features), got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has no samples")
-    if X.shape[1] != n_features:
-        raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features}")
-    return _convert(X, name, dtype)
+    check = _core.check_features(X, n_features, dtype)
+    if check.rule in _CONVERT:
+        X, original = _convert(X, dtype), X
+        check = _core.check_features(X, n_features, dtype)
+        _raise_overflow(check, original, name, dtype)
+    _raise(check, name, X.shape)
+    return X
 
 
-def labels(y, name: str, n_samples: int, n_classes: int) -> np.ndarray:
+def labels(y, name: str, n_samples: int, n_classes: int, dtype: np.dtype,
+           loss_spec) -> np.ndarray:
     """Integer class labels (N,) in [0, n_classes) -> C-contiguous int64."""
     y = numeric(y, name)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{name} must be 1-D integer class labels, got shape {y.shape}")
-    if y.dtype.kind == "f":
+    if y.dtype.kind == "f" and y.ndim == 1:  # integral floats convert; others cannot
         if not np.isfinite(y).all():
             raise ValueError(f"{name} contains NaN or infinity")
         if not np.array_equal(y, np.round(y)):
             raise TypeError(f"{name} must hold integer class labels, got non-integral floats")
-    elif y.dtype.kind not in "iu":
+    elif y.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
-    _same_length(y, name, n_samples)
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(
-            f"{name} holds labels in [{y.min()}, {y.max()}] but the model has {n_classes} "
-            f"outputs: labels must be in [0, {n_classes - 1}]"
-        )
-    return np.ascontiguousarray(y, dtype=np.int64)
+    return _targets(y, name, n_samples, n_classes, dtype, loss_spec, np.int64)
 
 
-def values(y, name: str, n_samples: int, n_outputs: int, dtype: np.dtype) -> np.ndarray:
-    """Real targets (N, n_outputs), or (N,) when n_outputs == 1 -> C-contiguous `dtype`."""
+def values(y, name: str, n_samples: int, n_outputs: int, dtype: np.dtype,
+           loss_spec) -> np.ndarray:
+    """Real targets (N, n_outputs), or (N,) when n_outputs == 1 -> C-contiguous `dtype`
+    (N, n_outputs)."""
     y = numeric(y, name)
     if y.ndim == 1 and n_outputs == 1:
         y = y[:, None]
-    if y.ndim != 2 or y.shape[1] != n_outputs:
-        raise ValueError(
-            f"{name} must have shape (samples, {n_outputs}) to match the model's outputs, "
-            f"got {y.shape}"
-        )
-    _same_length(y, name, n_samples)
-    return _convert(y, name, dtype)
+    return _targets(y, name, n_samples, n_outputs, dtype, loss_spec, dtype)
 
 
-def _convert(a: np.ndarray, name: str, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous `dtype`; values beyond its range are an error, not infinities."""
-    check_finite(a, name)
+def _targets(y, name, n_samples, n_outputs, dtype, loss_spec, element_type):
+    """y checked by the core's target rules for loss_spec (a model of `dtype`), converted to
+    element_type (the model's dtype, or int64 labels) when its type or layout asks for it."""
+    check = _core.check_targets(y, n_samples, n_outputs, loss_spec, dtype)
+    if check.rule in _CONVERT:
+        y, original = _convert(y, element_type), y
+        check = _core.check_targets(y, n_samples, n_outputs, loss_spec, dtype)
+        _raise_overflow(check, original, name, dtype)
+    if check.rule == _RULE.YShape:
+        raise ValueError(f"{name} must be 1-D integer class labels, got shape {y.shape}"
+                         if element_type == np.int64 else
+                         f"{name} must have shape (samples, {n_outputs}) to match the model's "
+                         f"outputs, got {y.shape}")
+    _raise(check, name, y.shape)
+    return y
+
+
+def _convert(a: np.ndarray, dtype) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(a, dtype=dtype)
-    if out is not a and not np.isfinite(out).all():
+        return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _raise_overflow(check, original, name, dtype) -> None:
+    """Finite values that the conversion to dtype turned into infinities are an error of their
+    own, not NaN in the data."""
+    if check.rule in (_RULE.XNonFinite, _RULE.YNonFinite) and (
+            original.dtype.kind != "f" or all_finite(original)):
         raise ValueError(f"{name} holds values too large for {np.dtype(dtype).name}")
-    return out
 
 
-def _same_length(y: np.ndarray, name: str, n_samples: int) -> None:
-    if y.shape[0] != n_samples:
-        raise ValueError(f"{name} has {y.shape[0]} samples but X has {n_samples}")
+def _raise(check, name: str, shape: tuple) -> None:
+    """The ValueError for the rule check says is broken (nothing when none is)."""
+    rule = check.rule
+    if rule == _RULE.Ok:
+        return
+    messages = {
+        _RULE.XShape: f"{name} must be 2-D (samples, features), got shape {shape}",
+        _RULE.XEmpty: f"{name} is empty: it has no samples",
+        _RULE.XFeatures: f"{name} has {check.got} features but the model expects {check.want}",
+        _RULE.XNonFinite: f"{name} contains NaN or infinity",
+        _RULE.YLength: f"{name} has {check.got} samples but X has {check.want}",
+        _RULE.YNonFinite: f"{name} contains NaN or infinity",
+        _RULE.LabelRange: f"{name} holds labels in [{check.label_min}, {check.label_max}] but "
+                          f"the model has {check.want} outputs: labels must be in "
+                          f"[0, {check.want - 1}]",
+        _RULE.TargetRange: f"{name} must hold probabilities in [0, 1] for BinaryCrossEntropy",
+    }
+    raise ValueError(messages.get(rule, f"{name} breaks the rule {rule.name}"))
 
 
 def real(value, name: str, *, low=None, high=None, low_open=False, high_open=False) -> float:

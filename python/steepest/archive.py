@@ -94,21 +94,9 @@ def read_archive(path, kind: str, expected_shapes=None):
             if HEADER not in members:
                 raise ValueError(f"{path} is not a steepest file (no {HEADER} record)")
             header = _read_header(z, members[HEADER], path)
-            if header.get("format") != kind:
-                raise ValueError(f"{path} holds {header.get('format')!r}, not {kind!r}")
-            version = header.get("version")
-            if not isinstance(version, int) or version < 1:
-                raise ValueError(f"{path} has an invalid format version {version!r}")
-            if version > FORMAT_VERSION:
-                raise ValueError(f"{path} has format version {version}, newer than this "
-                                 f"steepest reads ({FORMAT_VERSION}); upgrade steepest")
+            check_header(header, kind, path)
             wanted = expected_shapes(header) if expected_shapes else {}
-            missing = set(wanted) - set(members)
-            if missing:
-                raise ValueError(f"{path} is missing arrays {sorted(missing)}")
-            extra = set(members) - set(wanted) - {HEADER}
-            if extra:
-                raise ValueError(f"{path} has unexpected arrays {sorted(extra)}")
+            check_names(set(members) - {HEADER}, wanted, path)
             arrays = {name: _read_array(z, members[name], name, shape, dtype, path)
                       for name, (shape, dtype) in wanted.items()}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, UnicodeDecodeError, zlib.error,
@@ -117,6 +105,29 @@ def read_archive(path, kind: str, expected_shapes=None):
         # compression method or zip version; OSError: seeks outside the file.
         raise ValueError(f"{path} is truncated, corrupted or not a steepest file: {e}") from None
     return header, arrays
+
+
+def check_header(header: dict, kind: str, path) -> None:
+    """Refuses a header of another format than `kind` or of a newer version than this
+    steepest reads."""
+    if header.get("format") != kind:
+        raise ValueError(f"{path} holds {header.get('format')!r}, not {kind!r}")
+    version = header.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path} has an invalid format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {version}, newer than this "
+                         f"steepest reads ({FORMAT_VERSION}); upgrade steepest")
+
+
+def check_names(present, wanted, path) -> None:
+    """Refuses a file whose array names are not exactly those `wanted`."""
+    missing = set(wanted) - set(present)
+    if missing:
+        raise ValueError(f"{path} is missing arrays {sorted(missing)}")
+    extra = set(present) - set(wanted)
+    if extra:
+        raise ValueError(f"{path} has unexpected arrays {sorted(extra)}")
 
 
 def _read_header(z, member, path) -> dict:

@@ -1,4 +1,5 @@
-"""Callbacks for fit(): hooks at the start and end of training and after every epoch.
+"""Callbacks for fit(): hooks at the start and end of training and of every epoch, during
+an epoch (its progress) and, for callbacks that ask for it, after every optimizer step.
 
 ``logs`` holds the epoch's values: loss, lr, time, grad_norm, and accuracy / val_loss /
 val_accuracy when available. A callback stops training with ``model.stop_training = True``.
@@ -9,7 +10,7 @@ import csv
 import io
 import math
 import os
-import sys
+from typing import Any, Union
 
 import numpy as np
 
@@ -20,12 +21,31 @@ from .archive import atomic_write
 class Callback:
     model = None
     optimizer = None
+    # Data-parallel fit runs it on rank 0 only (progress, files); every rank runs the others.
+    rank_zero_only = False
 
-    def on_train_begin(self, model, optimizer) -> None:
+    def on_train_begin(self, model: Any, optimizer: Any) -> None:
         self.model, self.optimizer = model, optimizer
 
-    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any]) -> None:
+        """Before the epoch's first step; logs: "steps" and "samples" the epoch will take."""
+
+    def on_epoch_progress(self, epoch: int, logs: dict[str, Any]) -> None:
+        """During the epoch, at most every few tenths of a second: "steps" and "samples" done
+        so far and "loss", their mean loss."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         pass
+
+    def on_batch_end(self, batch: int, logs: dict[str, Any]) -> None:
+        """After every optimizer step of fit (batch: the step's index in the epoch; logs:
+        {"loss": its loss}), when wants_batches() is True. It runs inside the core's epoch
+        loop: it may change the optimizer (a per-batch learning rate), not the model."""
+
+    def wants_batches(self) -> bool:
+        """Whether fit calls on_batch_end (asked once per fit). Without such a callback an
+        epoch runs in C++ with no Python call between its steps."""
+        return type(self).on_batch_end is not Callback.on_batch_end
 
     def on_train_end(self) -> None:
         pass
@@ -35,56 +55,32 @@ class Callback:
 
     # What a checkpoint keeps so that a resumed run behaves as an uninterrupted one: a dict
     # of JSON-able values and numpy arrays.
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
 
-def _format(logs: dict) -> str:
-    keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
-    return " ".join(f"{k}={logs[k]:.4f}" for k in keys) + f" ({logs['time'] * 1e3:.0f} ms)"
+# The logged values a console line shows, with their short names.
+_SHOWN = (("loss", "loss"), ("accuracy", "acc"), ("val_loss", "val_loss"),
+          ("val_accuracy", "val_acc"))
+
+
+def format_logs(logs: dict, short: bool = False) -> list:
+    """["loss=0.1234", "accuracy=0.9700", ..., "(12 ms)"] of an epoch's logs (short: "acc",
+    "val_acc")."""
+    parts = [f"{name if short else key}={logs[key]:.4f}" for key, name in _SHOWN if key in logs]
+    return parts + ([f"({logs['time'] * 1e3:.0f} ms)"] if "time" in logs else [])
 
 
 class ConsoleLogger(Callback):
     """One line per epoch on stdout (fit's verbose=2)."""
 
-    def on_epoch_end(self, epoch, logs):
-        print(f"epoch {epoch + 1}: {_format(logs)}", flush=True)
-
-
-class ProgressBar(Callback):
-    """A progress bar over epochs (fit's verbose=1): tqdm when installed, else one line
-    rewritten in place."""
-
-    def __init__(self, epochs: int):
-        self.epochs = epochs
-        self._bar = None
-
-    def on_train_begin(self, model, optimizer):
-        super().on_train_begin(model, optimizer)
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            tqdm = None
-        if tqdm is not None:
-            self._bar = tqdm(total=self.epochs, unit="epoch", leave=True)
+    rank_zero_only = True
 
     def on_epoch_end(self, epoch, logs):
-        if self._bar is not None:
-            self._bar.set_postfix_str(_format(logs), refresh=False)
-            self._bar.update(1)
-        else:
-            end = "\n" if epoch + 1 == self.epochs else ""
-            print(f"\repoch {epoch + 1}/{self.epochs}: {_format(logs)}", end=end, flush=True,
-                  file=sys.stderr)
-
-    def on_train_end(self):
-        if self._bar is not None:
-            self._bar.close()
-
-    on_train_abort = on_train_end
+        print(f"epoch {epoch + 1}: {' '.join(format_logs(logs))}", flush=True)
 
 
 def _monitored(logs: dict, monitor: str, who: str) -> float:
@@ -116,8 +112,8 @@ class EarlyStopping(Callback):
     """Stops when `monitor` has not improved by min_delta for `patience` epochs; with
     restore_best_weights the model ends with the weights of its best epoch."""
 
-    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="min",
-                 restore_best_weights=True):
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "min", restore_best_weights: bool = True) -> None:
         self.tracker = _Best(monitor, mode, min_delta)
         self.patience = _checks.integer(patience, "patience", low=0)
         self.restore_best_weights = restore_best_weights
@@ -161,7 +157,10 @@ class ModelCheckpoint(Callback):
     """Saves the model (atomically) after each epoch, or only when `monitor` improves.
     path may contain {epoch} (1-based) and any logged value, e.g. "model-{epoch:03d}.npz"."""
 
-    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="min"):
+    rank_zero_only = True
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], monitor: str = "val_loss",
+                 save_best_only: bool = False, mode: str = "min") -> None:
         self.path = os.fspath(path)
         self.save_best_only = save_best_only
         self.tracker = _Best(monitor, mode, 0.0)
@@ -185,7 +184,9 @@ class CSVLogger(Callback):
     a checkpoint continues the file, first dropping the rows the interrupted run wrote after
     its last checkpoint (they are written again)."""
 
-    def __init__(self, path, append=False):
+    rank_zero_only = True
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], append: bool = False) -> None:
         self.path, self.append = os.fspath(path), append
         self._file = self._writer = None
         self._epoch = 0            # the last epoch written

@@ -12,7 +12,9 @@ import zlib
 
 import numpy as np
 
+from ._checks import row_chunks
 from .archive import FORMAT_VERSION, read_archive, write_archive
+from .data import Shards
 
 CHECKPOINT_FORMAT = "steepest.checkpoint"
 
@@ -21,14 +23,27 @@ def fingerprint(model, optimizer, loss, X, y, batch_size, shuffle, clip) -> dict
     """What must match for a checkpoint to belong to this run (the learning rate may differ:
     schedules change it)."""
     hyper = {k: v for k, v in optimizer.hyperparameters().items() if k != "lr"}
+    x_shape, x_crc = _digest(X, lambda rows: np.ascontiguousarray(rows, model.dtype))
+    y_shape, y_crc = _digest(y, lambda rows: loss.targets(rows, len(rows), model.out_features,
+                                                          model.dtype))
     return {"layers": model.config()["layers"], "dtype": model.dtype.name,
             "optimizer": type(optimizer).__name__, "hyperparameters": _jsonable(hyper),
             "loss": loss.config(), "batch_size": batch_size, "shuffle": bool(shuffle),
-            "clip_grad_norm": clip, "data": [list(X.shape), list(y.shape), _crc(X), _crc(y)]}
+            "clip_grad_norm": clip, "data": [x_shape, y_shape, x_crc, y_crc]}
 
 
-def _crc(a: np.ndarray) -> int:
-    return zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B"))
+def _digest(a, convert) -> tuple:
+    """(shape, CRC-32) of data as the model reads it (convert: a chunk of rows in the model's
+    types), one chunk at a time: every byte is read once and none is held beyond its chunk,
+    and an array in memory and the same data read in place (a memory map, shards, another
+    stored dtype) have the same digest, so a run may resume from either."""
+    crc, shape = 0, list(a.shape)
+    pieces = a.chunks() if isinstance(a, Shards) else ((0, rows, "") for rows in row_chunks(a))
+    for _, rows, _ in pieces:
+        rows = np.ascontiguousarray(convert(rows))
+        crc = zlib.crc32(memoryview(rows).cast("B"), crc)
+        shape = [len(a)] + list(rows.shape[1:])
+    return shape, crc
 
 
 def _jsonable(d: dict) -> dict:
@@ -56,8 +71,9 @@ def save(path, model, optimizer, callbacks, epoch: int, history: dict, run: dict
         "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, **model.config(), "run": run,
         "epoch": epoch, "finished": finished, "history": history,
         "rng_state": [str(w) for w in model.rng_state],
+        # The hyper-parameters schedules change (lr, momentum, betas): their current values.
         "optimizer": {"type": opt["type"], "steps": opt["steps"],
-                      "lr": opt["hyperparameters"]["lr"]},
+                      **{k: opt["hyperparameters"][k] for k in optimizer.scheduled}},
         "callbacks": callback_states,
         "arrays": {k: [list(np.shape(v)), np.asarray(v).dtype.str] for k, v in arrays.items()},
     }
@@ -101,7 +117,8 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
                          f"{[type(cb).__name__ for cb in callbacks]}")
     model.load_state_dict({p.name: arrays[p.name] for p in model.parameters()})
     optimizer.load_state_dict({
-        "type": opt["type"], "hyperparameters": {"lr": opt["lr"]}, "steps": opt["steps"],
+        "type": opt["type"], "steps": opt["steps"],
+        "hyperparameters": {k: opt[k] for k in optimizer.scheduled if k in opt},
         "state": {k[len("optimizer."):]: v for k, v in arrays.items()
                   if k.startswith("optimizer.")}})
     model.rng_state = rng

@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _checks
 from .callbacks import Callback
+from .data import Shards
 from .gradcheck import backprop_gradient
 from .layers import Activation, Dense, ReLU, Sigmoid, Tanh
 
@@ -114,8 +115,11 @@ def saturated_fraction(out, activation) -> float:
 
 
 def _sample(model, X, max_rows, seed):
-    X = _checks.features(X, "X", model.in_features, model.dtype)
     max_rows = _checks.integer(max_rows, "max_rows", low=1)
+    if isinstance(X, Shards):  # data read in place: only the sampled rows are read
+        rows = _rows(len(X), max_rows, seed)
+        X = X.take(np.arange(len(X)) if rows is None else rows)
+    X = _checks.features(X, "X", model.in_features, model.dtype)
     rows = _rows(X.shape[0], max_rows, seed)
     return X if rows is None else np.ascontiguousarray(X[rows])
 

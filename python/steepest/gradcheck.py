@@ -1,13 +1,17 @@
 """Backpropagation checked against central finite differences."""
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _checks
+from .losses import Loss
 
 
-def gradcheck(model, loss, X, y, eps: float = 1e-6, max_checks=None, seed: int = 0,
-              atol: float = 1e-7) -> float:
+def gradcheck(model: Any, loss: Loss, X: ArrayLike, y: ArrayLike, eps: float = 1e-6,
+              max_checks: Optional[int] = None, seed: int = 0, atol: float = 1e-7) -> float:
     """Max relative error between backprop's gradient and central finite differences.
 
     The check runs on a float64 copy of the model (same weights), dropout off. For every

@@ -5,7 +5,7 @@ Each layer is a small description; the C++ core does the work.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 from . import _checks, _core
 
@@ -23,7 +23,7 @@ class Layer:
 
     kind = None
     width = None
-    _config_keys = ()  # the constructor's arguments, as layer_config stores them
+    _config_keys: tuple[str, ...] = ()  # the constructor's arguments, as layer_config stores them
 
     def spec(self, width: int) -> "_core.LayerSpec":
         s = _core.LayerSpec()
@@ -31,7 +31,7 @@ class Layer:
         s.in_features = s.out_features = width
         return s
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{key}={getattr(self, key)}" for key in self._config_keys)
         return f"{type(self).__name__}({args})"
 
@@ -42,13 +42,21 @@ class Dense(Layer):
     init: "torch_default" (torch.nn.Linear's), "glorot_uniform", "glorot_normal", "he_uniform",
     "he_normal", "lecun_normal", "normal" (N(0, 0.01^2)) or "zeros"; xavier_*/kaiming_*
     are accepted as aliases. Only "torch_default" draws the bias; the others start it at zero.
+    activation: as Keras's, an activation name ("relu", "tanh", "softmax", ...; see
+    ACTIVATIONS) or layer that Sequential puts right after this layer, as its own layer.
     """
 
     kind = _core.LayerKind.Dense
     _config_keys = ("in_features", "out_features", "bias", "init")
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 init: str = "torch_default"):
+    def __init__(self, in_features: int, out_features: Optional[int] = None,
+                 bias: bool = True, init: str = "torch_default",
+                 activation: Optional[str] = None) -> None:
+        if out_features is None:
+            raise TypeError(f"Dense takes in_features and out_features, e.g. "
+                            f"st.Dense(64, {in_features!r}): steepest layers state their input "
+                            "width (Keras's Dense(units) is st.Dense(in_features, units))")
+        self.activation = activation_layer(activation)
         self.in_features = _checks.integer(in_features, "in_features", low=1)
         self.out_features = _checks.integer(out_features, "out_features", low=1)
         for name, width in (("in_features", in_features), ("out_features", out_features)):
@@ -73,7 +81,7 @@ class Dense(Layer):
         s.init = getattr(_core.Init, self.init)
         return s
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = "" if self.bias else ", bias=False"
         extra += "" if self.init == "torch_default" else f", init={self.init!r}"
         return f"Dense({self.in_features}, {self.out_features}{extra})"
@@ -109,7 +117,7 @@ class LeakyReLU(Activation):
     short_name = "leaky_relu"
     _config_keys = ("negative_slope",)
 
-    def __init__(self, negative_slope: float = 0.01):
+    def __init__(self, negative_slope: float = 0.01) -> None:
         self.negative_slope = _checks.real(negative_slope, "negative_slope")
 
     def _core_param(self):
@@ -122,7 +130,7 @@ class ELU(Activation):
     short_name = "elu"
     _config_keys = ("alpha",)
 
-    def __init__(self, alpha: float = 1.0):
+    def __init__(self, alpha: float = 1.0) -> None:
         self.alpha = _checks.real(alpha, "alpha", low=0.0)
 
     def _core_param(self):
@@ -173,7 +181,7 @@ class Dropout(Layer):
     kind = _core.LayerKind.Dropout
     _config_keys = ("p",)
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5) -> None:
         self.p = _checks.real(p, "p", low=0.0, high=1.0, high_open=True)
 
     def spec(self, width):
@@ -182,10 +190,27 @@ class Dropout(Layer):
         return s
 
 
-# name -> class: the one registry of layer types (the file format, the command line's
-# activation names)
+# name -> class: the one registry of layer types (the file format)
 LAYERS = {cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh,
                                         Softplus, Softmax, Dropout)}
+# activation name (torch.nn.functional's: "relu", "leaky_relu", ...) -> layer class: the names
+# of Dense's activation argument, the command line and the experiments
+ACTIVATIONS = {cls.short_name: cls for cls in LAYERS.values() if issubclass(cls, Activation)}
+
+
+def activation_layer(activation):
+    """The layer for Dense's activation argument: None (or "linear"), a name in ACTIVATIONS
+    or "softmax", or an activation layer."""
+    if activation is None or activation == "linear":
+        return None
+    if isinstance(activation, (Activation, Softmax)):
+        return activation
+    if activation == "softmax":
+        return Softmax()
+    if isinstance(activation, str) and activation in ACTIVATIONS:
+        return ACTIVATIONS[activation]()
+    raise ValueError(f"activation must be one of {sorted(ACTIVATIONS) + ['softmax']}, None or "
+                     f"an activation layer (st.ReLU(), ...), got {activation!r}")
 
 
 def layer_config(layer: Layer) -> dict:
@@ -217,17 +242,31 @@ class ParameterSlot(NamedTuple):
         return math.prod(self.shape)
 
 
-def parameter_table(layers) -> list:
-    """The size table of a stack of layers: a ParameterSlot per weight and bias in the order
-    of the flat buffers, each Dense layer's weight then its bias (the core's layout). The one
-    place Python computes parameter sizes."""
-    table, offset = [], 0
+def layer_specs(layers) -> list:
+    """The core's LayerSpec of each layer; elementwise layers take the width of what they
+    follow (the first Dense layer's input before it)."""
+    dense = [layer for layer in layers if isinstance(layer, Dense)]
+    if not dense:
+        raise ValueError("a model needs at least one Dense layer")
+    width, specs = dense[0].in_features, []
     for i, layer in enumerate(layers):
         if isinstance(layer, Dense):
-            shapes = [("weight", (layer.out_features, layer.in_features))]
-            if layer.bias:
-                shapes.append(("bias", (layer.out_features,)))
-            for kind, shape in shapes:
-                table.append(ParameterSlot(i, f"{i}.{kind}", offset, shape))
-                offset += math.prod(shape)
+            if layer.in_features != width:
+                raise ValueError(f"layer {i} ({layer!r}) expects {layer.in_features} "
+                                 f"features but the layer before it gives {width}")
+            width = layer.out_features
+        specs.append(layer.spec(width))
+    return specs
+
+
+def parameter_table(layers) -> list:
+    """A ParameterSlot per weight and bias in the order of the flat buffers, read from the
+    core's size table (the one place sizes and offsets are computed); nothing allocated."""
+    table = []
+    for d in _core.size_table(layer_specs(layers)).dense:
+        table.append(ParameterSlot(d.layer, f"{d.layer}.weight", d.weight_offset,
+                                   tuple(d.weight_shape)))
+        if d.bias_shape is not None:
+            table.append(ParameterSlot(d.layer, f"{d.layer}.bias", d.bias_offset,
+                                       tuple(d.bias_shape)))
     return table

@@ -7,7 +7,10 @@ Step by step::
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _checks, _core
 
@@ -16,16 +19,17 @@ class Loss:
     kind = None
     classification = False  # integer labels (CrossEntropy) instead of real targets
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._spec = _core.LossSpec()
         self._spec.kind = self.kind
         self._grad = None
 
     def targets(self, y, n_samples: int, n_outputs: int, dtype, name: str = "y") -> np.ndarray:
-        """Validated, converted targets for a model with n_outputs outputs."""
-        return _checks.values(y, name, n_samples, n_outputs, dtype)
+        """Validated, converted targets for a model with n_outputs outputs (the core's rules for
+        this loss, e.g. BinaryCrossEntropy's probabilities in [0, 1])."""
+        return _checks.values(y, name, n_samples, n_outputs, dtype, self._spec)
 
-    def forward(self, out, y) -> float:
+    def forward(self, out: ArrayLike, y: ArrayLike) -> float:
         """The loss of predictions out (N, C) against targets y; keeps d(loss)/d(out)."""
         out = np.asarray(out)
         if out.dtype not in (np.float32, np.float64):
@@ -48,10 +52,10 @@ class Loss:
             raise RuntimeError("call forward(out, y) before backward()")
         return self._grad
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"type": type(self).__name__}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
@@ -72,7 +76,7 @@ class Huber(Loss):
 
     kind = _core.LossKind.Huber
 
-    def __init__(self, delta: float = 1.0):
+    def __init__(self, delta: float = 1.0) -> None:
         super().__init__()
         self.delta = self._spec.delta = _checks.real(delta, "delta", low=0.0, low_open=True)
 
@@ -88,12 +92,6 @@ class BinaryCrossEntropy(Loss):
 
     kind = _core.LossKind.BinaryCrossEntropy
 
-    def targets(self, y, n_samples, n_outputs, dtype, name="y"):
-        y = super().targets(y, n_samples, n_outputs, dtype, name)
-        if y.size and (y.min() < 0 or y.max() > 1):
-            raise ValueError(f"{name} must hold probabilities in [0, 1] for BinaryCrossEntropy")
-        return y
-
 
 class CrossEntropy(Loss):
     """Cross-entropy on logits (N, C) with integer labels (N,) in [0, C) and optional label
@@ -102,13 +100,13 @@ class CrossEntropy(Loss):
     kind = _core.LossKind.CrossEntropy
     classification = True
 
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.label_smoothing = self._spec.label_smoothing = _checks.real(
             label_smoothing, "label_smoothing", low=0.0, high=1.0)
 
     def targets(self, y, n_samples, n_outputs, dtype, name="y"):
-        return _checks.labels(y, name, n_samples, n_outputs)
+        return _checks.labels(y, name, n_samples, n_outputs, dtype, self._spec)
 
     def config(self):
         return {"type": "CrossEntropy", "label_smoothing": self.label_smoothing}

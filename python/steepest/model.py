@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import collections
 import math
+import os
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
-from . import _checks, _core, saving, training
-from .errors import TrainingDiverged
-from .layers import Dense, Layer, layer_config, layer_from_config, parameter_table
-from .losses import LOSSES, check_loss
-from .optim import check_optimizer, clip_threshold
+from . import (_checks, _core, data, onnx_export, safetensors_format, saving, torch_bridge,
+               training)
+from .callbacks import Callback
+from .errors import check_step
+from .layers import (Dense, Layer, layer_config, layer_from_config, layer_specs,
+                     parameter_table)
+from .losses import LOSSES, Loss, check_loss
+from .optim import Optimizer, check_optimizer, clip_threshold
 from .parameter import Parameter
 
-_FAST_LOSSES = frozenset(LOSSES.values())  # losses whose targets the core can validate
+_CORE_LOSSES = frozenset(LOSSES.values())  # losses whose targets are exactly the core's rules
 _NETWORKS = {"float32": _core.Network32, "float64": _core.Network64}
+PathLike = Union[str, "os.PathLike[str]"]  # a file name
 
 
 class Sequential:
@@ -30,19 +37,27 @@ class Sequential:
 
     dtype: "float32" (default) or "float64". seed: initial weights, dropout masks and
     shuffling all come from it (None draws one at random; see ``model.seed``).
+    initialize=False, for parameters loaded right after (as st.load does): they start at zero
+    and no initial weights are computed, yet the random generator skips their draws, so the
+    model then trains exactly like one built with its initial weights and given the same
+    parameters.
     """
 
-    def __init__(self, *layers: Layer, dtype="float32", seed=None):
+    def __init__(self, *layers: Layer, dtype: DTypeLike = "float32",
+                 seed: Optional[int] = None, initialize: bool = True) -> None:
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         if not layers:
             raise ValueError("layers is empty: a model needs at least one Dense layer")
+        self.layers = []
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layer {i} must be a steepest layer, got {layer!r}")
+            self.layers.append(layer)
+            if isinstance(layer, Dense) and layer.activation is not None:
+                self.layers.append(layer.activation)  # Dense(..., activation=...), as Keras
         if not any(isinstance(layer, Dense) for layer in layers):
             raise ValueError("a model needs at least one Dense layer")
-        self.layers = list(layers)
         self.dtype = _checks.as_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**63)
@@ -51,25 +66,43 @@ class Sequential:
         n_params = sum(slot.size for slot in table)
         _checks.buffer_memory(2 * n_params * self.dtype.itemsize,
                               f"a model of {n_params:,} parameters (values and gradients)")
-        self._net = _NETWORKS[self.dtype.name](self._specs(), self.seed)
+        if not isinstance(initialize, bool):
+            raise TypeError(f"initialize must be True or False, got {initialize!r}")
+        self._net = _NETWORKS[self.dtype.name](layer_specs(self.layers), self.seed, initialize)
         params, grads = self._net.params, self._net.grads
         self._params = [Parameter(self, slot, params, grads) for slot in table]
         self._last = None  # (input, output shape) of the last forward, kept for backward
         self.history = None
         self.stop_training = False
+        self.training = False  # forward's default mode: see train() / eval()
+        # JSON-able notes saved with the model (the command line keeps its training summary
+        # and class labels here)
+        self.metadata = {}
 
-    def _specs(self):
-        """Core layer specs; elementwise layers take the width of what they follow."""
-        width = next(layer.in_features for layer in self.layers if isinstance(layer, Dense))
-        specs = []
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
-                if layer.in_features != width:
-                    raise ValueError(f"layer {i} ({layer!r}) expects {layer.in_features} "
-                                     f"features but the layer before it gives {width}")
-                width = layer.out_features
-            specs.append(layer.spec(width))
-        return specs
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index) -> Layer:
+        """The layer at index, as torch's nn.Sequential (its parameters: named "{index}.weight"
+        and "{index}.bias" in parameters() and state_dict())."""
+        if isinstance(index, slice):
+            raise TypeError("a model cannot be sliced into a model that shares its weights: "
+                            "model.layers[a:b] gives the layers, st.Sequential(*model.layers"
+                            "[a:b]) a new model of them (new weights)")
+        return self.layers[index]
+
+    def train(self, mode: bool = True) -> Sequential:
+        """Sets forward()'s default mode, as torch's module.train(): training (dropout active)
+        or, with mode=False, inference. fit, train_step (always training) and predict (always
+        inference) do not depend on it. A new model starts in inference mode."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be True or False, got {mode!r}")
+        self.training = mode
+        return self
+
+    def eval(self) -> Sequential:
+        """train(False): forward() runs in inference mode (dropout off), as torch's eval()."""
+        return self.train(False)
 
     @property
     def in_features(self) -> int:
@@ -80,10 +113,10 @@ class Sequential:
         return self._net.layers[-1].out_features
 
     # -- parameters -------------------------------------------------------------------------
-    def parameters(self) -> list:
+    def parameters(self) -> list[Parameter]:
         return list(self._params)
 
-    def named_parameters(self) -> list:
+    def named_parameters(self) -> list[tuple[str, Parameter]]:
         return [(p.name, p) for p in self._params]
 
     def num_parameters(self) -> int:
@@ -102,31 +135,31 @@ class Sequential:
         return self._net.grads
 
     @property
-    def rng_state(self) -> list:
+    def rng_state(self) -> list[int]:
         """The state of the model's random generator (dropout masks, fit's shuffling), as a
         list of integers; assign a saved one to replay the same draws."""
         return self._net.rng_state
 
     @rng_state.setter
-    def rng_state(self, state) -> None:
+    def rng_state(self, state: Sequence[int]) -> None:
         self._net.rng_state = state
 
-    def grad_norms(self) -> list:
+    def grad_norms(self) -> list[float]:
         """Per Dense layer, ||(dL/dW, dL/db)||_2 of the gradients now in the flat buffer (as
         fit's history "grad_norm" measures it)."""
         return [math.sqrt(sq) for sq in self._net.measure_grads()]
 
-    def layer_outputs(self, x) -> list:
+    def layer_outputs(self, x: ArrayLike) -> list[np.ndarray]:
         """Every layer's output for x (N, in_features), dropout off: one new (N, width) array
         per layer. It reuses the core's activation buffers, so a backward() needs a new
         forward(training=True) after it."""
         return self._net.layer_outputs(_checks.features(x, "x", self.in_features, self.dtype))
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, np.ndarray]:
         """{"0.weight": array, "0.bias": array, ...}: zero-copy views, torch's keys and shapes."""
         return {p.name: p.data for p in self._params}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
@@ -146,17 +179,18 @@ class Sequential:
             p.data[...] = arrays[p.name]
 
     # -- the two algorithms, one step at a time ---------------------------------------------
-    def forward(self, x, training: bool = False) -> np.ndarray:
+    def forward(self, x: ArrayLike, training: Optional[bool] = None) -> np.ndarray:
         """Forward propagation: x (N, in_features) -> a new array (N, out_features). With
-        training=True dropout is active; backward() then backpropagates through this pass."""
+        training=True dropout is active; backward() then backpropagates through this pass.
+        training=None takes the mode train() / eval() set (inference for a new model)."""
         x = _checks.features(x, "x", self.in_features, self.dtype)
-        out = self._net.forward(x, bool(training))
+        out = self._net.forward(x, self.training if training is None else bool(training))
         self._last = (x, out.shape)
         return out
 
     __call__ = forward
 
-    def backward(self, grad) -> None:
+    def backward(self, grad: ArrayLike) -> None:
         """Backpropagation: grad = d(loss)/d(output) of the last forward, shape (N, outputs).
         Adds d(loss)/d(parameter) to every p.grad (call zero_grad between steps, as in torch)."""
         if self._last is None:
@@ -169,40 +203,56 @@ class Sequential:
         _checks.check_finite(grad, "grad")
         self._net.backward(grad, True)
 
-    def check_data(self, X, y, loss, names=("X", "y")) -> tuple:
+    def check_data(self, X: ArrayLike, y: ArrayLike, loss: Loss,
+                   names: tuple[str, str] = ("X", "y")) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) validated and converted once for this model and loss: C-contiguous arrays of
         the model's dtype (int64 labels for CrossEntropy). Errors name the arguments `names`.
+        A memory map or a list of .npy paths is validated a chunk at a time and returned as
+        steepest.data.Shards, read in place (converted per batch).
         train_epoch and evaluate_checked take data from here and check nothing again."""
-        X = _checks.features(X, names[0], self.in_features, self.dtype)
-        return X, loss.targets(y, X.shape[0], self.out_features, self.dtype, names[1])
+        X = self._features(X, names[0])
+        shards = data.shards_of(y, names[1])
+        if shards is None:
+            return X, loss.targets(y, len(X), self.out_features, self.dtype, names[1])
+        return X, data.validate(shards, lambda rows, name: loss.targets(
+            rows, len(rows), self.out_features, self.dtype, name), names[1], len(X))
 
-    def train_step(self, x, y, loss, optimizer, clip_grad_norm=None) -> float:
+    def _features(self, X, name):
+        """X converted once, or Shards of a memory map / .npy list validated in chunks."""
+        shards = data.shards_of(X, name)
+        if shards is None:
+            return _checks.features(X, name, self.in_features, self.dtype)
+        return data.validate(shards, lambda rows, part: _checks.features(
+            rows, part, self.in_features, self.dtype), name)
+
+    def train_step(self, x: ArrayLike, y: ArrayLike, loss: Loss, optimizer: Optimizer,
+                   clip_grad_norm: Optional[float] = None) -> float:
         """zero_grad + forward + loss + backward + optimizer step in one C++ call; returns the
         loss. Raises TrainingDiverged, without updating, if the loss or gradients are not
         finite."""
         check_loss(loss)
         check_optimizer(optimizer, self)
-        status = "unchecked"
-        if (clip_grad_norm is None and type(x) is np.ndarray and type(y) is np.ndarray
-                and type(loss) in _FAST_LOSSES):
-            # Fast path: arrays that need no conversion are validated by the core in one pass
-            # (shapes, dtypes, finiteness, label range); anything else takes the path below.
-            status, value = self._net.train_step_checked(x, y, loss._spec, optimizer._impl, 0.0)
-            if status != "unchecked":
-                self._last = None  # the core's forward state now belongs to this step
-        if status == "unchecked":
+        clip = clip_threshold(clip_grad_norm)
+        if not (type(x) is np.ndarray and type(y) is np.ndarray and type(loss) in _CORE_LOSSES):
             x, y = self.check_data(x, y, loss, ("x", "y"))
-            clip = clip_threshold(clip_grad_norm)
-            self._last = None  # the core's forward state now belongs to this step
-            status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
-        if status != "ok":
-            raise TrainingDiverged(status, loss=value)
+        # The core checks the batch by its rules first (the one implementation of them) and
+        # runs the step only when it passes; otherwise convert, or raise naming x and y.
+        check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        if not check.ok:
+            x, y = self.check_data(x, y, loss, ("x", "y"))
+            check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        self._last = None  # the core's forward state now belongs to this step
+        check_step(status, loss=value)
         return value
 
     # -- the whole loop ---------------------------------------------------------------------
-    def fit(self, X, y, *, loss, optimizer, epochs: int = 1, batch_size=32, shuffle=True,
-            validation_data=None, callbacks=(), verbose: int = 1, clip_grad_norm=None,
-            checkpoint=None, diagnostics: bool = False) -> dict:
+    def fit(self, X: ArrayLike, y: ArrayLike, *, loss: Loss, optimizer: Optimizer,
+            epochs: int = 1, batch_size: Optional[int] = 32, shuffle: bool = True,
+            validation_data: Optional[tuple[ArrayLike, ArrayLike]] = None,
+            validation_split: Optional[float] = None,
+            callbacks: Sequence[Callback] = (), verbose: int = 1,
+            clip_grad_norm: Optional[float] = None, checkpoint: Optional[PathLike] = None,
+            diagnostics: bool = False, distributed: Any = None) -> dict[str, list[Any]]:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -210,8 +260,12 @@ class Sequential:
         data set; batch_size=1 is stochastic gradient descent: one update per sample;
         anything between is mini-batch gradient descent.
 
+        validation_data=(X_val, y_val) is evaluated after every epoch; validation_split=0.1
+        instead holds out the last tenth of (X, y) for it, before any shuffling (as Keras).
+        verbose: 0 silent, 1 a progress bar (see steepest.progress), 2 a line per epoch.
+
         Returns the history (also kept as ``model.history``): per epoch "loss", "val_loss"
-        (with validation_data), "accuracy"/"val_accuracy" (classification), "lr", "time"
+        (with validation data), "accuracy"/"val_accuracy" (classification), "lr", "time"
         (seconds) and "grad_norm" (per Dense layer, the mean L2 norm of its gradient over the
         epoch's steps: the vanishing/exploding-gradient signal). diagnostics=True adds, per
         epoch, weight norms, update-to-weight ratios, the first/last layer gradient ratio, the
@@ -225,61 +279,110 @@ class Sequential:
         the whole training state is written atomically after every epoch, and a later fit
         with the same model, optimizer, loss, data and batch size resumes from it and ends
         with bitwise the same weights as an uninterrupted run.
+
+        X and y may be memory maps or lists of .npy paths, read in place (steepest.data).
+        distributed=True (run under mpiexec or srun): data-parallel over the MPI ranks, each
+        rank training on its share of every global batch of batch_size rows, the gradients
+        summed before every update; see steepest.distributed.
         """
         return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
                             batch_size=batch_size, shuffle=shuffle,
-                            validation_data=validation_data, callbacks=callbacks,
+                            validation_data=validation_data,
+                            validation_split=validation_split, callbacks=callbacks,
                             verbose=verbose, clip_grad_norm=clip_grad_norm,
-                            checkpoint=checkpoint, diagnostics=diagnostics)
+                            checkpoint=checkpoint, diagnostics=diagnostics,
+                            distributed=distributed)
 
-    def train_epoch(self, X, y, loss, optimizer, batch_size: int, shuffle: bool = True,
-                    clip: float = 0.0) -> dict:
-        """One epoch of train_step over (X, y) from check_data, in batches of batch_size (the
-        rows shuffled by the model's generator), in one C++ call with the GIL released; clip:
-        clip_grad_norm's threshold (0: off). fit's loop calls it; it stops at the first
-        non-finite loss or gradient, or at Ctrl-C. Returns the core's record: "loss" (mean),
-        "steps", "samples", "correct", "status" ("ok" or the cause), "bad_loss",
-        "grad_norms" (per Dense layer, mean over the steps) and "error" (the exception a
-        signal raised, or None)."""
+    def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
+                    batch_size: int, shuffle: bool = True, clip: float = 0.0,
+                    progress: Optional[Callable[[int, int, float], None]] = None,
+                    group: Any = None,
+                    on_step: Optional[Callable[[int, float], None]] = None
+                    ) -> dict[str, Any]:
+        """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
+        types and label range again, not their values), in batches of batch_size (the rows
+        shuffled by the model's generator), in one C++ call with the GIL released; clip:
+        clip_grad_norm's threshold (0: off); progress: None or a function called as
+        progress(steps, samples, mean loss) between steps, at most every 50 ms; on_step: None
+        or a function called as on_step(step, loss) after every step (fit's per-batch
+        callbacks: it may change the optimizer, not the model; what it raises ends the epoch
+        after that step). fit's loop calls it; it stops at the first non-finite loss or
+        gradient, or at Ctrl-C (within a step: the step is abandoned). Returns the core's
+        record: "loss" (mean), "steps", "samples", "correct", "status" (the core's
+        StepStatus), "bad_loss", "grad_norms" (per Dense layer, mean over the steps), "error"
+        (the exception a signal or the sum raised, or None), "sum_seconds" and "sum_error".
+        X and y may be steepest.data.Shards (read in place).
+        group (a steepest.distributed.Group of several ranks): data-parallel, this process
+        trains on its share of every global batch of batch_size rows and the gradients are
+        summed over the group before each update ("sum_seconds": the time in those sums,
+        "sum_error": the exception a failed sum raised, or None)."""
         self._last = None  # backward() needs a new forward() after training
-        return self._net.train_epoch(X, y, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip)
+        parts = [d.parts if isinstance(d, data.Shards) else d for d in (X, y)]
+        parallel = {} if group is None or group.size == 1 else {
+            "rank": group.rank, "size": group.size,
+            "sum": group.in_place_sum(self._net.reduce_buffer), "stop": group.stop_requested}
+        return self._net.train_epoch(*parts, batch_size, bool(shuffle), loss._spec,
+                                     optimizer._impl, clip, progress, on_step=on_step,
+                                     **parallel)
 
     # -- inference --------------------------------------------------------------------------
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Outputs (N, out_features) for X (N, in_features); dropout off. Thread-safe: runs
-        with the GIL released and may be called from many threads at once."""
-        return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
+        with the GIL released and may be called from many threads at once. A memory map or a
+        list of .npy paths is read a chunk at a time."""
+        shards = data.shards_of(X, "X")
+        if shards is None:
+            return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
+        if not len(shards):
+            raise ValueError("X is empty: it has no samples")
+        out = np.empty((len(shards), self.out_features), self.dtype)
+        for first, rows, name in shards.chunks():
+            out[first:first + len(rows)] = self._net.infer(
+                _checks.features(rows, name, self.in_features, self.dtype))
+        return out
 
-    def predict_classes(self, X) -> np.ndarray:
+    def predict_classes(self, X: ArrayLike) -> np.ndarray:
         return self.predict(X).argmax(axis=1)
 
-    def evaluate(self, X, y, loss) -> dict:
+    def evaluate(self, X: ArrayLike, y: ArrayLike, loss: Loss) -> dict[str, float]:
         """{"loss": mean loss, "accuracy": fraction correct (classification losses)}."""
         check_loss(loss)
         return self.evaluate_checked(*self.check_data(X, y, loss), loss)
 
-    def evaluate_checked(self, X, y, loss) -> dict:
+    def evaluate_checked(self, X: np.ndarray, y: np.ndarray, loss: Loss,
+                         rows: Optional[tuple[int, int, int]] = None) -> dict[str, float]:
         """evaluate() on (X, y) as check_data returns them: nothing is checked again (fit's
-        validation data, checked once before the first epoch)."""
-        out = self._net.infer(X)
-        result = {"loss": _core.loss_forward(loss._spec, out, y)[0]}
+        validation data, checked once before the first epoch). rows=(start, stop, n): only
+        rows [start, stop), their mean loss and accuracy weighted by their count over n (one
+        process's share of an evaluation split over processes: the shares add up to it)."""
+        start, stop, n = rows if rows is not None else (0, len(X), len(X))
+        total, correct = 0.0, 0
+        for xs, ys in data.pieces(X, y, start, stop):  # one piece for arrays in memory
+            if not len(xs):
+                continue
+            out = self._net.infer(np.ascontiguousarray(xs, dtype=self.dtype))
+            ys = loss.targets(ys, len(ys), self.out_features, self.dtype)
+            total += _core.loss_forward(loss._spec, out, ys)[0] * (len(xs) / n)
+            if loss.classification:
+                correct += int(np.count_nonzero(out.argmax(axis=1) == ys))
+        result = {"loss": total}
         if loss.classification:
-            result["accuracy"] = float(np.mean(out.argmax(axis=1) == y))
+            result["accuracy"] = correct / n
         return result
 
     # -- description ------------------------------------------------------------------------
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"layers": [layer_config(layer) for layer in self.layers],
                 "dtype": self.dtype.name, "seed": self.seed}
 
     @classmethod
-    def from_config(cls, config: dict) -> Sequential:
-        """An untrained model of the architecture config() describes."""
+    def from_config(cls, config: dict[str, Any], initialize: bool = True) -> Sequential:
+        """An untrained model of the architecture config() describes (initialize: as in the
+        constructor)."""
         return cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
-                   seed=config["seed"])
+                   seed=config["seed"], initialize=initialize)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
         return "Sequential(\n" + "\n".join(lines) + f"\n)  # {self.dtype.name}, " \
             f"{self.num_parameters():,} parameters"
@@ -301,17 +404,67 @@ class Sequential:
         print(text)
         return text
 
-    def save(self, path) -> None:
-        """Writes architecture and parameters (see steepest.saving); atomic."""
+    def save(self, path: PathLike) -> None:
+        """Writes architecture, parameters and metadata (see steepest.saving); atomic."""
         saving.save(self, path)
 
+    # -- deploy and share -------------------------------------------------------------------
+    def save_safetensors(self, path: PathLike) -> None:
+        """Writes the state_dict as a .safetensors file with the architecture in its metadata
+        (see steepest.safetensors_format); atomic. Needs the safetensors package."""
+        safetensors_format.save(self, path)
 
-def load(path) -> Sequential:
-    """Reads a model written by save(): same architecture, bit-identical parameters."""
-    header, arrays = saving.read(path)
+    def load_safetensors(self, path: PathLike) -> None:
+        """Copies the tensors of a .safetensors file into this model, like load_state_dict:
+        a file save_safetensors wrote, or weights saved from the matching torch model
+        (``safetensors.torch.save_file(torch_model.state_dict(), path)``)."""
+        shapes = {name: a.shape for name, a in self.state_dict().items()}
+        self.load_state_dict(safetensors_format.read_weights(path, shapes))
+
+    def export_onnx(self, path: PathLike, opset: int = onnx_export.DEFAULT_OPSET,
+                    output: str = "logits") -> None:
+        """Writes the model as an ONNX graph (input "input" (batch, in_features), output
+        "output", the model's dtype), atomically; output="softmax" or "sigmoid" appends that
+        function to the outputs. See steepest.onnx_export for the operators. Needs onnx."""
+        onnx_export.export(self, path, opset=opset, output=output)
+
+    def to_torch(self) -> Any:
+        """A torch.nn.Sequential with this architecture and a copy of the weights (Dense is
+        Linear; the same state_dict keys), in training mode like any new torch module: call
+        .eval() for inference. Needs torch."""
+        return torch_bridge.to_torch(self.layers, self.state_dict(), self.dtype)
+
+
+def _from_file(header: dict[str, Any], arrays: dict[str, np.ndarray], path: PathLike) -> Sequential:
+    """The model a file's header describes, holding the file's arrays."""
     try:
-        model = Sequential.from_config(header)
+        model = Sequential.from_config(header, initialize=False)
     except (KeyError, TypeError, ValueError, MemoryError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
     model.load_state_dict(arrays)
+    model.metadata = saving.metadata(header, path)
+    return model
+
+
+def load(path: PathLike) -> Sequential:
+    """Reads a model written by save(): same architecture, bit-identical parameters."""
+    header, arrays = saving.read(path)
+    return _from_file(header, arrays, path)
+
+
+def load_safetensors(path: PathLike) -> Sequential:
+    """Reads a model written by save_safetensors(): same architecture, bit-identical
+    parameters. Needs the safetensors package."""
+    header, arrays = safetensors_format.read(path)
+    return _from_file(header, arrays, path)
+
+
+def from_torch(module: Any, *, seed: Optional[int] = None) -> Sequential:
+    """The steepest model equivalent to a torch.nn.Sequential of Linear, activation, Softmax
+    and Dropout modules (nested Sequentials flattened), with a copy of its weights, in the
+    dtype of its parameters (float32 or float64). A module steepest cannot map raises a
+    ValueError naming it. Needs torch."""
+    layers, state, dtype = torch_bridge.from_torch(module)
+    model = Sequential(*layers, dtype=dtype, seed=seed, initialize=False)
+    model.load_state_dict(state)
     return model

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import weakref
+from typing import Any
+
+import numpy as np
 
 
 class Parameter:
@@ -12,7 +15,7 @@ class Parameter:
     steepest.layers.parameter_table): ``params`` and ``grads`` are the model's flat buffers.
     """
 
-    def __init__(self, model, slot, params, grads):
+    def __init__(self, model: Any, slot: Any, params: np.ndarray, grads: np.ndarray) -> None:
         # A weak reference: model -> parameter -> model would be a cycle, and the model's
         # buffers would wait for the cyclic garbage collector instead of going with the model.
         self._model = weakref.ref(model)
@@ -22,11 +25,11 @@ class Parameter:
         self.grad = grads[self.offset:self.offset + self.size].reshape(self.shape)
 
     @property
-    def model(self):
+    def model(self) -> Any:
         model = self._model()
         if model is None:
             raise ReferenceError(f"the model of parameter {self.name!r} no longer exists")
         return model
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Parameter({self.name!r}, shape={self.shape}, dtype={self.data.dtype})"

@@ -1,14 +1,13 @@
 """What the command line and the experiments share: an MLP from hidden widths and an
-activation name, optimizers by recipe name ("momentum", "nesterov", ...), the default
-learning rate."""
+activation name, optimizers by recipe name ("momentum", "nesterov", ...) with a default
+learning rate each, and standardization folded into a trained model."""
 from __future__ import annotations
 
-from . import optim
-from .layers import LAYERS, Activation, Dense, Dropout
-from .model import Sequential
+import numpy as np
 
-# activation name (torch.nn.functional's: "relu", "leaky_relu", ...) -> layer class
-ACTIVATIONS = {cls.short_name: cls for cls in LAYERS.values() if issubclass(cls, Activation)}
+from . import optim
+from .layers import ACTIVATIONS, Dense, Dropout
+from .model import Sequential
 
 # recipe name -> optimizer of params with learning rate lr and weight decay wd
 OPTIMIZER_RECIPES = {
@@ -22,7 +21,11 @@ OPTIMIZER_RECIPES = {
     "adagrad": lambda params, lr, wd: optim.Adagrad(params, lr=lr, weight_decay=wd),
 }
 
-DEFAULT_LR = 1e-3  # the command line's learning rate when none is given
+# recipe name -> the learning rate the command line uses when none is given: one that trains
+# a 128-unit ReLU MLP on standardized digits, breast_cancer and diabetes in 20 epochs of
+# batches of 32 (test accuracy 0.97-0.98 on digits for each)
+DEFAULT_LRS = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "adam": 1e-3, "adamw": 1e-3,
+               "rmsprop": 1e-3, "adagrad": 1e-2}
 
 
 def build_mlp(n_in, hidden, n_out, activation="relu", dropout=0.0, dtype="float32", seed=0,
@@ -39,6 +42,30 @@ def build_mlp(n_in, hidden, n_out, activation="relu", dropout=0.0, dtype="float3
     return Sequential(*layers, dtype=dtype, seed=seed)
 
 
-def make_optimizer(name, params, lr, weight_decay=0.0):
-    """The optimizer recipe `name` (see OPTIMIZER_RECIPES) over params."""
-    return OPTIMIZER_RECIPES[name](params, lr, weight_decay)
+def make_optimizer(name, params, lr=None, weight_decay=0.0):
+    """The optimizer recipe `name` (see OPTIMIZER_RECIPES) over params; lr None takes the
+    recipe's DEFAULT_LRS."""
+    return OPTIMIZER_RECIPES[name](params, DEFAULT_LRS[name] if lr is None else lr,
+                                   weight_decay)
+
+
+def fold_standardization(model, mean, std, out_mean=None, out_std=None) -> None:
+    """Makes a model trained on inputs (x - mean) / std take raw inputs x, and one trained on
+    targets (y - out_mean) / out_std give raw targets: each affine map is folded into the first
+    (last) Dense layer, computed in float64 and rounded once. Both layers must have a bias."""
+    first, last = model.layers[0], model.layers[-1]
+    if not (isinstance(first, Dense) and first.bias and isinstance(last, Dense) and last.bias):
+        raise ValueError("folding needs a model that starts and ends with a Dense layer with "
+                         "a bias")
+    state = model.state_dict()
+    w, b = state["0.weight"], state["0.bias"]
+    w64 = w.astype(np.float64)
+    scale = 1.0 / np.asarray(std, np.float64)
+    b[...] = b - w64 @ (np.asarray(mean, np.float64) * scale)
+    w[...] = w64 * scale
+    if out_mean is not None:
+        k = len(model) - 1
+        w, b = state[f"{k}.weight"], state[f"{k}.bias"]
+        out_std = np.asarray(out_std, np.float64)
+        w[...] = w.astype(np.float64) * out_std[:, None]
+        b[...] = b * out_std + np.asarray(out_mean, np.float64)

@@ -6,6 +6,9 @@ A steepest archive (see steepest.archive) of format "steepest.model":
   "seed": int, "layers": [{"type": "Dense", "in_features": 784, "out_features": 128,
   "bias": true, "init": "torch_default"}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.2},
   ...]}`` (``model.config()`` plus the format's name and version);
+- ``"written_by": "steepest 0.1.0"``, and ``"metadata"``: ``model.metadata``, a JSON object of
+  notes kept with the model (the command line's training summary and class labels), when
+  not empty;
 - one array per parameter, named as in ``model.state_dict()`` ("0.weight", "0.bias", ...),
   with the model's dtype and torch's shapes.
 
@@ -15,6 +18,7 @@ reads any data. Building the model from what was read is ``steepest.model.load``
 from __future__ import annotations
 
 from ._checks import as_dtype, buffer_memory
+from ._version import __version__
 from .archive import FORMAT_VERSION, read_archive, write_archive
 from .layers import layer_from_config, parameter_table
 
@@ -22,7 +26,11 @@ MODEL_FORMAT = "steepest.model"
 
 
 def model_header(model) -> dict:
-    return {"format": MODEL_FORMAT, "version": FORMAT_VERSION, **model.config()}
+    header = {"format": MODEL_FORMAT, "version": FORMAT_VERSION,
+              "written_by": f"steepest {__version__}", **model.config()}
+    if model.metadata:
+        header["metadata"] = model.metadata
+    return header
 
 
 def save(model, path) -> None:
@@ -34,6 +42,14 @@ def read(path):
     """(header, {parameter name: array}) of a model file, every array checked against the
     architecture in its header."""
     return read_archive(path, MODEL_FORMAT, lambda header: declared_shapes(header, path))
+
+
+def metadata(header: dict, path="") -> dict:
+    """The metadata a header holds ({} when none), checked to be a JSON object."""
+    notes = header.get("metadata", {})
+    if not isinstance(notes, dict):
+        raise ValueError(f"{path}: metadata in header is not a JSON object")
+    return notes
 
 
 def declared_shapes(header: dict, path="") -> dict:

@@ -14,6 +14,10 @@
 
 #include "check.hpp"
 #include "steepest/gemm_kernels.hpp"
+#if !defined(STEEPEST_GEMM_SIMDE)
+#include "steepest/gemm.hpp"
+#include "steepest/threads.hpp"
+#endif
 
 using namespace steepest;
 
@@ -270,3 +274,45 @@ TEST(one_row_alone_gives_the_bits_of_the_packed_product) {
   check_rows_alone<float>();
   check_rows_alone<double>();
 }
+
+#if !defined(STEEPEST_GEMM_SIMDE)  // the core's gemm: only in the native test binary
+namespace {
+// A forward product x W^T over a K long enough to be cut in chunks (gemm_chunks), on 1 and 2
+// threads, and each row alone: the bits of one kernel call over the whole K, because chunks
+// start at multiples of the dot kernels' K block and add to C as later blocks do.
+template <class T>
+std::vector<T> test_data(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(-1.0, 1.0);
+  std::vector<T> v(n);
+  for (T& x : v) x = T(u(rng));
+  return v;
+}
+
+template <class T>
+void check_chunked_forward() {
+  if (gemm_isa() == GemmIsa::none) return;
+  const int64_t M = 64, N = 64, K = 140000;
+  CHECK(gemm_chunks(M, N, K) > 1);
+  const auto A = test_data<T>(size_t(M * K), 1), W = test_data<T>(size_t(N * K), 2);
+  std::vector<T> one_call(size_t(M * N));
+  packed_gemm(gemm_isa(), false, true, M, N, K, T(1), A.data(), K, W.data(), K, T(0),
+              one_call.data(), N);
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    std::vector<T> C(size_t(M * N));
+    gemm<T>(false, true, M, N, K, T(1), A.data(), K, W.data(), K, T(0), C.data(), N);
+    CHECK(test::same_bits(C, one_call));
+    std::vector<T> alone(static_cast<size_t>(N));
+    gemm<T>(false, true, 1, N, K, T(1), A.data() + 5 * K, K, W.data(), K, T(0), alone.data(), N);
+    CHECK(test::same_bits(alone, std::vector<T>(one_call.begin() + 5 * N, one_call.begin() + 6 * N)));
+  }
+  set_num_threads(1);
+}
+}  // namespace
+
+TEST(a_forward_product_cut_in_k_chunks_has_the_bits_of_one_call) {
+  check_chunked_forward<float>();
+  check_chunked_forward<double>();
+}
+#endif

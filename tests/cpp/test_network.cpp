@@ -1,6 +1,7 @@
 // The network: its size table and op list, train_step against naive backpropagation (batch 13
 // and batch 1, whose update is fused), inference, the epoch loop, refused steps, the same bits
 // on 1 and 2 threads, and no allocation in a steady-state step.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -10,8 +11,10 @@
 #include "count_allocs.hpp"
 #include "reference.hpp"
 #include "steepest/network.hpp"
+#include "training.hpp"
 
 using namespace steepest;
+using namespace steepest::test;
 namespace ref = steepest::reference;
 
 namespace {
@@ -39,31 +42,6 @@ LayerSpec act(int64_t width, Activation a, double param = 0.0) {
   return elementwise(LayerKind::Activation, width, a, param);
 }
 
-LossSpec cross_entropy() {
-  LossSpec s;
-  s.kind = LossKind::CrossEntropy;
-  return s;
-}
-
-OptimizerConfig sgd(double lr, double momentum = 0.0) {
-  OptimizerConfig c;
-  c.kind = OptimizerKind::SGD;
-  c.lr = lr;
-  c.momentum = momentum;
-  return c;
-}
-
-std::vector<int64_t> labels_for(int64_t B, int64_t C) {
-  std::vector<int64_t> y(static_cast<size_t>(B));
-  for (int64_t r = 0; r < B; ++r) y[size_t(r)] = (r * 7 + 3) % C;
-  return y;
-}
-
-template <class T>
-std::vector<T> params_of(Network<T>& net) {
-  return std::vector<T>(net.params(), net.params() + net.num_params());
-}
-
 }  // namespace
 
 TEST(size_table_places_each_dense_layer) {
@@ -85,6 +63,17 @@ TEST(size_table_places_each_dense_layer) {
   Network<float> net(layers, 0);
   CHECK(net.num_params() == 21);
   CHECK(net.layers()[3].weight_offset == 15 && net.layers()[3].bias_offset == -1);
+}
+
+TEST(a_network_built_without_initializing_skips_the_same_draws) {
+  // every initializer (uniform and normal draws, biases drawn or zero), then the generator
+  for (int k = 0; k <= int(Init::Zeros); ++k) {
+    std::vector<LayerSpec> layers = {dense(7, 5), act(5, Activation::Tanh), dense(5, 3, false)};
+    for (LayerSpec& l : layers) l.init = Init(k);
+    Network<double> drawn(layers, 11), skipped(layers, 11, false);
+    CHECK(skipped.rng().state() == drawn.rng().state());
+    for (double p : params_of(skipped)) CHECK(p == 0.0);
+  }
 }
 
 TEST(size_table_refuses_inconsistent_layers) {
@@ -154,11 +143,11 @@ void check_train_step(const std::vector<LayerSpec>& layers, int64_t B, bool mse,
   CHECK(net.train_step(x.data(), y, B, loss, opt, clip, &value) == StepStatus::Ok);
   const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
   CHECK(std::fabs(value - want.loss) <= tol * (1 + want.loss));
-  // grads: the gradient the step used (clipped when its norm exceeds clip)
+  // grads: the gradient the step used (scaled by min(1, clip / (norm + 1e-6)))
   double norm = 0;
   for (double g : want.grads) norm += g * g;
   norm = std::sqrt(norm);
-  const double factor = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1.0;
+  const double factor = clip > 0 ? std::min(1.0, clip / (norm + 1e-6)) : 1.0;
   std::vector<double> grads(want.grads), params(p0.size());
   for (size_t i = 0; i < p0.size(); ++i) {
     grads[i] *= factor;
@@ -292,11 +281,11 @@ TEST(train_epoch_is_its_steps) {
   CHECK(st.status == StepStatus::Ok && st.steps == 4 && st.samples == N);
   CHECK(std::fabs(st.loss - loss_sum / double(N)) <= 1e-12);
   CHECK(st.grad_norms.size() == 2 && st.grad_norms[0] > 0);
-  // should_stop is polled before each step.
-  int polls = 0;
-  const EpochStats stopped = a.train_epoch(X.data(), {y.data(), nullptr}, N, bs, true,
-                                           cross_entropy(), oa, 0.0, [&] { return ++polls > 2; });
-  CHECK(stopped.status == StepStatus::Interrupted && stopped.steps == 2);
+  // progress receives the stats so far after every step.
+  std::vector<int64_t> reported;
+  a.train_epoch(X.data(), {y.data(), nullptr}, N, bs, true, cross_entropy(), oa, 0.0,
+                [&](const EpochStats& s) { reported.push_back(s.samples); });
+  CHECK((reported == std::vector<int64_t>{16, 32, 48, 64}));
 }
 
 TEST(a_non_finite_step_is_refused_and_changes_nothing) {
