@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import steepest as st
+from conftest import members, npy, write_zip
 
 SANITIZED = bool(os.environ.get("STEEPEST_SANITIZED"))
 
@@ -73,7 +74,7 @@ def test_last_partial_batch_is_a_step_of_its_own(dtype):
 def test_a_single_sample(loss):
     model = small_model()
     X = np.array([[0.5, -1.0, 2.0]])
-    y = np.array([1]) if loss.classification else np.array([[0.2, 0.9]])
+    y = np.array([1]) if isinstance(loss, st.losses.CrossEntropy) else np.array([[0.2, 0.9]])
     before = model.flat_params().copy()
     history = model.fit(X, y, loss=loss, optimizer=st.optim.SGD(model.parameters(), lr=0.1),
                         epochs=2, verbose=0)
@@ -297,23 +298,6 @@ def saved(tmp_path):
     path = tmp_path / "model.stp"
     model.save(path)
     return model, path
-
-
-def members(path):
-    with zipfile.ZipFile(path) as z:
-        return {n: z.read(n) for n in z.namelist()}
-
-
-def write_zip(path, entries, compression=zipfile.ZIP_STORED):
-    with zipfile.ZipFile(path, "w", compression) as z:
-        for name, data in entries.items():
-            z.writestr(name, data)
-
-
-def npy(array, **kw):
-    b = io.BytesIO()
-    np.save(b, array, **kw)
-    return b.getvalue()
 
 
 def header_of(path):
