@@ -2,23 +2,26 @@
 
     python bench/distributed_scaling.py [--rounds 5] [--configs 1,2,3,4]
 
-Measured, in rounds that alternate the order of the runs (medians over rounds):
-- one fit epoch of compare.py's models, each at its batch size as the global batch, in three
-  ways: one process with 1 thread, 2 ranks under mpiexec (1 thread each), one process with 2
-  threads; the allreduce time per step of the 2-rank run (the in-training gradient sums, as
-  fit reports them: the time a rank spends in MPI_Allreduce, waiting for the other included);
-- one process (1 thread) at half the batch: with the full batch this splits a step into the
-  part that shrinks with the rows a rank backpropagates and the part every rank repeats (the
-  update of all P parameters, the per-step overhead);
-- MPI_Allreduce (in place, float32) between the 2 local ranks for message sizes 4 B-64 MiB,
-  to which a latency + size / bandwidth line is fitted.
+Measured, in rounds that alternate the order of the runs (medians over rounds; each run a
+fresh process or mpiexec):
+- one fit epoch of compare.py's models, each at its batch size B as the global batch: one
+  process with 1 thread, 2 ranks under mpiexec (1 thread each), one process with 2 threads;
+  the 2-rank run's allreduce time per step (the in-training gradient sums as fit reports them:
+  the time a rank spends in MPI_Allreduce, waiting for the other rank included);
+- the CPU time per step of one process (1 thread) at B, B/2 and B/4 rows: a line
+  c * rows + f through them splits a step into compute(B) = c * B, which the ranks share, and
+  fixed = f, which every rank repeats (the update of all P parameters, the step's overhead).
+  CPU time, not wall time: on a shared machine it is the work done, which other processes
+  disturb far less;
+- MPI_Allreduce (in place, float32) between the 2 local ranks for 4 B-64 MiB; the minimum over
+  repetitions (the undisturbed time) gets a line 2 alpha + bytes / bw, a ring's time at 2 ranks.
 
-Predicted, with the cost model per step (strong scaling: global batch B split over N ranks)
-    t(N) = compute(B) / N + fixed + allreduce(N),   allreduce(N) = 2 (N-1) alpha + 2 (N-1)/N * 4P / bw
-where compute(B) and fixed come from the 1-process runs above, and efficiency(N) = t(1) / (N t(N)).
-The 2-rank prediction with the local alpha, bw is printed next to the measurement (the check
-of the model); then N = 8, 64, 512 on a 25 Gb/s and a 100 Gb/s network (alpha per message:
---alpha-25, --alpha-100, assumed, not measured here), also with B rows per rank (weak scaling).
+Predicted, with the cost model per step (strong scaling: the global batch B over N ranks)
+    t(N) = compute(B) / N + fixed + 2 (N-1) alpha + 2 (N-1)/N * 4 P / bw
+and efficiency(N) = t(1) / (N t(N)): first at N = 2 with this machine's alpha and bw, next to
+the measurement (the check of the model); then at N = 8, 64, 512 on a 25 Gb/s and a 100 Gb/s
+network (alpha per message --alpha-25, --alpha-100: assumed, not measured here), and with B
+rows per rank (weak scaling: efficiency t(1) / t(N)).
 """
 from __future__ import annotations
 
@@ -45,8 +48,19 @@ def epoch_rows(sizes, batch):
 
 
 # -- workers (run in fresh processes, print one JSON line) -------------------------------------
+class CpuClock(st.callbacks.Callback):
+    """The process's CPU time (user + system, all threads) over each epoch."""
+
+    def on_epoch_begin(self, epoch, logs):
+        self.start = time.process_time()
+
+    def on_epoch_end(self, epoch, logs):
+        self.seconds = time.process_time() - self.start
+
+
 def worker_epochs(configs, batch_scale, threads, distributed) -> dict:
-    """configs: {name: (sizes, batch, optimizer)}; one timed epoch of each."""
+    """configs: {name: (sizes, batch, optimizer)}; one timed epoch of each, batch and rows
+    divided by batch_scale."""
     group = None
     if distributed:
         group = Group(threads=threads)
@@ -68,11 +82,13 @@ def worker_epochs(configs, batch_scale, threads, distributed) -> dict:
         fit = dict(loss=st.losses.CrossEntropy(), optimizer=opt, batch_size=batch, verbose=0,
                    distributed=group if group is not None else False)
         model.fit(X[:2 * batch], y[:2 * batch], epochs=1, **fit)  # warm-up: pages, pool
-        logs = {k: v[-1] for k, v in model.fit(X, y, epochs=1, **fit).items()}
+        clock = CpuClock()
+        logs = {k: v[-1] for k, v in model.fit(X, y, epochs=1, callbacks=[clock],
+                                                **fit).items()}
         steps = rows // batch
-        out[index] = {"epoch": logs["time"], "steps": steps,
-                           "allreduce": logs.get("allreduce_time", 0.0) / steps,
-                           "params": model.num_parameters()}
+        out[index] = {"epoch": logs["time"], "cpu": clock.seconds, "steps": steps,
+                      "allreduce": logs.get("allreduce_time", 0.0) / steps,
+                      "params": model.num_parameters()}
     return out
 
 
@@ -83,12 +99,12 @@ def worker_sweep(repeat=30) -> dict:
     for count in SWEEP:
         buf = np.ones(count, np.float32)
         times = []
-        for _ in range(max(3, repeat if count < 2 ** 20 else 5)):
+        for _ in range(repeat if count < 2 ** 20 else 10):
             comm.Barrier()
             start = time.perf_counter()
             comm.Allreduce(MPI.IN_PLACE, buf)
             times.append(time.perf_counter() - start)
-        out[str(count * 4)] = statistics.median(times)
+        out[str(count * 4)] = min(times)
     return out
 
 
@@ -136,6 +152,11 @@ def fit_line(sweep) -> tuple:
     return c / 2, 1 / inv_bw
 
 
+def fmt_time(seconds) -> str:
+    return (f"{seconds * 1e6:.1f} us" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+            if seconds < 1 else f"{seconds:.2f} s")
+
+
 def fmt_bytes(n) -> str:
     return next(f"{n / 2 ** s:g} {u}" for s, u in ((20, "MiB"), (10, "KiB"), (0, "B"))
                 if n >= 2 ** s or s == 0)
@@ -157,11 +178,12 @@ def main() -> None:
     parser.add_argument("--worker", choices=["epochs", "sweep"], help=argparse.SUPPRESS)
     parser.add_argument("--models", help=argparse.SUPPRESS)  # the workers' configs, JSON
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--half", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scale", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "epochs":
-        result = worker_epochs(json.loads(args.models), 2 if args.half else 1, args.threads, args.distributed)
+        result = worker_epochs(json.loads(args.models), args.scale, args.threads,
+                               args.distributed)
         if not args.distributed or int(os.environ.get("PMI_RANK", "0")) == 0:
             print(json.dumps(result), flush=True)
         return
@@ -175,11 +197,13 @@ def main() -> None:
     from compare import CONFIGS  # the models of the other benchmarks (imports torch if there)
     configs = [int(i) for i in args.configs.split(",")]
     common = ["--models", json.dumps({i: CONFIGS[i] for i in configs})]
+    one, two, threads2 = "1 rank", "2 ranks", "1 rank, 2 threads"
     runs = {  # name: (worker arguments, ranks)
-        "1 rank, 1 thread": (["--worker", "epochs", *common], 1),
-        "2 ranks, 1 thread each": (["--worker", "epochs", "--distributed", *common], 2),
-        "1 rank, 2 threads": (["--worker", "epochs", "--threads", "2", *common], 1),
-        "1 rank, 1 thread, half batch": (["--worker", "epochs", "--half", *common], 1),
+        one: (["--worker", "epochs", *common], 1),
+        two: (["--worker", "epochs", "--distributed", *common], 2),
+        threads2: (["--worker", "epochs", "--threads", "2", *common], 1),
+        "B/2": (["--worker", "epochs", "--scale", "2", *common], 1),
+        "B/4": (["--worker", "epochs", "--scale", "4", *common], 1),
     }
     results = {name: [] for name in runs}
     sweeps = []
@@ -189,79 +213,77 @@ def main() -> None:
         for name in order:
             results[name].append(run_worker(*runs[name]))
         sweeps.append(run_worker(["--worker", "sweep"], ranks=2))
-    sweep = {k: statistics.median(s[k] for s in sweeps) for k in sweeps[0]}
+    sweep = {k: min(s[k] for s in sweeps) for k in sweeps[0]}
     alpha, bw = fit_line(sweep)
 
-    def med(name, index, key):
-        return statistics.median(res[str(index)][key] for res in results[name])
+    def per_step(name, index, key):  # median over rounds
+        return statistics.median(res[str(index)][key] / res[str(index)]["steps"]
+                                 for res in results[name])
 
     def ratio(num, den, index):  # median of the per-round quotients of epoch times
         return statistics.median(a[str(index)]["epoch"] / b[str(index)]["epoch"]
                                  for a, b in zip(results[num], results[den]))
 
     print(f"Measured: {args.rounds} rounds, medians; load average {load:.1f} at start, "
-          f"{os.cpu_count()} cores; float32, 1 thread per rank\n")
-    print("| model | batch | P | epoch 1 rank | epoch 2 ranks | speed-up | efficiency "
-          "| allreduce / step (2 ranks) | share of step | epoch 1 rank 2 threads |")
+          f"{os.getloadavg()[0]:.1f} at the end, {len(os.sched_getaffinity(0))} cores; "
+          "float32, 1 thread per rank\n")
+    print("| model | batch | P | step, 1 rank | step, 2 ranks | speed-up | efficiency "
+          "| allreduce / step, 2 ranks | share of the step | 1 rank, 2 threads: speed-up |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    fitted = {}
+    models = {}
     for index in configs:
         sizes, batch, _ = CONFIGS[index]
-        one, two = "1 rank, 1 thread", "2 ranks, 1 thread each"
-        steps = results[one][0][str(index)]["steps"]
         params = results[one][0][str(index)]["params"]
-        t1, t2 = med(one, index, "epoch") / steps, med(two, index, "epoch") / steps
-        half = med("1 rank, 1 thread, half batch", index, "epoch") / steps
-        reduce2 = med(two, index, "allreduce")
+        t1, t2 = per_step(one, index, "epoch"), per_step(two, index, "epoch")
+        reduce2 = per_step(two, index, "allreduce") * results[two][0][str(index)]["steps"]
+        rows = [batch, batch // 2, batch // 4]
+        cpu = [per_step(name, index, "cpu") for name in (one, "B/2", "B/4")]
+        slope, fixed = np.polyfit(rows, cpu, 1)
+        models[index] = (sizes, batch, params, slope * batch, fixed, t2, reduce2)
         speedup = ratio(one, two, index)
-        compute = max(2 * (t1 - half), 0.0)  # the part that halves with half the rows
-        fitted[index] = (compute, t1 - compute, params, t1, t2, reduce2)
-        print(f"| {'-'.join(map(str, sizes))} | {batch} | {params:,} | "
-              f"{med(one, index, 'epoch') * 1e3:.0f} ms | {med(two, index, 'epoch') * 1e3:.0f} ms | "
-              f"{speedup:.2f}x | {speedup / 2:.0%} | {reduce2 * 1e3:.3f} ms | "
-              f"{reduce2 / t2:.1%} | {med('1 rank, 2 threads', index, 'epoch') * 1e3:.0f} ms "
-              f"({ratio(one, '1 rank, 2 threads', index):.2f}x) |")
-    print(f"\nMPI_Allreduce between the 2 local ranks (in place, float32, median of "
-          f"{args.rounds} sweeps): " + ", ".join(
-              f"{fmt_bytes(int(k))} {v * 1e6:,.0f} us" for k, v in sweep.items()))
-    print(f"Fitted: 2 alpha + bytes / bw with alpha = {alpha * 1e6:.2f} us, "
+        print(f"| {'-'.join(map(str, sizes))} | {batch} | {params:,} | {fmt_time(t1)} | "
+              f"{fmt_time(t2)} | {speedup:.2f}x | {speedup / 2:.0%} | {fmt_time(reduce2)} | "
+              f"{reduce2 / t2:.0%} | {ratio(one, threads2, index):.2f}x |")
+    print(f"\nMPI_Allreduce between the 2 local ranks (in place, float32, the minimum over "
+          f"{args.rounds} sweeps of 10-30 calls): " + ", ".join(
+              f"{fmt_bytes(int(k))} {fmt_time(v)}" for k, v in sweep.items()))
+    print(f"Fitted: 2 alpha + bytes / bw with alpha = {fmt_time(alpha)}, "
           f"bw = {bw / 1e9:.2f} GB/s")
     print(f"The hook (the core calling the sum, a Python callable, from its epoch loop with the "
-          f"GIL taken for the call), timed with a no-op sum: {hook_overhead() * 1e6:.2f} us "
+          f"GIL taken for the call), timed with a no-op sum: {fmt_time(hook_overhead())} "
           "per step\n")
 
     print("Cost model per step: t(N) = compute(B)/N + fixed + 2(N-1) alpha + 2(N-1)/N 4P/bw; "
-          "compute(B) = 2 (t(B) - t(B/2)) and fixed = t(B) - compute(B) from the 1-process runs\n")
-    print("| model | batch | compute(B) | fixed | 2 ranks predicted | 2 ranks measured "
-          "| allreduce predicted | allreduce measured |")
+          "compute(B) and fixed from the 1-process CPU time per step at B, B/2, B/4 rows; "
+          "alpha, bw from the allreduce line\n")
+    print("| model | batch | compute(B) | fixed | 2 ranks: predicted step | measured "
+          "| predicted allreduce | measured |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for index, (compute, fixed, params, t1, t2, reduce2) in fitted.items():
-        sizes, batch, _ = CONFIGS[index]
+    for sizes, batch, params, compute, fixed, t2, reduce2 in models.values():
         r2 = ring(2, params, alpha, bw)
-        print(f"| {'-'.join(map(str, sizes))} | {batch} | {compute * 1e3:.3f} ms | "
-              f"{fixed * 1e3:.3f} ms | {(compute / 2 + fixed + r2) * 1e3:.3f} ms | "
-              f"{t2 * 1e3:.3f} ms | {r2 * 1e3:.3f} ms | {reduce2 * 1e3:.3f} ms |")
+        print(f"| {'-'.join(map(str, sizes))} | {batch} | {fmt_time(compute)} | "
+              f"{fmt_time(fixed)} | {fmt_time(compute / 2 + fixed + r2)} | {fmt_time(t2)} | "
+              f"{fmt_time(r2)} | {fmt_time(reduce2)} |")
 
     networks = [("25 Gb/s", 25e9 / 8, args.alpha_25), ("100 Gb/s", 100e9 / 8, args.alpha_100)]
     ranks = [8, 64, 512]
-    print(f"\nPredicted efficiency t(1) / (N t(N)) (alpha {args.alpha_25 * 1e6:g} us at 25 Gb/s, "
-          f"{args.alpha_100 * 1e6:g} us at 100 Gb/s); strong: global batch B over N ranks "
-          "(- where N > B), weak: B rows per rank\n")
+    print(f"\nPredicted efficiency (alpha {fmt_time(args.alpha_25)} at 25 Gb/s, "
+          f"{fmt_time(args.alpha_100)} at 100 Gb/s, assumed); strong: the global batch B over "
+          "N ranks, t(1) / (N t(N)) (- where N > B); weak: B rows per rank, t(1) / t(N)\n")
     head = [f"{net} N={n}" for net, _, _ in networks for n in ranks]
     print("| model | batch | scaling | " + " | ".join(head) + " |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in head) + " |")
-    for index, (compute, fixed, params, t1, _, _) in fitted.items():
-        sizes, batch, _ = CONFIGS[index]
+    for sizes, batch, params, compute, fixed, _, _ in models.values():
         for kind in ("strong", "weak"):
             cells = []
             for _, bw_net, alpha_net in networks:
                 for n in ranks:
                     share = compute / n if kind == "strong" else compute
                     step = share + fixed + ring(n, params, alpha_net, bw_net)
-                    eff = (t1 / (n * step)) if kind == "strong" else (compute + fixed) / step
+                    eff = (compute + fixed) / (n * step if kind == "strong" else step)
                     cells.append("-" if kind == "strong" and n > batch else f"{eff:.0%}")
-            print(f"| {'-'.join(map(str, sizes))} | {batch} | {kind} | " + " | ".join(cells) + " |")
-
+            print(f"| {'-'.join(map(str, sizes))} | {batch} | {kind} | " + " | ".join(cells)
+                  + " |")
 
 if __name__ == "__main__":
     main()
