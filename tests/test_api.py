@@ -322,7 +322,9 @@ def test_public_names():
     for name in ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad"):
         assert hasattr(st.optim, name)
     for name in ("StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearWarmup",
-                 "ReduceLROnPlateau"):
+                 "ReduceLROnPlateau", "ConstantLR", "LinearLR", "PolynomialLR",
+                 "CosineAnnealingWarmRestarts", "OneCycleLR", "SequentialLR",
+                 "ChainedScheduler"):
         assert hasattr(st.schedules, name)
     for name in ("EarlyStopping", "ModelCheckpoint", "CSVLogger"):
         assert hasattr(st.callbacks, name)

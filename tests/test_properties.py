@@ -337,9 +337,8 @@ def bad_call(data):
     if what == "optimizer":
         name = data.draw(hs.sampled_from(sorted(st.optim.OPTIMIZERS)))
         cls = st.optim.OPTIMIZERS[name]
-        hyper = data.draw(hs.sampled_from([h for h in cls._hyper if h not in ("amsgrad",
-                                                                              "nesterov",
-                                                                              "centered")]))
+        flags = ("amsgrad", "nesterov", "centered", "maximize")  # taken as bool(value)
+        hyper = data.draw(hs.sampled_from([h for h in cls._hyper if h not in flags]))
         value = data.draw(hs.sampled_from(BAD_SCALARS))
         if hyper in ("beta1", "beta2"):
             betas = [0.9, 0.999]

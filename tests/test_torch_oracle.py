@@ -143,6 +143,15 @@ OPTIMIZER_CASES = [
     ("Adagrad", {"lr": 0.1, "weight_decay": 0.1}),
     ("Adagrad", {"lr": 0.05, "lr_decay": 0.05, "weight_decay": 0.02,
                  "initial_accumulator_value": 0.1, "eps": 1e-6}),
+    # maximize: gradient ascent, with weight decay and state as torch applies them
+    ("SGD", {"lr": 0.01, "weight_decay": 0.05, "maximize": True}),
+    ("SGD", {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01,
+             "maximize": True}),
+    ("Adam", {"lr": 0.01, "weight_decay": 0.1, "maximize": True}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True, "maximize": True}),
+    ("RMSprop", {"lr": 0.003, "momentum": 0.3, "centered": True, "weight_decay": 0.05,
+                 "maximize": True}),
+    ("Adagrad", {"lr": 0.05, "weight_decay": 0.02, "maximize": True}),
 ]
 STEPS = 25
 
@@ -298,6 +307,39 @@ def test_clip_grad_norm_function(torch, rng):
             assert norm == pytest.approx(tnorm.item(), rel=1e-12)
             assert_dicts_close({n: p.grad for n, p in model.named_parameters()},
                                torch_grads(tmodel), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("form", ["model", "params", "train_step"])
+def test_clip_grad_norm_at_the_boundary_matches_torch(form, torch, rng):
+    """torch scales by max_norm / (norm + 1e-6) clamped to 1: a gradient whose norm equals
+    max_norm is still scaled (by 1 - 1e-6 / norm), and one just below it too."""
+    model = st.Sequential(st.Dense(6, 12), st.Tanh(), st.Dense(12, 4), dtype="float64", seed=6)
+    X, y = rng.normal(size=(8, 6)), rng.normal(size=(8, 4)) * 10
+    loss = st.losses.MSE()
+    start = model.flat_params().copy()
+    loss.forward(model.forward(X, training=True), y)
+    model.backward(loss.backward())
+    unclipped = model.flat_grads().copy()
+    norm = float(np.linalg.norm(unclipped))
+    for max_norm in (norm, norm + 5e-7, norm * (1 + 1e-6)):
+        tmodel = to_torch(model)
+        torch.nn.functional.mse_loss(tmodel(tensor(torch, X)), tensor(torch, y)).backward()
+        torch.nn.utils.clip_grad_norm_(tmodel.parameters(), max_norm)
+        model.flat_grads()[...] = unclipped
+        if form == "train_step":
+            opt = st.optim.SGD(model.parameters(), lr=1.0)
+            model.train_step(X, y, loss, opt, clip_grad_norm=max_norm)
+            model.flat_params()[...] = start
+        else:
+            st.clip_grad_norm_(model if form == "model" else model.parameters(), max_norm)
+        clipped = {n: p.grad for n, p in model.named_parameters()}
+        assert_dicts_close(clipped, torch_grads(tmodel), rtol=1e-12, atol=1e-15)
+        expected = min(1.0, max_norm / (norm + 1e-6))
+        np.testing.assert_allclose(model.flat_grads(), unclipped * expected, rtol=1e-14)
+        assert (expected < 1) == (max_norm < norm + 1e-6)
+        model.zero_grad()
+        loss.forward(model.forward(X, training=True), y)
+        model.backward(loss.backward())
 
 
 # -- weights both ways ---------------------------------------------------------------------------

@@ -195,10 +195,12 @@ void register_model(py::module_& m, const char* name) {
            // is CrossEntropy. progress: None, or called as progress(steps, samples, mean loss)
            // at most every kProgressInterval, between steps. With sum (a callable that sums
            // reduce_buffer over the processes in place), a data-parallel epoch as process
-           // `rank` of `size`; stop: see SignalPoll.
+           // `rank` of `size`; stop: see SignalPoll. on_step: None, or called as
+           // on_step(step, loss) after every step (the step's index in the epoch and its loss);
+           // it may change the optimizer, and what it raises ends the epoch after that step.
            [](M& s, py::object X, py::object y, int64_t batch_size, bool shuffle,
               const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress,
-              int64_t rank, int64_t size, py::object sum, py::object stop) {
+              int64_t rank, int64_t size, py::object sum, py::object stop, py::object on_step) {
              const bool labels = spec.kind == LossKind::CrossEntropy;
              const Rows xs = rows_from(X, s.net.in_features(), "X");
              const Rows ys = rows_from(y, labels ? 1 : s.net.out_features(), "y");
@@ -213,15 +215,24 @@ void register_model(py::module_& m, const char* name) {
              SignalPoll poll(stop);
              std::function<void(const EpochStats&)> report;
              auto last = std::chrono::steady_clock::now();
-             if (!progress.is_none()) {
+             if (!progress.is_none() || !on_step.is_none()) {
                report = [&](const EpochStats& st) {
+                 if (!on_step.is_none()) {
+                   py::gil_scoped_acquire gil;
+                   on_step(st.steps - 1, st.step_loss);
+                 }
                  const auto now = std::chrono::steady_clock::now();
-                 if (now - last < kProgressInterval) return;
+                 if (progress.is_none() || now - last < kProgressInterval) return;
                  last = now;
                  py::gil_scoped_acquire gil;
                  progress(st.steps, st.samples, st.loss);
                };
              }
+             EpochHandOver<T> hand_over(s);
+             auto after_step = [&](const EpochStats& st) {
+               hand_over.between_steps();
+               if (report) report(st);
+             };
              // The sum runs Python (mpi4py) with the GIL held for the call only; the callable
              // is a C function (no bytecode), so no signal handler runs inside it.
              py::object sum_error = py::none();
@@ -239,7 +250,7 @@ void register_model(py::module_& m, const char* name) {
              {
                py::gil_scoped_release release;
                st = s.net.train_epoch(xs, ys, labels, batch_size, shuffle, spec, opt, clip_norm,
-                                      report, size > 1 ? &parallel : nullptr);
+                                      after_step, size > 1 ? &parallel : nullptr);
              }
              py::dict out;
              out["loss"] = st.loss;
@@ -257,7 +268,28 @@ void register_model(py::module_& m, const char* name) {
            py::arg("X"), py::arg("y"), py::arg("batch_size"), py::arg("shuffle"),
            py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
            py::arg("progress") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
-           py::arg("sum") = py::none(), py::arg("stop") = py::none())
+           py::arg("sum") = py::none(), py::arg("stop") = py::none(),
+           py::arg("on_step") = py::none())
+      .def("copy_params",
+           // A copy of the parameters after a whole step, also while another thread trains
+           // (see copy_params).
+           [](M& s) {
+             Array<T> out({s.net.num_params()});
+             T* dst = out.mutable_data();
+             py::gil_scoped_release release;
+             copy_params(s, dst);
+             return out;
+           })
+      .def("write_params",
+           // Replaces the parameters with flat (num_params values); refused while another
+           // thread trains or predicts.
+           [](M& s, Array<T> flat) {
+             if (flat.ndim() != 1 || flat.shape(0) != s.net.num_params())
+               throw std::invalid_argument("write_params: flat must have num_params values");
+             auto lock = exclusive(s);
+             std::copy(flat.data(), flat.data() + flat.shape(0), s.net.params());
+           },
+           py::arg("flat").noconvert())
       .def("infer",
            [](M& s, Array<T> x) {
              require_batch(s.net, x, nullptr, LossKind::MSE, "infer");

@@ -89,6 +89,7 @@ void register_specs(py::module_& m) {
       .def_readwrite("kind", &OptimizerConfig::kind)
       .def_readwrite("lr", &OptimizerConfig::lr)
       .def_readwrite("weight_decay", &OptimizerConfig::weight_decay)
+      .def_readwrite("maximize", &OptimizerConfig::maximize)
       .def_readwrite("momentum", &OptimizerConfig::momentum)
       .def_readwrite("dampening", &OptimizerConfig::dampening)
       .def_readwrite("nesterov", &OptimizerConfig::nesterov)

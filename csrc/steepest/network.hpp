@@ -136,7 +136,9 @@ class Network {
   // the network's RNG when asked; stops early when interrupted (interrupt.hpp: between steps or
   // inside one) or on a non-finite loss/gradient, with the model as it was after the last
   // completed step (before the epoch's shuffle when no step completed). progress, when given,
-  // receives the stats so far (loss: the mean over the completed steps) after every step.
+  // receives the stats so far (loss: the mean over the completed steps; step_loss: the last
+  // step's) after every step; it may change the optimizer's config (a per-batch learning rate),
+  // and an exception it throws ends the epoch after that step.
   // With `parallel`, every process runs the same epoch on its share of each global batch of
   // batch_size rows and the gradients are summed before every update, the interruptions too:
   // an interrupted process abandons its step and so do all, before the update. The result is
@@ -164,8 +166,8 @@ class Network {
   const std::vector<double>& layer_grad_sq() const { return grad_sq_; }
   // Computes layer_grad_sq from the grads buffer; returns the global squared norm.
   double measure_grads();
-  // Rescales the gradients so that their global L2 norm, sqrt(total_sq) as measure_grads
-  // returns it, is at most max_norm (torch.nn.utils.clip_grad_norm_'s rule).
+  // Rescales the gradients by min(1, max_norm / (norm + 1e-6)), norm = sqrt(total_sq) as
+  // measure_grads returns it (torch.nn.utils.clip_grad_norm_'s rule).
   void clip_grads(double total_sq, double max_norm);
 
  private:

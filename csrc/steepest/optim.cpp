@@ -72,26 +72,33 @@ template <class T>
 struct SgdCoef {
   T lr, wd, mom, damp;
   int mode;  // 0: no momentum, 1: first step (buf = d), 2: later steps; +3 with nesterov
+  bool maximize;
 };
 
-template <class T>
+// The gradient as the update uses it: negated when maximizing (torch's maximize=True).
+template <bool Max, class T>
+[[gnu::always_inline]] inline T signed_grad(T g) {
+  return Max ? -g : g;
+}
+
+template <bool Max, class T>
 [[gnu::always_inline]] inline void sgd_impl(T* p, const T* g, T* buf, int64_t n,
                                             const SgdCoef<T>& k) {
   const T lr = k.lr, wd = k.wd, mom = k.mom, damp = k.damp;
   switch (k.mode) {
     case 0:
-      for (int64_t i = 0; i < n; ++i) p[i] -= lr * (g[i] + wd * p[i]);
+      for (int64_t i = 0; i < n; ++i) p[i] -= lr * (signed_grad<Max>(g[i]) + wd * p[i]);
       break;
     case 1:
       for (int64_t i = 0; i < n; ++i) {
-        const T d = g[i] + wd * p[i];
+        const T d = signed_grad<Max>(g[i]) + wd * p[i];
         buf[i] = d;
         p[i] -= lr * d;
       }
       break;
     case 2:
       for (int64_t i = 0; i < n; ++i) {
-        const T d = g[i] + wd * p[i];
+        const T d = signed_grad<Max>(g[i]) + wd * p[i];
         const T b = mom * buf[i] + damp * d;
         buf[i] = b;
         p[i] -= lr * b;
@@ -99,14 +106,14 @@ template <class T>
       break;
     case 4:
       for (int64_t i = 0; i < n; ++i) {
-        const T d = g[i] + wd * p[i];
+        const T d = signed_grad<Max>(g[i]) + wd * p[i];
         buf[i] = d;
         p[i] -= lr * (d + mom * d);
       }
       break;
     default:
       for (int64_t i = 0; i < n; ++i) {
-        const T d = g[i] + wd * p[i];
+        const T d = signed_grad<Max>(g[i]) + wd * p[i];
         const T b = mom * buf[i] + damp * d;
         buf[i] = b;
         p[i] -= lr * (d + mom * b);
@@ -117,16 +124,16 @@ template <class T>
 
 STEEPEST_CLONES void sgd_block(float* p, const float* g, float* buf, int64_t n,
                                const SgdCoef<float>& k) {
-  sgd_impl(p, g, buf, n, k);
+  k.maximize ? sgd_impl<true>(p, g, buf, n, k) : sgd_impl<false>(p, g, buf, n, k);
 }
 STEEPEST_CLONES void sgd_block(double* p, const double* g, double* buf, int64_t n,
                                const SgdCoef<double>& k) {
-  sgd_impl(p, g, buf, n, k);
+  k.maximize ? sgd_impl<true>(p, g, buf, n, k) : sgd_impl<false>(p, g, buf, n, k);
 }
 
 template <class T>
 void sgd_update(T* p, const T* g, T* buf, int64_t n, const OptimizerConfig& c, bool first) {
-  SgdCoef<T> k{T(c.lr), T(c.weight_decay), T(c.momentum), T(1 - c.dampening), 0};
+  SgdCoef<T> k{T(c.lr), T(c.weight_decay), T(c.momentum), T(1 - c.dampening), 0, c.maximize};
   if (buf) k.mode = (first ? 1 : 2) + (c.nesterov ? 3 : 0);
   for_chunks(n, 1, [&](int64_t lo, int64_t hi) {
     sgd_block(p + lo, g + lo, buf ? buf + lo : nullptr, hi - lo, k);
@@ -136,17 +143,17 @@ void sgd_update(T* p, const T* g, T* buf, int64_t n, const OptimizerConfig& c, b
 template <class T>
 struct AdamCoef {
   T decay, wd, b1, b2, eps, step_size, inv_bc2_sqrt;
-  bool decoupled;
+  bool decoupled, maximize;
 };
 
-template <class T>
+template <bool Max, class T>
 [[gnu::always_inline]] inline void adam_impl(T* p, const T* g, T* m, T* v, T* vmax, int64_t n,
                                              const AdamCoef<T>& k) {
   const T decay = k.decay, wd = k.wd, b1 = k.b1, b2 = k.b2, eps = k.eps;
   const T step_size = k.step_size, inv_bc2_sqrt = k.inv_bc2_sqrt;
   if (!vmax && !k.decoupled) {  // Adam: the common case, no decay multiply, no max
     for (int64_t i = 0; i < n; ++i) {
-      const T gi = g[i] + wd * p[i];
+      const T gi = signed_grad<Max>(g[i]) + wd * p[i];
       const T mi = m[i] + (T(1) - b1) * (gi - m[i]);
       const T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
       m[i] = mi;
@@ -156,7 +163,7 @@ template <class T>
     return;
   }
   for (int64_t i = 0; i < n; ++i) {
-    const T gi = g[i] + wd * p[i];
+    const T gi = signed_grad<Max>(g[i]) + wd * p[i];
     const T pi = p[i] * decay;
     const T mi = m[i] + (T(1) - b1) * (gi - m[i]);
     T vi = b2 * v[i] + (T(1) - b2) * gi * gi;
@@ -169,11 +176,11 @@ template <class T>
 
 STEEPEST_CLONES void adam_block(float* p, const float* g, float* m, float* v, float* vmax,
                                 int64_t n, const AdamCoef<float>& k) {
-  adam_impl(p, g, m, v, vmax, n, k);
+  k.maximize ? adam_impl<true>(p, g, m, v, vmax, n, k) : adam_impl<false>(p, g, m, v, vmax, n, k);
 }
 STEEPEST_CLONES void adam_block(double* p, const double* g, double* m, double* v, double* vmax,
                                 int64_t n, const AdamCoef<double>& k) {
-  adam_impl(p, g, m, v, vmax, n, k);
+  k.maximize ? adam_impl<true>(p, g, m, v, vmax, n, k) : adam_impl<false>(p, g, m, v, vmax, n, k);
 }
 
 template <class T>
@@ -182,6 +189,7 @@ void adam_update(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const Optimiz
   const bool decoupled = c.kind == OptimizerKind::AdamW;
   AdamCoef<T> k;
   k.decoupled = decoupled;
+  k.maximize = c.maximize;
   k.decay = decoupled ? T(1 - c.lr * c.weight_decay) : T(1);
   k.wd = decoupled ? T(0) : T(c.weight_decay);
   k.b1 = T(c.beta1);
@@ -197,10 +205,10 @@ void adam_update(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, const Optimiz
 template <class T>
 void rmsprop_update(T* p, const T* g, T* sq, T* buf, T* gavg, int64_t n, const OptimizerConfig& c) {
   const T lr = T(c.lr), wd = T(c.weight_decay), alpha = T(c.alpha), eps = T(c.eps);
-  const T mom = T(c.momentum);
+  const T mom = T(c.momentum), sign = c.maximize ? T(-1) : T(1);
   for_chunks(n, 4, [=](int64_t lo, int64_t hi) {
   for (int64_t i = lo; i < hi; ++i) {
-    const T gi = g[i] + wd * p[i];
+    const T gi = sign * g[i] + wd * p[i];
     sq[i] = alpha * sq[i] + (T(1) - alpha) * gi * gi;
     T var = sq[i];
     if (gavg) {
@@ -222,9 +230,10 @@ template <class T>
 void adagrad_update(T* p, const T* g, T* sum, int64_t n, const OptimizerConfig& c, int64_t step) {
   const T wd = T(c.weight_decay), eps = T(c.eps);
   const T clr = T(c.lr / (1 + double(step - 1) * c.lr_decay));
+  const T sign = c.maximize ? T(-1) : T(1);
   for_chunks(n, 4, [=](int64_t lo, int64_t hi) {
   for (int64_t i = lo; i < hi; ++i) {
-    const T gi = g[i] + wd * p[i];
+    const T gi = sign * g[i] + wd * p[i];
     sum[i] += gi * gi;
     p[i] -= clr * gi / (std::sqrt(sum[i]) + eps);
   }

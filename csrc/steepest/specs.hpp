@@ -57,6 +57,7 @@ struct OptimizerConfig {
   OptimizerKind kind = OptimizerKind::SGD;
   double lr = 1e-3;
   double weight_decay = 0.0;
+  bool maximize = false;  // every kind: ascend the gradient (the update of -grad)
   // SGD and RMSprop
   double momentum = 0.0;
   double dampening = 0.0;
@@ -86,6 +87,7 @@ struct EpochStats {
   StepStatus status = StepStatus::Ok;
   double bad_loss = 0.0;   // the offending loss when status is NonFinite*
   std::vector<double> grad_norms;  // per Dense layer: mean over steps of ||grad||_2
+  double step_loss = 0.0;  // during the epoch (train_epoch's progress): the last step's loss
   double sum_seconds = 0.0;  // data-parallel: time spent summing gradients over the processes
 };
 

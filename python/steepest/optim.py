@@ -1,5 +1,7 @@
 """Optimizers: gradient descent and its variants, with torch.optim's names, defaults and
 semantics. Each update is one C++ loop over the model's flat parameter buffer, in place.
+Every optimizer takes torch's keyword ``maximize=True``: it then ascends the gradient (the
+update is that of -grad, weight decay and state included, as torch does it).
 
     opt = st.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     opt.zero_grad(); ...; opt.step()
@@ -26,6 +28,12 @@ _CORE_OPTIMIZERS = {"float32": _core.Optimizer32, "float64": _core.Optimizer64}
 class Optimizer:
     kind = None
     _hyper = ()  # names of the hyper-parameters, in the order of the signature
+    # Hyper-parameters that may change between steps (schedules change them; a checkpoint
+    # keeps their current values and load_state_dict takes them from the state).
+    scheduled = ("lr",)
+    # The lr before any schedule changed it: set by the first scheduler built on this
+    # optimizer and shared by the ones after it (torch's param_group["initial_lr"]).
+    initial_lr = None
 
     def __init__(self, params: Iterable[Parameter], **hyper: Any) -> None:
         if callable(getattr(params, "parameters", None)):  # a model, as Keras's habit passes
@@ -52,8 +60,12 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
+        self._update_config(lr=_checks.real(value, "lr", low=0.0))
+
+    def _update_config(self, **values: Any) -> None:
         config = self._impl.config
-        config.lr = _checks.real(value, "lr", low=0.0)
+        for name, value in values.items():
+            setattr(config, name, value)
         self._impl.config = config
 
     @property
@@ -131,13 +143,20 @@ class Optimizer:
             buffers[k][...] = v
         mine = self.hyperparameters()
         for name, value in state["hyperparameters"].items():
-            if name != "lr" and _plain(value) != _plain(mine.get(name)):
+            if self._fixed_part(name, value) != self._fixed_part(name, mine.get(name)):
                 raise ValueError(f"state has {name}={value!r} but this optimizer has "
                                  f"{name}={mine.get(name)!r}; build it with the same "
-                                 "hyper-parameters (only lr may differ)")
-        if "lr" in state["hyperparameters"]:
-            self.lr = state["hyperparameters"]["lr"]
+                                 "hyper-parameters (only what schedules change may differ: "
+                                 f"{', '.join(self.scheduled)})")
+        for name in self.scheduled:
+            if name in state["hyperparameters"]:
+                setattr(self, name, state["hyperparameters"][name])
         self._impl.steps = int(state["steps"])
+
+    def _fixed_part(self, name: str, value: Any) -> Any:
+        """What of hyper-parameter `name` no schedule changes, which a loaded state must
+        match (None: all of it may change)."""
+        return None if name in self.scheduled else _plain(value)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -180,6 +199,25 @@ def _ranges(params):
     return merged
 
 
+def _momentum_property() -> property:
+    """The `momentum` of SGD and RMSprop, changeable between steps (OneCycleLR cycles it),
+    but not to or from 0: the momentum buffer exists only when built with momentum > 0."""
+
+    def get(self: Optimizer) -> float:
+        return float(self._impl.config.momentum)
+
+    def set(self: Optimizer, value: float) -> None:
+        value = _checks.real(value, "momentum", low=0.0)
+        if (value > 0) != (self._impl.config.momentum > 0):
+            raise ValueError(f"momentum cannot change from {self._impl.config.momentum} to "
+                             f"{value}: an optimizer built with momentum 0 has no momentum "
+                             "buffer (and one built with momentum keeps using it); build it "
+                             "with the momentum it needs")
+        self._update_config(momentum=value)
+
+    return property(get, set, doc=_momentum_property.__doc__)
+
+
 def _nonneg(**values):
     return {k: _checks.real(v, k, low=0.0) for k, v in values.items()}
 
@@ -196,16 +234,18 @@ class SGD(Optimizer):
     and L2 weight decay, exactly as torch.optim.SGD."""
 
     kind = _core.OptimizerKind.SGD
-    _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+    _hyper = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
+    scheduled = ("lr", "momentum")
+    momentum = _momentum_property()
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, weight_decay: float = 0.0,
-                 nesterov: bool = False) -> None:
+                 nesterov: bool = False, *, maximize: bool = False) -> None:
         hyper = _nonneg(lr=lr, momentum=momentum, weight_decay=weight_decay)
         hyper["dampening"] = _checks.real(dampening, "dampening")
         if nesterov and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
             raise ValueError("nesterov requires momentum > 0 and dampening = 0")
-        super().__init__(params, nesterov=bool(nesterov), **hyper)
+        super().__init__(params, nesterov=bool(nesterov), maximize=bool(maximize), **hyper)
 
 
 class Adam(Optimizer):
@@ -213,19 +253,38 @@ class Adam(Optimizer):
     is added to the gradient (L2). amsgrad keeps the running maximum of the second moment."""
 
     kind = _core.OptimizerKind.Adam
-    _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad")
+    _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay", "amsgrad", "maximize")
+    scheduled = ("lr", "betas")
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3,
                  betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+                 weight_decay: float = 0.0, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:
         b1, b2 = _beta(betas)
         super().__init__(params, beta1=b1, beta2=b2, amsgrad=bool(amsgrad),
+                         maximize=bool(maximize),
                          **_nonneg(lr=lr, eps=eps, weight_decay=weight_decay))
 
     def hyperparameters(self) -> dict[str, Any]:
         h = super().hyperparameters()
         h["betas"] = (h.pop("beta1"), h.pop("beta2"))
         return h
+
+    def _fixed_part(self, name: str, value: Any) -> Any:
+        if name == "betas":  # schedules change beta1 only
+            return float(value[1])
+        return super()._fixed_part(name, value)
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        """(beta1, beta2), changeable between steps (OneCycleLR cycles beta1)."""
+        config = self._impl.config
+        return (config.beta1, config.beta2)
+
+    @betas.setter
+    def betas(self, value: Sequence[float]) -> None:
+        beta1, beta2 = _beta(value)
+        self._update_config(beta1=beta1, beta2=beta2)
 
 
 class AdamW(Adam):
@@ -235,9 +294,10 @@ class AdamW(Adam):
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3,
                  betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad)
+                         amsgrad=amsgrad, maximize=maximize)
 
 
 class RMSprop(Optimizer):
@@ -245,12 +305,14 @@ class RMSprop(Optimizer):
     momentum, centering (subtracts the running mean) and L2 weight decay."""
 
     kind = _core.OptimizerKind.RMSprop
-    _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+    _hyper = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize")
+    scheduled = ("lr", "momentum")
+    momentum = _momentum_property()
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False) -> None:
-        super().__init__(params, centered=bool(centered),
+                 centered: bool = False, *, maximize: bool = False) -> None:
+        super().__init__(params, centered=bool(centered), maximize=bool(maximize),
                          **_nonneg(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
                                    momentum=momentum))
 
@@ -259,29 +321,32 @@ class Adagrad(Optimizer):
     """Adagrad (torch.optim.Adagrad): divides by the root of the summed squared gradients."""
 
     kind = _core.OptimizerKind.Adagrad
-    _hyper = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+    _hyper = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize")
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
-                 eps: float = 1e-10) -> None:
-        super().__init__(params, **_nonneg(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                           initial_accumulator_value=initial_accumulator_value,
-                                           eps=eps))
+                 eps: float = 1e-10, *, maximize: bool = False) -> None:
+        super().__init__(params, maximize=bool(maximize),
+                         **_nonneg(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                   initial_accumulator_value=initial_accumulator_value,
+                                   eps=eps))
 
 
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 
 
 def clip_grad_norm_(params: Union[Any, Iterable[Parameter]], max_norm: float) -> float:
-    """Rescales the gradients so that their global L2 norm is at most max_norm (as
-    torch.nn.utils.clip_grad_norm_); returns the norm before clipping. params: a model or
-    its parameters."""
+    """Rescales the gradients by min(1, max_norm / (norm + 1e-6)), norm being their global L2
+    norm, exactly as torch.nn.utils.clip_grad_norm_ (so a norm equal to max_norm is still
+    scaled, by 1 - 1e-6 / max_norm); returns the norm before clipping. params: a model or its
+    parameters."""
     max_norm = _checks.real(max_norm, "max_norm", low=0.0, low_open=True)
     if callable(getattr(params, "parameters", None)):  # a model: the core does its whole buffer
         return _core.clip_grad_norm(params._net, max_norm)
     params = list(params)
     norm = float(np.sqrt(sum(float(np.dot(p.grad.ravel(), p.grad.ravel())) for p in params)))
-    if norm > max_norm:
+    factor = max_norm / (norm + 1e-6)
+    if factor < 1:
         for p in params:
-            p.grad *= max_norm / (norm + 1e-6)
+            p.grad *= factor
     return norm

@@ -72,7 +72,8 @@ def prepare(model, X, y, loss, optimizer, epochs, batch_size, shuffle, validatio
     fingerprint = None
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
-        if group.rank == 0:  # reads every byte of the data once: rank 0 does it for all
+        if group.rank == 0:  # rank 0 writes it, and reads every byte of the data once for all
+            _checkpoint.prepare(checkpoint)
             fingerprint = _checkpoint.fingerprint(model, optimizer, loss, X, y, batch, shuffle,
                                                   clip)
     return {"X": X, "y": y, "val": val, "epochs": epochs, "batch": batch, "shuffle": shuffle,
@@ -104,6 +105,7 @@ def train(model, optimizer, loss, run, group) -> dict:
             history.clear()
             history.update(state["history"])
         group.start(model, optimizer)
+    on_step = batch_hook([cb for cb in callbacks if cb.wants_batches()])
     try:
         for epoch in range(first, run["epochs"]):
             if model.stop_training:
@@ -114,7 +116,7 @@ def train(model, optimizer, loss, run, group) -> dict:
                     cb.on_epoch_begin(epoch, {"steps": steps, "samples": X.shape[0]})
                 logs = run_epoch(model, epoch, X, run["y"], run["batch"], run["shuffle"], loss,
                                  optimizer, run["clip"], run["val"],
-                                 progress_reporter(callbacks, epoch), group)
+                                 progress_reporter(callbacks, epoch), group, on_step)
                 for cb in callbacks:  # callbacks may add entries (diagnostics) to logs
                     cb.on_epoch_end(epoch, logs)
                 for key, value in logs.items():
@@ -163,17 +165,18 @@ def progress_reporter(callbacks, epoch):
 
 
 def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
-              progress=None, group=None) -> dict:
+              progress=None, group=None, on_step=None) -> dict:
     """One epoch (X, y and val as model.check_data returns them); returns its logs or raises
-    (divergence, Ctrl-C). progress: see progress_reporter. With a group of several ranks the
-    epoch is data-parallel and the logs are the group's (loss, accuracy and validation summed
-    over the ranks, "allreduce_time" the mean seconds per rank in the gradient sums)."""
+    (divergence, Ctrl-C, what a per-batch callback raised). progress: see progress_reporter;
+    on_step: see batch_hook. With a group of several ranks the epoch is data-parallel and the
+    logs are the group's (loss, accuracy and validation summed over the ranks,
+    "allreduce_time" the mean seconds per rank in the gradient sums)."""
     start = time.perf_counter()
     lr = optimizer.lr
     saved = optimizer.snapshot(), model.rng_state
     parallel = group is not None and group.size > 1
     stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip, progress,
-                              group if parallel else None)
+                              group if parallel else None, on_step)
     if parallel and stats["sum_error"] is not None:
         group.abort(stats["sum_error"])  # a sum failed: other ranks may wait in theirs forever
     if stats["error"] is not None:  # Ctrl-C: the model is as after the last step
@@ -201,6 +204,21 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
     if parallel:
         logs["allreduce_time"] = float(group.sum([stats["sum_seconds"]])[0]) / group.size
     return logs
+
+
+def batch_hook(callbacks: list):
+    """The function the core's epoch loop calls after every step, (step, loss) ->
+    on_batch_end of each callback; None without callbacks (the epoch then has no Python
+    call in it)."""
+    if not callbacks:
+        return None
+
+    def on_step(step: int, value: float) -> None:
+        logs = {"loss": value}
+        for cb in callbacks:
+            cb.on_batch_end(step, logs)
+
+    return on_step
 
 
 def evaluate(model, X, y, loss, group=None) -> dict:

@@ -151,9 +151,10 @@ void optimizer_step(std::vector<T>& p, const std::vector<T>& g, OptimizerState<T
                     const OptimizerConfig& c, int64_t step) {
   const T lr = T(c.lr), wd = T(c.weight_decay), mom = T(c.momentum), eps = T(c.eps);
   for (size_t i = 0; i < p.size(); ++i) {
+    const T grad = c.maximize ? -g[i] : g[i];  // torch's maximize: the update of -g
     switch (c.kind) {
       case OptimizerKind::SGD: {
-        T d = g[i] + wd * p[i];
+        T d = grad + wd * p[i];
         if (c.momentum != 0) {
           s.buf[i] = step == 1 ? d : mom * s.buf[i] + T(1 - c.dampening) * d;
           d = c.nesterov ? d + mom * s.buf[i] : s.buf[i];
@@ -164,7 +165,7 @@ void optimizer_step(std::vector<T>& p, const std::vector<T>& g, OptimizerState<T
       case OptimizerKind::Adam:
       case OptimizerKind::AdamW: {
         const bool decoupled = c.kind == OptimizerKind::AdamW;
-        const T gi = decoupled ? g[i] : g[i] + wd * p[i];
+        const T gi = decoupled ? grad : grad + wd * p[i];
         if (decoupled) p[i] *= T(1 - c.lr * c.weight_decay);
         s.m[i] += (T(1) - T(c.beta1)) * (gi - s.m[i]);
         s.v[i] = T(c.beta2) * s.v[i] + (T(1) - T(c.beta2)) * gi * gi;
@@ -176,7 +177,7 @@ void optimizer_step(std::vector<T>& p, const std::vector<T>& g, OptimizerState<T
         break;
       }
       case OptimizerKind::RMSprop: {
-        const T gi = g[i] + wd * p[i];
+        const T gi = grad + wd * p[i];
         const T alpha = T(c.alpha);
         s.v[i] = alpha * s.v[i] + (T(1) - alpha) * gi * gi;
         T var = s.v[i];
@@ -194,7 +195,7 @@ void optimizer_step(std::vector<T>& p, const std::vector<T>& g, OptimizerState<T
         break;
       }
       case OptimizerKind::Adagrad: {
-        const T gi = g[i] + wd * p[i];
+        const T gi = grad + wd * p[i];
         const T clr = T(c.lr / (1 + double(step - 1) * c.lr_decay));
         s.sum[i] += gi * gi;
         p[i] -= clr * gi / (std::sqrt(s.sum[i]) + eps);

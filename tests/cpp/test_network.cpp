@@ -1,6 +1,7 @@
 // The network: its size table and op list, train_step against naive backpropagation (batch 13
 // and batch 1, whose update is fused), inference, the epoch loop, refused steps, the same bits
 // on 1 and 2 threads, and no allocation in a steady-state step.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -142,11 +143,11 @@ void check_train_step(const std::vector<LayerSpec>& layers, int64_t B, bool mse,
   CHECK(net.train_step(x.data(), y, B, loss, opt, clip, &value) == StepStatus::Ok);
   const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
   CHECK(std::fabs(value - want.loss) <= tol * (1 + want.loss));
-  // grads: the gradient the step used (clipped when its norm exceeds clip)
+  // grads: the gradient the step used (scaled by min(1, clip / (norm + 1e-6)))
   double norm = 0;
   for (double g : want.grads) norm += g * g;
   norm = std::sqrt(norm);
-  const double factor = clip > 0 && norm > clip ? clip / (norm + 1e-6) : 1.0;
+  const double factor = clip > 0 ? std::min(1.0, clip / (norm + 1e-6)) : 1.0;
   std::vector<double> grads(want.grads), params(p0.size());
   for (size_t i = 0; i < p0.size(); ++i) {
     grads[i] *= factor;
@@ -316,6 +317,33 @@ TEST(a_non_finite_step_is_refused_and_changes_nothing) {
   }
   CHECK_BITWISE(params_of(net), before, "weights after a refused step");
   CHECK(opt.steps == 0);
+}
+
+TEST(a_batch_too_large_for_memory_changes_nothing) {
+  // Buffers for 2^56 rows cannot exist (std::length_error here, std::bad_alloc in practice):
+  // the network stays as it was, and smaller batches train as on a twin that never saw it.
+  const std::vector<LayerSpec> layers = {dense(3, 16), act(16, Activation::ReLU), dense(16, 2)};
+  Network<float> net(layers, 4), twin(layers, 4);
+  Optimizer<float> opt(sgd(0.1, 0.9), {{0, net.num_params()}});
+  Optimizer<float> twin_opt(sgd(0.1, 0.9), {{0, twin.num_params()}});
+  const auto x = ref::randn<float>(8 * 3, 5);
+  const auto y = labels_for(8, 2);
+  bool refused = false;
+  try {
+    net.forward(x.data(), int64_t(1) << 56, true);
+  } catch (const std::exception&) {
+    refused = true;
+  }
+  CHECK(refused);
+  double value = 0;
+  for (int64_t B : {8, 3}) {  // the first within the old capacity, the second too
+    CHECK(net.train_step(x.data(), {y.data(), nullptr}, B, cross_entropy(), opt, 0.0, &value) ==
+          StepStatus::Ok);
+    CHECK(twin.train_step(x.data(), {y.data(), nullptr}, B, cross_entropy(), twin_opt, 0.0,
+                          &value) == StepStatus::Ok);
+  }
+  const auto trained = params_of(twin);
+  CHECK_BITWISE(params_of(net), trained, "weights after a refused batch");
 }
 
 TEST(training_is_independent_of_threads) {

@@ -34,6 +34,14 @@ std::vector<OptimizerConfig> configs() {
   add(OptimizerKind::RMSprop, [](OptimizerConfig& c) { c.centered = true, c.momentum = 0.5, c.weight_decay = 1e-3; });
   add(OptimizerKind::Adagrad, [](OptimizerConfig&) {});
   add(OptimizerKind::Adagrad, [](OptimizerConfig& c) { c.lr_decay = 0.1, c.initial_accumulator_value = 0.5, c.weight_decay = 1e-3; });
+  // maximize, in every kind and in each SGD and Adam loop
+  add(OptimizerKind::SGD, [](OptimizerConfig& c) { c.maximize = true, c.weight_decay = 1e-3; });
+  add(OptimizerKind::SGD, [](OptimizerConfig& c) { c.maximize = true, c.momentum = 0.9, c.dampening = 0.2; });
+  add(OptimizerKind::SGD, [](OptimizerConfig& c) { c.maximize = true, c.momentum = 0.9, c.nesterov = true; });
+  add(OptimizerKind::Adam, [](OptimizerConfig& c) { c.maximize = true, c.weight_decay = 1e-2; });
+  add(OptimizerKind::AdamW, [](OptimizerConfig& c) { c.maximize = true, c.weight_decay = 1e-2, c.amsgrad = true; });
+  add(OptimizerKind::RMSprop, [](OptimizerConfig& c) { c.maximize = true, c.centered = true, c.momentum = 0.5; });
+  add(OptimizerKind::Adagrad, [](OptimizerConfig& c) { c.maximize = true, c.weight_decay = 1e-3; });
   return out;
 }
 
