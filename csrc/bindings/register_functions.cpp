@@ -31,7 +31,7 @@ void register_typed(py::module_& m) {
             py::gil_scoped_release release;
             value = spec.kind == LossKind::CrossEntropy
                         ? cross_entropy_loss(grad.mutable_data(), out.data(), t.labels, B, C,
-                                             spec.label_smoothing)
+                                             spec.label_smoothing, spec.scale)
                         : regression_loss(grad.mutable_data(), out.data(), t.values, B, C, spec);
           }
           return py::make_tuple(value, grad);

@@ -3,6 +3,7 @@
 // GIL released around the computation.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 
@@ -184,6 +185,29 @@ void register_model(py::module_& m, const char* name) {
       })
       .def("train_step", &checked_train_step<T>, py::arg("x").noconvert(),
            py::arg("y").noconvert(), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+      .def("gradient",
+           // Network::gradient on (x, y, weights): the loss, with its gradient in grads.
+           [](M& s, Array<T> x, py::array y, const LossSpec& spec, const Weights& weights,
+              bool training) {
+             require_batch(s.net, x, &y, spec.kind, "gradient");
+             require_rows(weights, x.shape(0), "gradient: weights");
+             auto lock = exclusive(s);
+             s.forward_input = py::none();
+             double value = 0;
+             interruptible([&] {
+               value = s.net.gradient(x.data(), target_of<T>(y, weights), x.shape(0), spec,
+                                      training);
+             });
+             return value;
+           },
+           py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("loss"),
+           py::arg("weights").noconvert(), py::arg("training"))
+      .def_property(
+          "float64_sums", [](M& s) { return s.net.float64_sums(); },
+          [](M& s, bool on) {
+            auto lock = exclusive(s);
+            s.net.set_float64_sums(on);
+          })
       .def_property_readonly("reduce_buffer", [](py::object self) {
         // What a data-parallel step sums over the processes (see Network::reduce_size).
         auto& s = self.cast<M&>();
@@ -198,9 +222,12 @@ void register_model(py::module_& m, const char* name) {
            // `rank` of `size`; stop: see SignalPoll. on_step: None, or called as
            // on_step(step, loss) after every step (the step's index in the epoch and its loss);
            // it may change the optimizer, and what it raises ends the epoch after that step.
+           // weights: None or one per row; order: None or a permutation of the rows, the order
+           // of the epoch.
            [](M& s, py::object X, py::object y, int64_t batch_size, bool shuffle,
               const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress,
-              int64_t rank, int64_t size, py::object sum, py::object stop, py::object on_step) {
+              int64_t rank, int64_t size, py::object sum, py::object stop, py::object on_step,
+              const Weights& weights, const std::optional<Array<int64_t>>& order) {
              const bool labels = spec.kind == LossKind::CrossEntropy;
              const Rows xs = rows_from(X, s.net.in_features(), "X");
              const Rows ys = rows_from(y, labels ? 1 : s.net.out_features(), "y");
@@ -210,6 +237,14 @@ void register_model(py::module_& m, const char* name) {
              if (size < 1 || rank < 0 || rank >= size || (size > 1) == sum.is_none())
                throw py::value_error("train_epoch: rank must be in [0, size), sum given iff "
                                      "size > 1");
+             require_rows(weights, xs.size(), "train_epoch: weights");
+             require_rows(order, xs.size(), "train_epoch: order");
+             if (order) {
+               const int64_t N = xs.size();
+               const int64_t* o = order->data();
+               if (std::any_of(o, o + N, [N](int64_t i) { return i < 0 || i >= N; }))
+                 throw py::value_error("train_epoch: order holds an index outside the rows");
+             }
              auto lock = exclusive(s);
              s.forward_input = py::none();
              SignalPoll poll(stop);
@@ -250,7 +285,9 @@ void register_model(py::module_& m, const char* name) {
              {
                py::gil_scoped_release release;
                st = s.net.train_epoch(xs, ys, labels, batch_size, shuffle, spec, opt, clip_norm,
-                                      after_step, size > 1 ? &parallel : nullptr);
+                                      after_step, size > 1 ? &parallel : nullptr,
+                                      weights ? weights->data() : nullptr,
+                                      order ? order->data() : nullptr);
              }
              py::dict out;
              out["loss"] = st.loss;
@@ -269,7 +306,8 @@ void register_model(py::module_& m, const char* name) {
            py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
            py::arg("progress") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
            py::arg("sum") = py::none(), py::arg("stop") = py::none(),
-           py::arg("on_step") = py::none())
+           py::arg("on_step") = py::none(), py::arg("weights").noconvert() = py::none(),
+           py::arg("order").noconvert() = py::none())
       .def("copy_params",
            // A copy of the parameters after a whole step, also while another thread trains
            // (see copy_params).

@@ -38,7 +38,8 @@ void register_specs(py::module_& m) {
       .value("L1", LossKind::L1)
       .value("Huber", LossKind::Huber)
       .value("BinaryCrossEntropy", LossKind::BinaryCrossEntropy)
-      .value("CrossEntropy", LossKind::CrossEntropy);
+      .value("CrossEntropy", LossKind::CrossEntropy)
+      .value("PoissonNLL", LossKind::PoissonNLL);
   py::enum_<OptimizerKind>(m, "OptimizerKind")
       .value("SGD", OptimizerKind::SGD)
       .value("Adam", OptimizerKind::Adam)
@@ -82,7 +83,9 @@ void register_specs(py::module_& m) {
       .def(py::init<>())
       .def_readwrite("kind", &LossSpec::kind)
       .def_readwrite("delta", &LossSpec::delta)
-      .def_readwrite("label_smoothing", &LossSpec::label_smoothing);
+      .def_readwrite("label_smoothing", &LossSpec::label_smoothing)
+      .def_readwrite("scale", &LossSpec::scale)
+      .def_readwrite("l2", &LossSpec::l2);
 
   py::class_<OptimizerConfig>(m, "OptimizerConfig")
       .def(py::init<>())

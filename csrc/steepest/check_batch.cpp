@@ -1,6 +1,7 @@
 #include "steepest/check_batch.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "steepest/kernels.hpp"
 
@@ -22,11 +23,12 @@ bool finite(const void* data, ScalarType t, int64_t n) {
                                   : all_finite(static_cast<const double*>(data), n);
 }
 
-// BinaryCrossEntropy targets v (n) in [0, 1]; else TargetRange with their span.
+// Targets v (n) in [0, high] (BinaryCrossEntropy: 1, PoissonNLL: infinity); else TargetRange
+// with their span.
 template <class T>
-BatchCheck probabilities(const T* v, int64_t n) {
+BatchCheck in_range(const T* v, int64_t n, T high) {
   for (int64_t i = 0; i < n; ++i) {
-    if (!(v[i] >= T(0) && v[i] <= T(1))) {
+    if (!(v[i] >= T(0) && v[i] <= high)) {
       const auto [lo, hi] = std::minmax_element(v, v + n);
       BatchCheck c = fail(BatchRule::TargetRange);
       c.target_min = double(*lo);
@@ -96,9 +98,11 @@ BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
   if (!y.contiguous) return fail(BatchRule::YLayout);
   if (!values) return {};
   if (!finite(y.data, dtype, rows * C)) return fail(BatchRule::YNonFinite);
-  if (loss == LossKind::BinaryCrossEntropy) {
-    return dtype == ScalarType::Float32 ? probabilities(static_cast<const float*>(y.data), rows * C)
-                                        : probabilities(static_cast<const double*>(y.data), rows * C);
+  if (loss == LossKind::BinaryCrossEntropy || loss == LossKind::PoissonNLL) {
+    const double high = loss == LossKind::PoissonNLL ? HUGE_VAL : 1.0;
+    return dtype == ScalarType::Float32
+               ? in_range(static_cast<const float*>(y.data), rows * C, float(high))
+               : in_range(static_cast<const double*>(y.data), rows * C, high);
   }
   return {};
 }

@@ -39,7 +39,8 @@ enum class BatchRule : int32_t {
   YLayout,      // y is not C-contiguous and aligned
   YNonFinite,   // y holds NaN or infinity
   LabelRange,   // labels span [label_min, label_max], outside [0, want) (want = classes)
-  TargetRange,  // BinaryCrossEntropy targets span [target_min, target_max], outside [0, 1]
+  TargetRange,  // targets span [target_min, target_max], outside [0, 1] (BinaryCrossEntropy)
+                // or below 0 (PoissonNLL)
 };
 
 // The rule's name as the enum spells it ("XFeatures"), for messages.
@@ -53,9 +54,10 @@ struct BatchCheck {
   bool ok() const { return rule == BatchRule::Ok; }
 };
 
-// The value rules (finite x and y, BinaryCrossEntropy targets in [0, 1]) cost a pass over the
-// data; values = false skips them and keeps every rule the core's memory safety rests on (shape,
-// type, layout, label range): for data already checked once (a fit's later epochs).
+// The value rules (finite x and y, BinaryCrossEntropy targets in [0, 1], PoissonNLL's >= 0) cost
+// a pass over the data; values = false skips them and keeps every rule the core's memory safety
+// rests on (shape, type, layout, label range): for data already checked once (a fit's later
+// epochs).
 
 // x (B, in_features) of `dtype` (Float32 or Float64), finite.
 BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_features,
@@ -63,7 +65,8 @@ BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_featu
 
 // y for `rows` samples of a model with out_features outputs trained with `loss`: int64 labels
 // (rows) in [0, out_features) for CrossEntropy, else finite targets (rows, out_features) of
-// `dtype` ((rows,) when out_features is 1), in [0, 1] for BinaryCrossEntropy.
+// `dtype` ((rows,) when out_features is 1), in [0, 1] for BinaryCrossEntropy, >= 0 for
+// PoissonNLL.
 BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
                          int64_t out_features, LossKind loss, bool values = true);
 

@@ -225,58 +225,84 @@ void dropout_forward(T* y, const T* x, const T* mask, int64_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Losses with mean reduction, as torch.nn with reduction="mean". Each returns the loss value
-// (accumulated in double, fixed order) and writes d(loss)/d(out) into dout; dout may be
-// nullptr when only the value is wanted.
+// Losses with mean reduction, as torch.nn with reduction="mean", times spec.scale. Each returns
+// the loss value (accumulated in double, fixed order) and writes d(loss)/d(out) into dout; dout
+// may be nullptr when only the value is wanted.
+//
+// Sample weights: w (B) or nullptr (each row 1), w_total their sum (or B). The mean is then
+// sum_r w_r loss_r / w_total. Each gradient row carries its w_r unless !weigh_grad: then the
+// backward applies the weights in its float64 sums (see dense_weight_grads_f64), and a row of
+// weight k gives the very gradient rows of k copies of it.
 
-// out (B, C), target (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits)
+struct RowWeights {
+  const double* w = nullptr;
+  double total = 0.0;      // sum of w (unused when w is nullptr)
+  bool weigh_grad = true;  // each gradient row times its weight
+  double at(int64_t r) const { return w ? w[r] : 1.0; }
+  double sum(int64_t B) const { return w ? total : double(B); }
+};
+
+// out (B, C), target (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits), PoissonNLL
 template <class T>
 double regression_loss(T* dout, const T* out, const T* target, int64_t B, int64_t C,
-                       const LossSpec& spec) {
-  const int64_t n = B * C;
-  const double inv_n = 1.0 / double(n);
-  const T g = T(inv_n);
+                       const LossSpec& spec, RowWeights rw = {}) {
+  const double inv = spec.scale / (double(C) * rw.sum(B));
+  const T g = T(inv);
   const T delta = T(spec.delta);
   double total = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const T o = out[i], t = target[i], d = o - t;
-    T grad;
-    switch (spec.kind) {
-      case LossKind::MSE:
-        total += double(d) * double(d);
-        grad = T(2) * d;
-        break;
-      case LossKind::L1:
-        total += std::fabs(double(d));
-        grad = T((d > T(0)) - (d < T(0)));
-        break;
-      case LossKind::Huber: {
-        const T a = std::fabs(d);
-        total += a < delta ? 0.5 * double(d) * double(d) : double(delta) * (double(a) - 0.5 * double(delta));
-        grad = a < delta ? d : delta * T((d > T(0)) - (d < T(0)));
-        break;
+  for (int64_t r = 0; r < B; ++r) {
+    double row = 0;  // without weights the rows go straight into total (the order of old)
+    double& acc = rw.w ? row : total;
+    const T gr = rw.w && rw.weigh_grad ? T(rw.w[r] * inv) : g;
+    for (int64_t i = r * C; i < (r + 1) * C; ++i) {
+      const T o = out[i], t = target[i], d = o - t;
+      T grad;
+      switch (spec.kind) {
+        case LossKind::MSE:
+          acc += double(d) * double(d);
+          grad = T(2) * d;
+          break;
+        case LossKind::L1:
+          acc += std::fabs(double(d));
+          grad = T((d > T(0)) - (d < T(0)));
+          break;
+        case LossKind::Huber: {
+          const T a = std::fabs(d);
+          acc += a < delta ? 0.5 * double(d) * double(d)
+                           : double(delta) * (double(a) - 0.5 * double(delta));
+          grad = a < delta ? d : delta * T((d > T(0)) - (d < T(0)));
+          break;
+        }
+        case LossKind::PoissonNLL: {
+          const T rate = std::exp(o);
+          acc += double(rate) - double(t) * double(o);
+          grad = rate - t;
+          break;
+        }
+        default: {  // BinaryCrossEntropy on logits: max(o, 0) - o t + log(1 + exp(-|o|))
+          const double od = o;
+          acc += (od > 0 ? od : 0.0) - od * double(t) + std::log1p(std::exp(-std::fabs(od)));
+          grad = sigmoid(o) - t;
+          break;
+        }
       }
-      default: {  // BinaryCrossEntropy on logits: max(o, 0) - o t + log(1 + exp(-|o|))
-        const double od = o;
-        total += (od > 0 ? od : 0.0) - od * double(t) + std::log1p(std::exp(-std::fabs(od)));
-        grad = sigmoid(o) - t;
-        break;
-      }
+      if (dout) dout[i] = grad * gr;
     }
-    if (dout) dout[i] = grad * g;
+    if (rw.w) total += rw.w[r] * row;
   }
-  return total * inv_n;
+  return total * inv;
 }
 
 // CrossEntropy on logits out (B, C) with integer labels (B) in [0, C), optional label
 // smoothing eps: target distribution q = (1 - eps) onehot + eps / C. Log-sum-exp, no overflow.
-// dout (B, C) = (softmax(out) - q) / B.
+// dout (B, C) = (softmax(out) - q) * scale / B (weights: see above).
 template <class T>
 double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, int64_t B, int64_t C,
-                          double label_smoothing) {
+                          double label_smoothing, double scale = 1.0, RowWeights rw = {}) {
   const double eps = label_smoothing;
+  const double weight = rw.sum(B);
   double total = 0;
-  const T inv_b = T(1.0 / double(B));
+  const T inv_b = T(scale / weight);
   for (int64_t r = 0; r < B; ++r) {
     const T* o = out + r * C;
     T mx = o[0];
@@ -289,16 +315,42 @@ double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, int64_t 
     const double lse = double(mx) + std::log(sum);
     const int64_t y = labels[r];
     // -sum_c q_c log p_c with log p_c = o_c - lse
-    total += (1.0 - eps) * (lse - double(o[y])) + eps * (lse - sum_logits / double(C));
+    total += rw.at(r) * ((1.0 - eps) * (lse - double(o[y])) + eps * (lse - sum_logits / double(C)));
     if (dout) {
       T* d = dout + r * C;
       const T inv_sum = T(1.0 / sum);
       const T smooth = T(eps / double(C));
-      for (int64_t c = 0; c < C; ++c) d[c] = (std::exp(o[c] - mx) * inv_sum - smooth) * inv_b;
-      d[y] -= T(1.0 - eps) * inv_b;
+      const T f = rw.w && rw.weigh_grad ? T(rw.w[r] * scale / weight) : inv_b;
+      for (int64_t c = 0; c < C; ++c) d[c] = (std::exp(o[c] - mx) * inv_sum - smooth) * f;
+      d[y] -= T(1.0 - eps) * f;
     }
   }
-  return total / double(B);
+  return total / weight * scale;
+}
+
+// Float64 sums (Network::set_float64_sums): dw (OUT, IN) and db (OUT) (+)= the weighted sums
+// over the rows, sum_b w_b dy_b x_b^T and sum_b w_b dy_b, accumulated in double and rounded once
+// to T. A product of two floats is exact in double, so (short of double rounding) the result
+// depends neither on the order of the rows nor on whether a row stands for k copies of itself
+// (weight k). dy (B, OUT), x (B, IN), w (B) or nullptr; dy64 (B, OUT), x64 (B, IN) and dw64
+// (OUT, IN) are scratch; db may be nullptr.
+template <class T>
+void dense_weight_grads_f64(T* dw, T* db, const T* dy, const T* x, const double* w, int64_t B,
+                            int64_t IN, int64_t OUT, bool accumulate, double* dy64, double* x64,
+                            double* dw64) {
+  for (int64_t b = 0; b < B; ++b) {
+    const double wb = w ? w[b] : 1.0;
+    for (int64_t o = 0; o < OUT; ++o) dy64[b * OUT + o] = wb * double(dy[b * OUT + o]);
+  }
+  std::copy(x, x + B * IN, x64);
+  gemm<double>(true, false, OUT, IN, B, 1.0, dy64, OUT, x64, IN, 0.0, dw64, IN);
+  for (int64_t i = 0; i < OUT * IN; ++i) dw[i] = T(accumulate ? double(dw[i]) + dw64[i] : dw64[i]);
+  if (!db) return;
+  for (int64_t o = 0; o < OUT; ++o) {
+    double sum = accumulate ? double(db[o]) : 0.0;
+    for (int64_t b = 0; b < B; ++b) sum += dy64[b * OUT + o];
+    db[o] = T(sum);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

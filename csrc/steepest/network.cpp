@@ -137,16 +137,59 @@ template <class T>
 double Network<T>::loss(const LossSpec& spec, Target<T> y) {
   const T* out = layer_out(layers_.size() - 1);
   const int64_t C = out_features();
+  RowWeights rw;
+  rw.w = y.weights;
+  rw.weigh_grad = !float64_sums_;  // else the backward's sums apply them
+  if (y.weights) {
+    for (int64_t r = 0; r < batch_; ++r) rw.total += y.weights[r];
+  }
+  weight_sum_ = rw.sum(batch_);
   if (spec.kind == LossKind::CrossEntropy)
-    return cross_entropy_loss(grad_a_.data(), out, y.labels, batch_, C, spec.label_smoothing);
-  return regression_loss(grad_a_.data(), out, y.values, batch_, C, spec);
+    return cross_entropy_loss(grad_a_.data(), out, y.labels, batch_, C, spec.label_smoothing,
+                              spec.scale, rw);
+  return regression_loss(grad_a_.data(), out, y.values, batch_, C, spec, rw);
 }
 
 template <class T>
-void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
+double Network<T>::add_l2(const LossSpec& spec) {
+  if (spec.l2 <= 0) return 0.0;
+  const double coef = spec.l2 / weight_sum_;
+  double squares = 0;
+  for (const DenseSizes& d : table_.dense) {
+    const T* w = params_.data() + d.weight_offset;
+    T* g = grads_.data() + d.weight_offset;
+    squares += sum_squares(w, d.in * d.out);
+    const T c = T(coef);
+    for_chunks(d.in * d.out, 1, [=](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) g[i] += c * w[i];
+    });
+  }
+  return 0.5 * coef * squares;
+}
+
+template <class T>
+double Network<T>::gradient(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
+                            bool training) {
+  forward(x, B, training);
+  const double value = loss(spec, y);
+  backward_from_loss(false, false, y.weights);
+  return value + add_l2(spec);
+}
+
+template <class T>
+void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads,
+                                    const double* weights) {
   const int64_t B = batch_;
   T* d = grad_a_.data();      // gradient w.r.t. the output of op i
   T* spare = grad_b_.data();  // receives the gradient w.r.t. its input (Dense only)
+  const bool f64 = float64_sums_ && !defer_weight_grads;
+  if (f64 && sum_dy_.size() < size_t(B * table_.max_width)) {
+    sum_dy_.resize(size_t(B * table_.max_width));
+    sum_x_.resize(size_t(B * table_.max_width));
+    int64_t largest = 0;
+    for (const DenseSizes& ds : table_.dense) largest = std::max(largest, ds.in * ds.out);
+    sum_dw_.resize(size_t(largest));
+  }
   for (size_t i = ops_.size(); i-- > first_dense_op_;) {
     check_interrupt();
     const Op& op = ops_[i];
@@ -156,15 +199,23 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
       case OpKind::DenseReLU:
         // The ReLU/LeakyReLU backward (masking d) and the bias gradient in one pass, then the
         // Dense layer's backward without its bias.
-        act_backward_colsum(op.bias < 0 ? nullptr : grads_.data() + op.bias, d, rows(op.pre), B,
-                            op.out, T(op.param), accumulate);
+        act_backward_colsum(op.bias < 0 || f64 ? nullptr : grads_.data() + op.bias, d,
+                            rows(op.pre), B, op.out, T(op.param), accumulate);
         [[fallthrough]];
       case OpKind::Dense: {
         T* dx = i == first_dense_op_ ? nullptr : spare;
-        T* db = op.kind == OpKind::Dense && op.bias >= 0 ? grads_.data() + op.bias : nullptr;
+        T* db = op.bias >= 0 && (op.kind == OpKind::Dense || f64) ? grads_.data() + op.bias
+                                                                  : nullptr;
         if (defer_weight_grads) std::copy(d, d + op.out, kept_dy(table_.dense[size_t(op.dense)]));
-        dense_backward(dx, defer_weight_grads ? nullptr : grads_.data() + op.weight, db, d, in,
-                       params_.data() + op.weight, B, op.in, op.out, accumulate);
+        if (f64) {
+          dense_weight_grads_f64(grads_.data() + op.weight, db, d, in, weights, B, op.in, op.out,
+                                 accumulate, sum_dy_.data(), sum_x_.data(), sum_dw_.data());
+          dense_backward(dx, static_cast<T*>(nullptr), static_cast<T*>(nullptr), d, in,
+                         params_.data() + op.weight, B, op.in, op.out, accumulate);
+        } else {
+          dense_backward(dx, defer_weight_grads ? nullptr : grads_.data() + op.weight, db, d, in,
+                         params_.data() + op.weight, B, op.in, op.out, accumulate);
+        }
         std::swap(d, spare);
         break;
       }
@@ -250,8 +301,9 @@ template <class T>
 StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                                   Optimizer<T>& opt, double clip_norm, double* loss_out) {
   // Batch 1: the weight gradients are outer products, consumed by the update as they are made
-  // (clipping needs the exact norm of the written gradient first, so it takes the plain path).
-  const bool fused = B == 1 && clip_norm <= 0;
+  // (clipping needs the exact norm of the written gradient first, and the l2 penalty and the
+  // float64 sums the written gradient, so they take the plain path).
+  const bool fused = B == 1 && clip_norm <= 0 && spec.l2 <= 0 && !float64_sums_;
   const Rng::State rng_before = rng_.state();
   double value = 0;
   try {  // interruptible until the update: nothing but the workspace has changed before it
@@ -259,12 +311,13 @@ StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const Loss
     value = loss(spec, y);
     *loss_out = value;
     if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
-    backward_from_loss(false, fused);
+    backward_from_loss(false, fused, y.weights);
     check_interrupt();
   } catch (const Interrupted&) {
     rng_.set_state(rng_before);  // the dropout masks of the abandoned step are drawn again
     return StepStatus::Interrupted;
   }
+  *loss_out = value += add_l2(spec);
   // The squared norms double as the finiteness check: a NaN or infinity anywhere makes the sum
   // non-finite, and a sum below T's maximum keeps every g*g finite in T for the optimizer.
   const double total_sq = fused ? outer_grad_sq() : measure_grads();
@@ -375,7 +428,11 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
                                    double clip_norm,
                                    const std::function<void(const EpochStats&)>& progress,
-                                   const Parallel<T>* parallel) {
+                                   const Parallel<T>* parallel, const double* weights,
+                                   const int64_t* order) {
+  if (parallel && (weights || spec.l2 > 0))
+    throw std::invalid_argument("train_epoch: data-parallel training takes no sample weights "
+                                "and no l2 penalty");
   EpochStats stats;
   const Rng::State rng_before = rng_.state();
   stats.grad_norms.assign(table_.dense.size(), 0.0);
@@ -383,8 +440,13 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
   const int64_t bs = std::min(batch_size, N);
   const int64_t rank = parallel ? parallel->rank : 0, size = parallel ? parallel->size : 1;
   order_.resize(size_t(N));
-  for (int64_t i = 0; i < N; ++i) order_[i] = i;
-  if (shuffle) {  // Fisher-Yates with the network's RNG
+  if (order) {
+    std::copy(order, order + N, order_.begin());
+    shuffle = true;  // gathered in that order
+  } else {
+    for (int64_t i = 0; i < N; ++i) order_[i] = i;
+  }
+  if (shuffle && !order) {  // Fisher-Yates with the network's RNG
     for (int64_t i = N - 1; i > 0; --i) std::swap(order_[i], order_[rng_.below(uint64_t(i + 1))]);
   }
   // Batches are gathered when shuffled; contiguous rows are read in place when they lie in one
@@ -394,6 +456,7 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
   batch_x_.resize(size_t(share * IN));
   if (labels) batch_labels_.resize(size_t(share));
   else batch_y_.resize(size_t(share * C));
+  if (weights && gather) batch_w_.resize(size_t(bs));
   double loss_sum = 0;
   for (int64_t start = 0; start < N; start += bs) {
     if (!parallel && interrupt_requested()) {  // data-parallel: decided in the step
@@ -410,6 +473,12 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
         throw std::invalid_argument("train_epoch: a label is outside [0, outputs)");
     } else {
       yb.values = rows_of(y, batch_y_.data(), gather, order_, lo, b);
+    }
+    if (weights && gather) {
+      for (int64_t r = 0; r < b; ++r) batch_w_[size_t(r)] = weights[order_[size_t(lo + r)]];
+      yb.weights = batch_w_.data();
+    } else if (weights) {
+      yb.weights = weights + lo;
     }
     const T* xb = rows_of(X, batch_x_.data(), gather, order_, lo, b);
     double value = 0;
@@ -447,11 +516,12 @@ template <class T>
 EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size,
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
                                    double clip_norm,
-                                   const std::function<void(const EpochStats&)>& progress) {
+                                   const std::function<void(const EpochStats&)>& progress,
+                                   const int64_t* order) {
   const bool labels = y.labels != nullptr;
   const Rows targets = labels ? Rows::of(y.labels, N, 1) : Rows::of(y.values, N, out_features());
   return train_epoch(Rows::of(X, N, in_features()), targets, labels, batch_size, shuffle, spec,
-                     opt, clip_norm, progress);
+                     opt, clip_norm, progress, nullptr, y.weights, order);
 }
 
 template <class T>

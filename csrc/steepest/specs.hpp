@@ -40,12 +40,19 @@ struct LayerSpec {
 // ---------------------------------------------------------------------------------------------
 // Losses, with mean reduction as torch.nn's reduction="mean".
 
-enum class LossKind : int32_t { MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy };
+// PoissonNLL: exp(out) - target * out, out the log of the rate (torch.nn.PoissonNLLLoss with
+// log_input=True, full=False).
+enum class LossKind : int32_t { MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy, PoissonNLL };
 
+// With sample weights the mean is weighted: sum_r w_r loss_r / sum_r w_r.
 struct LossSpec {
   LossKind kind = LossKind::MSE;
   double delta = 1.0;            // Huber
   double label_smoothing = 0.0;  // CrossEntropy
+  double scale = 1.0;  // multiplies the loss and its gradient
+  // In a training step, l2 / 2 ||W||^2 / (sum of the batch's sample weights, or its rows) is
+  // added for every Dense weight W, biases excepted: scikit-learn's alpha.
+  double l2 = 0.0;
 };
 
 // ---------------------------------------------------------------------------------------------

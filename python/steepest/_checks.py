@@ -113,6 +113,8 @@ def _targets(y, name, n_samples, n_outputs, dtype, loss_spec, element_type):
         y, original = _convert(y, element_type), y
         check = _core.check_targets(y, n_samples, n_outputs, loss_spec, dtype)
         _raise_overflow(check, original, name, dtype)
+    if check.rule == _RULE.TargetRange and loss_spec.kind == _core.LossKind.PoissonNLL:
+        raise ValueError(f"{name} must hold counts or rates >= 0 for PoissonNLL")
     if check.rule == _RULE.YShape:
         raise ValueError(f"{name} must be 1-D integer class labels, got shape {y.shape}"
                          if element_type == np.int64 else
@@ -120,6 +122,24 @@ def _targets(y, name, n_samples, n_outputs, dtype, loss_spec, element_type):
                          f"outputs, got {y.shape}")
     _raise(check, name, y.shape)
     return y
+
+
+def sample_weight(w, name: str, n_samples: int):
+    """Sample weights (N,): finite, non-negative, not all zero -> C-contiguous float64; None
+    stays None (every sample weighs 1)."""
+    if w is None:
+        return None
+    w = numeric(w, name)
+    if w.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one weight per sample), got shape {w.shape}")
+    same_length(w, name, n_samples)
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    check_finite(w, name)
+    if w.size and w.min() < 0:
+        raise ValueError(f"{name} must not be negative")
+    if not w.any():
+        raise ValueError(f"{name} is all zero: no sample would count")
+    return w
 
 
 def _convert(a: np.ndarray, dtype) -> np.ndarray:
@@ -133,6 +153,11 @@ def _raise_overflow(check, original, name, dtype) -> None:
     if check.rule in (_RULE.XNonFinite, _RULE.YNonFinite) and (
             original.dtype.kind != "f" or all_finite(original)):
         raise ValueError(f"{name} holds values too large for {np.dtype(dtype).name}")
+
+
+def same_length(y: np.ndarray, name: str, n_samples: int) -> None:
+    if y.shape[0] != n_samples:
+        raise ValueError(f"{name} has {y.shape[0]} samples but X has {n_samples}")
 
 
 def _raise(check, name: str, shape: tuple) -> None:

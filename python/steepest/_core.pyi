@@ -201,12 +201,15 @@ class LossKind:
       BinaryCrossEntropy
     
       CrossEntropy
+    
+      PoissonNLL
     """
     BinaryCrossEntropy: typing.ClassVar[LossKind]
     CrossEntropy: typing.ClassVar[LossKind]
     Huber: typing.ClassVar[LossKind]
     L1: typing.ClassVar[LossKind]
     MSE: typing.ClassVar[LossKind]
+    PoissonNLL: typing.ClassVar[LossKind]
     __members__: typing.ClassVar[dict[str, LossKind]]
     @typing.overload
     def __eq__(self, other: LossKind) -> bool:
@@ -470,10 +473,22 @@ class LossSpec:
     def delta(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
+    def l2(self) -> float:
+        ...
+    @l2.setter
+    def l2(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def label_smoothing(self) -> float:
         ...
     @label_smoothing.setter
     def label_smoothing(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale(self) -> float:
+        ...
+    @scale.setter
+    def scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
 class OptimizerConfig:
     amsgrad: bool
@@ -641,6 +656,7 @@ class Optimizer64:
     def steps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class Network32:
+    float64_sums: bool
     def __init__(self, layers: collections.abc.Sequence[LayerSpec], seed: typing.SupportsInt | typing.SupportsIndex, initialize: bool = True) -> None:
         ...
     def backward(self, dy: numpy.typing.NDArray[numpy.float32], accumulate: bool) -> None:
@@ -648,6 +664,8 @@ class Network32:
     def copy_params(self) -> numpy.typing.NDArray[numpy.float32]:
         ...
     def forward(self, x: numpy.typing.NDArray[numpy.float32], training: bool) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def gradient(self, x: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, loss: LossSpec, weights: numpy.typing.NDArray[numpy.float64] | None, training: bool) -> float:
         ...
     def infer(self, x: numpy.typing.NDArray[numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
         ...
@@ -657,7 +675,7 @@ class Network32:
         ...
     def measure_grads(self) -> list[float]:
         ...
-    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None) -> dict:
+    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, weights: numpy.typing.NDArray[numpy.float64] | None = None, order: numpy.typing.NDArray[numpy.int64] | None = None) -> dict:
         ...
     def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
         ...
@@ -685,6 +703,7 @@ class Network32:
     def rng_state(self, arg1: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"]) -> None:
         ...
 class Network64:
+    float64_sums: bool
     def __init__(self, layers: collections.abc.Sequence[LayerSpec], seed: typing.SupportsInt | typing.SupportsIndex, initialize: bool = True) -> None:
         ...
     def backward(self, dy: numpy.typing.NDArray[numpy.float64], accumulate: bool) -> None:
@@ -692,6 +711,8 @@ class Network64:
     def copy_params(self) -> numpy.typing.NDArray[numpy.float64]:
         ...
     def forward(self, x: numpy.typing.NDArray[numpy.float64], training: bool) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    def gradient(self, x: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, loss: LossSpec, weights: numpy.typing.NDArray[numpy.float64] | None, training: bool) -> float:
         ...
     def infer(self, x: numpy.typing.NDArray[numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
         ...
@@ -701,7 +722,7 @@ class Network64:
         ...
     def measure_grads(self) -> list[float]:
         ...
-    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None) -> dict:
+    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, weights: numpy.typing.NDArray[numpy.float64] | None = None, order: numpy.typing.NDArray[numpy.int64] | None = None) -> dict:
         ...
     def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
         ...

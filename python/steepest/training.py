@@ -18,7 +18,7 @@ from .callbacks import Callback, ConsoleLogger
 from .diagnostics import Diagnostics
 from .distributed import group_of, params_digest
 from .errors import TrainingDiverged, check_step
-from .losses import check_loss
+from .losses import CrossEntropy, check_loss
 from .optim import check_optimizer, clip_threshold
 from .progress import ProgressBar
 
@@ -44,7 +44,7 @@ def prepare(model, X, y, loss, optimizer, epochs, batch_size, shuffle, validatio
     """Everything fit checks and builds before the first epoch, as a dict."""
     check_loss(loss)
     check_optimizer(optimizer, model)
-    X, y = model.check_data(X, y, loss)
+    X, y = model.check_data(X, y, loss, training=True)
     epochs = _checks.integer(epochs, "epochs", low=0)
     val = None
     if validation_data is not None:
@@ -85,7 +85,7 @@ def train(model, optimizer, loss, run, group) -> dict:
     """The epochs of a prepared run (see prepare); returns the history."""
     X, callbacks, checkpoint = run["X"], run["callbacks"], run["checkpoint"]
     history = {"loss": [], "lr": [], "time": [], "grad_norm": []}
-    if loss.classification:
+    if counts_correct(loss):
         history["accuracy"] = []
     if run["val"] is not None:
         history["val_loss"] = []
@@ -197,13 +197,19 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
     if parallel:
         loss_sum, samples, correct = group.sum([stats["loss"] * samples, samples, correct])
         logs["loss"] = loss_sum / max(samples, 1)
-    if loss.classification:  # counted during the epoch, before each update
+    if counts_correct(loss):  # counted during the epoch, before each update
         logs["accuracy"] = correct / max(samples, 1)
     if val is not None:
         logs.update({"val_" + k: v for k, v in evaluate(model, *val, loss, group).items()})
     if parallel:
         logs["allreduce_time"] = float(group.sum([stats["sum_seconds"]])[0]) / group.size
     return logs
+
+
+def counts_correct(loss) -> bool:
+    """Whether the core counts the epoch's correct predictions (arg-max hits of the integer
+    labels of CrossEntropy; BinaryCrossEntropy's accuracy comes from evaluate)."""
+    return isinstance(loss, CrossEntropy)
 
 
 def batch_hook(callbacks: list):

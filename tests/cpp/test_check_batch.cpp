@@ -123,4 +123,8 @@ TEST(check_batch_names_the_broken_rule_of_targets) {
   bad[0] = -0.5;
   const BatchCheck both = rule64(matrix(bad, 3, 3, F64), LossKind::BinaryCrossEntropy);
   CHECK(both.rule == BatchRule::TargetRange && both.target_min == -0.5 && both.target_max == 1.5);
+  // PoissonNLL: counts, any size but not negative
+  CHECK(rule64(matrix(bad, 3, 3, F64), LossKind::PoissonNLL).rule == BatchRule::TargetRange);
+  bad[0] = 7.0;
+  CHECK(rule64(matrix(bad, 3, 3, F64), LossKind::PoissonNLL).ok());
 }
