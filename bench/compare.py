@@ -139,6 +139,7 @@ def torch_step(sizes, batch, opt, X, y):
 
 def torch_compile_step(sizes, batch, opt, X, y):
     """torch.compile'd model and loss (forward and backward compiled), eager optimizer."""
+    torch._dynamo.reset()  # a fresh compile per model (else dynamo's recompile limit runs out)
     model, o = torch_model(sizes, opt)
     ce = torch.nn.CrossEntropyLoss()
     tX, ty = torch.from_numpy(X), torch.from_numpy(y)
