@@ -91,12 +91,14 @@ class SignalPoll : public InterruptPoll {
   ScopedInterruptPoll installed_;
 };
 
-// Labels (int64) or values of y, as train_step and the losses take them.
+// Labels (int64) or values of y, and the sample weights w (unless nullptr), as train_step and
+// the losses take them.
 template <class T>
-Target<T> target_of(const py::array& y) {
+Target<T> target_of(const py::array& y, const py::array* w = nullptr) {
   Target<T> t;
   if (py::isinstance<py::array_t<int64_t>>(y)) t.labels = static_cast<const int64_t*>(y.data());
   else t.values = static_cast<const T*>(y.data());
+  if (w) t.weights = static_cast<const T*>(w->data());
   return t;
 }
 
@@ -142,8 +144,10 @@ void require_batch(const Network<T>& net, const py::array& x, const py::array* y
                    const char* where) {
   const ArrayInfo xi = array_info(x);
   const ArrayInfo yi = y ? array_info(*y) : ArrayInfo{};
+  LossSpec spec;
+  spec.kind = loss;
   const BatchCheck c = check_batch(xi, y ? &yi : nullptr, scalar_type<T>(), net.in_features(),
-                                   net.out_features(), loss, false);
+                                   net.out_features(), spec, false);
   if (!c.ok())
     throw py::value_error(std::string(where) + ": the data breaks the core's rule " +
                           batch_rule_name(c.rule) + "; validate it first (Sequential.check_data)");

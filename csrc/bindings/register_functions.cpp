@@ -14,29 +14,30 @@ namespace {
 
 template <class T>
 void register_typed(py::module_& m) {
-  // Loss value and gradient as a pure function: (value, d(loss)/d(out)).
+  // Loss value and gradient as a pure function: (value, d(loss)/d(out), the weight the value
+  // is the mean over: LossTotal), weighted by sample_weight (one per row) unless None.
   m.def("loss_forward",
-        [](const LossSpec& spec, Array<T> out, py::array y) {
+        [](const LossSpec& spec, Array<T> out, py::array y,
+           const std::optional<py::array>& sample_weight) {
           if (out.ndim() != 2) throw py::value_error("loss_forward: out must be 2-D (B, C)");
           const int64_t B = out.shape(0), C = out.shape(1);
-          const BatchCheck check = check_targets(array_info(y), B, scalar_type<T>(), C,
-                                                 spec.kind, false);
+          const py::array* w = sample_weight ? &*sample_weight : nullptr;
+          BatchCheck check = check_targets(array_info(y), B, scalar_type<T>(), C, spec, false);
+          if (check.ok() && w) check = check_weights(array_info(*w), B, scalar_type<T>(), false);
           if (!check.ok())
             throw py::value_error(std::string("loss_forward: y breaks the core's rule ") +
                                   batch_rule_name(check.rule) + "; validate it first");
           Array<T> grad({B, C});
-          double value;
-          Target<T> t = target_of<T>(y);
+          LossTotal total;
+          const Target<T> t = target_of<T>(y, w);
           {
             py::gil_scoped_release release;
-            value = spec.kind == LossKind::CrossEntropy
-                        ? cross_entropy_loss(grad.mutable_data(), out.data(), t.labels, B, C,
-                                             spec.label_smoothing)
-                        : regression_loss(grad.mutable_data(), out.data(), t.values, B, C, spec);
+            total = batch_loss(grad.mutable_data(), out.data(), t, B, C, spec);
           }
-          return py::make_tuple(value, grad);
+          return py::make_tuple(total.value, grad, total.weight);
         },
-        py::arg("loss"), py::arg("out").noconvert(), py::arg("y").noconvert());
+        py::arg("loss"), py::arg("out").noconvert(), py::arg("y").noconvert(),
+        py::arg("sample_weight").noconvert() = py::none());
 
   m.def("clip_grad_norm",
         [](Model<T>& s, double max_norm) {
@@ -77,10 +78,18 @@ void register_functions(py::module_& m) {
           const ScalarType type = model_type(dtype);
           const ArrayInfo yi = array_info(y);
           py::gil_scoped_release release;
-          return check_targets(yi, rows, type, out_features, loss.kind);
+          return check_targets(yi, rows, type, out_features, loss);
         },
         py::arg("y").noconvert(), py::arg("rows"), py::arg("out_features"), py::arg("loss"),
         py::arg("dtype"));
+  m.def("check_weights",
+        [model_type](py::array w, int64_t rows, py::object dtype) {
+          const ScalarType type = model_type(dtype);
+          const ArrayInfo wi = array_info(w);
+          py::gil_scoped_release release;
+          return check_weights(wi, rows, type);
+        },
+        py::arg("w").noconvert(), py::arg("rows"), py::arg("dtype"));
 
   register_typed<float>(m);
   register_typed<double>(m);

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 
 #include "bindings/common.hpp"
 #include "bindings/register.hpp"
@@ -62,6 +63,14 @@ Rows rows_from(const py::object& data, int64_t width, const char* name) {
   return Rows(std::move(parts), width);
 }
 
+// ndim of data (an array, or a list of arrays: its first).
+int first_part_ndim(const py::object& data) {
+  if (py::isinstance<py::array>(data)) return int(data.cast<py::array>().ndim());
+  const py::list parts(data);
+  if (parts.empty() || !py::isinstance<py::array>(parts[0])) return 0;
+  return int(parts[0].cast<py::array>().ndim());
+}
+
 // At most this often train_epoch reports its progress to Python (taking the GIL).
 constexpr std::chrono::milliseconds kProgressInterval{50};
 
@@ -72,10 +81,13 @@ constexpr std::chrono::milliseconds kProgressInterval{50};
 // it and is raised here, the step abandoned.
 template <class T>
 py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y,
-                             const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+                             const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
+                             const std::optional<py::array>& sample_weight) {
+  const py::array* w = sample_weight ? &*sample_weight : nullptr;
   const ArrayInfo xi = array_info(x), yi = array_info(y);
+  const ArrayInfo wi = w ? array_info(*w) : ArrayInfo{};
   const BatchCheck check = check_batch(xi, &yi, scalar_type<T>(), s.net.in_features(),
-                                       s.net.out_features(), spec.kind);
+                                       s.net.out_features(), spec, true, w ? &wi : nullptr);
   if (!check.ok()) return py::make_tuple(check, StepStatus::Ok, 0.0);
   auto lock = exclusive(s);
   s.forward_input = py::none();
@@ -84,8 +96,8 @@ py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y
   StepStatus status;
   {
     py::gil_scoped_release release;
-    status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y), xi.rows, spec,
-                              opt, clip_norm, &value);
+    status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y, w), xi.rows,
+                              spec, opt, clip_norm, &value);
   }
   if (status == StepStatus::Interrupted) poll.raise_error();
   return py::make_tuple(check, status, value);
@@ -183,7 +195,8 @@ void register_model(py::module_& m, const char* name) {
         return s.net.layer_grad_sq();
       })
       .def("train_step", &checked_train_step<T>, py::arg("x").noconvert(),
-           py::arg("y").noconvert(), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+           py::arg("y").noconvert(), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
+           py::arg("sample_weight").noconvert() = py::none())
       .def_property_readonly("reduce_buffer", [](py::object self) {
         // What a data-parallel step sums over the processes (see Network::reduce_size).
         auto& s = self.cast<M&>();
@@ -192,20 +205,31 @@ void register_model(py::module_& m, const char* name) {
       .def("train_epoch",
            // X, y: an array or a list of arrays (the parts, read in place and converted per
            // batch; see rows.hpp; the epoch checks every batch's labels); labels when the loss
-           // is CrossEntropy. progress: None, or called as progress(steps, samples, mean loss)
-           // at most every kProgressInterval, between steps. With sum (a callable that sums
-           // reduce_buffer over the processes in place), a data-parallel epoch as process
-           // `rank` of `size`; stop: see SignalPoll. on_step: None, or called as
-           // on_step(step, loss) after every step (the step's index in the epoch and its loss);
-           // it may change the optimizer, and what it raises ends the epoch after that step.
+           // is CrossEntropy and y is 1-D, else targets (CrossEntropy: class probabilities).
+           // progress: None, or called as progress(steps, samples, mean loss) at most every
+           // kProgressInterval, between steps. With sum (a callable that sums reduce_buffer over
+           // the processes in place), a data-parallel epoch as process `rank` of `size`; stop:
+           // see SignalPoll. on_step: None, or called as on_step(step, loss) after every step
+           // (the step's index in the epoch and its loss); it may change the optimizer, and what
+           // it raises ends the epoch after that step. sample_weight: None or one weight per
+           // row (an array of the model's dtype), gathered with the rows.
            [](M& s, py::object X, py::object y, int64_t batch_size, bool shuffle,
               const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress,
-              int64_t rank, int64_t size, py::object sum, py::object stop, py::object on_step) {
-             const bool labels = spec.kind == LossKind::CrossEntropy;
+              int64_t rank, int64_t size, py::object sum, py::object stop, py::object on_step,
+              const std::optional<py::array>& sample_weight) {
+             const bool labels = spec.kind == LossKind::CrossEntropy && first_part_ndim(y) == 1;
              const Rows xs = rows_from(X, s.net.in_features(), "X");
              const Rows ys = rows_from(y, labels ? 1 : s.net.out_features(), "y");
              if (xs.size() != ys.size() || xs.size() == 0)
                throw py::value_error("train_epoch: X and y must have the same, non-zero rows");
+             Rows ws;
+             if (sample_weight) {
+               if (!check_weights(array_info(*sample_weight), xs.size(), scalar_type<T>(), false)
+                        .ok())
+                 throw py::value_error("train_epoch: sample_weight must be one weight per row, "
+                                       "C-contiguous, of the model's dtype");
+               ws = Rows::of(static_cast<const T*>(sample_weight->data()), xs.size(), 1);
+             }
              if (batch_size < 1) throw py::value_error("train_epoch: batch_size must be >= 1");
              if (size < 1 || rank < 0 || rank >= size || (size > 1) == sum.is_none())
                throw py::value_error("train_epoch: rank must be in [0, size), sum given iff "
@@ -245,13 +269,16 @@ void register_model(py::module_& m, const char* name) {
              {
                py::gil_scoped_release release;
                st = s.net.train_epoch(xs, ys, labels, batch_size, shuffle, spec, opt, clip_norm,
-                                      report, size > 1 ? &parallel : nullptr);
+                                      report, size > 1 ? &parallel : nullptr,
+                                      sample_weight ? &ws : nullptr);
              }
              py::dict out;
              out["loss"] = st.loss;
              out["steps"] = st.steps;
              out["samples"] = st.samples;
              out["correct"] = st.correct;
+             out["scored"] = st.scored;
+             out["loss_weight"] = st.loss_weight;
              out["status"] = st.status;
              out["bad_loss"] = st.bad_loss;
              out["grad_norms"] = st.grad_norms;
@@ -264,7 +291,7 @@ void register_model(py::module_& m, const char* name) {
            py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
            py::arg("progress") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
            py::arg("sum") = py::none(), py::arg("stop") = py::none(),
-           py::arg("on_step") = py::none())
+           py::arg("on_step") = py::none(), py::arg("sample_weight").noconvert() = py::none())
       .def("infer",
            [](M& s, Array<T> x) {
              require_batch(s.net, x, nullptr, LossKind::MSE, "infer");

@@ -64,7 +64,13 @@ void register_specs(py::module_& m) {
       .value("YLayout", BatchRule::YLayout)
       .value("YNonFinite", BatchRule::YNonFinite)
       .value("LabelRange", BatchRule::LabelRange)
-      .value("TargetRange", BatchRule::TargetRange);
+      .value("TargetRange", BatchRule::TargetRange)
+      .value("LossWeights", BatchRule::LossWeights)
+      .value("WeightShape", BatchRule::WeightShape)
+      .value("WeightLength", BatchRule::WeightLength)
+      .value("WeightType", BatchRule::WeightType)
+      .value("WeightLayout", BatchRule::WeightLayout)
+      .value("WeightValue", BatchRule::WeightValue);
 
   py::class_<LayerSpec>(m, "LayerSpec")
       .def(py::init<>())
@@ -82,7 +88,10 @@ void register_specs(py::module_& m) {
       .def(py::init<>())
       .def_readwrite("kind", &LossSpec::kind)
       .def_readwrite("delta", &LossSpec::delta)
-      .def_readwrite("label_smoothing", &LossSpec::label_smoothing);
+      .def_readwrite("label_smoothing", &LossSpec::label_smoothing)
+      .def_readwrite("weight", &LossSpec::weight)
+      .def_readwrite("pos_weight", &LossSpec::pos_weight)
+      .def_readwrite("ignore_index", &LossSpec::ignore_index);
 
   py::class_<OptimizerConfig>(m, "OptimizerConfig")
       .def(py::init<>())

@@ -225,80 +225,181 @@ void dropout_forward(T* y, const T* x, const T* mask, int64_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Losses with mean reduction, as torch.nn with reduction="mean". Each returns the loss value
-// (accumulated in double, fixed order) and writes d(loss)/d(out) into dout; dout may be
-// nullptr when only the value is wanted.
+// Losses with mean reduction, as torch.nn with reduction="mean", weighted as LossSpec says
+// (specs.hpp). Each returns the loss value (accumulated in double, fixed order) and the total
+// weight it was normalized by, and writes d(loss)/d(out) into dout; dout may be nullptr when
+// only the value is wanted. Without sample or class weights the results are those of the plain
+// mean, bit for bit.
 
-// out (B, C), target (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits)
+// Targets of a batch: integer labels (B) for CrossEntropy with class indices, else values
+// (B, C) (CrossEntropy: class probabilities); per-row sample weights (B), or nullptr for 1.
 template <class T>
-double regression_loss(T* dout, const T* out, const T* target, int64_t B, int64_t C,
-                       const LossSpec& spec) {
-  const int64_t n = B * C;
-  const double inv_n = 1.0 / double(n);
-  const T g = T(inv_n);
-  const T delta = T(spec.delta);
-  double total = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const T o = out[i], t = target[i], d = o - t;
-    T grad;
-    switch (spec.kind) {
-      case LossKind::MSE:
-        total += double(d) * double(d);
-        grad = T(2) * d;
-        break;
-      case LossKind::L1:
-        total += std::fabs(double(d));
-        grad = T((d > T(0)) - (d < T(0)));
-        break;
-      case LossKind::Huber: {
-        const T a = std::fabs(d);
-        total += a < delta ? 0.5 * double(d) * double(d) : double(delta) * (double(a) - 0.5 * double(delta));
-        grad = a < delta ? d : delta * T((d > T(0)) - (d < T(0)));
-        break;
-      }
-      default: {  // BinaryCrossEntropy on logits: max(o, 0) - o t + log(1 + exp(-|o|))
-        const double od = o;
-        total += (od > 0 ? od : 0.0) - od * double(t) + std::log1p(std::exp(-std::fabs(od)));
-        grad = sigmoid(o) - t;
-        break;
-      }
-    }
-    if (dout) dout[i] = grad * g;
+struct Target {
+  const int64_t* labels = nullptr;
+  const T* values = nullptr;
+  const T* weights = nullptr;
+};
+
+// A batch's loss and the weight it was normalized by (sum_i w_i n_i, see LossSpec): weighting
+// each batch's value by it gives an epoch's mean.
+struct LossTotal {
+  double value = 0.0;
+  double weight = 0.0;
+};
+
+// The normalizer of a batch's loss (LossTotal::weight): sum_i w_i n_i as LossSpec says (B
+// without sample weights, class weights or ignored rows).
+template <class T>
+double loss_normalizer(Target<T> y, int64_t B, const LossSpec& spec) {
+  const bool by_label = spec.kind == LossKind::CrossEntropy && y.labels;
+  if (!y.weights && !by_label) return double(B);
+  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
+  double norm = 0;
+  for (int64_t r = 0; r < B; ++r) {
+    if (by_label && y.labels[r] == spec.ignore_index) continue;
+    norm += (y.weights ? double(y.weights[r]) : 1.0) * (by_label && cw ? cw[y.labels[r]] : 1.0);
   }
-  return total * inv_n;
+  return norm;
 }
 
-// CrossEntropy on logits out (B, C) with integer labels (B) in [0, C), optional label
-// smoothing eps: target distribution q = (1 - eps) onehot + eps / C. Log-sum-exp, no overflow.
-// dout (B, C) = (softmax(out) - q) / B.
+// out (B, C), y.values (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits, with torch's
+// per-output weight and pos_weight). Each row's loss is the mean over its C outputs.
 template <class T>
-double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, int64_t B, int64_t C,
-                          double label_smoothing) {
-  const double eps = label_smoothing;
+LossTotal regression_loss(T* dout, const T* out, Target<T> y, int64_t B, int64_t C,
+                          const LossSpec& spec) {
+  const double rows = loss_normalizer(y, B, spec);  // the sum of the sample weights
+  const double inv = rows > 0 ? 1.0 / (double(C) * rows) : 0.0;
+  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
+  const double* pw = spec.pos_weight.empty() ? nullptr : spec.pos_weight.data();
+  const T delta = T(spec.delta);
   double total = 0;
-  const T inv_b = T(1.0 / double(B));
+  for (int64_t r = 0; r < B; ++r) {
+    const double w = y.weights ? double(y.weights[r]) : 1.0;
+    const T scale = T(w * inv);
+    double row = 0;
+    double& acc = y.weights ? row : total;  // unweighted: each element straight into total
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t i = r * C + c;
+      const T o = out[i], t = y.values[i], d = o - t;
+      T grad;
+      double value;
+      switch (spec.kind) {
+        case LossKind::MSE:
+          value = double(d) * double(d);
+          grad = T(2) * d;
+          break;
+        case LossKind::L1:
+          value = std::fabs(double(d));
+          grad = T((d > T(0)) - (d < T(0)));
+          break;
+        case LossKind::Huber: {
+          const T a = std::fabs(d);
+          value = a < delta ? 0.5 * double(d) * double(d)
+                            : double(delta) * (double(a) - 0.5 * double(delta));
+          grad = a < delta ? d : delta * T((d > T(0)) - (d < T(0)));
+          break;
+        }
+        default: {  // BinaryCrossEntropy on logits
+          const double od = o, td = t, softplus_neg = std::log1p(std::exp(-std::fabs(od)));
+          if (pw) {  // torch: (1 - t) o + (1 + (pos_weight - 1) t) log(1 + exp(-o))
+            const double lw = 1.0 + (pw[c] - 1.0) * td;
+            value = (1.0 - td) * od + lw * (softplus_neg + (od < 0 ? -od : 0.0));
+            grad = (T(1) - t) - T(lw) * sigmoid(-o);
+          } else {  // max(o, 0) - o t + log(1 + exp(-|o|))
+            value = (od > 0 ? od : 0.0) - od * td + softplus_neg;
+            grad = sigmoid(o) - t;
+          }
+          if (cw) {
+            value *= cw[c];
+            grad *= T(cw[c]);
+          }
+          break;
+        }
+      }
+      acc += value;
+      if (dout) dout[i] = grad * scale;
+    }
+    if (y.weights) total += w * row;
+  }
+  return {total * inv, rows};
+}
+
+// CrossEntropy on logits out (B, C) (log-sum-exp: no overflow) against class indices y.labels
+// (B) or class probabilities y.values (B, C), with torch's label smoothing eps (the target
+// distribution q = (1 - eps) target + eps / C), class weights w_c (spec.weight) and
+// ignore_index. A row's loss is sum_c w_c q_c (lse - o_c); its gradient
+// (softmax(o) sum_c w_c q_c - w q) scaled by the row's sample weight over the normalizer.
+template <class T>
+LossTotal cross_entropy_loss(T* dout, const T* out, Target<T> y, int64_t B, int64_t C,
+                             const LossSpec& spec) {
+  const double eps = spec.label_smoothing;
+  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
+  double cw_sum = 0;
+  for (int64_t c = 0; cw && c < C; ++c) cw_sum += cw[c];
+  auto sample = [&](int64_t r) { return y.weights ? double(y.weights[r]) : 1.0; };
+  auto ignored = [&](int64_t r) { return y.labels && y.labels[r] == spec.ignore_index; };
+  const double norm = loss_normalizer(y, B, spec);  // before any row's gradient needs it
+  const double inv_norm = norm > 0 ? 1.0 / norm : 0.0;
+  const T smooth = T(eps / double(C));
+  double total = 0;
   for (int64_t r = 0; r < B; ++r) {
     const T* o = out + r * C;
+    T* d = dout ? dout + r * C : nullptr;
+    if (ignored(r)) {  // no loss, no gradient
+      if (d) std::fill(d, d + C, T(0));
+      continue;
+    }
     T mx = o[0];
     for (int64_t c = 1; c < C; ++c) mx = o[c] > mx ? o[c] : mx;
     double sum = 0, sum_logits = 0;
     for (int64_t c = 0; c < C; ++c) {
       sum += std::exp(double(o[c] - mx));
-      sum_logits += double(o[c]);
+      sum_logits += double(o[c]) * (cw ? cw[c] : 1.0);
     }
-    const double lse = double(mx) + std::log(sum);
-    const int64_t y = labels[r];
-    // -sum_c q_c log p_c with log p_c = o_c - lse
-    total += (1.0 - eps) * (lse - double(o[y])) + eps * (lse - sum_logits / double(C));
-    if (dout) {
-      T* d = dout + r * C;
-      const T inv_sum = T(1.0 / sum);
-      const T smooth = T(eps / double(C));
-      for (int64_t c = 0; c < C; ++c) d[c] = (std::exp(o[c] - mx) * inv_sum - smooth) * inv_b;
-      d[y] -= T(1.0 - eps) * inv_b;
+    const double lse = double(mx) + std::log(sum), s = sample(r);
+    const T inv_sum = T(1.0 / sum), scale = T(s * inv_norm);
+    if (y.labels) {
+      const int64_t label = y.labels[r];
+      const double wy = cw ? cw[label] : 1.0;
+      // -sum_c w_c q_c log p_c with log p_c = o_c - lse: (1 - eps) w_y (lse - o_y) plus eps
+      // times the mean over the classes of w_c (lse - o_c).
+      const double smoothed = cw ? (cw_sum * lse - sum_logits) / double(C)
+                                 : lse - sum_logits / double(C);
+      total += s * ((1.0 - eps) * wy * (lse - double(o[label])) + eps * smoothed);
+      if (d) {
+        if (cw) {
+          const T q_sum = T((1.0 - eps) * wy + eps * cw_sum / double(C));  // sum_c w_c q_c
+          for (int64_t c = 0; c < C; ++c)
+            d[c] = (std::exp(o[c] - mx) * inv_sum * q_sum - T(cw[c]) * smooth) * scale;
+        } else {
+          for (int64_t c = 0; c < C; ++c) d[c] = (std::exp(o[c] - mx) * inv_sum - smooth) * scale;
+        }
+        d[label] -= T((1.0 - eps) * wy) * scale;
+      }
+    } else {
+      const T* t = y.values + r * C;
+      auto wq = [&](int64_t c) {  // w_c q_c
+        return (cw ? cw[c] : 1.0) * ((1.0 - eps) * double(t[c]) + eps / double(C));
+      };
+      double q_sum = 0, row = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        q_sum += wq(c);
+        row += wq(c) * (lse - double(o[c]));
+      }
+      total += s * row;
+      for (int64_t c = 0; d && c < C; ++c)
+        d[c] = (std::exp(o[c] - mx) * inv_sum * T(q_sum) - T(wq(c))) * scale;
     }
   }
-  return total / double(B);
+  return {norm > 0 ? total / norm : 0.0, norm};
+}
+
+// The loss of spec's kind.
+template <class T>
+LossTotal batch_loss(T* dout, const T* out, Target<T> y, int64_t B, int64_t C,
+                     const LossSpec& spec) {
+  return spec.kind == LossKind::CrossEntropy ? cross_entropy_loss(dout, out, y, B, C, spec)
+                                             : regression_loss(dout, out, y, B, C, spec);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -42,13 +42,6 @@ class ZeroedBuffer {
   std::unique_ptr<T, Free> p_;
 };
 
-// Targets of a batch: integer labels (B) for CrossEntropy, else values (B, OUT).
-template <class T>
-struct Target {
-  const int64_t* labels = nullptr;
-  const T* values = nullptr;
-};
-
 // Data-parallel training (train_epoch): this process is `rank` of `size`, each training on its
 // consecutive share of every global batch; sum(values, n) adds n values in place over all the
 // processes (each calls it once per step with the same n: the gradient buffer and the control
@@ -116,9 +109,9 @@ class Network {
   const T* forward(const T* x, int64_t B, bool training);
   // Backpropagation after forward: dy (B, OUT) -> grads (added to them when accumulate).
   void backward(const T* dy, bool accumulate);
-  // Loss of the last forward output against y; leaves d(loss)/d(output) ready for
-  // backward_from_loss. Returns the loss value.
-  double loss(const LossSpec& spec, Target<T> y);
+  // Loss of the last forward output against y (sample weights included); leaves
+  // d(loss)/d(output) ready for backward_from_loss. Returns the value and its weight.
+  LossTotal loss(const LossSpec& spec, Target<T> y);
   // With defer_weight_grads (batch 1 only), the weight gradients are not written: each Dense
   // layer's output gradient is kept instead (see fused_update).
   void backward_from_loss(bool accumulate, bool defer_weight_grads = false);
@@ -132,7 +125,8 @@ class Network {
                         Optimizer<T>& opt, double clip_norm, double* loss_out);
 
   // One epoch of mini-batch training over X (N rows of IN) and y (N labels when `labels`, else
-  // N rows of OUT targets), read in place and converted per batch (see rows.hpp). Shuffles with
+  // N rows of OUT targets), read in place and converted per batch (see rows.hpp), weighted by
+  // the sample weights w (N rows of 1, gathered with their rows) unless nullptr. Shuffles with
   // the network's RNG when asked; stops early when interrupted (interrupt.hpp: between steps or
   // inside one) or on a non-finite loss/gradient, with the model as it was after the last
   // completed step (before the epoch's shuffle when no step completed). progress, when given,
@@ -147,8 +141,8 @@ class Network {
   EpochStats train_epoch(const Rows& X, const Rows& y, bool labels, int64_t batch_size,
                          bool shuffle, const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
                          const std::function<void(const EpochStats&)>& progress = {},
-                         const Parallel<T>* parallel = nullptr);
-  // The same over X (N, IN) and y in memory, of the network's types.
+                         const Parallel<T>* parallel = nullptr, const Rows* w = nullptr);
+  // The same over X (N, IN) and y (sample weights included) in memory, of the network's types.
   EpochStats train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size, bool shuffle,
                          const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
                          const std::function<void(const EpochStats&)>& progress = {});
@@ -188,11 +182,13 @@ class Network {
   // Writes every weight gradient (the outer products) into grads_.
   void write_weight_grads();
   // A data-parallel train_step on this process's b rows, rows [first, first + b) of a global
-  // batch of B; interrupted (Interrupted thrown here or on another process) it is abandoned by
+  // batch of B whose loss is normalized by `normalizer` (its LossTotal weight: B without
+  // weights); interrupted (Interrupted thrown here or on another process) it is abandoned by
   // every process before the update, the RNG as before it.
   StepStatus parallel_step(const T* x, Target<T> y, int64_t b, int64_t first, int64_t B,
-                           const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
-                           const Parallel<T>& parallel, double* loss_out, double* sum_seconds);
+                           double normalizer, const LossSpec& spec, Optimizer<T>& opt,
+                           double clip_norm, const Parallel<T>& parallel, double* loss_out,
+                           double* sum_seconds);
   // Advances the RNG past the dropout masks of a batch of B rows (a process with no rows in it).
   void skip_dropout(int64_t B);
   // One optimizer step that writes each weight gradient a block of rows at a time and updates
@@ -216,10 +212,14 @@ class Network {
   // window_total_ rows (0: the whole batch), so dropout draws the masks the whole batch would.
   int64_t window_first_ = 0, window_total_ = 0;
   Workspace<T> acts_, masks_, grad_a_, grad_b_;
-  std::vector<T> batch_x_, batch_y_;
+  std::vector<T> batch_x_, batch_y_, batch_w_;
   std::vector<T> kept_dy_;            // batch 1: each Dense layer's output gradient
   std::vector<int64_t> batch_labels_, order_;
+  // Data-parallel and weighted: the whole global batch's labels and weights (its normalizer).
+  std::vector<int64_t> global_labels_;
+  std::vector<T> global_w_;
   std::vector<double> grad_sq_;
+  double loss_weight_ = 0.0;          // the normalizer of the last train_step's loss
 };
 
 }  // namespace steepest

@@ -42,10 +42,20 @@ struct LayerSpec {
 
 enum class LossKind : int32_t { MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy };
 
+// A batch's loss is the weighted mean sum_i w_i l_i / sum_i w_i n_i of its rows' losses l_i,
+// with w_i the sample weights (1 without) and n_i what a row counts for in the normalization:
+// CrossEntropy with class indices, weight[y_i] (0 for ignore_index: torch's weighted mean);
+// every other case 1, l_i then being the mean over the outputs. A batch whose weights sum to 0
+// has loss 0 and no gradient.
 struct LossSpec {
   LossKind kind = LossKind::MSE;
   double delta = 1.0;            // Huber
   double label_smoothing = 0.0;  // CrossEntropy
+  // CrossEntropy: one weight per class; BinaryCrossEntropy: one per output (torch's `weight`,
+  // broadcast over the rows). Empty: all 1.
+  std::vector<double> weight;
+  std::vector<double> pos_weight;  // BinaryCrossEntropy: per output, weight of the positives
+  int64_t ignore_index = -100;     // CrossEntropy with class indices: rows with it count 0
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -80,10 +90,12 @@ struct OptimizerConfig {
 enum class StepStatus : int32_t { Ok, NonFiniteLoss, NonFiniteGradient, Interrupted };
 
 struct EpochStats {
-  double loss = 0.0;       // mean loss over the samples of the completed steps
+  double loss = 0.0;       // mean loss over the samples of the completed steps (weighted)
   int64_t steps = 0;       // completed optimizer steps
   int64_t samples = 0;     // samples in those steps
-  int64_t correct = 0;     // of those, predicted right (argmax == label) before the update
+  int64_t correct = 0;     // CrossEntropy: of those, predicted right (argmax == label) before
+  int64_t scored = 0;      // the update, out of `scored` (the rows without ignore_index)
+  double loss_weight = 0.0;  // what `loss` is the mean over: the rows, or their weights
   StepStatus status = StepStatus::Ok;
   double bad_loss = 0.0;   // the offending loss when status is NonFinite*
   std::vector<double> grad_norms;  // per Dense layer: mean over steps of ||grad||_2

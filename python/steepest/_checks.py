@@ -57,7 +57,8 @@ def check_finite(a: np.ndarray, name: str) -> None:
 # converted (dtype, layout), asks the core which rule a batch breaks, and words the answer with
 # the caller's argument names. A rule of type or layout means "convert, then ask again".
 _RULE = _core.BatchRule
-_CONVERT = frozenset({_RULE.XType, _RULE.XLayout, _RULE.YType, _RULE.YLayout})
+_CONVERT = frozenset({_RULE.XType, _RULE.XLayout, _RULE.YType, _RULE.YLayout, _RULE.WeightType,
+                      _RULE.WeightLayout})
 
 
 def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
@@ -78,7 +79,11 @@ def labels(y, name: str, n_samples: int, n_classes: int, dtype: np.dtype,
     y = numeric(y, name)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.dtype.kind == "f" and y.ndim == 1:  # integral floats convert; others cannot
+    if y.ndim != 1:  # (the core reads 2-D targets as class probabilities, of a float dtype)
+        raise ValueError(f"{name} must be 1-D integer class labels or float class "
+                         f"probabilities of shape (samples, {n_classes}), got shape {y.shape}"
+                         f" of dtype {y.dtype}")
+    if y.dtype.kind == "f":  # integral floats convert; others cannot
         if not np.isfinite(y).all():
             raise ValueError(f"{name} contains NaN or infinity")
         if not np.array_equal(y, np.round(y)):
@@ -98,6 +103,20 @@ def values(y, name: str, n_samples: int, n_outputs: int, dtype: np.dtype,
     return _targets(y, name, n_samples, n_outputs, dtype, loss_spec, dtype)
 
 
+def sample_weights(w, name: str, n_samples: int, dtype: np.dtype) -> np.ndarray:
+    """Sample weights (N,), each finite and >= 0 (0 allowed) -> C-contiguous `dtype`."""
+    w = numeric(w, name)
+    check = _core.check_weights(w, n_samples, dtype)
+    if check.rule in _CONVERT:
+        w = _convert(w, dtype)
+        check = _core.check_weights(w, n_samples, dtype)
+    if check.rule == _RULE.WeightValue:
+        raise ValueError(f"{name} must hold finite weights >= 0 (in {np.dtype(dtype).name}); "
+                         "negative, NaN and infinite weights are refused")
+    _raise(check, name, w.shape)
+    return w
+
+
 def _targets(y, name, n_samples, n_outputs, dtype, loss_spec, element_type):
     """y checked by the core's target rules for loss_spec (a model of `dtype`), converted to
     element_type (the model's dtype, or int64 labels) when its type or layout asks for it."""
@@ -107,8 +126,9 @@ def _targets(y, name, n_samples, n_outputs, dtype, loss_spec, element_type):
         check = _core.check_targets(y, n_samples, n_outputs, loss_spec, dtype)
         _raise_overflow(check, original, name, dtype)
     if check.rule == _RULE.YShape:
-        raise ValueError(f"{name} must be 1-D integer class labels, got shape {y.shape}"
-                         if element_type == np.int64 else
+        raise ValueError(f"{name} must be 1-D integer class labels or float class "
+                         f"probabilities of shape (samples, {n_outputs}), got shape {y.shape}"
+                         if loss_spec.kind == _core.LossKind.CrossEntropy else
                          f"{name} must have shape (samples, {n_outputs}) to match the model's "
                          f"outputs, got {y.shape}")
     _raise(check, name, y.shape)
@@ -142,8 +162,12 @@ def _raise(check, name: str, shape: tuple) -> None:
         _RULE.YNonFinite: f"{name} contains NaN or infinity",
         _RULE.LabelRange: f"{name} holds labels in [{check.label_min}, {check.label_max}] but "
                           f"the model has {check.want} outputs: labels must be in "
-                          f"[0, {check.want - 1}]",
+                          f"[0, {check.want - 1}] (or the loss's ignore_index)",
         _RULE.TargetRange: f"{name} must hold probabilities in [0, 1] for BinaryCrossEntropy",
+        _RULE.LossWeights: f"the loss's weight or pos_weight has {check.got} values but the "
+                           f"model has {check.want} outputs: give one per output",
+        _RULE.WeightShape: f"{name} must be 1-D, one weight per sample, got shape {shape}",
+        _RULE.WeightLength: f"{name} has {check.got} weights but X has {check.want} samples",
     }
     raise ValueError(messages.get(rule, f"{name} breaks the rule {rule.name}"))
 

@@ -378,10 +378,28 @@ class BatchRule:
       LabelRange
     
       TargetRange
+    
+      LossWeights
+    
+      WeightShape
+    
+      WeightLength
+    
+      WeightType
+    
+      WeightLayout
+    
+      WeightValue
     """
     LabelRange: typing.ClassVar[BatchRule]
+    LossWeights: typing.ClassVar[BatchRule]
     Ok: typing.ClassVar[BatchRule]
     TargetRange: typing.ClassVar[BatchRule]
+    WeightLayout: typing.ClassVar[BatchRule]
+    WeightLength: typing.ClassVar[BatchRule]
+    WeightShape: typing.ClassVar[BatchRule]
+    WeightType: typing.ClassVar[BatchRule]
+    WeightValue: typing.ClassVar[BatchRule]
     XEmpty: typing.ClassVar[BatchRule]
     XFeatures: typing.ClassVar[BatchRule]
     XLayout: typing.ClassVar[BatchRule]
@@ -461,6 +479,8 @@ class LayerSpec:
         ...
 class LossSpec:
     kind: LossKind
+    pos_weight: list[float]
+    weight: list[float]
     def __init__(self) -> None:
         ...
     @property
@@ -468,6 +488,12 @@ class LossSpec:
         ...
     @delta.setter
     def delta(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def ignore_index(self) -> int:
+        ...
+    @ignore_index.setter
+    def ignore_index(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def label_smoothing(self) -> float:
@@ -655,9 +681,9 @@ class Network32:
         ...
     def measure_grads(self) -> list[float]:
         ...
-    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None) -> dict:
+    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, sample_weight: numpy.ndarray | None = None) -> dict:
         ...
-    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, sample_weight: numpy.ndarray | None = None) -> tuple:
         ...
     @property
     def grads(self) -> numpy.typing.NDArray[numpy.float32]:
@@ -695,9 +721,9 @@ class Network64:
         ...
     def measure_grads(self) -> list[float]:
         ...
-    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None) -> dict:
+    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, sample_weight: numpy.ndarray | None = None) -> dict:
         ...
-    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, sample_weight: numpy.ndarray | None = None) -> tuple:
         ...
     @property
     def grads(self) -> numpy.typing.NDArray[numpy.float64]:
@@ -724,6 +750,8 @@ def check_features(x: numpy.ndarray, in_features: typing.SupportsInt | typing.Su
     ...
 def check_targets(y: numpy.ndarray, rows: typing.SupportsInt | typing.SupportsIndex, out_features: typing.SupportsInt | typing.SupportsIndex, loss: LossSpec, dtype: typing.Any) -> BatchCheck:
     ...
+def check_weights(w: numpy.ndarray, rows: typing.SupportsInt | typing.SupportsIndex, dtype: typing.Any) -> BatchCheck:
+    ...
 @typing.overload
 def clip_grad_norm(model: Network32, max_norm: typing.SupportsFloat | typing.SupportsIndex) -> float:
     ...
@@ -733,10 +761,10 @@ def clip_grad_norm(model: Network64, max_norm: typing.SupportsFloat | typing.Sup
 def get_num_threads() -> int:
     ...
 @typing.overload
-def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray) -> tuple[float, numpy.typing.NDArray[numpy.float32]]:  # type: ignore[overload-overlap]
+def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: numpy.ndarray | None = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], float]:  # type: ignore[overload-overlap]
     ...
 @typing.overload
-def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray) -> tuple[float, numpy.typing.NDArray[numpy.float64]]:
+def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: numpy.ndarray | None = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], float]:
     ...
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...

@@ -1,5 +1,6 @@
 // The kernels against the naive references: products (every transpose, batch 1, tiled sizes),
 // the dense layer with its fused epilogues, activations, softmax, dropout, losses, reductions.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -243,11 +244,18 @@ void check_losses() {
   const std::vector<double> logits_d(logits.begin(), logits.end());
   for (double eps : {0.0, 0.1}) {
     std::vector<T> d(size_t(B * C));
-    const double value = cross_entropy_loss(d.data(), logits.data(), labels.data(), B, C, eps);
+    LossSpec spec;
+    spec.kind = LossKind::CrossEntropy;
+    spec.label_smoothing = eps;
+    Target<T> y;
+    y.labels = labels.data();
+    const LossTotal total = cross_entropy_loss(d.data(), logits.data(), y, B, C, spec);
     const ref::LossResult want = ref::cross_entropy(logits_d, labels, B, C, eps);
-    CHECK(std::fabs(value - want.value) <= tol * (1 + want.value));
+    CHECK(std::fabs(total.value - want.value) <= tol * (1 + want.value));
+    CHECK(total.weight == double(B));
     CHECK_CLOSE(d, want.grad, tol, tol, "cross_entropy_loss gradient, smoothing " + std::to_string(eps));
-    CHECK(cross_entropy_loss(static_cast<T*>(nullptr), logits.data(), labels.data(), B, C, eps) == value);
+    CHECK(cross_entropy_loss(static_cast<T*>(nullptr), logits.data(), y, B, C, spec).value ==
+          total.value);
   }
   const auto out = ref::randn<T>(size_t(B * C), 12), target = ref::randn<T>(size_t(B * C), 13);
   std::vector<T> prob(target.size());
@@ -258,7 +266,9 @@ void check_losses() {
     spec.delta = 0.5;  // both of Huber's branches
     const std::vector<T>& t = kind == LossKind::BinaryCrossEntropy ? prob : target;
     std::vector<T> d(out.size());
-    const double value = regression_loss(d.data(), out.data(), t.data(), B, C, spec);
+    Target<T> y;
+    y.values = t.data();
+    const double value = regression_loss(d.data(), out.data(), y, B, C, spec).value;
     const ref::LossResult want = ref::regression(std::vector<double>(out.begin(), out.end()),
                                                  std::vector<double>(t.begin(), t.end()), spec);
     CHECK(std::fabs(value - want.value) <= tol * (1 + want.value));
@@ -271,6 +281,123 @@ void check_losses() {
 TEST(losses_match_reference) {
   check_losses<float>();
   check_losses<double>();
+}
+
+namespace {
+
+// A batch's loss and its gradient summed over the batch's rows, scaled by the normalizer:
+// what a weighted batch and the same batch with each row repeated weight times agree on.
+struct Summed {
+  double value = 0, weight = 0;
+  std::vector<double> grad_sum;  // (C): sum over rows of weight * d(loss)/d(out)
+};
+
+template <class T>
+Summed summed(const std::vector<T>& out, Target<T> y, int64_t B, int64_t C, const LossSpec& spec) {
+  std::vector<T> d(size_t(B * C));
+  const LossTotal total = batch_loss(d.data(), out.data(), y, B, C, spec);
+  Summed s{total.value, total.weight, std::vector<double>(size_t(C), 0.0)};
+  for (int64_t i = 0; i < B * C; ++i) s.grad_sum[size_t(i % C)] += double(d[size_t(i)]) * total.weight;
+  return s;
+}
+
+// rows of v (B, width), each repeated times[r] times
+template <class V>
+std::vector<V> repeat_rows(const std::vector<V>& v, const std::vector<int>& times, int64_t width) {
+  std::vector<V> out;
+  for (size_t r = 0; r < times.size(); ++r)
+    for (int k = 0; k < times[r]; ++k)
+      out.insert(out.end(), v.begin() + int64_t(r) * width, v.begin() + int64_t(r + 1) * width);
+  return out;
+}
+
+}  // namespace
+
+TEST(sample_weights_are_repeated_rows) {
+  // Integer sample weights (zero included) give the loss, its normalizer and the summed
+  // gradient of the batch with each row repeated that many times: every loss and option.
+  const int64_t B = 9, C = 4;
+  const std::vector<int> times = {1, 0, 3, 2, 1, 4, 0, 1, 2};
+  const std::vector<double> w(times.begin(), times.end());
+  int64_t R = 0;
+  for (int t : times) R += t;
+  const auto out = ref::randn<double>(size_t(B * C), 3, 3.0);
+  const auto values = ref::randn<double>(size_t(B * C), 4);
+  std::vector<double> probs(values.size());
+  for (size_t i = 0; i < probs.size(); ++i) probs[i] = ref::sigmoid(values[i]);
+  const std::vector<int64_t> labels = {0, 3, -100, 1, 2, 2, 3, -100, 0};
+  std::vector<LossSpec> specs;
+  for (LossKind kind : {LossKind::MSE, LossKind::L1, LossKind::Huber, LossKind::BinaryCrossEntropy,
+                        LossKind::CrossEntropy}) {
+    LossSpec spec;
+    spec.kind = kind;
+    specs.push_back(spec);
+    spec.weight = {0.5, 2.0, 1.0, 3.0};
+    spec.pos_weight = kind == LossKind::BinaryCrossEntropy ? std::vector<double>{2.0, 0.5, 1.0, 4.0}
+                                                           : std::vector<double>{};
+    spec.label_smoothing = kind == LossKind::CrossEntropy ? 0.2 : 0.0;
+    if (kind == LossKind::BinaryCrossEntropy || kind == LossKind::CrossEntropy) specs.push_back(spec);
+  }
+  for (const LossSpec& spec : specs) {
+    for (bool class_probabilities : {false, true}) {
+      if (class_probabilities && spec.kind != LossKind::CrossEntropy) continue;
+      const bool by_label = spec.kind == LossKind::CrossEntropy && !class_probabilities;
+      const std::vector<double>& t = spec.kind == LossKind::BinaryCrossEntropy ||
+                                             class_probabilities ? probs : values;
+      Target<double> y, yr;
+      y.weights = w.data();
+      const auto out_r = repeat_rows(out, times, C);
+      const auto t_r = repeat_rows(t, times, C);
+      const auto labels_r = repeat_rows(labels, times, 1);
+      if (by_label) {
+        y.labels = labels.data();
+        yr.labels = labels_r.data();
+      } else {
+        y.values = t.data();
+        yr.values = t_r.data();
+      }
+      const Summed a = summed(out, y, B, C, spec), b = summed(out_r, yr, R, C, spec);
+      const std::string what = "loss " + std::to_string(int(spec.kind)) +
+                               (spec.weight.empty() ? "" : ", weighted") +
+                               (class_probabilities ? ", class probabilities" : "");
+      CHECK(std::fabs(a.value - b.value) <= 1e-12 * (1 + std::fabs(b.value)));
+      CHECK(std::fabs(a.weight - b.weight) <= 1e-12 * b.weight);
+      CHECK_CLOSE(a.grad_sum, b.grad_sum, 1e-12, 1e-12, what + ": summed gradient");
+    }
+  }
+}
+
+TEST(cross_entropy_ignored_rows_and_zero_weight) {
+  const int64_t B = 4, C = 3;
+  const auto out = ref::randn<double>(size_t(B * C), 5, 2.0);
+  LossSpec spec;
+  spec.kind = LossKind::CrossEntropy;
+  spec.ignore_index = 7;
+  const std::vector<int64_t> labels = {2, 7, 0, 7};
+  std::vector<double> d(size_t(B * C), 1.0);
+  Target<double> y;
+  y.labels = labels.data();
+  const LossTotal all = cross_entropy_loss(d.data(), out.data(), y, B, C, spec);
+  CHECK(all.weight == 2.0);
+  for (int64_t c = 0; c < C; ++c) CHECK(d[size_t(C + c)] == 0.0 && d[size_t(3 * C + c)] == 0.0);
+  // The same as the batch of the two rows that count.
+  const std::vector<double> kept = {out[0], out[1], out[2], out[6], out[7], out[8]};
+  const std::vector<int64_t> kept_labels = {2, 0};
+  std::vector<double> dk(6);
+  Target<double> yk;
+  yk.labels = kept_labels.data();
+  CHECK(cross_entropy_loss(dk.data(), kept.data(), yk, 2, C, spec).value == all.value);
+  // Every row ignored, or every sample weight 0: loss 0 and no gradient (torch: NaN).
+  const std::vector<int64_t> none = {7, 7, 7, 7};
+  y.labels = none.data();
+  const LossTotal empty = cross_entropy_loss(d.data(), out.data(), y, B, C, spec);
+  CHECK(empty.value == 0.0 && empty.weight == 0.0);
+  CHECK(std::all_of(d.begin(), d.end(), [](double g) { return g == 0.0; }));
+  const std::vector<double> zero(size_t(B), 0.0);
+  y.labels = labels.data();
+  y.weights = zero.data();
+  CHECK(cross_entropy_loss(d.data(), out.data(), y, B, C, spec).value == 0.0);
+  CHECK(std::all_of(d.begin(), d.end(), [](double g) { return g == 0.0; }));
 }
 
 TEST(reductions_are_exact_and_independent_of_threads) {
