@@ -1,5 +1,9 @@
-"""Shared fixtures: small random data, digits, and a model as torch in any dtype."""
+"""Shared fixtures: small random data, digits, a model as torch in any dtype, zip members of
+steepest files, a callback that crashes a run."""
 from __future__ import annotations
+
+import io
+import zipfile
 
 import numpy as np
 import pytest
@@ -48,3 +52,33 @@ def mlp(*widths, activation=st.Tanh, dtype="float64", seed=0, bias=True):
         if i < len(widths) - 2:
             layers.append(activation())
     return st.Sequential(*layers, dtype=dtype, seed=seed)
+
+
+def members(path) -> dict:
+    """{member name: bytes} of a zip file (a steepest file)."""
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def write_zip(path, entries: dict, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return path
+
+
+def npy(array, **kw) -> bytes:
+    b = io.BytesIO()
+    np.save(b, array, **kw)
+    return b.getvalue()
+
+
+class CrashAtEpochEnd(st.callbacks.Callback):
+    """Raises after the callbacks before it have seen epoch `at`, before its checkpoint."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == self.at:
+            raise RuntimeError("crash")

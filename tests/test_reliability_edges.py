@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import steepest as st
+from conftest import members, npy, write_zip
 
 SANITIZED = bool(os.environ.get("STEEPEST_SANITIZED"))
 
@@ -297,23 +298,6 @@ def saved(tmp_path):
     path = tmp_path / "model.stp"
     model.save(path)
     return model, path
-
-
-def members(path):
-    with zipfile.ZipFile(path) as z:
-        return {n: z.read(n) for n in z.namelist()}
-
-
-def write_zip(path, entries, compression=zipfile.ZIP_STORED):
-    with zipfile.ZipFile(path, "w", compression) as z:
-        for name, data in entries.items():
-            z.writestr(name, data)
-
-
-def npy(array, **kw):
-    b = io.BytesIO()
-    np.save(b, array, **kw)
-    return b.getvalue()
 
 
 def header_of(path):

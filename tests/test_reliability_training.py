@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import steepest as st
+from conftest import CrashAtEpochEnd
 
 
 def _regression(n=200, scale=1e3, seed=0):
@@ -179,17 +180,6 @@ def test_checkpoint_resume_continues_when_more_epochs_are_asked(tmp_path):
     np.testing.assert_array_equal(straight, fit(6, tmp_path / "c.ckpt"))
 
 
-class _CrashAtEpochEnd(st.callbacks.Callback):
-    """Raises after the callbacks before it have seen epoch `at`, before its checkpoint."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_epoch_end(self, epoch, logs):
-        if epoch == self.at:
-            raise RuntimeError("crash")
-
-
 def test_csv_logger_does_not_repeat_the_epochs_a_resumed_run_trains_again(tmp_path):
     import csv
 
@@ -201,7 +191,7 @@ def test_csv_logger_does_not_repeat_the_epochs_a_resumed_run_trains_again(tmp_pa
         opt = st.optim.Adam(model.parameters(), lr=0.01)
         model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=5, batch_size=16,
                   checkpoint=checkpoint, verbose=0,
-                  callbacks=[st.callbacks.CSVLogger(log), _CrashAtEpochEnd(crash_at)])
+                  callbacks=[st.callbacks.CSVLogger(log), CrashAtEpochEnd(crash_at)])
 
     def rows(log):  # every column but the wall-clock time
         with open(log, newline="") as f:

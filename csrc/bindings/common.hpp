@@ -8,10 +8,15 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <shared_mutex>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -31,7 +36,9 @@ py::array_t<T> view(T* data, int64_t n, py::handle owner) {
   return py::array_t<T>({n}, {int64_t(sizeof(T))}, data, owner);
 }
 
-// A network plus the lock that lets many predictions run at once but never beside training.
+// A network plus the lock that lets many predictions run at once but never beside training,
+// and the hand-over that gives other threads a copy of the parameters at a step boundary of a
+// running epoch (copy_params).
 template <class T>
 struct Model {
   Model(std::vector<LayerSpec> layers, uint64_t seed, bool initialize)
@@ -41,15 +48,102 @@ struct Model {
   // The input of the last forward(), kept alive for backward(); None once another call
   // (train_step, train_epoch, layer_outputs) has reused the activation buffers.
   py::object forward_input = py::none();
+  // Guarded by pause: the thread running train_epoch (none: std::thread::id()), how many
+  // copy_params wait for its next step boundary, and whether it waits there for them.
+  std::mutex pause;
+  std::condition_variable pause_cv;
+  std::thread::id epoch_thread;
+  int waiting = 0;
+  bool paused = false;
+  std::atomic<int> asked{0};    // waiting, read between steps without the mutex
+  std::atomic<int> copying{0};  // copy_params holding busy shared: exclusive() waits for them
 };
 
+// The model for a call that changes it; refused while another thread trains or predicts. A
+// copy_params holds the lock for a moment only: it is waited for, so that saving from another
+// thread between two epochs never makes the next epoch fail.
 template <class T>
 std::unique_lock<std::shared_mutex> exclusive(Model<T>& m) {
-  std::unique_lock<std::shared_mutex> lock(m.busy, std::try_to_lock);
-  if (!lock.owns_lock())
-    throw std::runtime_error("the model is in use by another thread (training or predicting)");
-  return lock;
+  std::unique_lock<std::shared_mutex> lock(m.busy, std::defer_lock);
+  for (;;) {
+    const bool copy_running = m.copying.load() > 0;
+    if (lock.try_lock()) return lock;
+    if (!copy_running)
+      throw std::runtime_error("the model is in use by another thread (training or predicting)");
+    std::this_thread::yield();
+  }
 }
+
+// Copies the parameters (num_params values) into dst as they are after a whole step: at once
+// when nothing changes the model; at the next step boundary of an epoch another thread runs
+// (it pauses there for the copy); after a single call another thread makes (train_step,
+// forward, an optimizer step). In the epoch's own thread (a signal handler, which the core runs
+// only before a step's update) the parameters are those of the last whole step already. Call it
+// without the GIL.
+template <class T>
+void copy_params(Model<T>& m, T* dst) {
+  const T* src = m.net.params();
+  const int64_t n = m.net.num_params();
+  for (;;) {
+    bool copied = false;
+    m.copying.fetch_add(1);
+    {
+      std::shared_lock<std::shared_mutex> lock(m.busy, std::try_to_lock);
+      if (lock.owns_lock()) {
+        std::copy(src, src + n, dst);
+        copied = true;
+      }
+    }
+    m.copying.fetch_sub(1);  // after the lock is released: exclusive() waits until then
+    if (copied) return;
+    std::unique_lock<std::mutex> g(m.pause);
+    if (m.epoch_thread == std::this_thread::get_id()) {
+      std::copy(src, src + n, dst);
+      return;
+    }
+    if (m.epoch_thread == std::thread::id()) {  // a single call: it ends soon
+      g.unlock();
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      continue;
+    }
+    m.asked.store(++m.waiting);
+    m.pause_cv.wait(g, [&] { return m.paused || m.epoch_thread == std::thread::id(); });
+    copied = m.paused;
+    if (copied) std::copy(src, src + n, dst);
+    m.asked.store(--m.waiting);
+    m.pause_cv.notify_all();
+    if (copied) return;
+  }
+}
+
+// train_epoch's side of copy_params: marks the thread running the epoch for its lifetime, and
+// after each step (train_epoch's progress call) lets waiting copies take the parameters.
+template <class T>
+class EpochHandOver {
+ public:
+  explicit EpochHandOver(Model<T>& m) : m_(m) {
+    std::lock_guard<std::mutex> g(m_.pause);
+    m_.epoch_thread = std::this_thread::get_id();
+  }
+  ~EpochHandOver() {
+    {
+      std::lock_guard<std::mutex> g(m_.pause);
+      m_.epoch_thread = std::thread::id();
+    }
+    m_.pause_cv.notify_all();
+  }
+  void between_steps() {
+    if (m_.asked.load() == 0) return;
+    std::unique_lock<std::mutex> g(m_.pause);
+    m_.paused = true;
+    m_.pause_cv.notify_all();
+    m_.pause_cv.wait(g, [&] { return m_.waiting == 0; });
+    m_.paused = false;
+  }
+
+ private:
+  Model<T>& m_;
+};
 
 // The interruption poll of a call from Python's main thread (the one that runs signal
 // handlers), installed for the object's lifetime: when the core asks it (at most every 20 ms,

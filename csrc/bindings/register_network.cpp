@@ -252,6 +252,11 @@ void register_model(py::module_& m, const char* name) {
                  progress(st.steps, st.samples, st.loss);
                };
              }
+             EpochHandOver<T> hand_over(s);
+             auto after_step = [&](const EpochStats& st) {
+               hand_over.between_steps();
+               if (report) report(st);
+             };
              // The sum runs Python (mpi4py) with the GIL held for the call only; the callable
              // is a C function (no bytecode), so no signal handler runs inside it.
              py::object sum_error = py::none();
@@ -269,7 +274,7 @@ void register_model(py::module_& m, const char* name) {
              {
                py::gil_scoped_release release;
                st = s.net.train_epoch(xs, ys, labels, batch_size, shuffle, spec, opt, clip_norm,
-                                      report, size > 1 ? &parallel : nullptr,
+                                      after_step, size > 1 ? &parallel : nullptr,
                                       sample_weight ? &ws : nullptr);
              }
              py::dict out;
@@ -292,6 +297,26 @@ void register_model(py::module_& m, const char* name) {
            py::arg("progress") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
            py::arg("sum") = py::none(), py::arg("stop") = py::none(),
            py::arg("on_step") = py::none(), py::arg("sample_weight").noconvert() = py::none())
+      .def("copy_params",
+           // A copy of the parameters after a whole step, also while another thread trains
+           // (see copy_params).
+           [](M& s) {
+             Array<T> out({s.net.num_params()});
+             T* dst = out.mutable_data();
+             py::gil_scoped_release release;
+             copy_params(s, dst);
+             return out;
+           })
+      .def("write_params",
+           // Replaces the parameters with flat (num_params values); refused while another
+           // thread trains or predicts.
+           [](M& s, Array<T> flat) {
+             if (flat.ndim() != 1 || flat.shape(0) != s.net.num_params())
+               throw std::invalid_argument("write_params: flat must have num_params values");
+             auto lock = exclusive(s);
+             std::copy(flat.data(), flat.data() + flat.shape(0), s.net.params());
+           },
+           py::arg("flat").noconvert())
       .def("infer",
            [](M& s, Array<T> x) {
              require_batch(s.net, x, nullptr, LossKind::MSE, "infer");

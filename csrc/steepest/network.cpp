@@ -68,17 +68,20 @@ void Network<T>::initialize(bool write) {
 
 template <class T>
 void Network<T>::reserve(int64_t B) {
-  batch_ = B;
-  if (B <= batch_cap_) return;
-  batch_cap_ = B;
-  // The old buffers go first (never both at once), the new ones are not filled (Workspace).
-  for (auto [buffer, width] : {std::pair{&acts_, table_.output_offset.back()},
-                               std::pair{&masks_, table_.mask_offset.back()},
-                               std::pair{&grad_a_, table_.max_width},
-                               std::pair{&grad_b_, table_.max_width}}) {
-    Workspace<T>().swap(*buffer);
-    buffer->resize(size_t(width * B));
+  if (B > batch_cap_) {
+    // Every buffer is allocated before anything changes (strong guarantee): a bad_alloc leaves
+    // the network as it was (capacity, buffers, last batch), and a smaller batch still runs in
+    // the old buffers. The new ones are not filled (Workspace).
+    Workspace<T> acts(size_t(table_.output_offset.back() * B));
+    Workspace<T> masks(size_t(table_.mask_offset.back() * B));
+    Workspace<T> grad_a(size_t(table_.max_width * B)), grad_b(size_t(table_.max_width * B));
+    acts_.swap(acts);
+    masks_.swap(masks);
+    grad_a_.swap(grad_a);
+    grad_b_.swap(grad_b);
+    batch_cap_ = B;
   }
+  batch_ = B;
 }
 
 template <class T>

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 
 import numpy as np
 
@@ -17,9 +18,15 @@ def as_dtype(dtype) -> np.dtype:
     """'float32' | 'float64' (or the numpy types) -> np.dtype."""
     if dtype is None:  # np.dtype(None) would quietly mean float64
         raise TypeError("dtype must be 'float32' or 'float64', got None")
+    if (isinstance(dtype, (str, np.dtype)) and str(dtype) in DTYPES) or any(
+            dtype is t for t in DTYPES.values()):
+        return np.dtype(dtype)
     try:
-        d = np.dtype(dtype)
-    except TypeError:
+        with warnings.catch_warnings():  # numpy's deprecation notes on odd text ("a4")
+            warnings.simplefilter("ignore")
+            d = np.dtype(dtype)
+    except (TypeError, ValueError, SyntaxError, RecursionError, MemoryError):
+        # numpy's parser raises SyntaxError for text such as "f4,("
         raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
     if d.name not in DTYPES:
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")

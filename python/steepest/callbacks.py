@@ -15,12 +15,17 @@ from typing import Any, Union
 import numpy as np
 
 from . import _checks
-from .archive import atomic_write
+from .archive import atomic_write, check_writable
 
 
 class Callback:
     model = None
     optimizer = None
+    # Whether its state changes how training goes on (early stopping, learning-rate schedules):
+    # a run resumed from a checkpoint must then have it too, or it is refused. Observers
+    # (loggers, model checkpoints) may be added or dropped between runs. None: it steers when
+    # it keeps state (overrides state_dict).
+    steers_training = None
     # Data-parallel fit runs it on rank 0 only (progress, files); every rank runs the others.
     rank_zero_only = False
 
@@ -60,6 +65,13 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def steers_training(callback: Callback) -> bool:
+    """callback.steers_training, or when None whether its class overrides state_dict."""
+    if callback.steers_training is None:
+        return type(callback).state_dict is not Callback.state_dict
+    return bool(callback.steers_training)
 
 
 # The logged values a console line shows, with their short names.
@@ -157,6 +169,7 @@ class ModelCheckpoint(Callback):
     """Saves the model (atomically) after each epoch, or only when `monitor` improves.
     path may contain {epoch} (1-based) and any logged value, e.g. "model-{epoch:03d}.npz"."""
 
+    steers_training = False
     rank_zero_only = True
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], monitor: str = "val_loss",
@@ -164,6 +177,11 @@ class ModelCheckpoint(Callback):
         self.path = os.fspath(path)
         self.save_best_only = save_best_only
         self.tracker = _Best(monitor, mode, 0.0)
+
+    def on_train_begin(self, model, optimizer):
+        super().on_train_begin(model, optimizer)
+        if "{" not in os.path.dirname(self.path):  # a folder named per epoch is made later
+            check_writable(self.path, "ModelCheckpoint")
 
     def on_epoch_end(self, epoch, logs):
         if self.save_best_only and not self.tracker.improved(
@@ -184,6 +202,7 @@ class CSVLogger(Callback):
     a checkpoint continues the file, first dropping the rows the interrupted run wrote after
     its last checkpoint (they are written again)."""
 
+    steers_training = False
     rank_zero_only = True
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], append: bool = False) -> None:
@@ -191,6 +210,10 @@ class CSVLogger(Callback):
         self._file = self._writer = None
         self._epoch = 0            # the last epoch written
         self._resumed_at = None    # the checkpoint's epoch, until the file is reopened
+
+    def on_train_begin(self, model, optimizer):
+        super().on_train_begin(model, optimizer)
+        check_writable(self.path, "CSVLogger")
 
     def on_epoch_end(self, epoch, logs):
         row = {"epoch": epoch + 1}

@@ -5,18 +5,36 @@ model's architecture and parameters, the optimizer's hyper-parameters, step coun
 buffers, the network's random-generator state (shuffling and dropout), the number of finished
 epochs, the history so far, the callbacks' state, and a fingerprint of the run (architecture,
 optimizer, loss, batch size, data) that decides whether a later fit() may resume from it.
+
+Callbacks on resume: those that steer training (callbacks.steers_training: early stopping,
+schedules, custom callbacks with state) must be the same, in the same order, as in the
+checkpoint's run. Every callback of this run whose type the checkpoint holds gets that state
+back (the k-th of a type the k-th saved one); an observer new in this run starts fresh, and
+the state of one dropped since is ignored.
 """
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
 
 from ._checks import row_chunks
-from .archive import FORMAT_VERSION, read_archive, write_archive
+from .archive import (FORMAT_VERSION, check_writable, declared_dtype, read_archive,
+                      remove_stale_temporaries, write_archive)
+from .callbacks import steers_training
 from .data import Shards
 
 CHECKPOINT_FORMAT = "steepest.checkpoint"
+
+
+def prepare(path) -> str:
+    """path (str) once its folder is known to be writable (or an OSError naming it, before any
+    training), with the temporaries of a checkpoint write killed in an earlier run removed."""
+    path = os.fspath(path)
+    check_writable(path, "checkpoint")
+    remove_stale_temporaries(path)
+    return path
 
 
 def fingerprint(model, optimizer, loss, X, y, batch_size, shuffle, clip,
@@ -70,7 +88,8 @@ def save(path, model, optimizer, callbacks, epoch: int, history: dict, run: dict
                 state[key] = {"array": f"callbacks.{i}.{key}"}
             else:
                 state[key] = value
-        callback_states.append({"type": type(cb).__name__, "state": state})
+        callback_states.append({"type": type(cb).__name__, "steers": steers_training(cb),
+                                "state": state})
     header = {
         "format": CHECKPOINT_FORMAT, "version": FORMAT_VERSION, **model.config(), "run": run,
         "epoch": epoch, "finished": finished, "history": history,
@@ -100,7 +119,7 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
         for name, spec in declared.items():
             if name.startswith("callbacks."):
                 try:
-                    wanted[name] = (tuple(int(d) for d in spec[0]), np.dtype(spec[1]))
+                    wanted[name] = (tuple(int(d) for d in spec[0]), declared_dtype(spec[1]))
                 except (TypeError, ValueError, IndexError):
                     raise ValueError(f"{path}: bad array declaration {name!r}") from None
         return wanted
@@ -114,11 +133,28 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
         states = header["callbacks"]
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: incomplete checkpoint header ({e})") from None
-    if len(states) != len(callbacks) or any(
-            s.get("type") != type(cb).__name__ for s, cb in zip(states, callbacks)):
-        raise ValueError(f"{path}: the checkpoint was written with callbacks "
-                         f"{[s.get('type') for s in states]}, this run has "
-                         f"{[type(cb).__name__ for cb in callbacks]}")
+    if not (isinstance(states, list) and all(
+            isinstance(s, dict) and isinstance(s.get("state"), dict) for s in states)):
+        raise ValueError(f"{path}: bad callback states in the checkpoint header")
+    steering = [s.get("type") for s in states if s.get("steers", True)]
+    now = [type(cb).__name__ for cb in callbacks if steers_training(cb)]
+    if steering != now:
+        raise ValueError(f"{path}: the checkpoint's run had the callbacks {steering} steering "
+                         f"training (early stopping, schedules, ...), this run has {now}; they "
+                         "must be the same to resume (loggers may differ)")
+    saved = {}  # type name -> its saved states, in order
+    for s in states:
+        saved.setdefault(s.get("type"), []).append(s["state"])
+    for cb in callbacks:
+        queue = saved.get(type(cb).__name__)
+        if not queue:
+            continue  # an observer new in this run
+        try:
+            cb.load_state_dict({k: arrays[v["array"]] if isinstance(v, dict) and "array" in v
+                                else v for k, v in queue.pop(0).items()})
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: bad state for callback {type(cb).__name__} ({e!r})") \
+                from None
     model.load_state_dict({p.name: arrays[p.name] for p in model.parameters()})
     optimizer.load_state_dict({
         "type": opt["type"], "steps": opt["steps"],
@@ -126,9 +162,6 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
         "state": {k[len("optimizer."):]: v for k, v in arrays.items()
                   if k.startswith("optimizer.")}})
     model.rng_state = rng
-    for s, cb in zip(states, callbacks):
-        cb.load_state_dict({k: arrays[v["array"]] if isinstance(v, dict) and "array" in v
-                            else v for k, v in s["state"].items()})
     return {"epoch": epoch, "finished": finished, "history": history}
 
 

@@ -155,12 +155,19 @@ class Sequential:
         forward(training=True) after it."""
         return self._net.layer_outputs(_checks.features(x, "x", self.in_features, self.dtype))
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """{"0.weight": array, "0.bias": array, ...}: zero-copy views, torch's keys and shapes."""
-        return {p.name: p.data for p in self._params}
+    def state_dict(self, copy: bool = False) -> dict[str, np.ndarray]:
+        """{"0.weight": array, "0.bias": array, ...}, torch's keys and shapes: zero-copy views
+        of the live buffers, or with copy=True copies of the model between two steps, also
+        while another thread trains it (the copy waits for its next step boundary; copying the
+        views then would mix two steps)."""
+        if not copy:
+            return {p.name: p.data for p in self._params}
+        flat = self._net.copy_params()
+        return {p.name: flat[p.offset:p.offset + p.size].reshape(p.shape) for p in self._params}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place."""
+        """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place, all
+        at once; refused (RuntimeError) while another thread trains or predicts."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
         expected = {p.name for p in self._params}
@@ -175,8 +182,10 @@ class Sequential:
                 raise ValueError(f"state[{p.name!r}] has shape {value.shape}, expected {p.shape}")
             arrays[p.name] = _checks.numeric(value, f"state[{p.name!r}]")
             _checks.check_finite(arrays[p.name], f"state[{p.name!r}]")
-        for p in self._params:  # all checked first: nothing half-loaded
-            p.data[...] = arrays[p.name]
+        flat = np.empty_like(self.flat_params())  # all checked first: nothing half-loaded
+        for p in self._params:
+            flat[p.offset:p.offset + p.size] = arrays[p.name].ravel()
+        self._net.write_params(flat)
 
     # -- the two algorithms, one step at a time ---------------------------------------------
     def forward(self, x: ArrayLike, training: Optional[bool] = None) -> np.ndarray:
@@ -303,7 +312,13 @@ class Sequential:
         KeyboardInterrupt; ``model.history`` keeps the finished epochs. With checkpoint=path
         the whole training state is written atomically after every epoch, and a later fit
         with the same model, optimizer, loss, data and batch size resumes from it and ends
-        with bitwise the same weights as an uninterrupted run.
+        with bitwise the same weights as an uninterrupted run. The checkpoint's folder is
+        checked before the first step, and temporaries of a checkpoint write killed in an
+        earlier run are removed. Resuming restores the model, optimizer, random generator,
+        epoch, history and the state of every callback the checkpoint has; callbacks that
+        steer training (EarlyStopping, schedules, custom ones with state) must be the same
+        as in the checkpoint's run, loggers and other observers may be added (they start
+        fresh) or dropped (see steepest.checkpoint).
 
         X and y may be memory maps or lists of .npy paths, read in place (steepest.data).
         distributed=True (run under mpiexec or srun): data-parallel over the MPI ranks, each
@@ -461,7 +476,9 @@ class Sequential:
         return text
 
     def save(self, path: PathLike) -> None:
-        """Writes architecture, parameters and metadata (see steepest.saving); atomic."""
+        """Writes architecture, parameters and metadata (see steepest.saving), atomically; the
+        parameters as they are between two steps (also while another thread trains the
+        model)."""
         saving.save(self, path)
 
     # -- deploy and share -------------------------------------------------------------------
@@ -495,7 +512,12 @@ def _from_file(header: dict[str, Any], arrays: dict[str, np.ndarray], path: Path
     """The model a file's header describes, holding the file's arrays."""
     try:
         model = Sequential.from_config(header, initialize=False)
-    except (KeyError, TypeError, ValueError, MemoryError) as e:
+    except MemoryError as e:  # the architecture is sound (saving.read checked it), memory short
+        size = sum(a.nbytes for a in arrays.values())
+        raise MemoryError(f"{path}: not enough memory for the model it holds "
+                          f"({size / 2**20:,.1f} MiB of parameters, twice that with gradients): "
+                          f"{e}") from None
+    except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
     model.load_state_dict(arrays)
     model.metadata = saving.metadata(header, path)

@@ -34,8 +34,9 @@ def model_header(model) -> dict:
 
 
 def save(model, path) -> None:
-    """Writes model's architecture and parameters to path, atomically."""
-    write_archive(path, model_header(model), {p.name: p.data for p in model.parameters()})
+    """Writes model's architecture and parameters to path, atomically; the parameters of one
+    moment between two steps, also while another thread trains the model."""
+    write_archive(path, model_header(model), model.state_dict(copy=True))
 
 
 def read(path):

@@ -82,7 +82,8 @@ def prepare(model, X, y, loss, optimizer, epochs, batch_size, shuffle, validatio
     fingerprint = None
     if checkpoint is not None:
         checkpoint = os.fspath(checkpoint)
-        if group.rank == 0:  # reads every byte of the data once: rank 0 does it for all
+        if group.rank == 0:  # rank 0 writes it, and reads every byte of the data once for all
+            _checkpoint.prepare(checkpoint)
             fingerprint = _checkpoint.fingerprint(model, optimizer, loss, X, y, batch, shuffle,
                                                   clip, w)
     return {"X": X, "y": y, "w": w, "val": val, "epochs": epochs, "batch": batch,

@@ -319,6 +319,33 @@ TEST(a_non_finite_step_is_refused_and_changes_nothing) {
   CHECK(opt.steps == 0);
 }
 
+TEST(a_batch_too_large_for_memory_changes_nothing) {
+  // Buffers for 2^56 rows cannot exist (std::length_error here, std::bad_alloc in practice):
+  // the network stays as it was, and smaller batches train as on a twin that never saw it.
+  const std::vector<LayerSpec> layers = {dense(3, 16), act(16, Activation::ReLU), dense(16, 2)};
+  Network<float> net(layers, 4), twin(layers, 4);
+  Optimizer<float> opt(sgd(0.1, 0.9), {{0, net.num_params()}});
+  Optimizer<float> twin_opt(sgd(0.1, 0.9), {{0, twin.num_params()}});
+  const auto x = ref::randn<float>(8 * 3, 5);
+  const auto y = labels_for(8, 2);
+  bool refused = false;
+  try {
+    net.forward(x.data(), int64_t(1) << 56, true);
+  } catch (const std::exception&) {
+    refused = true;
+  }
+  CHECK(refused);
+  double value = 0;
+  for (int64_t B : {8, 3}) {  // the first within the old capacity, the second too
+    CHECK(net.train_step(x.data(), {y.data(), nullptr}, B, cross_entropy(), opt, 0.0, &value) ==
+          StepStatus::Ok);
+    CHECK(twin.train_step(x.data(), {y.data(), nullptr}, B, cross_entropy(), twin_opt, 0.0,
+                          &value) == StepStatus::Ok);
+  }
+  const auto trained = params_of(twin);
+  CHECK_BITWISE(params_of(net), trained, "weights after a refused batch");
+}
+
 TEST(training_is_independent_of_threads) {
   // Wide enough for tiled products and parallel loops at batch 512 and row tiles at batch 1.
   auto run = [](int threads, const std::vector<int64_t>& sizes, int64_t B, double dropout,

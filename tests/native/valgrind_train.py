@@ -1,6 +1,7 @@
 """A short training run for valgrind's memcheck (see tests/native/valgrind.sh): every layer,
 loss and optimizer, shuffled mini-batches with a partial last batch, dropout, clipping,
-the step-by-step API, predict from two threads, save/load, then everything dropped."""
+the step-by-step API, predict from two threads, save/load, a save from another thread while
+fit runs (the step-boundary hand-over), then everything dropped."""
 import gc
 import os
 import sys
@@ -61,5 +62,19 @@ for i, act in enumerate(activations):
         assert np.array_equal(st.load(path).predict(X), outs[0])
     del model, opt
     gc.collect()
+
+model = st.Sequential(st.Dense(6, 32), st.ReLU(), st.Dense(32, 3), seed=0)
+opt = st.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+trainer = threading.Thread(target=lambda: model.fit(
+    X, labels, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=20, batch_size=4, verbose=0))
+trainer.start()
+copies = 0
+with tempfile.TemporaryDirectory() as folder:
+    while trainer.is_alive() or copies == 0:
+        model.save(os.path.join(folder, "m.stp"))
+        copies += 1
+trainer.join()
+assert opt.steps == 20 * 38 and np.isfinite(model.state_dict(copy=True)["0.weight"]).all()
+del model, opt
 
 print("valgrind_train: ok", file=sys.stderr)
