@@ -136,6 +136,16 @@ def per_row_torch(torch, loss, out, y):
     return rows.numpy().mean(axis=1), np.ones(len(y))
 
 
+def numeric_gradient(loss, out, y, w, h=1e-6):
+    """Central differences of loss.forward(out, y, w) with respect to out (float64)."""
+    numeric = np.zeros_like(out)
+    for idx in np.ndindex(*out.shape):
+        step = np.zeros_like(out)
+        step[idx] = h
+        numeric[idx] = (loss.forward(out + step, y, w) - loss.forward(out - step, y, w)) / (2 * h)
+    return numeric
+
+
 @pytest.mark.parametrize("case", ["mse", "labels", "weighted-labels", "probabilities"])
 def test_sample_weights_give_the_weighted_mean(case, torch, rng):
     out = rng.normal(size=(12, C))
@@ -152,13 +162,8 @@ def test_sample_weights_give_the_weighted_mean(case, torch, rng):
     expected = np.sum(w * rows) / np.sum(w * counts)
     assert loss.forward(out, y, sample_weight=w) == pytest.approx(expected, rel=1e-12)
     # The gradient: finite differences of the weighted value, float64.
-    grad, h = loss.backward(), 1e-6
-    numeric = np.zeros_like(out)
-    for idx in np.ndindex(*out.shape):
-        step = np.zeros_like(out)
-        step[idx] = h
-        numeric[idx] = (loss.forward(out + step, y, w) - loss.forward(out - step, y, w)) / (2 * h)
-    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+    grad = loss.backward()
+    np.testing.assert_allclose(grad, numeric_gradient(loss, out, y, w), rtol=1e-6, atol=1e-9)
 
 
 def test_new_gradients_match_finite_differences(rng):
@@ -172,14 +177,9 @@ def test_new_gradients_match_finite_differences(rng):
     w = rng.uniform(0.1, 2, 6)
     for loss, y in cases:
         loss.forward(out, y, w)
-        grad, h = loss.backward(), 1e-6
-        numeric = np.zeros_like(out)
-        for idx in np.ndindex(*out.shape):
-            step = np.zeros_like(out)
-            step[idx] = h
-            numeric[idx] = (loss.forward(out + step, y, w)
-                            - loss.forward(out - step, y, w)) / (2 * h)
-        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9, err_msg=repr(loss))
+        grad = loss.backward()
+        np.testing.assert_allclose(grad, numeric_gradient(loss, out, y, w), rtol=1e-6,
+                                   atol=1e-9, err_msg=repr(loss))
 
 
 def test_bad_sample_weights_are_refused_by_name(rng):
