@@ -54,6 +54,21 @@ def mlp(*widths, activation=st.Tanh, dtype="float64", seed=0, bias=True):
     return st.Sequential(*layers, dtype=dtype, seed=seed)
 
 
+def pickle_globals(data: bytes) -> set:
+    """(module, name) of every global a pickle stream refers to: what unpickling imports."""
+    import pickletools
+
+    found, strings = set(), []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+            strings.append(arg)
+        elif op.name == "STACK_GLOBAL":
+            found.add((strings[-2], strings[-1]))
+        elif op.name in ("GLOBAL", "INST"):
+            found.add(tuple(arg.split(" ", 1)))
+    return found
+
+
 def members(path) -> dict:
     """{member name: bytes} of a zip file (a steepest file)."""
     with zipfile.ZipFile(path) as z:

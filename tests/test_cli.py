@@ -172,9 +172,36 @@ def test_train_then_predict_reproduces_accuracy_with_text_labels(labelled_csv, t
     rows = out.splitlines()
     assert rows[0] == "high,low,medium"
     proba = np.array([[float(v) for v in r.split(",")] for r in rows[1:]])
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)  # the model's float32
     assert (np.array(["high", "low", "medium"])[proba.argmax(axis=1)] ==
             np.array(lines[1:])).all()
+    # the labels live in the model (classes_), not in notes beside it: a plain st.load
+    # predicts them
+    model = st.load(model_path)
+    assert model.classes_.tolist() == ["high", "low", "medium"]
+    assert "classes" not in model.metadata
+    features = np.array([[float(v) for v in row.split(",")[:-1]]
+                         for row in labelled_csv.read_text().splitlines()[1:]])
+    assert (model.predict_classes(features) == np.array(lines[1:])).all()
+
+
+def test_a_label_only_in_the_test_rows_is_one_of_the_model_classes(tmp_path, capsys):
+    # The model's classes are every label of the data, the split's training rows may lack one.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    label = np.where(X[:, 0] > 0, "yes", "no").astype(object)
+    _, _, _, test_rows = st.datasets.train_test_split(X, np.arange(60), 0.2, seed=0)
+    label[test_rows[0]] = "rare"  # the CLI's split (same test size and seed): a test row
+    data = write_csv(tmp_path / "rare.csv", ["a", "b", "answer"],
+                     [[*x, lab] for x, lab in zip(X, label)])
+    path = tmp_path / "m.npz"
+    code, _, _ = cli(capsys, "train", "--data", data, "--epochs", "2", "--save", path,
+                     "--quiet")
+    assert code == 0
+    model = st.load(path)
+    assert model.classes_.tolist() == ["no", "rare", "yes"] and model.out_features == 3
+    code, out, _ = cli(capsys, "predict", "--model", path, "--data", data)
+    assert code == 0 and set(out.splitlines()[1:]) <= {"no", "rare", "yes"}
 
 
 def test_train_then_predict_reproduces_regression_error(tmp_path, capsys):
@@ -300,7 +327,8 @@ def test_predict_refuses_what_it_cannot_use(tmp_path, labelled_csv, capsys):
     other = write_csv(tmp_path / "other.csv", ["f0", "f1", "f2", "kind"],
                       [[0.0, 300.0, -2.0, "purple"]])
     code, _, err = cli(capsys, "evaluate", "--model", model_path, "--data", other)
-    assert code == 2 and "not trained on: ['purple']" in err
+    assert code == 2 and ("other.csv's target holds labels that are not in the model's "
+                          "classes_ ['high', 'low', 'medium']: ['purple']") in err
     narrow = write_csv(tmp_path / "narrow.csv", None, [[1.0], [2.0]])
     code, _, err = cli(capsys, "predict", "--model", model_path, "--data", narrow)
     assert code == 2 and "1 feature columns but the model takes 3" in err

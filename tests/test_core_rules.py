@@ -93,5 +93,9 @@ def test_train_step_converts_then_checks_once_more():
     b = fast.train_step(X.astype(np.float32), np.array(y, np.int64), loss, fast_opt)
     assert a == b
     np.testing.assert_array_equal(model.flat_params(), fast.flat_params())
-    with pytest.raises(ValueError, match=r"y holds labels in \[0, 5\]"):
+    # not class indices of 2 outputs, and three labels cannot name them (see test_labels)
+    with pytest.raises(ValueError, match=r"y holds 3 distinct labels .* labels must be in "
+                                         r"\[0, 1\]"):
         model.train_step(X.astype(np.float32), np.array([0, 1, 5, 0]), loss, opt)
+    with pytest.raises(ValueError, match=r"y holds labels in \[0, 5\]"):
+        model.evaluate(X.astype(np.float32), np.array([0, 1, 5, 0]), loss)

@@ -87,16 +87,30 @@ def test_empty_data(setup):
 
 @pytest.mark.parametrize("bad", [3, 7, -1])
 def test_labels_out_of_range_or_negative(setup, bad):
+    # four distinct labels for three outputs: neither class indices nor one label per output
     model, opt, X, y = setup
     y = y.copy()
     y[4] = bad
-    refuses_everywhere(model, opt, X, y, ValueError, r"\by holds labels .*must be in \[0, 2\]")
+    before = model.flat_params().tobytes()
+    for train in (lambda: model.fit(X, y, loss=CE, optimizer=opt, verbose=0),
+                  lambda: model.train_step(X, y, CE, opt)):
+        with pytest.raises(ValueError, match=r"\by holds 4 distinct labels .* 3 outputs.*"
+                                             r"labels must be in \[0, 2\]"):
+            train()
+    with pytest.raises(ValueError, match=r"\by holds labels in .* must be in \[0, 2\]"):
+        model.evaluate(X, y, CE)
+    unchanged(model, opt, before)
+    assert model.classes_ is None
 
 
 def test_non_integer_labels(setup):
     model, opt, X, y = setup
     refuses_everywhere(model, opt, X, y + 0.5, TypeError, r"\by must hold integer class labels")
-    refuses_everywhere(model, opt, X, (y > 0), TypeError, r"\by must hold integer class labels")
+    # booleans are labels, but two of them cannot name three outputs
+    with pytest.raises(ValueError, match=r"\by holds 2 distinct labels \[False, True\]"):
+        model.fit(X, y > 0, loss=CE, optimizer=opt, verbose=0)
+    with pytest.raises(TypeError, match=r"\by holds labels of dtype bool.* has none"):
+        model.evaluate(X, y > 0, CE)  # no classes_ to map them through
 
 
 def test_integral_float_labels_are_accepted(setup):
@@ -132,10 +146,26 @@ def test_non_numeric_x(setup, make):
                          ids=["str", "object"])
 def test_non_numeric_y(setup, make):
     model, opt, X, y = setup
-    refuses_everywhere(model, opt, X, make(y), TypeError, r"\by must be a numeric array")
     mse = st.Sequential(st.Dense(4, 1), seed=0)
-    with pytest.raises(TypeError, match=r"\by must be a numeric array"):
-        mse.evaluate(X, make(y), st.losses.MSE())
+    mse_opt = st.optim.SGD(mse.parameters(), lr=0.1)
+    refuses_everywhere(mse, mse_opt, X, make(y), TypeError, r"\by must be a numeric array",
+                       loss=st.losses.MSE())
+    # for a classification loss, strings are labels: without classes_ evaluate cannot map them
+    # (Python integers in an object array are class indices, as scikit-learn takes them)
+    if make(y).dtype == object:
+        assert model.evaluate(X, make(y), CE) == model.evaluate(X, y, CE)
+    else:
+        with pytest.raises(TypeError, match=r"\by holds labels of dtype .*classes_, but it has "
+                                            "none"):
+            model.evaluate(X, make(y), CE)
+
+
+def test_labels_of_mixed_types_are_refused(setup):
+    model, opt, X, y = setup
+    mixed = y.astype(object)
+    mixed[0] = "a"
+    with pytest.raises(TypeError, match=r"\by must hold labels of one type .*int, str"):
+        model.fit(X, mixed, loss=CE, optimizer=opt, verbose=0)
 
 
 # -- NaN and infinity ----------------------------------------------------------------------------

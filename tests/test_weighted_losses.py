@@ -187,9 +187,10 @@ def test_bad_sample_weights_are_refused_by_name(rng):
     opt = st.optim.SGD(model.parameters(), lr=0.1)
     X, y = rng.normal(size=(8, 4)), rng.integers(0, 3, 8)
     loss = st.losses.CrossEntropy()
-    for bad, message in [(-np.ones(8), "sample_weight must hold finite weights >= 0"),
-                         (np.full(8, np.nan), "sample_weight must hold finite weights >= 0"),
-                         (np.ones(7), "sample_weight has 7 weights but X has 8 samples"),
+    for bad, message in [(-np.ones(8), "sample_weight must not be negative"),
+                         (np.full(8, np.nan), "sample_weight contains NaN or infinity"),
+                         (np.zeros(8), "sample_weight is all zero"),
+                         (np.ones(7), "sample_weight has 7 samples but X has 8"),
                          (np.ones((8, 1)), "sample_weight must be 1-D")]:
         with pytest.raises(ValueError, match=message):
             model.train_step(X, y, loss, opt, sample_weight=bad)
@@ -199,7 +200,7 @@ def test_bad_sample_weights_are_refused_by_name(rng):
             model.evaluate(X, y, loss, sample_weight=bad)
         with pytest.raises(ValueError, match=message):
             loss.forward(np.zeros((8, 3)), y, bad)
-    with pytest.raises(ValueError, match=r"validation_data\[2\] must hold finite"):
+    with pytest.raises(ValueError, match=r"validation_data\[2\] must not be negative"):
         model.fit(X, y, loss=loss, optimizer=opt, validation_data=(X, y, -np.ones(8)),
                   verbose=0)
 

@@ -7,6 +7,7 @@
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <stdexcept>
 #include <thread>
@@ -185,14 +187,16 @@ class SignalPoll : public InterruptPoll {
   ScopedInterruptPoll installed_;
 };
 
-// Labels (int64) or values of y, and the sample weights w (unless nullptr), as train_step and
-// the losses take them.
+// Sample weights as Python passes them: None, or float64 (rows), checked and converted there.
+using Weights = std::optional<py::array_t<double, py::array::c_style>>;
+
+// Labels (int64) or values of y, and the rows' weights, as train_step and the losses take them.
 template <class T>
-Target<T> target_of(const py::array& y, const py::array* w = nullptr) {
+Target<T> target_of(const py::array& y, const Weights& weights = std::nullopt) {
   Target<T> t;
   if (py::isinstance<py::array_t<int64_t>>(y)) t.labels = static_cast<const int64_t*>(y.data());
   else t.values = static_cast<const T*>(y.data());
-  if (w) t.weights = static_cast<const T*>(w->data());
+  if (weights) t.weights = weights->data();
   return t;
 }
 
@@ -234,17 +238,24 @@ inline ArrayInfo array_info(const py::array& a) {
 // label-range rules for net trained with loss (check_batch with values = false): the entry
 // points that take data Python validated once (fit's epochs, predict) check this much again.
 template <class T>
-void require_batch(const Network<T>& net, const py::array& x, const py::array* y, LossKind loss,
-                   const char* where) {
+void require_batch(const Network<T>& net, const py::array& x, const py::array* y,
+                   const LossSpec& loss, const char* where) {
   const ArrayInfo xi = array_info(x);
   const ArrayInfo yi = y ? array_info(*y) : ArrayInfo{};
-  LossSpec spec;
-  spec.kind = loss;
   const BatchCheck c = check_batch(xi, y ? &yi : nullptr, scalar_type<T>(), net.in_features(),
-                                   net.out_features(), spec, false);
+                                   net.out_features(), loss, false);
   if (!c.ok())
     throw py::value_error(std::string(where) + ": the data breaks the core's rule " +
                           batch_rule_name(c.rule) + "; validate it first (Sequential.check_data)");
+}
+
+// An optional per-row array (sample weights, an order) must have one entry per row: its
+// absence is fine, another length a ValueError naming `what`.
+template <class A>
+void require_rows(const std::optional<A>& a, int64_t rows, const char* what) {
+  if (a && (a->ndim() != 1 || a->shape(0) != rows))
+    throw py::value_error(std::string(what) + " must have one entry per row (" +
+                          std::to_string(rows) + ")");
 }
 
 }  // namespace steepest::bindings

@@ -15,26 +15,33 @@ namespace {
 template <class T>
 void register_typed(py::module_& m) {
   // Loss value and gradient as a pure function: (value, d(loss)/d(out), the weight the value
-  // is the mean over: LossTotal), weighted by sample_weight (one per row) unless None.
+  // is the mean over: loss_normalizer), weighted by sample_weight (one per row) unless None.
   m.def("loss_forward",
-        [](const LossSpec& spec, Array<T> out, py::array y,
-           const std::optional<py::array>& sample_weight) {
+        [](const LossSpec& spec, Array<T> out, py::array y, const Weights& sample_weight) {
           if (out.ndim() != 2) throw py::value_error("loss_forward: out must be 2-D (B, C)");
           const int64_t B = out.shape(0), C = out.shape(1);
-          const py::array* w = sample_weight ? &*sample_weight : nullptr;
-          BatchCheck check = check_targets(array_info(y), B, scalar_type<T>(), C, spec, false);
-          if (check.ok() && w) check = check_weights(array_info(*w), B, scalar_type<T>(), false);
+          const BatchCheck check = check_targets(array_info(y), B, scalar_type<T>(), C, spec,
+                                                 false);
           if (!check.ok())
             throw py::value_error(std::string("loss_forward: y breaks the core's rule ") +
                                   batch_rule_name(check.rule) + "; validate it first");
+          require_rows(sample_weight, B, "loss_forward: sample_weight");
           Array<T> grad({B, C});
-          LossTotal total;
-          const Target<T> t = target_of<T>(y, w);
+          double value, weight;
+          const Target<T> t = target_of<T>(y, sample_weight);
           {
             py::gil_scoped_release release;
-            total = batch_loss(grad.mutable_data(), out.data(), t, B, C, spec);
+            RowWeights rw;
+            rw.w = t.weights;
+            for (int64_t r = 0; rw.w && r < B; ++r) rw.total += rw.w[r];
+            weight = loss_normalizer(t.labels, B, spec, rw);
+            value = spec.kind == LossKind::CrossEntropy
+                        ? cross_entropy_loss(grad.mutable_data(), out.data(), t.labels, t.values,
+                                             B, C, spec, rw)
+                        : regression_loss(grad.mutable_data(), out.data(), t.values, B, C, spec,
+                                          rw);
           }
-          return py::make_tuple(total.value, grad, total.weight);
+          return py::make_tuple(value, grad, weight);
         },
         py::arg("loss"), py::arg("out").noconvert(), py::arg("y").noconvert(),
         py::arg("sample_weight").noconvert() = py::none());
@@ -82,14 +89,6 @@ void register_functions(py::module_& m) {
         },
         py::arg("y").noconvert(), py::arg("rows"), py::arg("out_features"), py::arg("loss"),
         py::arg("dtype"));
-  m.def("check_weights",
-        [model_type](py::array w, int64_t rows, py::object dtype) {
-          const ScalarType type = model_type(dtype);
-          const ArrayInfo wi = array_info(w);
-          py::gil_scoped_release release;
-          return check_weights(wi, rows, type);
-        },
-        py::arg("w").noconvert(), py::arg("rows"), py::arg("dtype"));
 
   register_typed<float>(m);
   register_typed<double>(m);

@@ -3,9 +3,9 @@
 // GIL released around the computation.
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
-#include <optional>
 
 #include "bindings/common.hpp"
 #include "bindings/register.hpp"
@@ -82,13 +82,12 @@ constexpr std::chrono::milliseconds kProgressInterval{50};
 template <class T>
 py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y,
                              const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
-                             const std::optional<py::array>& sample_weight) {
-  const py::array* w = sample_weight ? &*sample_weight : nullptr;
+                             const Weights& sample_weight) {
   const ArrayInfo xi = array_info(x), yi = array_info(y);
-  const ArrayInfo wi = w ? array_info(*w) : ArrayInfo{};
   const BatchCheck check = check_batch(xi, &yi, scalar_type<T>(), s.net.in_features(),
-                                       s.net.out_features(), spec, true, w ? &wi : nullptr);
+                                       s.net.out_features(), spec);
   if (!check.ok()) return py::make_tuple(check, StepStatus::Ok, 0.0);
+  require_rows(sample_weight, xi.rows, "train_step: sample_weight");
   auto lock = exclusive(s);
   s.forward_input = py::none();
   SignalPoll poll;
@@ -96,8 +95,8 @@ py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y
   StepStatus status;
   {
     py::gil_scoped_release release;
-    status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y, w), xi.rows,
-                              spec, opt, clip_norm, &value);
+    status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y, sample_weight),
+                              xi.rows, spec, opt, clip_norm, &value);
   }
   if (status == StepStatus::Interrupted) poll.raise_error();
   return py::make_tuple(check, status, value);
@@ -145,7 +144,7 @@ void register_model(py::module_& m, const char* name) {
            })
       .def("forward",
            [](M& s, Array<T> x, bool training) {
-             require_batch(s.net, x, nullptr, LossKind::MSE, "forward");
+             require_batch(s.net, x, nullptr, LossSpec{}, "forward");
              auto lock = exclusive(s);
              const int64_t B = x.shape(0);
              Array<T> out({B, s.net.out_features()});
@@ -174,7 +173,7 @@ void register_model(py::module_& m, const char* name) {
       .def("layer_outputs",
            [](M& s, Array<T> x) {
              // Every layer's output for x, dropout off: copies, for diagnostics.
-             require_batch(s.net, x, nullptr, LossKind::MSE, "layer_outputs");
+             require_batch(s.net, x, nullptr, LossSpec{}, "layer_outputs");
              auto lock = exclusive(s);
              s.forward_input = py::none();
              const int64_t B = x.shape(0);
@@ -197,6 +196,29 @@ void register_model(py::module_& m, const char* name) {
       .def("train_step", &checked_train_step<T>, py::arg("x").noconvert(),
            py::arg("y").noconvert(), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
            py::arg("sample_weight").noconvert() = py::none())
+      .def("gradient",
+           // Network::gradient on (x, y, weights): the loss, with its gradient in grads.
+           [](M& s, Array<T> x, py::array y, const LossSpec& spec, const Weights& weights,
+              bool training) {
+             require_batch(s.net, x, &y, spec, "gradient");
+             require_rows(weights, x.shape(0), "gradient: weights");
+             auto lock = exclusive(s);
+             s.forward_input = py::none();
+             double value = 0;
+             interruptible([&] {
+               value = s.net.gradient(x.data(), target_of<T>(y, weights), x.shape(0), spec,
+                                      training);
+             });
+             return value;
+           },
+           py::arg("x").noconvert(), py::arg("y").noconvert(), py::arg("loss"),
+           py::arg("weights").noconvert(), py::arg("training"))
+      .def_property(
+          "float64_sums", [](M& s) { return s.net.float64_sums(); },
+          [](M& s, bool on) {
+            auto lock = exclusive(s);
+            s.net.set_float64_sums(on);
+          })
       .def_property_readonly("reduce_buffer", [](py::object self) {
         // What a data-parallel step sums over the processes (see Network::reduce_size).
         auto& s = self.cast<M&>();
@@ -206,34 +228,35 @@ void register_model(py::module_& m, const char* name) {
            // X, y: an array or a list of arrays (the parts, read in place and converted per
            // batch; see rows.hpp; the epoch checks every batch's labels); labels when the loss
            // is CrossEntropy and y is 1-D, else targets (CrossEntropy: class probabilities).
-           // progress: None, or called as progress(steps, samples, mean loss) at most every
-           // kProgressInterval, between steps. With sum (a callable that sums reduce_buffer over
-           // the processes in place), a data-parallel epoch as process `rank` of `size`; stop:
-           // see SignalPoll. on_step: None, or called as on_step(step, loss) after every step
-           // (the step's index in the epoch and its loss); it may change the optimizer, and what
-           // it raises ends the epoch after that step. sample_weight: None or one weight per
-           // row (an array of the model's dtype), gathered with the rows.
+           // progress: None, or called as progress(steps, samples, mean loss)
+           // at most every kProgressInterval, between steps. With sum (a callable that sums
+           // reduce_buffer over the processes in place), a data-parallel epoch as process
+           // `rank` of `size`; stop: see SignalPoll. on_step: None, or called as
+           // on_step(step, loss) after every step (the step's index in the epoch and its loss);
+           // it may change the optimizer, and what it raises ends the epoch after that step.
+           // weights: None or one per row; order: None or a permutation of the rows, the order
+           // of the epoch.
            [](M& s, py::object X, py::object y, int64_t batch_size, bool shuffle,
               const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress,
               int64_t rank, int64_t size, py::object sum, py::object stop, py::object on_step,
-              const std::optional<py::array>& sample_weight) {
+              const Weights& weights, const std::optional<Array<int64_t>>& order) {
              const bool labels = spec.kind == LossKind::CrossEntropy && first_part_ndim(y) == 1;
              const Rows xs = rows_from(X, s.net.in_features(), "X");
              const Rows ys = rows_from(y, labels ? 1 : s.net.out_features(), "y");
              if (xs.size() != ys.size() || xs.size() == 0)
                throw py::value_error("train_epoch: X and y must have the same, non-zero rows");
-             Rows ws;
-             if (sample_weight) {
-               if (!check_weights(array_info(*sample_weight), xs.size(), scalar_type<T>(), false)
-                        .ok())
-                 throw py::value_error("train_epoch: sample_weight must be one weight per row, "
-                                       "C-contiguous, of the model's dtype");
-               ws = Rows::of(static_cast<const T*>(sample_weight->data()), xs.size(), 1);
-             }
              if (batch_size < 1) throw py::value_error("train_epoch: batch_size must be >= 1");
              if (size < 1 || rank < 0 || rank >= size || (size > 1) == sum.is_none())
                throw py::value_error("train_epoch: rank must be in [0, size), sum given iff "
                                      "size > 1");
+             require_rows(weights, xs.size(), "train_epoch: weights");
+             require_rows(order, xs.size(), "train_epoch: order");
+             if (order) {
+               const int64_t N = xs.size();
+               const int64_t* o = order->data();
+               if (std::any_of(o, o + N, [N](int64_t i) { return i < 0 || i >= N; }))
+                 throw py::value_error("train_epoch: order holds an index outside the rows");
+             }
              auto lock = exclusive(s);
              s.forward_input = py::none();
              SignalPoll poll(stop);
@@ -275,7 +298,8 @@ void register_model(py::module_& m, const char* name) {
                py::gil_scoped_release release;
                st = s.net.train_epoch(xs, ys, labels, batch_size, shuffle, spec, opt, clip_norm,
                                       after_step, size > 1 ? &parallel : nullptr,
-                                      sample_weight ? &ws : nullptr);
+                                      weights ? weights->data() : nullptr,
+                                      order ? order->data() : nullptr);
              }
              py::dict out;
              out["loss"] = st.loss;
@@ -296,7 +320,8 @@ void register_model(py::module_& m, const char* name) {
            py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
            py::arg("progress") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
            py::arg("sum") = py::none(), py::arg("stop") = py::none(),
-           py::arg("on_step") = py::none(), py::arg("sample_weight").noconvert() = py::none())
+           py::arg("on_step") = py::none(), py::arg("weights").noconvert() = py::none(),
+           py::arg("order").noconvert() = py::none())
       .def("copy_params",
            // A copy of the parameters after a whole step, also while another thread trains
            // (see copy_params).
@@ -319,7 +344,7 @@ void register_model(py::module_& m, const char* name) {
            py::arg("flat").noconvert())
       .def("infer",
            [](M& s, Array<T> x) {
-             require_batch(s.net, x, nullptr, LossKind::MSE, "infer");
+             require_batch(s.net, x, nullptr, LossSpec{}, "infer");
              std::shared_lock<std::shared_mutex> lock(s.busy, std::try_to_lock);
              if (!lock.owns_lock())
                throw std::runtime_error("the model is being trained by another thread");

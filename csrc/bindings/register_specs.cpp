@@ -38,7 +38,8 @@ void register_specs(py::module_& m) {
       .value("L1", LossKind::L1)
       .value("Huber", LossKind::Huber)
       .value("BinaryCrossEntropy", LossKind::BinaryCrossEntropy)
-      .value("CrossEntropy", LossKind::CrossEntropy);
+      .value("CrossEntropy", LossKind::CrossEntropy)
+      .value("PoissonNLL", LossKind::PoissonNLL);
   py::enum_<OptimizerKind>(m, "OptimizerKind")
       .value("SGD", OptimizerKind::SGD)
       .value("Adam", OptimizerKind::Adam)
@@ -65,12 +66,7 @@ void register_specs(py::module_& m) {
       .value("YNonFinite", BatchRule::YNonFinite)
       .value("LabelRange", BatchRule::LabelRange)
       .value("TargetRange", BatchRule::TargetRange)
-      .value("LossWeights", BatchRule::LossWeights)
-      .value("WeightShape", BatchRule::WeightShape)
-      .value("WeightLength", BatchRule::WeightLength)
-      .value("WeightType", BatchRule::WeightType)
-      .value("WeightLayout", BatchRule::WeightLayout)
-      .value("WeightValue", BatchRule::WeightValue);
+      .value("LossWeights", BatchRule::LossWeights);
 
   py::class_<LayerSpec>(m, "LayerSpec")
       .def(py::init<>())
@@ -89,6 +85,8 @@ void register_specs(py::module_& m) {
       .def_readwrite("kind", &LossSpec::kind)
       .def_readwrite("delta", &LossSpec::delta)
       .def_readwrite("label_smoothing", &LossSpec::label_smoothing)
+      .def_readwrite("scale", &LossSpec::scale)
+      .def_readwrite("l2", &LossSpec::l2)
       .def_readwrite("weight", &LossSpec::weight)
       .def_readwrite("pos_weight", &LossSpec::pos_weight)
       .def_readwrite("ignore_index", &LossSpec::ignore_index);

@@ -1,7 +1,7 @@
 #include "steepest/check_batch.hpp"
 
 #include <algorithm>
-#include <limits>
+#include <cmath>
 
 #include "steepest/kernels.hpp"
 
@@ -23,11 +23,12 @@ bool finite(const void* data, ScalarType t, int64_t n) {
                                   : all_finite(static_cast<const double*>(data), n);
 }
 
-// BinaryCrossEntropy targets v (n) in [0, 1]; else TargetRange with their span.
+// Targets v (n) in [0, high] (BinaryCrossEntropy: 1, PoissonNLL: infinity); else TargetRange
+// with their span.
 template <class T>
-BatchCheck probabilities(const T* v, int64_t n) {
+BatchCheck in_range(const T* v, int64_t n, T high) {
   for (int64_t i = 0; i < n; ++i) {
-    if (!(v[i] >= T(0) && v[i] <= T(1))) {
+    if (!(v[i] >= T(0) && v[i] <= high)) {
       const auto [lo, hi] = std::minmax_element(v, v + n);
       BatchCheck c = fail(BatchRule::TargetRange);
       c.target_min = double(*lo);
@@ -36,15 +37,6 @@ BatchCheck probabilities(const T* v, int64_t n) {
     }
   }
   return {};
-}
-
-// Every value of v (n) finite and >= 0 (NaN fails both comparisons).
-template <class T>
-bool non_negative(const T* v, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    if (!(v[i] >= T(0) && v[i] <= std::numeric_limits<T>::max())) return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -66,11 +58,6 @@ const char* batch_rule_name(BatchRule rule) {
     case BatchRule::LabelRange: return "LabelRange";
     case BatchRule::TargetRange: return "TargetRange";
     case BatchRule::LossWeights: return "LossWeights";
-    case BatchRule::WeightShape: return "WeightShape";
-    case BatchRule::WeightLength: return "WeightLength";
-    case BatchRule::WeightType: return "WeightType";
-    case BatchRule::WeightLayout: return "WeightLayout";
-    case BatchRule::WeightValue: return "WeightValue";
   }
   return "?";
 }
@@ -87,18 +74,19 @@ BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_featu
 }
 
 BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
-                         int64_t out_features, const LossSpec& loss, bool values) {
+                         int64_t out_features, const LossSpec& spec, bool values) {
   const int64_t C = out_features;
-  for (const auto* w : {&loss.weight, &loss.pos_weight}) {
+  const LossKind loss = spec.kind;
+  for (const auto* w : {&spec.weight, &spec.pos_weight}) {
     if (!w->empty() && int64_t(w->size()) != C) return fail(BatchRule::LossWeights, w->size(), C);
   }
-  if (loss.kind == LossKind::CrossEntropy && y.ndim == 1) {  // class indices
+  if (loss == LossKind::CrossEntropy && y.ndim == 1) {  // class indices
     if (y.rows != rows) return fail(BatchRule::YLength, y.rows, rows);
     if (y.type != ScalarType::Int64) return fail(BatchRule::YType);
     if (!y.contiguous) return fail(BatchRule::YLayout);
     const int64_t* labels = static_cast<const int64_t*>(y.data);
     for (int64_t i = 0; i < rows; ++i) {
-      if ((labels[i] < 0 || labels[i] >= C) && labels[i] != loss.ignore_index) {
+      if ((labels[i] < 0 || labels[i] >= C) && labels[i] != spec.ignore_index) {
         const auto [lo, hi] = std::minmax_element(labels, labels + rows);
         BatchCheck c = fail(BatchRule::LabelRange, 0, C);
         c.label_min = *lo;
@@ -109,39 +97,28 @@ BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
     return {};
   }
   // Values (rows, C): CrossEntropy's class probabilities, the other losses' targets.
-  const bool one_column = C == 1 && loss.kind != LossKind::CrossEntropy;
+  const bool one_column = C == 1 && loss != LossKind::CrossEntropy;
   if (!((y.ndim == 2 && y.cols == C) || (y.ndim == 1 && one_column))) return fail(BatchRule::YShape);
   if (y.rows != rows) return fail(BatchRule::YLength, y.rows, rows);
   if (y.type != dtype) return fail(BatchRule::YType);
   if (!y.contiguous) return fail(BatchRule::YLayout);
   if (!values) return {};
   if (!finite(y.data, dtype, rows * C)) return fail(BatchRule::YNonFinite);
-  if (loss.kind == LossKind::BinaryCrossEntropy) {
-    return dtype == ScalarType::Float32 ? probabilities(static_cast<const float*>(y.data), rows * C)
-                                        : probabilities(static_cast<const double*>(y.data), rows * C);
+  if (loss == LossKind::BinaryCrossEntropy || loss == LossKind::PoissonNLL) {
+    const double high = loss == LossKind::PoissonNLL ? HUGE_VAL : 1.0;
+    return dtype == ScalarType::Float32
+               ? in_range(static_cast<const float*>(y.data), rows * C, float(high))
+               : in_range(static_cast<const double*>(y.data), rows * C, high);
   }
-  return {};
-}
-
-BatchCheck check_weights(const ArrayInfo& w, int64_t rows, ScalarType dtype, bool values) {
-  if (w.ndim != 1) return fail(BatchRule::WeightShape);
-  if (w.rows != rows) return fail(BatchRule::WeightLength, w.rows, rows);
-  if (w.type != dtype) return fail(BatchRule::WeightType);
-  if (!w.contiguous) return fail(BatchRule::WeightLayout);
-  if (values && !(dtype == ScalarType::Float32
-                      ? non_negative(static_cast<const float*>(w.data), rows)
-                      : non_negative(static_cast<const double*>(w.data), rows)))
-    return fail(BatchRule::WeightValue);
   return {};
 }
 
 BatchCheck check_batch(const ArrayInfo& x, const ArrayInfo* y, ScalarType dtype,
                        int64_t in_features, int64_t out_features, const LossSpec& loss,
-                       bool values, const ArrayInfo* w) {
-  BatchCheck c = check_features(x, dtype, in_features, values);
-  if (c.ok() && y) c = check_targets(*y, x.rows, dtype, out_features, loss, values);
-  if (c.ok() && w) c = check_weights(*w, x.rows, dtype, values);
-  return c;
+                       bool values) {
+  const BatchCheck c = check_features(x, dtype, in_features, values);
+  if (!c.ok() || !y) return c;
+  return check_targets(*y, x.rows, dtype, out_features, loss, values);
 }
 
 }  // namespace steepest

@@ -23,8 +23,8 @@ struct ArrayInfo {
 };
 
 // The rules, in the order they are checked: the shape of x, its type and layout, its values;
-// then the same for y, then for the sample weights. A type or layout failure means "convert
-// first"; the others are errors in the data.
+// then the same for y. A type or layout failure means "convert first"; the others are errors
+// in the data.
 enum class BatchRule : int32_t {
   Ok,
   XShape,       // x is not 2-D
@@ -41,13 +41,9 @@ enum class BatchRule : int32_t {
   YNonFinite,   // y holds NaN or infinity
   LabelRange,   // labels span [label_min, label_max], outside [0, want) (want = classes) and
                 // not the loss's ignore_index
-  TargetRange,  // BinaryCrossEntropy targets span [target_min, target_max], outside [0, 1]
+  TargetRange,  // targets span [target_min, target_max], outside [0, 1] (BinaryCrossEntropy)
+                // or below 0 (PoissonNLL)
   LossWeights,  // the loss's weight or pos_weight has `got` entries, not one per output (`want`)
-  WeightShape,  // the sample weights are not 1-D
-  WeightLength, // the sample weights number `got`, x has `want` rows
-  WeightType,   // the sample weights are not of the model's dtype
-  WeightLayout, // the sample weights are not C-contiguous and aligned
-  WeightValue,  // a sample weight is negative, NaN or infinite
 };
 
 // The rule's name as the enum spells it ("XFeatures"), for messages.
@@ -61,9 +57,10 @@ struct BatchCheck {
   bool ok() const { return rule == BatchRule::Ok; }
 };
 
-// The value rules (finite x and y, BinaryCrossEntropy targets in [0, 1]) cost a pass over the
-// data; values = false skips them and keeps every rule the core's memory safety rests on (shape,
-// type, layout, label range): for data already checked once (a fit's later epochs).
+// The value rules (finite x and y, BinaryCrossEntropy targets in [0, 1], PoissonNLL's >= 0) cost
+// a pass over the data; values = false skips them and keeps every rule the core's memory safety
+// rests on (shape, type, layout, label range): for data already checked once (a fit's later
+// epochs).
 
 // x (B, in_features) of `dtype` (Float32 or Float64), finite.
 BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_features,
@@ -72,18 +69,14 @@ BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_featu
 // y for `rows` samples of a model with out_features outputs trained with `loss`: for
 // CrossEntropy int64 labels (rows) in [0, out_features) or equal to loss.ignore_index, or
 // finite class probabilities (rows, out_features) of `dtype`; else finite targets (rows,
-// out_features) of `dtype` ((rows,) when out_features is 1), in [0, 1] for
-// BinaryCrossEntropy. The loss's weight and pos_weight hold one value per output, or none.
+// out_features) of `dtype` ((rows,) when out_features is 1), in [0, 1] for BinaryCrossEntropy,
+// >= 0 for PoissonNLL. The loss's weight and pos_weight hold one value per output, or none.
 BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
                          int64_t out_features, const LossSpec& loss, bool values = true);
 
-// Sample weights (rows) of `dtype`, each finite and >= 0.
-BatchCheck check_weights(const ArrayInfo& w, int64_t rows, ScalarType dtype, bool values = true);
-
-// check_features, then (when y is not nullptr) check_targets for x's rows, then (when w is not
-// nullptr) check_weights.
+// check_features, then (when y is not nullptr) check_targets for x's rows.
 BatchCheck check_batch(const ArrayInfo& x, const ArrayInfo* y, ScalarType dtype,
                        int64_t in_features, int64_t out_features, const LossSpec& loss,
-                       bool values = true, const ArrayInfo* w = nullptr);
+                       bool values = true);
 
 }  // namespace steepest

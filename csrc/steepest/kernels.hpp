@@ -225,127 +225,134 @@ void dropout_forward(T* y, const T* x, const T* mask, int64_t n) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Losses with mean reduction, as torch.nn with reduction="mean", weighted as LossSpec says
-// (specs.hpp). Each returns the loss value (accumulated in double, fixed order) and the total
-// weight it was normalized by, and writes d(loss)/d(out) into dout; dout may be nullptr when
-// only the value is wanted. Without sample or class weights the results are those of the plain
-// mean, bit for bit.
+// Losses with mean reduction, as torch.nn with reduction="mean", times spec.scale. Each returns
+// the loss value (accumulated in double, fixed order) and writes d(loss)/d(out) into dout; dout
+// may be nullptr when only the value is wanted.
+//
+// Sample weights: w (B) or nullptr (each row 1), w_total their sum (or B). The mean is then
+// sum_r w_r loss_r / w_total. Each gradient row carries its w_r unless !weigh_grad: then the
+// backward applies the weights in its float64 sums (see dense_weight_grads_f64), and a row of
+// weight k gives the very gradient rows of k copies of it.
 
-// Targets of a batch: integer labels (B) for CrossEntropy with class indices, else values
-// (B, C) (CrossEntropy: class probabilities); per-row sample weights (B), or nullptr for 1.
-template <class T>
-struct Target {
-  const int64_t* labels = nullptr;
-  const T* values = nullptr;
-  const T* weights = nullptr;
+struct RowWeights {
+  const double* w = nullptr;
+  double total = 0.0;      // sum of w (unused when w is nullptr)
+  bool weigh_grad = true;  // each gradient row times its weight
+  double at(int64_t r) const { return w ? w[r] : 1.0; }
+  double sum(int64_t B) const { return w ? total : double(B); }
 };
 
-// A batch's loss and the weight it was normalized by (sum_i w_i n_i, see LossSpec): weighting
-// each batch's value by it gives an epoch's mean.
-struct LossTotal {
-  double value = 0.0;
-  double weight = 0.0;
-};
-
-// The normalizer of a batch's loss (LossTotal::weight): sum_i w_i n_i as LossSpec says (B
-// without sample weights, class weights or ignored rows).
+// out (B, C), target (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits, with torch's
+// per-output weight and pos_weight), PoissonNLL. Each row's loss is the mean over its outputs.
 template <class T>
-double loss_normalizer(Target<T> y, int64_t B, const LossSpec& spec) {
-  const bool by_label = spec.kind == LossKind::CrossEntropy && y.labels;
-  if (!y.weights && !by_label) return double(B);
-  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
-  double norm = 0;
-  for (int64_t r = 0; r < B; ++r) {
-    if (by_label && y.labels[r] == spec.ignore_index) continue;
-    norm += (y.weights ? double(y.weights[r]) : 1.0) * (by_label && cw ? cw[y.labels[r]] : 1.0);
-  }
-  return norm;
-}
-
-// out (B, C), y.values (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits, with torch's
-// per-output weight and pos_weight). Each row's loss is the mean over its C outputs.
-template <class T>
-LossTotal regression_loss(T* dout, const T* out, Target<T> y, int64_t B, int64_t C,
-                          const LossSpec& spec) {
-  const double rows = loss_normalizer(y, B, spec);  // the sum of the sample weights
-  const double inv = rows > 0 ? 1.0 / (double(C) * rows) : 0.0;
+double regression_loss(T* dout, const T* out, const T* target, int64_t B, int64_t C,
+                       const LossSpec& spec, RowWeights rw = {}) {
+  const double rows = rw.sum(B);
+  const double inv = rows > 0 ? spec.scale / (double(C) * rows) : 0.0;
+  const T g = T(inv);
   const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
   const double* pw = spec.pos_weight.empty() ? nullptr : spec.pos_weight.data();
   const T delta = T(spec.delta);
   double total = 0;
   for (int64_t r = 0; r < B; ++r) {
-    const double w = y.weights ? double(y.weights[r]) : 1.0;
-    const T scale = T(w * inv);
-    double row = 0;
-    double& acc = y.weights ? row : total;  // unweighted: each element straight into total
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t i = r * C + c;
-      const T o = out[i], t = y.values[i], d = o - t;
+    double row = 0;  // without weights the rows go straight into total (the order of old)
+    double& acc = rw.w ? row : total;
+    const T gr = rw.w && rw.weigh_grad ? T(rw.w[r] * inv) : g;
+    for (int64_t i = r * C; i < (r + 1) * C; ++i) {
+      const T o = out[i], t = target[i], d = o - t;
       T grad;
-      double value;
       switch (spec.kind) {
         case LossKind::MSE:
-          value = double(d) * double(d);
+          acc += double(d) * double(d);
           grad = T(2) * d;
           break;
         case LossKind::L1:
-          value = std::fabs(double(d));
+          acc += std::fabs(double(d));
           grad = T((d > T(0)) - (d < T(0)));
           break;
         case LossKind::Huber: {
           const T a = std::fabs(d);
-          value = a < delta ? 0.5 * double(d) * double(d)
-                            : double(delta) * (double(a) - 0.5 * double(delta));
+          acc += a < delta ? 0.5 * double(d) * double(d)
+                           : double(delta) * (double(a) - 0.5 * double(delta));
           grad = a < delta ? d : delta * T((d > T(0)) - (d < T(0)));
           break;
         }
-        default: {  // BinaryCrossEntropy on logits
-          const double od = o, td = t, softplus_neg = std::log1p(std::exp(-std::fabs(od)));
+        case LossKind::PoissonNLL: {
+          const T rate = std::exp(o);
+          acc += double(rate) - double(t) * double(o);
+          grad = rate - t;
+          break;
+        }
+        default: {  // BinaryCrossEntropy on logits: max(o, 0) - o t + log(1 + exp(-|o|))
+          const double od = o, softplus_neg = std::log1p(std::exp(-std::fabs(od)));
+          const int64_t c = i - r * C;
+          double value;
           if (pw) {  // torch: (1 - t) o + (1 + (pos_weight - 1) t) log(1 + exp(-o))
-            const double lw = 1.0 + (pw[c] - 1.0) * td;
-            value = (1.0 - td) * od + lw * (softplus_neg + (od < 0 ? -od : 0.0));
+            const double lw = 1.0 + (pw[c] - 1.0) * double(t);
+            value = (1.0 - double(t)) * od + lw * (softplus_neg + (od < 0 ? -od : 0.0));
             grad = (T(1) - t) - T(lw) * sigmoid(-o);
-          } else {  // max(o, 0) - o t + log(1 + exp(-|o|))
-            value = (od > 0 ? od : 0.0) - od * td + softplus_neg;
+          } else {
+            value = (od > 0 ? od : 0.0) - od * double(t) + softplus_neg;
             grad = sigmoid(o) - t;
           }
-          if (cw) {
+          if (cw) {  // torch's weight: each output's loss and gradient times its weight
             value *= cw[c];
             grad *= T(cw[c]);
           }
+          acc += value;
           break;
         }
       }
-      acc += value;
-      if (dout) dout[i] = grad * scale;
+      if (dout) dout[i] = grad * gr;
     }
-    if (y.weights) total += w * row;
+    if (rw.w) total += rw.w[r] * row;
   }
-  return {total * inv, rows};
+  return total * inv;
 }
 
-// CrossEntropy on logits out (B, C) (log-sum-exp: no overflow) against class indices y.labels
-// (B) or class probabilities y.values (B, C), with torch's label smoothing eps (the target
-// distribution q = (1 - eps) target + eps / C), class weights w_c (spec.weight) and
-// ignore_index. A row's loss is sum_c w_c q_c (lse - o_c); its gradient
-// (softmax(o) sum_c w_c q_c - w q) scaled by the row's sample weight over the normalizer.
+// The normalizer of a batch's loss: sum_r w_r n_r (LossSpec): rw.sum(B), or with class indices
+// (labels, CrossEntropy) and class weights or ignored rows, the sum of the rows' w_r weight[y_r].
+inline double loss_normalizer(const int64_t* labels, int64_t B, const LossSpec& spec,
+                              RowWeights rw) {
+  if (!labels || spec.kind != LossKind::CrossEntropy) return rw.sum(B);
+  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
+  double norm = 0;
+  bool plain = !cw;
+  for (int64_t r = 0; r < B; ++r) {
+    if (labels[r] == spec.ignore_index) {
+      plain = false;
+      continue;
+    }
+    norm += rw.at(r) * (cw ? cw[labels[r]] : 1.0);
+  }
+  return plain ? rw.sum(B) : norm;
+}
+
+// CrossEntropy on logits out (B, C) (log-sum-exp: no overflow) against class indices labels
+// (B) or, when labels is nullptr, class probabilities probs (B, C), with torch's label
+// smoothing eps (the target distribution q = (1 - eps) target + eps / C), class weights w_c
+// (spec.weight) and ignore_index. A row's loss is sum_c w_c q_c (lse - o_c); its gradient
+// (softmax(o) sum_c w_c q_c - w q), times spec.scale and the row's sample weight over the
+// normalizer (loss_normalizer; weights: see above).
 template <class T>
-LossTotal cross_entropy_loss(T* dout, const T* out, Target<T> y, int64_t B, int64_t C,
-                             const LossSpec& spec) {
-  const double eps = spec.label_smoothing;
+double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, const T* probs,
+                          int64_t B, int64_t C, const LossSpec& spec, RowWeights rw = {}) {
+  const double eps = spec.label_smoothing, scale = spec.scale;
   const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
   double cw_sum = 0;
   for (int64_t c = 0; cw && c < C; ++c) cw_sum += cw[c];
-  auto sample = [&](int64_t r) { return y.weights ? double(y.weights[r]) : 1.0; };
-  auto ignored = [&](int64_t r) { return y.labels && y.labels[r] == spec.ignore_index; };
-  const double norm = loss_normalizer(y, B, spec);  // before any row's gradient needs it
-  const double inv_norm = norm > 0 ? 1.0 / norm : 0.0;
-  const T smooth = T(eps / double(C));
+  const double weight = loss_normalizer(labels, B, spec, rw);
+  if (!(weight > 0)) {  // nothing counts: no loss, no gradient
+    if (dout) std::fill(dout, dout + B * C, T(0));
+    return 0.0;
+  }
   double total = 0;
+  const T inv_b = T(scale / weight);
+  const T smooth = T(eps / double(C));
   for (int64_t r = 0; r < B; ++r) {
     const T* o = out + r * C;
     T* d = dout ? dout + r * C : nullptr;
-    if (ignored(r)) {  // no loss, no gradient
+    if (labels && labels[r] == spec.ignore_index) {  // no loss, no gradient
       if (d) std::fill(d, d + C, T(0));
       continue;
     }
@@ -356,28 +363,29 @@ LossTotal cross_entropy_loss(T* dout, const T* out, Target<T> y, int64_t B, int6
       sum += std::exp(double(o[c] - mx));
       sum_logits += double(o[c]) * (cw ? cw[c] : 1.0);
     }
-    const double lse = double(mx) + std::log(sum), s = sample(r);
-    const T inv_sum = T(1.0 / sum), scale = T(s * inv_norm);
-    if (y.labels) {
-      const int64_t label = y.labels[r];
-      const double wy = cw ? cw[label] : 1.0;
+    const double lse = double(mx) + std::log(sum);
+    const T inv_sum = T(1.0 / sum);
+    const T f = rw.w && rw.weigh_grad ? T(rw.w[r] * scale / weight) : inv_b;
+    if (labels) {
+      const int64_t y = labels[r];
+      const double wy = cw ? cw[y] : 1.0;
       // -sum_c w_c q_c log p_c with log p_c = o_c - lse: (1 - eps) w_y (lse - o_y) plus eps
       // times the mean over the classes of w_c (lse - o_c).
       const double smoothed = cw ? (cw_sum * lse - sum_logits) / double(C)
                                  : lse - sum_logits / double(C);
-      total += s * ((1.0 - eps) * wy * (lse - double(o[label])) + eps * smoothed);
+      total += rw.at(r) * ((1.0 - eps) * wy * (lse - double(o[y])) + eps * smoothed);
       if (d) {
         if (cw) {
           const T q_sum = T((1.0 - eps) * wy + eps * cw_sum / double(C));  // sum_c w_c q_c
           for (int64_t c = 0; c < C; ++c)
-            d[c] = (std::exp(o[c] - mx) * inv_sum * q_sum - T(cw[c]) * smooth) * scale;
+            d[c] = (std::exp(o[c] - mx) * inv_sum * q_sum - T(cw[c]) * smooth) * f;
         } else {
-          for (int64_t c = 0; c < C; ++c) d[c] = (std::exp(o[c] - mx) * inv_sum - smooth) * scale;
+          for (int64_t c = 0; c < C; ++c) d[c] = (std::exp(o[c] - mx) * inv_sum - smooth) * f;
         }
-        d[label] -= T((1.0 - eps) * wy) * scale;
+        d[y] -= T((1.0 - eps) * wy) * f;
       }
     } else {
-      const T* t = y.values + r * C;
+      const T* t = probs + r * C;
       auto wq = [&](int64_t c) {  // w_c q_c
         return (cw ? cw[c] : 1.0) * ((1.0 - eps) * double(t[c]) + eps / double(C));
       };
@@ -386,20 +394,37 @@ LossTotal cross_entropy_loss(T* dout, const T* out, Target<T> y, int64_t B, int6
         q_sum += wq(c);
         row += wq(c) * (lse - double(o[c]));
       }
-      total += s * row;
+      total += rw.at(r) * row;
       for (int64_t c = 0; d && c < C; ++c)
-        d[c] = (std::exp(o[c] - mx) * inv_sum * T(q_sum) - T(wq(c))) * scale;
+        d[c] = (std::exp(o[c] - mx) * inv_sum * T(q_sum) - T(wq(c))) * f;
     }
   }
-  return {norm > 0 ? total / norm : 0.0, norm};
+  return total / weight * scale;
 }
 
-// The loss of spec's kind.
+// Float64 sums (Network::set_float64_sums): dw (OUT, IN) and db (OUT) (+)= the weighted sums
+// over the rows, sum_b w_b dy_b x_b^T and sum_b w_b dy_b, accumulated in double and rounded once
+// to T. A product of two floats is exact in double, so (short of double rounding) the result
+// depends neither on the order of the rows nor on whether a row stands for k copies of itself
+// (weight k). dy (B, OUT), x (B, IN), w (B) or nullptr; dy64 (B, OUT), x64 (B, IN) and dw64
+// (OUT, IN) are scratch; db may be nullptr.
 template <class T>
-LossTotal batch_loss(T* dout, const T* out, Target<T> y, int64_t B, int64_t C,
-                     const LossSpec& spec) {
-  return spec.kind == LossKind::CrossEntropy ? cross_entropy_loss(dout, out, y, B, C, spec)
-                                             : regression_loss(dout, out, y, B, C, spec);
+void dense_weight_grads_f64(T* dw, T* db, const T* dy, const T* x, const double* w, int64_t B,
+                            int64_t IN, int64_t OUT, bool accumulate, double* dy64, double* x64,
+                            double* dw64) {
+  for (int64_t b = 0; b < B; ++b) {
+    const double wb = w ? w[b] : 1.0;
+    for (int64_t o = 0; o < OUT; ++o) dy64[b * OUT + o] = wb * double(dy[b * OUT + o]);
+  }
+  std::copy(x, x + B * IN, x64);
+  gemm<double>(true, false, OUT, IN, B, 1.0, dy64, OUT, x64, IN, 0.0, dw64, IN);
+  for (int64_t i = 0; i < OUT * IN; ++i) dw[i] = T(accumulate ? double(dw[i]) + dw64[i] : dw64[i]);
+  if (!db) return;
+  for (int64_t o = 0; o < OUT; ++o) {
+    double sum = accumulate ? double(db[o]) : 0.0;
+    for (int64_t b = 0; b < B; ++b) sum += dy64[b * OUT + o];
+    db[o] = T(sum);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

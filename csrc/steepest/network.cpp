@@ -134,16 +134,62 @@ void Network<T>::backward(const T* dy, bool accumulate) {
 }
 
 template <class T>
-LossTotal Network<T>::loss(const LossSpec& spec, Target<T> y) {
-  return batch_loss(grad_a_.data(), layer_out(layers_.size() - 1), y, batch_, out_features(),
-                    spec);
+double Network<T>::loss(const LossSpec& spec, Target<T> y) {
+  const T* out = layer_out(layers_.size() - 1);
+  const int64_t C = out_features();
+  RowWeights rw;
+  rw.w = y.weights;
+  rw.weigh_grad = !float64_sums_;  // else the backward's sums apply them
+  if (y.weights) {
+    for (int64_t r = 0; r < batch_; ++r) rw.total += y.weights[r];
+  }
+  weight_sum_ = rw.sum(batch_);
+  loss_weight_ = loss_normalizer(y.labels, batch_, spec, rw);
+  if (spec.kind == LossKind::CrossEntropy)
+    return cross_entropy_loss(grad_a_.data(), out, y.labels, y.values, batch_, C, spec, rw);
+  return regression_loss(grad_a_.data(), out, y.values, batch_, C, spec, rw);
 }
 
 template <class T>
-void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
+double Network<T>::add_l2(const LossSpec& spec) {
+  if (spec.l2 <= 0) return 0.0;
+  const double coef = spec.l2 / weight_sum_;
+  double squares = 0;
+  for (const DenseSizes& d : table_.dense) {
+    const T* w = params_.data() + d.weight_offset;
+    T* g = grads_.data() + d.weight_offset;
+    squares += sum_squares(w, d.in * d.out);
+    const T c = T(coef);
+    for_chunks(d.in * d.out, 1, [=](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) g[i] += c * w[i];
+    });
+  }
+  return 0.5 * coef * squares;
+}
+
+template <class T>
+double Network<T>::gradient(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
+                            bool training) {
+  forward(x, B, training);
+  const double value = loss(spec, y);
+  backward_from_loss(false, false, y.weights);
+  return value + add_l2(spec);
+}
+
+template <class T>
+void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads,
+                                    const double* weights) {
   const int64_t B = batch_;
   T* d = grad_a_.data();      // gradient w.r.t. the output of op i
   T* spare = grad_b_.data();  // receives the gradient w.r.t. its input (Dense only)
+  const bool f64 = float64_sums_ && !defer_weight_grads;
+  if (f64 && sum_dy_.size() < size_t(B * table_.max_width)) {
+    sum_dy_.resize(size_t(B * table_.max_width));
+    sum_x_.resize(size_t(B * table_.max_width));
+    int64_t largest = 0;
+    for (const DenseSizes& ds : table_.dense) largest = std::max(largest, ds.in * ds.out);
+    sum_dw_.resize(size_t(largest));
+  }
   for (size_t i = ops_.size(); i-- > first_dense_op_;) {
     check_interrupt();
     const Op& op = ops_[i];
@@ -153,15 +199,23 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads) {
       case OpKind::DenseReLU:
         // The ReLU/LeakyReLU backward (masking d) and the bias gradient in one pass, then the
         // Dense layer's backward without its bias.
-        act_backward_colsum(op.bias < 0 ? nullptr : grads_.data() + op.bias, d, rows(op.pre), B,
-                            op.out, T(op.param), accumulate);
+        act_backward_colsum(op.bias < 0 || f64 ? nullptr : grads_.data() + op.bias, d,
+                            rows(op.pre), B, op.out, T(op.param), accumulate);
         [[fallthrough]];
       case OpKind::Dense: {
         T* dx = i == first_dense_op_ ? nullptr : spare;
-        T* db = op.kind == OpKind::Dense && op.bias >= 0 ? grads_.data() + op.bias : nullptr;
+        T* db = op.bias >= 0 && (op.kind == OpKind::Dense || f64) ? grads_.data() + op.bias
+                                                                  : nullptr;
         if (defer_weight_grads) std::copy(d, d + op.out, kept_dy(table_.dense[size_t(op.dense)]));
-        dense_backward(dx, defer_weight_grads ? nullptr : grads_.data() + op.weight, db, d, in,
-                       params_.data() + op.weight, B, op.in, op.out, accumulate);
+        if (f64) {
+          dense_weight_grads_f64(grads_.data() + op.weight, db, d, in, weights, B, op.in, op.out,
+                                 accumulate, sum_dy_.data(), sum_x_.data(), sum_dw_.data());
+          dense_backward(dx, static_cast<T*>(nullptr), static_cast<T*>(nullptr), d, in,
+                         params_.data() + op.weight, B, op.in, op.out, accumulate);
+        } else {
+          dense_backward(dx, defer_weight_grads ? nullptr : grads_.data() + op.weight, db, d, in,
+                         params_.data() + op.weight, B, op.in, op.out, accumulate);
+        }
         std::swap(d, spare);
         break;
       }
@@ -247,23 +301,23 @@ template <class T>
 StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const LossSpec& spec,
                                   Optimizer<T>& opt, double clip_norm, double* loss_out) {
   // Batch 1: the weight gradients are outer products, consumed by the update as they are made
-  // (clipping needs the exact norm of the written gradient first, so it takes the plain path).
-  const bool fused = B == 1 && clip_norm <= 0;
+  // (clipping needs the exact norm of the written gradient first, and the l2 penalty and the
+  // float64 sums the written gradient, so they take the plain path).
+  const bool fused = B == 1 && clip_norm <= 0 && spec.l2 <= 0 && !float64_sums_;
   const Rng::State rng_before = rng_.state();
   double value = 0;
   try {  // interruptible until the update: nothing but the workspace has changed before it
     forward(x, B, true);
-    const LossTotal total = loss(spec, y);
-    value = total.value;
-    loss_weight_ = total.weight;
+    value = loss(spec, y);
     *loss_out = value;
     if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
-    backward_from_loss(false, fused);
+    backward_from_loss(false, fused, y.weights);
     check_interrupt();
   } catch (const Interrupted&) {
     rng_.set_state(rng_before);  // the dropout masks of the abandoned step are drawn again
     return StepStatus::Interrupted;
   }
+  *loss_out = value += add_l2(spec);
   // The squared norms double as the finiteness check: a NaN or infinity anywhere makes the sum
   // non-finite, and a sum below T's maximum keeps every g*g finite in T for the optimizer.
   const double total_sq = fused ? outer_grad_sq() : measure_grads();
@@ -310,9 +364,9 @@ StepStatus Network<T>::parallel_step(const T* x, Target<T> y, int64_t b, int64_t
                                      const Parallel<T>& parallel, double* loss_out,
                                      double* sum_seconds) {
   // This process's share of the gradient of the global batch's mean loss: the gradient of the
-  // mean over its b rows (normalized by their weight), scaled by that weight over the global
-  // batch's (b / B without weights) before backpropagation; the sum adds the shares. Every
-  // process reaches the sum, whatever happened to its share.
+  // mean over its b rows (over their weight), scaled by that weight over the global batch's
+  // (b / B without weights) before backpropagation; the sum adds the shares. Every process
+  // reaches the sum, whatever happened to its share.
   T* control = grads_.data() + num_params();
   const Rng::State rng_before = rng_.state();
   double value = 0;
@@ -324,14 +378,12 @@ StepStatus Network<T>::parallel_step(const T* x, Target<T> y, int64_t b, int64_t
       window_total_ = B;
       forward(x, b, true);
       window_first_ = window_total_ = 0;
-      const LossTotal total = loss(spec, y);
-      value = total.value;
-      loss_weight_ = total.weight;
+      value = loss(spec, y);
       finite = std::isfinite(value);
       if (finite) {
-        const double share = normalizer > 0 ? total.weight / normalizer : 0.0;
+        const double share = normalizer > 0 ? loss_weight_ / normalizer : 0.0;
         scale(grad_a_.data(), T(share), b * out_features());
-        backward_from_loss(false);
+        backward_from_loss(false, false, y.weights);
       }
     } else {
       loss_weight_ = 0;
@@ -390,7 +442,10 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
                                    double clip_norm,
                                    const std::function<void(const EpochStats&)>& progress,
-                                   const Parallel<T>* parallel, const Rows* w) {
+                                   const Parallel<T>* parallel, const double* weights,
+                                   const int64_t* order) {
+  if (parallel && spec.l2 > 0)
+    throw std::invalid_argument("train_epoch: data-parallel training takes no l2 penalty");
   EpochStats stats;
   const Rng::State rng_before = rng_.state();
   stats.grad_norms.assign(table_.dense.size(), 0.0);
@@ -398,8 +453,13 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
   const int64_t bs = std::min(batch_size, N);
   const int64_t rank = parallel ? parallel->rank : 0, size = parallel ? parallel->size : 1;
   order_.resize(size_t(N));
-  for (int64_t i = 0; i < N; ++i) order_[i] = i;
-  if (shuffle) {  // Fisher-Yates with the network's RNG
+  if (order) {
+    std::copy(order, order + N, order_.begin());
+    shuffle = true;  // gathered in that order
+  } else {
+    for (int64_t i = 0; i < N; ++i) order_[i] = i;
+  }
+  if (shuffle && !order) {  // Fisher-Yates with the network's RNG
     for (int64_t i = N - 1; i > 0; --i) std::swap(order_[i], order_[rng_.below(uint64_t(i + 1))]);
   }
   // Batches are gathered when shuffled; contiguous rows are read in place when they lie in one
@@ -409,12 +469,12 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
   batch_x_.resize(size_t(share * IN));
   if (labels) batch_labels_.resize(size_t(share));
   else batch_y_.resize(size_t(share * C));
-  if (w) batch_w_.resize(size_t(share));
+  if (weights && gather) batch_w_.resize(size_t(bs));
   // Data-parallel: each process needs the global batch's normalizer, from all its labels and
   // weights (without either it is the batch's rows).
-  const bool global_norm = parallel && (labels || w);
+  const bool global_norm = parallel && (labels || weights);
   if (global_norm && labels) global_labels_.resize(size_t(bs));
-  if (global_norm && w) global_w_.resize(size_t(bs));
+  if (global_norm && weights) global_w_.resize(size_t(bs));
   // The epoch's loss: the batches' values weighted by their normalizers (their rows, or their
   // sample x class weights), i.e. the weighted mean over the epoch's rows.
   double loss_sum = 0, weight_sum = 0;
@@ -437,14 +497,25 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
     } else {
       yb.values = rows_of(y, batch_y_.data(), gather, order_, lo, b);
     }
-    if (w) yb.weights = rows_of(*w, batch_w_.data(), gather, order_, lo, b);
+    if (weights && gather) {
+      for (int64_t r = 0; r < b; ++r) batch_w_[size_t(r)] = weights[order_[size_t(lo + r)]];
+      yb.weights = batch_w_.data();
+    } else if (weights) {
+      yb.weights = weights + lo;
+    }
     const T* xb = rows_of(X, batch_x_.data(), gather, order_, lo, b);
     double normalizer = double(B);
     if (global_norm) {
-      Target<T> whole;
-      if (labels) whole.labels = rows_of(y, global_labels_.data(), gather, order_, start, B);
-      if (w) whole.weights = rows_of(*w, global_w_.data(), gather, order_, start, B);
-      normalizer = loss_normalizer(whole, B, spec);
+      RowWeights whole;
+      const int64_t* whole_labels = nullptr;
+      if (labels) whole_labels = rows_of(y, global_labels_.data(), gather, order_, start, B);
+      if (weights) {
+        for (int64_t r = 0; r < B; ++r)
+          global_w_[size_t(r)] = weights[gather ? order_[size_t(start + r)] : start + r];
+        whole.w = global_w_.data();
+        for (int64_t r = 0; r < B; ++r) whole.total += global_w_[size_t(r)];
+      }
+      normalizer = loss_normalizer(whole_labels, B, spec, whole);
     }
     double value = 0;
     const StepStatus status =
@@ -484,12 +555,12 @@ template <class T>
 EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size,
                                    bool shuffle, const LossSpec& spec, Optimizer<T>& opt,
                                    double clip_norm,
-                                   const std::function<void(const EpochStats&)>& progress) {
+                                   const std::function<void(const EpochStats&)>& progress,
+                                   const int64_t* order) {
   const bool labels = y.labels != nullptr;
   const Rows targets = labels ? Rows::of(y.labels, N, 1) : Rows::of(y.values, N, out_features());
-  const Rows weights = y.weights ? Rows::of(y.weights, N, 1) : Rows();
   return train_epoch(Rows::of(X, N, in_features()), targets, labels, batch_size, shuffle, spec,
-                     opt, clip_norm, progress, nullptr, y.weights ? &weights : nullptr);
+                     opt, clip_norm, progress, nullptr, y.weights, order);
 }
 
 template <class T>

@@ -42,6 +42,15 @@ class ZeroedBuffer {
   std::unique_ptr<T, Free> p_;
 };
 
+// Targets of a batch: integer labels (B) for CrossEntropy, else values (B, OUT); and the
+// rows' sample weights (B), nullptr for all 1.
+template <class T>
+struct Target {
+  const int64_t* labels = nullptr;
+  const T* values = nullptr;
+  const double* weights = nullptr;
+};
+
 // Data-parallel training (train_epoch): this process is `rank` of `size`, each training on its
 // consecutive share of every global batch; sum(values, n) adds n values in place over all the
 // processes (each calls it once per step with the same n: the gradient buffer and the control
@@ -109,12 +118,26 @@ class Network {
   const T* forward(const T* x, int64_t B, bool training);
   // Backpropagation after forward: dy (B, OUT) -> grads (added to them when accumulate).
   void backward(const T* dy, bool accumulate);
-  // Loss of the last forward output against y (sample weights included); leaves
-  // d(loss)/d(output) ready for backward_from_loss. Returns the value and its weight.
-  LossTotal loss(const LossSpec& spec, Target<T> y);
+  // Loss of the last forward output against y (weighted by y.weights); leaves d(loss)/d(output)
+  // ready for backward_from_loss. Returns the loss value.
+  double loss(const LossSpec& spec, Target<T> y);
   // With defer_weight_grads (batch 1 only), the weight gradients are not written: each Dense
-  // layer's output gradient is kept instead (see fused_update).
-  void backward_from_loss(bool accumulate, bool defer_weight_grads = false);
+  // layer's output gradient is kept instead (see fused_update). weights: the rows' sample
+  // weights of the last loss, which the float64 sums apply (see set_float64_sums).
+  void backward_from_loss(bool accumulate, bool defer_weight_grads = false,
+                          const double* weights = nullptr);
+
+  // forward (dropout when training) + loss + backward + the l2 penalty of spec: the gradient of
+  // the loss on (x, y) in grads (overwritten); returns the loss, penalty included. No update:
+  // a full-batch objective for optimizers such as L-BFGS.
+  double gradient(const T* x, Target<T> y, int64_t B, const LossSpec& spec, bool training);
+
+  // Float64 sums: the weight and bias gradients summed over the rows in double and rounded once
+  // (dense_weight_grads_f64), the sample weights applied in those sums: a gradient then depends
+  // neither on the order of the rows nor on whether a row of weight k stands for k copies. About
+  // 2.5x the time of the float32 weight-gradient product; off by default.
+  void set_float64_sums(bool on) { float64_sums_ = on; }
+  bool float64_sums() const { return float64_sums_; }
 
   // zero_grad + forward + loss + backward + optimizer step, one call. The step is skipped (and
   // the status says why) when the loss or the gradients are not finite: weights never take NaN.
@@ -125,27 +148,32 @@ class Network {
                         Optimizer<T>& opt, double clip_norm, double* loss_out);
 
   // One epoch of mini-batch training over X (N rows of IN) and y (N labels when `labels`, else
-  // N rows of OUT targets), read in place and converted per batch (see rows.hpp), weighted by
-  // the sample weights w (N rows of 1, gathered with their rows) unless nullptr. Shuffles with
-  // the network's RNG when asked; stops early when interrupted (interrupt.hpp: between steps or
-  // inside one) or on a non-finite loss/gradient, with the model as it was after the last
-  // completed step (before the epoch's shuffle when no step completed). progress, when given,
-  // receives the stats so far (loss: the mean over the completed steps; step_loss: the last
-  // step's) after every step; it may change the optimizer's config (a per-batch learning rate),
-  // and an exception it throws ends the epoch after that step.
+  // N rows of OUT targets), read in place and converted per batch (see rows.hpp); weights: N
+  // sample weights, nullptr for all 1. The rows go in the given order (N indices) when order is
+  // not nullptr, else shuffled with the network's RNG when asked; stops early when interrupted
+  // (interrupt.hpp: between steps or inside one) or on a non-finite loss/gradient, with the
+  // model as it was after the last completed step (before the epoch's shuffle when no step
+  // completed). progress, when given, receives the stats so far (loss: the mean over the
+  // completed steps; step_loss: the last step's) after every step; it may change the
+  // optimizer's config (a per-batch learning rate), and an exception it throws ends the epoch
+  // after that step.
   // With `parallel`, every process runs the same epoch on its share of each global batch of
   // batch_size rows and the gradients are summed before every update, the interruptions too:
   // an interrupted process abandons its step and so do all, before the update. The result is
   // that of one process training on the global batches, up to the order of the sums; stats
-  // count this process's rows.
+  // count this process's rows; each process's share of the gradient is weighted by its part of
+  // the global batch's normalizer (sample and class weights included). An l2 penalty is
+  // refused with `parallel`.
   EpochStats train_epoch(const Rows& X, const Rows& y, bool labels, int64_t batch_size,
                          bool shuffle, const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
                          const std::function<void(const EpochStats&)>& progress = {},
-                         const Parallel<T>* parallel = nullptr, const Rows* w = nullptr);
-  // The same over X (N, IN) and y (sample weights included) in memory, of the network's types.
+                         const Parallel<T>* parallel = nullptr, const double* weights = nullptr,
+                         const int64_t* order = nullptr);
+  // The same over X (N, IN) and y in memory, of the network's types (y.weights: N or nullptr).
   EpochStats train_epoch(const T* X, Target<T> y, int64_t N, int64_t batch_size, bool shuffle,
                          const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
-                         const std::function<void(const EpochStats&)>& progress = {});
+                         const std::function<void(const EpochStats&)>& progress = {},
+                         const int64_t* order = nullptr);
 
   // Inference: out (N, OUT) <- x (N, IN). Uses its own scratch memory and does not modify the
   // network, so several threads may call it at once. Throws Interrupted (interrupt.hpp).
@@ -166,6 +194,8 @@ class Network {
 
  private:
   void reserve(int64_t B);
+  // Adds spec.l2's penalty to the Dense weights' gradients (after backward); returns its value.
+  double add_l2(const LossSpec& spec);
   // The workspace at an offset of the plan (in rows of batch_cap_).
   T* rows(int64_t offset) { return acts_.data() + offset * batch_cap_; }
   T* mask(const Op& op) { return masks_.data() + op.mask * batch_cap_; }
@@ -182,7 +212,7 @@ class Network {
   // Writes every weight gradient (the outer products) into grads_.
   void write_weight_grads();
   // A data-parallel train_step on this process's b rows, rows [first, first + b) of a global
-  // batch of B whose loss is normalized by `normalizer` (its LossTotal weight: B without
+  // batch of B whose loss is the mean over `normalizer` (its loss_normalizer: B without
   // weights); interrupted (Interrupted thrown here or on another process) it is abandoned by
   // every process before the update, the RNG as before it.
   StepStatus parallel_step(const T* x, Target<T> y, int64_t b, int64_t first, int64_t B,
@@ -212,14 +242,18 @@ class Network {
   // window_total_ rows (0: the whole batch), so dropout draws the masks the whole batch would.
   int64_t window_first_ = 0, window_total_ = 0;
   Workspace<T> acts_, masks_, grad_a_, grad_b_;
-  std::vector<T> batch_x_, batch_y_, batch_w_;
+  std::vector<T> batch_x_, batch_y_;
   std::vector<T> kept_dy_;            // batch 1: each Dense layer's output gradient
   std::vector<int64_t> batch_labels_, order_;
-  // Data-parallel and weighted: the whole global batch's labels and weights (its normalizer).
-  std::vector<int64_t> global_labels_;
-  std::vector<T> global_w_;
+  std::vector<double> batch_w_;
   std::vector<double> grad_sq_;
-  double loss_weight_ = 0.0;          // the normalizer of the last train_step's loss
+  bool float64_sums_ = false;
+  double weight_sum_ = 0.0;  // sample weights (or rows) of the last loss
+  double loss_weight_ = 0.0;  // what the last loss is the mean over (loss_normalizer)
+  // Data-parallel: the whole global batch's labels and weights (its loss_normalizer).
+  std::vector<int64_t> global_labels_;
+  std::vector<double> global_w_;
+  std::vector<double> sum_dy_, sum_x_, sum_dw_;  // float64 sums' scratch
 };
 
 }  // namespace steepest

@@ -40,22 +40,28 @@ struct LayerSpec {
 // ---------------------------------------------------------------------------------------------
 // Losses, with mean reduction as torch.nn's reduction="mean".
 
-enum class LossKind : int32_t { MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy };
+// PoissonNLL: exp(out) - target * out, out the log of the rate (torch.nn.PoissonNLLLoss with
+// log_input=True, full=False).
+enum class LossKind : int32_t { MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy, PoissonNLL };
 
-// A batch's loss is the weighted mean sum_i w_i l_i / sum_i w_i n_i of its rows' losses l_i,
-// with w_i the sample weights (1 without) and n_i what a row counts for in the normalization:
-// CrossEntropy with class indices, weight[y_i] (0 for ignore_index: torch's weighted mean);
-// every other case 1, l_i then being the mean over the outputs. A batch whose weights sum to 0
-// has loss 0 and no gradient.
+// With sample weights the mean is weighted: sum_r w_r loss_r / sum_r w_r.
 struct LossSpec {
-  LossKind kind = LossKind::MSE;
+  LossSpec(LossKind k = LossKind::MSE) : kind(k) {}  // NOLINT: a kind is a spec with defaults
+  LossKind kind;
   double delta = 1.0;            // Huber
   double label_smoothing = 0.0;  // CrossEntropy
-  // CrossEntropy: one weight per class; BinaryCrossEntropy: one per output (torch's `weight`,
-  // broadcast over the rows). Empty: all 1.
+  double scale = 1.0;  // multiplies the loss and its gradient
+  // In a training step, l2 / 2 ||W||^2 / (sum of the batch's sample weights, or its rows) is
+  // added for every Dense weight W, biases excepted: scikit-learn's alpha.
+  double l2 = 0.0;
+  // torch's options. CrossEntropy: one weight per class; BinaryCrossEntropy: one per output
+  // (broadcast over the rows). Empty: all 1. With class indices the mean is torch's weighted
+  // mean, sum_i w_i weight[y_i] l_i / sum_i w_i weight[y_i] (w_i: the sample weights, rows
+  // with ignore_index left out of both sums); every other mean is over the rows (or the sum
+  // of their sample weights). A batch whose normalizer is 0 has loss 0 and no gradient.
   std::vector<double> weight;
-  std::vector<double> pos_weight;  // BinaryCrossEntropy: per output, weight of the positives
-  int64_t ignore_index = -100;     // CrossEntropy with class indices: rows with it count 0
+  std::vector<double> pos_weight;  // BinaryCrossEntropy: per output, the positives' weight
+  int64_t ignore_index = -100;     // CrossEntropy with class indices: rows that count 0
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -27,6 +27,21 @@ from .threads import get_num_threads, set_num_threads  # noqa: E402
 
 set_num_threads(_default_threads())
 
+_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+
+
+def __getattr__(name):
+    """st.MLPClassifier and st.MLPRegressor, imported on first use: `import steepest` does
+    not import scikit-learn (an optional extra), which steepest.sklearn needs."""
+    if name in _ESTIMATORS:
+        from . import sklearn as estimators  # the one lazy import (see test_architecture)
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'steepest' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_ESTIMATORS))
+
 __all__ = ["Sequential", "Parameter", "Dense", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Sigmoid", "Tanh", "Softplus", "Softmax", "Dropout", "losses", "optim", "schedules",
            "callbacks", "progress", "data", "datasets", "diagnostics", "experiments", "gradcheck", "load",

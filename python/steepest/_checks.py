@@ -64,8 +64,7 @@ def check_finite(a: np.ndarray, name: str) -> None:
 # converted (dtype, layout), asks the core which rule a batch breaks, and words the answer with
 # the caller's argument names. A rule of type or layout means "convert, then ask again".
 _RULE = _core.BatchRule
-_CONVERT = frozenset({_RULE.XType, _RULE.XLayout, _RULE.YType, _RULE.YLayout, _RULE.WeightType,
-                      _RULE.WeightLayout})
+_CONVERT = frozenset({_RULE.XType, _RULE.XLayout, _RULE.YType, _RULE.YLayout})
 
 
 def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
@@ -110,20 +109,6 @@ def values(y, name: str, n_samples: int, n_outputs: int, dtype: np.dtype,
     return _targets(y, name, n_samples, n_outputs, dtype, loss_spec, dtype)
 
 
-def sample_weights(w, name: str, n_samples: int, dtype: np.dtype) -> np.ndarray:
-    """Sample weights (N,), each finite and >= 0 (0 allowed) -> C-contiguous `dtype`."""
-    w = numeric(w, name)
-    check = _core.check_weights(w, n_samples, dtype)
-    if check.rule in _CONVERT:
-        w = _convert(w, dtype)
-        check = _core.check_weights(w, n_samples, dtype)
-    if check.rule == _RULE.WeightValue:
-        raise ValueError(f"{name} must hold finite weights >= 0 (in {np.dtype(dtype).name}); "
-                         "negative, NaN and infinite weights are refused")
-    _raise(check, name, w.shape)
-    return w
-
-
 def _targets(y, name, n_samples, n_outputs, dtype, loss_spec, element_type):
     """y checked by the core's target rules for loss_spec (a model of `dtype`), converted to
     element_type (the model's dtype, or int64 labels) when its type or layout asks for it."""
@@ -132,6 +117,8 @@ def _targets(y, name, n_samples, n_outputs, dtype, loss_spec, element_type):
         y, original = _convert(y, element_type), y
         check = _core.check_targets(y, n_samples, n_outputs, loss_spec, dtype)
         _raise_overflow(check, original, name, dtype)
+    if check.rule == _RULE.TargetRange and loss_spec.kind == _core.LossKind.PoissonNLL:
+        raise ValueError(f"{name} must hold counts or rates >= 0 for PoissonNLL")
     if check.rule == _RULE.YShape:
         raise ValueError(f"{name} must be 1-D integer class labels or float class "
                          f"probabilities of shape (samples, {n_outputs}), got shape {y.shape}"
@@ -140,6 +127,24 @@ def _targets(y, name, n_samples, n_outputs, dtype, loss_spec, element_type):
                          f"outputs, got {y.shape}")
     _raise(check, name, y.shape)
     return y
+
+
+def sample_weight(w, name: str, n_samples: int):
+    """Sample weights (N,): finite, non-negative, not all zero -> C-contiguous float64; None
+    stays None (every sample weighs 1)."""
+    if w is None:
+        return None
+    w = numeric(w, name)
+    if w.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one weight per sample), got shape {w.shape}")
+    same_length(w, name, n_samples)
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    check_finite(w, name)
+    if w.size and w.min() < 0:
+        raise ValueError(f"{name} must not be negative")
+    if not w.any():
+        raise ValueError(f"{name} is all zero: no sample would count")
+    return w
 
 
 def _convert(a: np.ndarray, dtype) -> np.ndarray:
@@ -153,6 +158,11 @@ def _raise_overflow(check, original, name, dtype) -> None:
     if check.rule in (_RULE.XNonFinite, _RULE.YNonFinite) and (
             original.dtype.kind != "f" or all_finite(original)):
         raise ValueError(f"{name} holds values too large for {np.dtype(dtype).name}")
+
+
+def same_length(y: np.ndarray, name: str, n_samples: int) -> None:
+    if y.shape[0] != n_samples:
+        raise ValueError(f"{name} has {y.shape[0]} samples but X has {n_samples}")
 
 
 def _raise(check, name: str, shape: tuple) -> None:
@@ -173,8 +183,6 @@ def _raise(check, name: str, shape: tuple) -> None:
         _RULE.TargetRange: f"{name} must hold probabilities in [0, 1] for BinaryCrossEntropy",
         _RULE.LossWeights: f"the loss's weight or pos_weight has {check.got} values but the "
                            f"model has {check.want} outputs: give one per output",
-        _RULE.WeightShape: f"{name} must be 1-D, one weight per sample, got shape {shape}",
-        _RULE.WeightLength: f"{name} has {check.got} weights but X has {check.want} samples",
     }
     raise ValueError(messages.get(rule, f"{name} breaks the rule {rule.name}"))
 

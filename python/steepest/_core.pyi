@@ -201,12 +201,15 @@ class LossKind:
       BinaryCrossEntropy
     
       CrossEntropy
+    
+      PoissonNLL
     """
     BinaryCrossEntropy: typing.ClassVar[LossKind]
     CrossEntropy: typing.ClassVar[LossKind]
     Huber: typing.ClassVar[LossKind]
     L1: typing.ClassVar[LossKind]
     MSE: typing.ClassVar[LossKind]
+    PoissonNLL: typing.ClassVar[LossKind]
     __members__: typing.ClassVar[dict[str, LossKind]]
     @typing.overload
     def __eq__(self, other: LossKind) -> bool:
@@ -380,26 +383,11 @@ class BatchRule:
       TargetRange
     
       LossWeights
-    
-      WeightShape
-    
-      WeightLength
-    
-      WeightType
-    
-      WeightLayout
-    
-      WeightValue
     """
     LabelRange: typing.ClassVar[BatchRule]
     LossWeights: typing.ClassVar[BatchRule]
     Ok: typing.ClassVar[BatchRule]
     TargetRange: typing.ClassVar[BatchRule]
-    WeightLayout: typing.ClassVar[BatchRule]
-    WeightLength: typing.ClassVar[BatchRule]
-    WeightShape: typing.ClassVar[BatchRule]
-    WeightType: typing.ClassVar[BatchRule]
-    WeightValue: typing.ClassVar[BatchRule]
     XEmpty: typing.ClassVar[BatchRule]
     XFeatures: typing.ClassVar[BatchRule]
     XLayout: typing.ClassVar[BatchRule]
@@ -496,10 +484,22 @@ class LossSpec:
     def ignore_index(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def l2(self) -> float:
+        ...
+    @l2.setter
+    def l2(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def label_smoothing(self) -> float:
         ...
     @label_smoothing.setter
     def label_smoothing(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale(self) -> float:
+        ...
+    @scale.setter
+    def scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
 class OptimizerConfig:
     amsgrad: bool
@@ -667,6 +667,7 @@ class Optimizer64:
     def steps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class Network32:
+    float64_sums: bool
     def __init__(self, layers: collections.abc.Sequence[LayerSpec], seed: typing.SupportsInt | typing.SupportsIndex, initialize: bool = True) -> None:
         ...
     def backward(self, dy: numpy.typing.NDArray[numpy.float32], accumulate: bool) -> None:
@@ -674,6 +675,8 @@ class Network32:
     def copy_params(self) -> numpy.typing.NDArray[numpy.float32]:
         ...
     def forward(self, x: numpy.typing.NDArray[numpy.float32], training: bool) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    def gradient(self, x: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, loss: LossSpec, weights: numpy.typing.NDArray[numpy.float64] | None, training: bool) -> float:
         ...
     def infer(self, x: numpy.typing.NDArray[numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
         ...
@@ -683,9 +686,9 @@ class Network32:
         ...
     def measure_grads(self) -> list[float]:
         ...
-    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, sample_weight: numpy.ndarray | None = None) -> dict:
+    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, weights: numpy.typing.NDArray[numpy.float64] | None = None, order: numpy.typing.NDArray[numpy.int64] | None = None) -> dict:
         ...
-    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, sample_weight: numpy.ndarray | None = None) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple:
         ...
     def write_params(self, flat: numpy.typing.NDArray[numpy.float32]) -> None:
         ...
@@ -711,6 +714,7 @@ class Network32:
     def rng_state(self, arg1: typing.Annotated[collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], "FixedSize(4)"]) -> None:
         ...
 class Network64:
+    float64_sums: bool
     def __init__(self, layers: collections.abc.Sequence[LayerSpec], seed: typing.SupportsInt | typing.SupportsIndex, initialize: bool = True) -> None:
         ...
     def backward(self, dy: numpy.typing.NDArray[numpy.float64], accumulate: bool) -> None:
@@ -718,6 +722,8 @@ class Network64:
     def copy_params(self) -> numpy.typing.NDArray[numpy.float64]:
         ...
     def forward(self, x: numpy.typing.NDArray[numpy.float64], training: bool) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    def gradient(self, x: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, loss: LossSpec, weights: numpy.typing.NDArray[numpy.float64] | None, training: bool) -> float:
         ...
     def infer(self, x: numpy.typing.NDArray[numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
         ...
@@ -727,9 +733,9 @@ class Network64:
         ...
     def measure_grads(self) -> list[float]:
         ...
-    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, sample_weight: numpy.ndarray | None = None) -> dict:
+    def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, weights: numpy.typing.NDArray[numpy.float64] | None = None, order: numpy.typing.NDArray[numpy.int64] | None = None) -> dict:
         ...
-    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, sample_weight: numpy.ndarray | None = None) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple:
         ...
     def write_params(self, flat: numpy.typing.NDArray[numpy.float64]) -> None:
         ...
@@ -758,8 +764,6 @@ def check_features(x: numpy.ndarray, in_features: typing.SupportsInt | typing.Su
     ...
 def check_targets(y: numpy.ndarray, rows: typing.SupportsInt | typing.SupportsIndex, out_features: typing.SupportsInt | typing.SupportsIndex, loss: LossSpec, dtype: typing.Any) -> BatchCheck:
     ...
-def check_weights(w: numpy.ndarray, rows: typing.SupportsInt | typing.SupportsIndex, dtype: typing.Any) -> BatchCheck:
-    ...
 @typing.overload
 def clip_grad_norm(model: Network32, max_norm: typing.SupportsFloat | typing.SupportsIndex) -> float:
     ...
@@ -769,10 +773,10 @@ def clip_grad_norm(model: Network64, max_norm: typing.SupportsFloat | typing.Sup
 def get_num_threads() -> int:
     ...
 @typing.overload
-def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: numpy.ndarray | None = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], float]:  # type: ignore[overload-overlap]
+def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], float]:  # type: ignore[overload-overlap]
     ...
 @typing.overload
-def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: numpy.ndarray | None = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], float]:
+def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], float]:
     ...
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...

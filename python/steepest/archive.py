@@ -2,7 +2,8 @@
 
 A file is a zip archive of .npy arrays (numpy's .npz layout, so any numpy can read it) that
 never holds pickled objects: ``__steepest__``, a uint8 array holding a UTF-8 JSON header with
-at least ``{"format": kind, "version": 1}``, and named numeric arrays.
+at least ``{"format": kind, "version": 1}``, and named arrays of plain dtypes (numbers,
+booleans, fixed-width strings). The same bytes serve pickling (``archive_bytes``).
 
 Writing is atomic (a temporary file ``.NAME.XXXXXXXX.tmp`` in the same folder, flushed,
 fsynced, then renamed over the target), so a crash leaves either the old file or the new one,
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import io
 import json
 import lzma
 import math
@@ -46,14 +48,27 @@ _TEMPORARY_ID = "[a-z0-9_]{8}"  # the random part of tempfile.mkstemp's names
 
 def write_archive(path, header: dict, arrays: dict) -> None:
     """Atomically writes header (JSON-able) and named arrays to path."""
+    payload = _payload(header, arrays)
+    atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+def archive_bytes(header: dict, arrays: dict) -> bytes:
+    """The bytes write_archive would write (what pickling a steepest object holds);
+    read_archive reads them back."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **_payload(header, arrays))
+    return buffer.getvalue()
+
+
+def _payload(header: dict, arrays: dict) -> dict:
     text = json.dumps(header, default=_json_default)
     payload = {HEADER: np.frombuffer(text.encode(), dtype=np.uint8)}
     for name, a in arrays.items():
         a = np.asarray(a)
         if a.dtype.hasobject:
-            raise TypeError(f"array {name!r} holds Python objects; only numeric arrays are saved")
+            raise TypeError(f"array {name!r} holds Python objects; only plain arrays are saved")
         payload[name] = a
-    atomic_write(path, lambda f: np.savez(f, **payload))
+    return payload
 
 
 def atomic_write(path, write) -> None:
@@ -158,13 +173,17 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in a steepest file header")
 
 
-def read_archive(path, kind: str, expected_shapes=None):
-    """Reads (header, arrays) of a file written by write_archive with header format `kind`.
+def read_archive(source, kind: str, expected_shapes=None):
+    """Reads (header, arrays) of a file written by write_archive with header format `kind`,
+    from a path or from bytes (archive_bytes).
 
     expected_shapes(header) -> {name: (shape, dtype)} says which arrays must be present;
     every declared shape is checked before data is read."""
-    path = os.fspath(path)
-    fh = open(path, "rb")  # a missing or unreadable file is an OSError, not a ValueError
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        path, fh = "<bytes>", io.BytesIO(source)
+    else:
+        path = os.fspath(source)
+        fh = open(path, "rb")  # a missing or unreadable file is an OSError, not a ValueError
     inflated = 0
     try:
         with fh, zipfile.ZipFile(fh) as z:
@@ -205,7 +224,7 @@ def _check_sizes(z, fh, names, path) -> int:
     infos = [z.getinfo(name) for name in names]
     packed = sum(info.compress_size for info in infos)
     inflated = sum(info.file_size for info in infos)
-    file_size = os.fstat(fh.fileno()).st_size
+    file_size = fh.seek(0, os.SEEK_END)  # a file, or the bytes of a pickled object
     if packed > file_size:
         raise ValueError(f"{path}: its zip directory claims {packed:,} bytes of arrays, more "
                          f"than the whole file ({file_size:,} bytes)")

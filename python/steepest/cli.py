@@ -3,8 +3,9 @@
 
 A model that ``train --save`` writes is the whole model: it takes the raw features of the
 data it was trained on (the standardization is folded into its first layer, and a regression
-target's scale into its last) and keeps the class labels and a training summary in its
-metadata, so ``predict`` and ``evaluate`` need nothing else.
+target's scale into its last), predicts the original class labels (the model's ``classes_``)
+and keeps a training summary in its metadata, so ``predict`` and ``evaluate`` need nothing
+else.
 """
 from __future__ import annotations
 
@@ -149,7 +150,8 @@ def run_train(args) -> int:
 
 def train_and_report(args, group) -> int:
     data = load(args.data, seed=args.seed, task=args.task, header=args.header)
-    X, y, classify = data["X"], data["y"], data["task"] == "classification"
+    X, classify = data["X"], data["task"] == "classification"
+    y = data["classes"][data["y"]] if classify else data["y"]  # the original labels
     other = [t for t in TASKS if t != data["task"]][0]
     print(f"data: {data['name']}  {len(X)} rows  {X.shape[1]} features" +
           (f"  {data['n_classes']} classes" if classify else ""))
@@ -174,6 +176,8 @@ def train_and_report(args, group) -> int:
     n_out = data["n_classes"] if classify else y.shape[1]
     model = build_mlp(X.shape[1], args.hidden, n_out, args.activation, args.dropout,
                       args.dtype, args.seed, args.init)
+    if classify:  # every label of the data, also those the training rows may lack
+        model.classes_ = data["classes"]
     loss = CrossEntropy() if classify else MSE()
     opt = make_optimizer(args.optimizer, model, args.lr, args.weight_decay)
     print(model)
@@ -204,7 +208,6 @@ def train_and_report(args, group) -> int:
     if args.save and (group is None or group.rank == 0):
         model.metadata = {
             "task": data["task"],
-            "classes": data["classes"].tolist() if classify else None,
             "preprocessing": "standardization with the training rows' mean and standard "
                              "deviation, folded into the first layer" +
                              ("" if classify else " (the target's into the last)"),
@@ -262,44 +265,28 @@ def _read_for(model, data, header, need_targets):
     return X, y
 
 
-def _class_indices(classes, y, data):
-    """y's labels as indices into the model's classes; unknown labels are an error."""
-    classes, y = np.asarray(classes), np.asarray(y).ravel()
-    if classes.dtype.kind in "iuf" and y.dtype.kind in "iuf":  # numbers compare as numbers
-        classes, y = classes.astype(np.float64), y.astype(np.float64)
-    else:
-        classes, y = classes.astype(str), np.char.strip(y.astype(str))
-    index = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
-    unknown = classes[index] != y
-    if unknown.any():
-        raise ValueError(f"{data} has labels the model was not trained on: "
-                         f"{sorted(set(y[unknown].tolist()))[:5]}")
-    return index
-
-
 def _evaluate(model, X, y, data) -> dict:
-    if model.metadata["task"] == "classification":
-        return model.evaluate(X, _class_indices(model.metadata["classes"], y, data),
-                              CrossEntropy())
-    return model.evaluate(X, y, MSE())
+    """The loss (and accuracy) on a data set's labels, mapped through the model's classes_."""
+    loss = CrossEntropy() if model.metadata["task"] == "classification" else MSE()
+    return model.evaluate_checked(*model.check_data(X, y, loss, ("X", f"{data}'s target")),
+                                  loss)
 
 
 def run_predict(args) -> int:
     model = _saved_model(args.model)
     X, y = _read_for(model, args.data, args.header, need_targets=False)
-    out = model.predict(X).astype(np.float64)
-    classes = model.metadata.get("classes")
+    classify = model.metadata["task"] == "classification"
     if args.proba:
-        if classes is None:
+        if not classify:
             raise ValueError("--proba needs a classification model")
-        out = np.exp(out - out.max(axis=1, keepdims=True))
-        columns, rows = [str(c) for c in classes], out / out.sum(axis=1, keepdims=True)
-    elif classes is not None:
-        columns, rows = ["prediction"], np.asarray(classes)[out.argmax(axis=1)][:, None]
+        classes = model.classes_ if model.classes_ is not None else range(model.out_features)
+        columns, rows = [str(c) for c in classes], model.predict_proba(X)
+    elif classify:
+        columns, rows = ["prediction"], model.predict_classes(X)[:, None]
     else:
-        columns = ["prediction"] if out.shape[1] == 1 else [f"prediction_{i}"
-                                                            for i in range(out.shape[1])]
-        rows = out
+        rows = model.predict(X)
+        columns = ["prediction"] if rows.shape[1] == 1 else [f"prediction_{i}"
+                                                             for i in range(rows.shape[1])]
     text = ",".join(columns) + "\n" + "".join(",".join(map(_cell, row)) + "\n" for row in rows)
     if args.out:
         with open(args.out, "w") as f:
@@ -334,8 +321,8 @@ def run_info(args) -> int:
     model.summary()
     notes = model.metadata
     if notes.get("task"):
-        classes = notes.get("classes")
-        print(f"task: {notes['task']}" + ("" if classes is None else
+        classes = [] if model.classes_ is None else model.classes_.tolist()
+        print(f"task: {notes['task']}" + ("" if not classes else
               f"; classes ({len(classes)}): {', '.join(map(str, classes[:20]))}"
               f"{', ...' if len(classes) > 20 else ''}"))
     if notes.get("preprocessing"):
@@ -351,7 +338,7 @@ def run_info(args) -> int:
         for part, result in run["results"].items():
             print(f"  {part}: {_score(result)}")
     other = {k: v for k, v in notes.items()
-             if k not in ("task", "classes", "preprocessing", "training")}
+             if k not in ("task", "preprocessing", "training")}
     if other:
         print(f"metadata: {json.dumps(other)}")
     return 0

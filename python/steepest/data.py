@@ -119,15 +119,19 @@ def open_npy(paths, name: str = "X") -> Shards:
 
 def shards_of(data, name: str):
     """data as Shards when it is read in place (a memory map, a list of .npy paths, Shards),
-    else None: an array in memory is converted once instead."""
+    else None: an array in memory is converted once instead. A list is paths when every item
+    is a path object or a string ending in ".npy" (a list of other strings is labels)."""
     if isinstance(data, Shards):
         return data
     if isinstance(data, np.memmap):
         return Shards([data], name=name)
-    if isinstance(data, (list, tuple)) and data and all(
-            isinstance(p, (str, os.PathLike)) for p in data):
+    if isinstance(data, (list, tuple)) and data and all(_is_npy_path(p) for p in data):
         return open_npy(data, name)
     return None
+
+
+def _is_npy_path(item) -> bool:
+    return isinstance(item, os.PathLike) or (isinstance(item, str) and item.endswith(".npy"))
 
 
 def validate(shards: Shards, check, name: str, n_samples=None) -> Shards:

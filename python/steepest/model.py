@@ -4,24 +4,30 @@ The model owns the core network (``_net``); with steepest.optim it is the only P
 that touches the binding objects. Everything else goes through its public methods: flat
 views of the buffers, the random generator's state, every layer's output, per-layer gradient
 norms, and the trainer's entry points (check_data, train_epoch, evaluate_checked).
+
+A classifier keeps the labels it was trained on (``classes_``, see steepest.labels), so that
+predict_classes returns them; pickling, copy.deepcopy and joblib go through the model file's
+bytes (steepest.saving), never through pickled objects.
 """
 from __future__ import annotations
 
 import collections
 import math
 import os
+import warnings
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import (_checks, _core, data, onnx_export, safetensors_format, saving, torch_bridge,
-               training)
+from . import (_checks, _core, data, labels, onnx_export, safetensors_format, saving,
+               torch_bridge, training)
 from .callbacks import Callback
 from .errors import check_step
-from .layers import (Dense, Layer, layer_config, layer_from_config, layer_specs,
-                     parameter_table)
-from .losses import LOSSES, Loss, check_loss
+from .layers import (Dense, Layer, Sigmoid, Softmax, layer_config, layer_from_config,
+                     layer_specs, parameter_table)
+from .losses import (LOSSES, BinaryCrossEntropy, CrossEntropy, Loss, check_loss, sigmoid,
+                     softmax)
 from .optim import Optimizer, check_optimizer, clip_threshold
 from .parameter import Parameter
 
@@ -41,6 +47,12 @@ class Sequential:
     and no initial weights are computed, yet the random generator skips their draws, so the
     model then trains exactly like one built with its initial weights and given the same
     parameters.
+
+    Classification: with CrossEntropy (or BinaryCrossEntropy) the targets may be class indices
+    0..C-1 (used as they are, as in torch) or any labels scikit-learn takes (strings,
+    booleans, {1, 2, 3}, integral floats): training on such labels sets ``classes_``, the
+    label of each output, and predict_classes returns labels. The losses take logits:
+    predict_proba gives probabilities.
     """
 
     def __init__(self, *layers: Layer, dtype: DTypeLike = "float32",
@@ -72,11 +84,14 @@ class Sequential:
         params, grads = self._net.params, self._net.grads
         self._params = [Parameter(self, slot, params, grads) for slot in table]
         self._last = None  # (input, output shape) of the last forward, kept for backward
+        self._classes = None
+        self.multilabel = False  # trained with BinaryCrossEntropy on several outputs
+        self._losses_seen = set()  # loss types checked against the last layer (a warning once)
         self.history = None
         self.stop_training = False
         self.training = False  # forward's default mode: see train() / eval()
-        # JSON-able notes saved with the model (the command line keeps its training summary
-        # and class labels here)
+        # JSON-able notes saved with the model (the command line keeps its task and training
+        # summary here)
         self.metadata = {}
 
     def __len__(self) -> int:
@@ -111,6 +126,46 @@ class Sequential:
     @property
     def out_features(self) -> int:
         return self._net.layers[-1].out_features
+
+    # -- class labels -----------------------------------------------------------------------
+    @property
+    def classes_(self):
+        """The label of each output (a read-only 1-D array; for one output, [negative,
+        positive]), or None: the outputs' indices are the labels. Set by training on labels
+        that are not class indices; may be set by hand before training."""
+        return self._classes
+
+    @classes_.setter
+    def classes_(self, classes) -> None:
+        if classes is None:
+            self._classes = None
+            return
+        classes = labels.as_classes(classes, "classes_")
+        expected = 2 if self.out_features == 1 else self.out_features
+        if classes.size != expected:
+            raise ValueError(f"classes_ must hold {expected} labels for a model with "
+                             f"{self.out_features} output{'s' * (self.out_features > 1)}, "
+                             f"got {classes.size}")
+        self._classes = classes
+
+    def _note_training_loss(self, loss) -> None:
+        """Before training with loss: remembers a multi-label model and warns (once per loss
+        type) when a Sigmoid or Softmax feeds a loss that applies it itself."""
+        if loss.classification:
+            self.multilabel = isinstance(loss, BinaryCrossEntropy) and self.out_features > 1
+        if type(loss) in self._losses_seen:
+            return
+        self._losses_seen.add(type(loss))
+        if loss.classification and self._ends_with_probabilities():
+            inner = "softmax" if isinstance(loss, CrossEntropy) else "sigmoid"
+            warnings.warn(
+                f"the model ends with {type(self.layers[-1]).__name__}, but "
+                f"{type(loss).__name__} takes logits and applies the {inner} itself, so "
+                "training sees it twice and learns badly: remove the last layer "
+                "(predict_proba gives probabilities)", UserWarning, stacklevel=3)
+
+    def _ends_with_probabilities(self) -> bool:
+        return isinstance(self.layers[-1], (Sigmoid, Softmax))
 
     # -- parameters -------------------------------------------------------------------------
     def parameters(self) -> list[Parameter]:
@@ -213,18 +268,34 @@ class Sequential:
         self._net.backward(grad, True)
 
     def check_data(self, X: ArrayLike, y: ArrayLike, loss: Loss,
-                   names: tuple[str, str] = ("X", "y")) -> tuple[np.ndarray, np.ndarray]:
+                   names: tuple[str, str] = ("X", "y"),
+                   training: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) validated and converted once for this model and loss: C-contiguous arrays of
-        the model's dtype (int64 labels for CrossEntropy). Errors name the arguments `names`.
-        A memory map or a list of .npy paths is validated a chunk at a time and returned as
-        steepest.data.Shards, read in place (converted per batch).
-        train_epoch and evaluate_checked take data from here and check nothing again."""
+        the model's dtype (int64 class indices for CrossEntropy; labels are mapped through
+        classes_). Errors name the arguments `names`. With training (the data to train on),
+        labels that are not class indices set classes_, and the loss is checked against the
+        last layer. A memory map or a list of .npy paths is validated a chunk at a time and
+        returned as steepest.data.Shards, read in place (converted per batch): its labels
+        must be class indices. train_epoch and evaluate_checked take data from here and check
+        nothing again."""
         X = self._features(X, names[0])
+        classes = self._classes
+        if training:
+            self._note_training_loss(loss)
         shards = data.shards_of(y, names[1])
-        if shards is None:
-            return X, loss.targets(y, len(X), self.out_features, self.dtype, names[1])
-        return X, data.validate(shards, lambda rows, name: loss.targets(
-            rows, len(rows), self.out_features, self.dtype, name), names[1], len(X))
+        if shards is not None:
+            if classes is not None and loss.classification:
+                raise ValueError(f"{names[1]} is read in place, so it must hold class indices, "
+                                 "but this model maps its labels through classes_: pass "
+                                 f"{names[1]} as an array in memory")
+            return X, data.validate(shards, lambda rows, name: loss.targets(
+                rows, len(rows), self.out_features, self.dtype, name), names[1], len(X))
+        if training and classes is None and loss.classification:
+            classes = loss.learn_classes(y, self.out_features, names[1])
+        y = loss.targets(y, len(X), self.out_features, self.dtype, names[1], classes)
+        if classes is not None:
+            self.classes_ = classes
+        return X, y
 
     def _features(self, X, name):
         """X converted once, or Shards of a memory map / .npy list validated in chunks."""
@@ -244,28 +315,22 @@ class Sequential:
         check_loss(loss)
         check_optimizer(optimizer, self)
         clip = clip_threshold(clip_grad_norm)
-        w = sample_weight
-        if not (type(x) is np.ndarray and type(y) is np.ndarray and type(loss) in _CORE_LOSSES
-                and (w is None or type(w) is np.ndarray)):
-            x, y, w = self._check_step(x, y, loss, w)
+        self._note_training_loss(loss)
+        if (self._classes is not None or not (type(x) is np.ndarray and type(y) is np.ndarray
+                                              and type(loss) in _CORE_LOSSES)):
+            x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
+        w = _checks.sample_weight(sample_weight, "sample_weight", len(x) if x.ndim else 0)
         # The core checks the batch by its rules first (the one implementation of them) and
-        # runs the step only when it passes; otherwise convert, or raise naming x and y.
+        # runs the step only when it passes; otherwise convert (labels that are not class
+        # indices: through classes_, learnt here), or raise naming x and y.
         check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip, w)
         if not check.ok:
-            x, y, w = self._check_step(x, y, loss, w)
+            x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
             check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip,
                                                          w)
         self._last = None  # the core's forward state now belongs to this step
         check_step(status, loss=value)
         return value
-
-    def _check_step(self, x, y, loss, sample_weight) -> tuple:
-        """train_step's (x, y, sample_weight) validated and converted (errors name them)."""
-        x, y = self.check_data(x, y, loss, ("x", "y"))
-        if sample_weight is not None:
-            sample_weight = _checks.sample_weights(sample_weight, "sample_weight", x.shape[0],
-                                                   self.dtype)
-        return x, y, sample_weight
 
     # -- the whole loop ---------------------------------------------------------------------
     def fit(self, X: ArrayLike, y: ArrayLike, *, loss: Loss, optimizer: Optimizer,
@@ -276,7 +341,7 @@ class Sequential:
             clip_grad_norm: Optional[float] = None, checkpoint: Optional[PathLike] = None,
             diagnostics: bool = False, distributed: Any = None,
             sample_weight: Optional[ArrayLike] = None,
-            class_weight: Union[None, str, dict[int, float]] = None
+            class_weight: Union[None, str, dict[Any, float]] = None
             ) -> dict[str, list[Any]]:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
@@ -286,15 +351,15 @@ class Sequential:
         anything between is mini-batch gradient descent.
 
         validation_data=(X_val, y_val) (or (X_val, y_val, sample_weight_val)) is evaluated
-        after every epoch; validation_split=0.1 instead holds out the last tenth of (X, y) for
-        it, before any shuffling (as Keras).
+        after every epoch; validation_split=0.1 instead holds out the last tenth of (X, y) (and
+        of sample_weight) for it, before any shuffling (as Keras).
 
         sample_weight (N,): each row's weight, >= 0; every batch's loss is then sum_i w_i l_i
         / sum_i w_i over its rows (scikit-learn's MLP and Keras's convention), the weights
         shuffled with their rows. class_weight: "balanced" (n_samples / (n_classes *
         count(class)), scikit-learn's, counting sample weights) or {class: weight} (classes
         left out weigh 1), for CrossEntropy with class labels or a one-output
-        BinaryCrossEntropy with 0/1 targets: multiplies each row's sample weight by its
+        BinaryCrossEntropy with two classes: multiplies each row's sample weight by its
         class's weight. The history's accuracy stays the unweighted fraction of rows.
         verbose: 0 silent, 1 a progress bar (see steepest.progress), 2 a line per epoch.
 
@@ -339,27 +404,33 @@ class Sequential:
                     progress: Optional[Callable[[int, int, float], None]] = None,
                     group: Any = None,
                     on_step: Optional[Callable[[int, float], None]] = None,
-                    sample_weight: Optional[np.ndarray] = None) -> dict[str, Any]:
+                    sample_weight: Optional[np.ndarray] = None,
+                    order: Optional[np.ndarray] = None) -> dict[str, Any]:
         """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
         types and label range again, not their values), in batches of batch_size (the rows
-        shuffled by the model's generator), in one C++ call with the GIL released; clip:
-        clip_grad_norm's threshold (0: off); progress: None or a function called as
-        progress(steps, samples, mean loss) between steps, at most every 50 ms; on_step: None
-        or a function called as on_step(step, loss) after every step (fit's per-batch
-        callbacks: it may change the optimizer, not the model; what it raises ends the epoch
-        after that step); sample_weight: None or the rows' weights (N,) as
-        _checks.sample_weights returns them, gathered with their rows. fit's loop calls it;
-        it stops at the first non-finite loss or gradient, or at Ctrl-C (within a step: the
-        step is abandoned). Returns the core's record: "loss" (the weighted mean, over
-        "loss_weight": the rows or their weights), "steps", "samples", "correct"
-        (CrossEntropy, out of "scored": the rows not ignored), "status" (the core's
+        shuffled by the model's generator, or in `order`: N row indices), in one C++ call with
+        the GIL released; clip: clip_grad_norm's threshold (0: off); progress: None or a
+        function called as progress(steps, samples, mean loss) between steps, at most every
+        50 ms; on_step: None or a function called as on_step(step, loss) after every step
+        (fit's per-batch callbacks: it may change the optimizer, not the model; what it raises
+        ends the epoch after that step); sample_weight: one weight per row, from
+        check_sample_weight. fit's loop calls it; it stops at the first non-finite loss or
+        gradient, or at Ctrl-C (within a step: the step is abandoned). Returns the core's
+        record: "loss" (mean), "steps", "samples", "correct", "status" (the core's
         StepStatus), "bad_loss", "grad_norms" (per Dense layer, mean over the steps), "error"
         (the exception a signal or the sum raised, or None), "sum_seconds" and "sum_error".
-        X and y may be steepest.data.Shards (read in place).
-        group (a steepest.distributed.Group of several ranks): data-parallel, this process
-        trains on its share of every global batch of batch_size rows and the gradients are
-        summed over the group before each update ("sum_seconds": the time in those sums,
-        "sum_error": the exception a failed sum raised, or None)."""
+        X and y may be steepest.data.Shards (read in place). group (a
+        steepest.distributed.Group of several ranks): data-parallel, this process trains on
+        its share of every global batch of batch_size rows and the gradients are summed over
+        the group before each update ("sum_seconds": the time in those sums, "sum_error": the
+        exception a failed sum raised, or None); it takes no sample weights and no l2
+        penalty."""
+        if order is not None:
+            order = np.asarray(order)
+            if (order.dtype != np.int64 or order.shape != (len(X),) or
+                    not np.array_equal(np.sort(order), np.arange(len(X)))):
+                raise ValueError("order must be a permutation of the rows (int64)")
+            order = np.ascontiguousarray(order)
         self._last = None  # backward() needs a new forward() after training
         parts = [d.parts if isinstance(d, data.Shards) else d for d in (X, y)]
         parallel = {} if group is None or group.size == 1 else {
@@ -367,7 +438,32 @@ class Sequential:
             "sum": group.in_place_sum(self._net.reduce_buffer), "stop": group.stop_requested}
         return self._net.train_epoch(*parts, batch_size, bool(shuffle), loss._spec,
                                      optimizer._impl, clip, progress, on_step=on_step,
-                                     sample_weight=sample_weight, **parallel)
+                                     weights=sample_weight, order=order, **parallel)
+
+    def check_sample_weight(self, sample_weight, n_samples: int, name="sample_weight"):
+        """sample_weight as train_epoch and loss_and_grad take it: None, or (N,) float64,
+        finite, non-negative, not all zero."""
+        return _checks.sample_weight(sample_weight, name, n_samples)
+
+    def loss_and_grad(self, X, y, loss, sample_weight=None, training: bool = False) -> float:
+        """The loss on the whole of (X, y) (from check_data; sample_weight from
+        check_sample_weight), its l2 penalty included, with its gradient in flat_grads()
+        (overwritten): one C++ call, no update. The objective of full-batch optimizers such
+        as L-BFGS. Dropout is active when training."""
+        self._last = None
+        return self._net.gradient(X, y, loss._spec, sample_weight, bool(training))
+
+    @property
+    def float64_sums(self) -> bool:
+        """Whether training sums the weight and bias gradients over the rows in float64
+        (rounded once): the gradient then depends neither on the order of the rows nor on
+        whether a row of sample weight k stands for k copies of itself. Off by default; the
+        weight-gradient products take about 2.5x as long."""
+        return self._net.float64_sums
+
+    @float64_sums.setter
+    def float64_sums(self, on: bool) -> None:
+        self._net.float64_sums = bool(on)
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, X: ArrayLike) -> np.ndarray:
@@ -386,24 +482,47 @@ class Sequential:
         return out
 
     def predict_classes(self, X: ArrayLike) -> np.ndarray:
-        return self.predict(X).argmax(axis=1)
+        """Predicted labels (N,): the largest output's index, or for one output the sign of
+        its logit (0 or 1), mapped through classes_ when the model has them. A multi-label
+        model (trained with BinaryCrossEntropy on several outputs) gives 0/1 per output
+        (N, outputs). A model ending in Softmax or Sigmoid is thresholded at 0.5."""
+        out = self.predict(X)
+        threshold = 0.5 if self._ends_with_probabilities() else 0.0
+        if self.out_features == 1:
+            index = (out[:, 0] > threshold).astype(np.int64)
+        elif self.multilabel:
+            return (out > threshold).astype(np.int64)
+        else:
+            index = out.argmax(axis=1)
+        return index if self._classes is None else self._classes[index]
+
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Probabilities from the outputs, which are logits for CrossEntropy and
+        BinaryCrossEntropy: the softmax over the outputs (N, C) of a multi-class model; the
+        sigmoid of each output (N, outputs) for one output (the positive class's probability,
+        as torch.sigmoid gives it) and for a multi-label model. A model ending in Softmax or
+        Sigmoid already outputs probabilities: they are returned as they are."""
+        out = self.predict(X)
+        if self._ends_with_probabilities():
+            return out
+        return sigmoid(out) if self.out_features == 1 or self.multilabel else softmax(out)
 
     def evaluate(self, X: ArrayLike, y: ArrayLike, loss: Loss,
                  sample_weight: Optional[ArrayLike] = None) -> dict[str, float]:
         """{"loss": mean loss (weighted by sample_weight when given, see steepest.losses),
-        "accuracy": fraction of rows correct (classification losses, unweighted)}."""
+        "accuracy": fraction correct (classification losses, unweighted: the largest logit at
+        the label for CrossEntropy, rows with its ignore_index left out; every logit on the
+        target's side of 0 for BinaryCrossEntropy)}."""
         check_loss(loss)
         X, y = self.check_data(X, y, loss)
-        if sample_weight is not None:
-            sample_weight = _checks.sample_weights(sample_weight, "sample_weight", X.shape[0],
-                                                   self.dtype)
+        sample_weight = _checks.sample_weight(sample_weight, "sample_weight", len(X))
         return self.evaluate_checked(X, y, loss, sample_weight)
 
     def evaluate_checked(self, X: np.ndarray, y: np.ndarray, loss: Loss,
                          sample_weight: Optional[np.ndarray] = None) -> dict[str, float]:
-        """evaluate() on (X, y, sample_weight) as check_data and _checks.sample_weights return
-        them: nothing is checked again (fit's validation data, checked once before the first
-        epoch)."""
+        """evaluate() on (X, y) as check_data returns them and sample_weight as
+        check_sample_weight does: nothing is checked again (fit's validation data, checked
+        once before the first epoch)."""
         return self.evaluation(self.evaluate_sums(X, y, loss, sample_weight), loss)
 
     def evaluate_sums(self, X: np.ndarray, y: np.ndarray, loss: Loss,
@@ -427,9 +546,8 @@ class Sequential:
             sums["loss"] += value * weight
             sums["weight"] += weight
             if loss.classification:
-                correct, scored = loss.correct(out, ys)
-                sums["correct"] += correct
-                sums["scored"] += scored
+                sums["correct"] += int(np.count_nonzero(loss.correct(out, ys)))
+                sums["scored"] += loss.scored(ys)
         return sums
 
     @staticmethod
@@ -443,15 +561,58 @@ class Sequential:
 
     # -- description ------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        return {"layers": [layer_config(layer) for layer in self.layers],
-                "dtype": self.dtype.name, "seed": self.seed}
+        """A JSON-able description: layers, dtype, seed, and a classifier's "classes" (a
+        list) and "multilabel" when it has them."""
+        config = {"layers": [layer_config(layer) for layer in self.layers],
+                  "dtype": self.dtype.name, "seed": self.seed}
+        if self._classes is not None:
+            config["classes"] = self._classes.tolist()
+        if self.multilabel:
+            config["multilabel"] = True
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any], initialize: bool = True) -> Sequential:
-        """An untrained model of the architecture config() describes (initialize: as in the
-        constructor)."""
-        return cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
-                   seed=config["seed"], initialize=initialize)
+        """An untrained model of the architecture config() describes, with its classes
+        (initialize: as in the constructor)."""
+        model = cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
+                    seed=config["seed"], initialize=initialize)
+        model._set_labels(config)
+        return model
+
+    def _set_labels(self, config: dict) -> None:
+        self.classes_ = config.get("classes")
+        self.multilabel = bool(config.get("multilabel", False))
+
+    # -- pickling, copy.deepcopy, joblib: the bytes of the model file -------------------------
+    def __getstate__(self) -> dict:
+        """The model file's bytes (architecture, parameters, classes) with the random
+        generator's state and the history: no pickled object, so unpickling runs no code
+        besides this class's."""
+        data = saving.to_bytes(self, rng_state=self.rng_state, history=self.history)
+        return {saving.MODEL_FORMAT: data}
+
+    def __setstate__(self, state: dict) -> None:
+        header, arrays = saving.read(state[saving.MODEL_FORMAT])
+        self._build(header, arrays, "<bytes>")
+        self.rng_state = header["rng_state"]
+        self.history = header["history"]
+
+    def _build(self, header: dict, arrays: dict, source) -> None:
+        """(Re)initializes this model from what saving.read returned."""
+        try:
+            Sequential.__init__(self, *[layer_from_config(c) for c in header["layers"]],
+                                dtype=header["dtype"], seed=header["seed"], initialize=False)
+            self._set_labels(header)
+        except MemoryError as e:  # the architecture is sound (saving.read checked it)
+            size = sum(a.nbytes for a in arrays.values())
+            raise MemoryError(f"{source}: not enough memory for the model it holds "
+                              f"({size / 2**20:,.1f} MiB of parameters, twice that with "
+                              f"gradients): {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{source}: bad architecture in header: {e}") from None
+        self.load_state_dict(arrays)
+        self.metadata = saving.metadata(header, source)
 
     def __repr__(self) -> str:
         lines = [f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers)]
@@ -510,22 +671,14 @@ class Sequential:
 
 def _from_file(header: dict[str, Any], arrays: dict[str, np.ndarray], path: PathLike) -> Sequential:
     """The model a file's header describes, holding the file's arrays."""
-    try:
-        model = Sequential.from_config(header, initialize=False)
-    except MemoryError as e:  # the architecture is sound (saving.read checked it), memory short
-        size = sum(a.nbytes for a in arrays.values())
-        raise MemoryError(f"{path}: not enough memory for the model it holds "
-                          f"({size / 2**20:,.1f} MiB of parameters, twice that with gradients): "
-                          f"{e}") from None
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: bad architecture in header: {e}") from None
-    model.load_state_dict(arrays)
-    model.metadata = saving.metadata(header, path)
+    model = Sequential.__new__(Sequential)
+    model._build(header, arrays, path)
     return model
 
 
 def load(path: PathLike) -> Sequential:
-    """Reads a model written by save(): same architecture, bit-identical parameters."""
+    """Reads a model written by save(): same architecture, bit-identical parameters, the same
+    classes_."""
     header, arrays = saving.read(path)
     return _from_file(header, arrays, path)
 

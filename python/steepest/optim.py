@@ -10,7 +10,7 @@ update is that of -grad, weight decay and state included, as torch does it).
 An optimizer knows Parameters, never a model (given a model, as ``st.optim.Adam(model)``, it
 takes its ``parameters()``): it reaches the core network their views belong to through
 ``params[0].model`` (this module and steepest.model are the only Python code that
-touches the binding objects).
+touches the binding objects). A pickled optimizer holds that model too.
 """
 from __future__ import annotations
 
@@ -19,10 +19,12 @@ from typing import Any, Iterable, Sequence, Union
 import numpy as np
 
 from . import _checks, _core
+from .archive import FORMAT_VERSION, archive_bytes, read_archive
 from .errors import TrainingDiverged
 from .parameter import Parameter
 
 _CORE_OPTIMIZERS = {"float32": _core.Optimizer32, "float64": _core.Optimizer64}
+OPTIMIZER_FORMAT = "steepest.optimizer"  # the archive a pickled optimizer holds
 
 
 class Optimizer:
@@ -158,9 +160,41 @@ class Optimizer:
         match (None: all of it may change)."""
         return None if name in self.scheduled else _plain(value)
 
+    # -- pickling, copy.deepcopy, joblib -----------------------------------------------------
+    def __getstate__(self) -> dict:
+        """The model (pickled as itself: its file's bytes, and one object with the model when
+        both are pickled together), the names of the optimized parameters, and hyper-
+        parameters, step count and state buffers as the bytes of a steepest archive."""
+        state = self.state_dict()
+        header = {"format": OPTIMIZER_FORMAT, "version": FORMAT_VERSION,
+                  "type": state["type"], "hyperparameters": state["hyperparameters"],
+                  "steps": state["steps"], "buffers": sorted(state["state"])}
+        return {"model": self.model, "params": [p.name for p in self.params],
+                OPTIMIZER_FORMAT: archive_bytes(header, state["state"])}
+
+    def __setstate__(self, state: dict) -> None:
+        header, buffers = read_archive(state[OPTIMIZER_FORMAT], OPTIMIZER_FORMAT,
+                                       lambda header: _state_shapes(header, state))
+        if header.get("type") != type(self).__name__:
+            raise ValueError(f"<bytes> holds a {header.get('type')!r} optimizer, not "
+                             f"{type(self).__name__}")
+        named = dict(state["model"].named_parameters())
+        type(self).__init__(self, [named[name] for name in state["params"]],
+                            **header["hyperparameters"])
+        self.load_state_dict({**header, "state": buffers})
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
+
+
+def _state_shapes(header: dict, state: dict) -> dict:
+    """{buffer: (shape, dtype)} of a pickled optimizer's state: each as long as its
+    parameters together, in the model's dtype."""
+    named = dict(state["model"].named_parameters())
+    size = sum(named[name].size for name in state["params"])
+    dtype = state["model"].dtype
+    return {name: ((size,), dtype) for name in header.get("buffers", ())}
 
 
 def check_optimizer(optimizer, model) -> None:

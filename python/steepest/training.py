@@ -19,6 +19,7 @@ from .callbacks import Callback, ConsoleLogger
 from .diagnostics import Diagnostics
 from .distributed import group_of, params_digest
 from .errors import TrainingDiverged, check_step
+from .data import Shards
 from .losses import BinaryCrossEntropy, CrossEntropy, check_loss
 from .optim import check_optimizer, clip_threshold
 from .progress import ProgressBar
@@ -47,8 +48,8 @@ def prepare(model, X, y, loss, optimizer, epochs, batch_size, shuffle, validatio
     """Everything fit checks and builds before the first epoch, as a dict."""
     check_loss(loss)
     check_optimizer(optimizer, model)
-    X, y = model.check_data(X, y, loss)
-    w = row_weights(loss, y, model.out_features, model.dtype, sample_weight, class_weight)
+    X, y = model.check_data(X, y, loss, training=True)
+    w = row_weights(loss, y, model.out_features, sample_weight, class_weight)
     epochs = _checks.integer(epochs, "epochs", low=0)
     val = None
     if validation_data is not None:
@@ -58,12 +59,10 @@ def prepare(model, X, y, loss, optimizer, epochs, batch_size, shuffle, validatio
             raise TypeError("validation_data must be a pair (X_val, y_val) or a triple "
                             "(X_val, y_val, sample_weight_val)")
         names = ("validation_data[0]", "validation_data[1]", "validation_data[2]")
-        val = model.check_data(*validation_data[:2], loss, names[:2])
-        val_w = None
-        if len(validation_data) == 3 and validation_data[2] is not None:
-            val_w = _checks.sample_weights(validation_data[2], names[2], val[0].shape[0],
-                                           model.dtype)
-        val = (*val, val_w)
+        X_val, y_val = model.check_data(*validation_data[:2], loss, names[:2])
+        w_val = None if len(validation_data) == 2 else _checks.sample_weight(
+            validation_data[2], names[2], len(X_val))
+        val = (X_val, y_val, w_val)
     elif validation_split is not None:
         X, y, w, val = split_validation(X, y, w, validation_split)
     batch = X.shape[0] if batch_size is None else _checks.integer(batch_size, "batch_size",
@@ -95,7 +94,7 @@ def train(model, optimizer, loss, run, group) -> dict:
     """The epochs of a prepared run (see prepare); returns the history."""
     X, callbacks, checkpoint = run["X"], run["callbacks"], run["checkpoint"]
     history = {"loss": [], "lr": [], "time": [], "grad_norm": []}
-    if loss.classification:
+    if counts_correct(loss):
         history["accuracy"] = []
     if run["val"] is not None:
         history["val_loss"] = []
@@ -161,13 +160,12 @@ def split_validation(X, y, w, fraction):
         X[cut:], y[cut:], None if w is None else w[cut:])
 
 
-def row_weights(loss, y, n_outputs, dtype, sample_weight, class_weight):
-    """fit's weight of each row (N,), or None for all 1: sample_weight times the weight of
-    the row's class under class_weight ("balanced" or {class: weight}, scikit-learn's
-    meaning)."""
-    w = None
-    if sample_weight is not None:
-        w = _checks.sample_weights(sample_weight, "sample_weight", len(y), dtype)
+def row_weights(loss, y, n_outputs, sample_weight, class_weight):
+    """fit's weight of each row (N,) in float64, or None for all 1: sample_weight times the
+    weight of the row's class under class_weight ("balanced" or {class: weight},
+    scikit-learn's meaning; classes are output indices, or the model's labels through
+    check_data's encoding)."""
+    w = _checks.sample_weight(sample_weight, "sample_weight", len(y))
     if class_weight is None:
         return w
     classes, n_classes = row_classes(loss, y, n_outputs)
@@ -190,18 +188,20 @@ def row_weights(loss, y, n_outputs, dtype, sample_weight, class_weight):
         raise ValueError(f"class_weight must be None, 'balanced' or a dict "
                          f"{{class: weight}}, got {class_weight!r}")
     per_row = np.where(counted, table[np.where(counted, classes, 0)], 1.0)
-    return np.ascontiguousarray(per_row if w is None else w * per_row, dtype=dtype)
+    return np.ascontiguousarray(per_row if w is None else w * per_row, dtype=np.float64)
 
 
 def row_classes(loss, y, n_outputs):
     """(the class of each row of y as check_data returns it, -1 for ignore_index; the number
     of classes) for class_weight."""
+    if isinstance(y, Shards):
+        y = y.read(0, len(y))
     if isinstance(loss, CrossEntropy) and y.ndim == 1:
-        return np.where(y == loss.ignore_index, -1, y), n_outputs
+        return np.where(y == loss.ignore_index, -1, y).astype(np.int64), n_outputs
     if isinstance(loss, BinaryCrossEntropy) and n_outputs == 1 and np.isin(y, (0, 1)).all():
         return y[:, 0].astype(np.int64), 2
     raise ValueError("class_weight needs CrossEntropy with class labels, or a one-output "
-                     "BinaryCrossEntropy with 0/1 targets; use sample_weight otherwise")
+                     "BinaryCrossEntropy with two classes; use sample_weight otherwise")
 
 
 def progress_reporter(callbacks, epoch):
@@ -255,13 +255,19 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
         loss_sum, weight, correct, scored = group.sum(
             [stats["loss"] * stats["loss_weight"], stats["loss_weight"], correct, scored])
         logs["loss"] = loss_sum / weight if weight > 0 else 0.0
-    if loss.classification:  # counted during the epoch, before each update
+    if counts_correct(loss):  # counted during the epoch, before each update
         logs["accuracy"] = correct / max(scored, 1)
     if val is not None:
         logs.update({"val_" + k: v for k, v in evaluate(model, *val, loss, group).items()})
     if parallel:
         logs["allreduce_time"] = float(group.sum([stats["sum_seconds"]])[0]) / group.size
     return logs
+
+
+def counts_correct(loss) -> bool:
+    """Whether the core counts the epoch's correct predictions (arg-max hits of the integer
+    labels of CrossEntropy; BinaryCrossEntropy's accuracy comes from evaluate)."""
+    return isinstance(loss, CrossEntropy)
 
 
 def batch_hook(callbacks: list):

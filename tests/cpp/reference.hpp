@@ -109,7 +109,8 @@ inline LossResult cross_entropy(const std::vector<double>& out, const std::vecto
   return r;
 }
 
-// MSE, L1, Huber or BinaryCrossEntropy (on logits) of out (n) against target (n), mean.
+// MSE, L1, Huber, BinaryCrossEntropy (on logits) or PoissonNLL of out (n) against target (n),
+// mean.
 inline LossResult regression(const std::vector<double>& out, const std::vector<double>& target,
                              const LossSpec& spec) {
   LossResult r;
@@ -125,6 +126,7 @@ inline LossResult regression(const std::vector<double>& out, const std::vector<d
         v = a < spec.delta ? 0.5 * d * d : spec.delta * (a - 0.5 * spec.delta);
         g = a < spec.delta ? d : spec.delta * sign;
         break;
+      case LossKind::PoissonNLL: v = std::exp(o) - t * o, g = std::exp(o) - t; break;
       default:  // BinaryCrossEntropy: -(t log s + (1 - t) log(1 - s)), s = sigmoid(o)
         v = -(t * std::log(sigmoid(o)) + (1 - t) * std::log(1 - sigmoid(o)));
         g = sigmoid(o) - t;

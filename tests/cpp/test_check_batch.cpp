@@ -33,14 +33,8 @@ constexpr auto F32 = ScalarType::Float32;
 constexpr auto F64 = ScalarType::Float64;
 constexpr auto I64 = ScalarType::Int64;
 
-LossSpec spec(LossKind kind) {
-  LossSpec s;
-  s.kind = kind;
-  return s;
-}
-
 BatchRule rule(const ArrayInfo& x, const ArrayInfo* y, LossKind loss, int64_t C = 3) {
-  return check_batch(x, y, F32, 2, C, spec(loss)).rule;
+  return check_batch(x, y, F32, 2, C, loss).rule;
 }
 
 }  // namespace
@@ -51,18 +45,18 @@ TEST(check_batch_accepts_exact_finite_batches) {
   const std::vector<float> targets(9, 0.5f), single = {0.f, 1.f, 0.5f};
   const ArrayInfo xi = matrix(x, 3, 2, F32), li = vector_of(labels, I64);
   const ArrayInfo ti = matrix(targets, 3, 3, F32), si = vector_of(single, F32);
-  CHECK(check_batch(xi, &li, F32, 2, 3, spec(LossKind::CrossEntropy)).ok());
+  CHECK(check_batch(xi, &li, F32, 2, 3, LossKind::CrossEntropy).ok());
   for (LossKind k : {LossKind::MSE, LossKind::L1, LossKind::Huber, LossKind::BinaryCrossEntropy})
-    CHECK(check_batch(xi, &ti, F32, 2, 3, spec(k)).ok());
-  CHECK(check_batch(xi, &si, F32, 2, 1, spec(LossKind::BinaryCrossEntropy)).ok());  // (B,) when C = 1
-  CHECK(check_batch(xi, nullptr, F32, 2, 3, spec(LossKind::MSE)).ok());             // x alone
+    CHECK(check_batch(xi, &ti, F32, 2, 3, k).ok());
+  CHECK(check_batch(xi, &si, F32, 2, 1, LossKind::BinaryCrossEntropy).ok());  // (B,) when C = 1
+  CHECK(check_batch(xi, nullptr, F32, 2, 3, LossKind::MSE).ok());             // x alone
 }
 
 TEST(check_batch_names_the_broken_rule_of_x) {
   const std::vector<float> x = {1, 2, 3, 4, 5, 6};
   CHECK(rule(vector_of(x, F32), nullptr, LossKind::MSE) == BatchRule::XShape);
   CHECK(rule(matrix(x, 0, 2, F32), nullptr, LossKind::MSE) == BatchRule::XEmpty);
-  const BatchCheck features = check_batch(matrix(x, 2, 3, F32), nullptr, F32, 2, 3, spec(LossKind::MSE));
+  const BatchCheck features = check_batch(matrix(x, 2, 3, F32), nullptr, F32, 2, 3, LossKind::MSE);
   CHECK(features.rule == BatchRule::XFeatures && features.got == 3 && features.want == 2);
   CHECK(rule(matrix(x, 3, 2, F64), nullptr, LossKind::MSE) == BatchRule::XType);
   ArrayInfo strided = matrix(x, 3, 2, F32);
@@ -84,7 +78,7 @@ TEST(check_batch_names_the_broken_rule_of_labels) {
   ArrayInfo as_matrix = matrix(labels, 3, 1, I64);
   CHECK(rule(xi, &as_matrix, LossKind::CrossEntropy) == BatchRule::YShape);
   const ArrayInfo two = vector_of(short_labels, I64);
-  const BatchCheck length = check_batch(xi, &two, F32, 2, 3, spec(LossKind::CrossEntropy));
+  const BatchCheck length = check_batch(xi, &two, F32, 2, 3, LossKind::CrossEntropy);
   CHECK(length.rule == BatchRule::YLength && length.got == 2 && length.want == 3);
   const std::vector<float> float_labels = {0, 2, 1};
   const ArrayInfo fl = vector_of(float_labels, F32);
@@ -95,7 +89,7 @@ TEST(check_batch_names_the_broken_rule_of_labels) {
   for (const std::vector<int64_t>& bad : {std::vector<int64_t>{0, 3, 1}, std::vector<int64_t>{-1, 0, 0},
                                            std::vector<int64_t>{5, 4, 3}}) {
     const ArrayInfo bi = vector_of(bad, I64);
-    const BatchCheck c = check_batch(xi, &bi, F32, 2, 3, spec(LossKind::CrossEntropy));
+    const BatchCheck c = check_batch(xi, &bi, F32, 2, 3, LossKind::CrossEntropy);
     CHECK(c.rule == BatchRule::LabelRange && c.want == 3);
     CHECK(c.label_min == *std::min_element(bad.begin(), bad.end()));
     CHECK(c.label_max == *std::max_element(bad.begin(), bad.end()));
@@ -106,7 +100,7 @@ TEST(check_batch_names_the_broken_rule_of_targets) {
   const std::vector<double> x = {1, 2, 3, 4, 5, 6};
   const ArrayInfo xi = matrix(x, 3, 2, F64);
   auto rule64 = [&](const ArrayInfo& y, LossKind loss, int64_t C = 3) {
-    return check_batch(xi, &y, F64, 2, C, spec(loss));
+    return check_batch(xi, &y, F64, 2, C, loss);
   };
   const std::vector<double> t(9, 0.25), t1 = {0.1, 0.2, 0.3};
   CHECK(rule64(matrix(t, 3, 3, F64), LossKind::MSE).ok());
@@ -129,56 +123,8 @@ TEST(check_batch_names_the_broken_rule_of_targets) {
   bad[0] = -0.5;
   const BatchCheck both = rule64(matrix(bad, 3, 3, F64), LossKind::BinaryCrossEntropy);
   CHECK(both.rule == BatchRule::TargetRange && both.target_min == -0.5 && both.target_max == 1.5);
-}
-
-TEST(check_batch_rules_of_loss_options_and_sample_weights) {
-  const std::vector<float> x = {1, 2, 3, 4, 5, 6};
-  const ArrayInfo xi = matrix(x, 3, 2, F32);
-  LossSpec ce = spec(LossKind::CrossEntropy);
-  // ignore_index is a valid label whatever its value; other labels stay in [0, C).
-  const std::vector<int64_t> with_ignored = {0, -100, 2}, other = {0, 7, 2};
-  const ArrayInfo wi = vector_of(with_ignored, I64), oi = vector_of(other, I64);
-  CHECK(check_batch(xi, &wi, F32, 2, 3, ce).ok());
-  CHECK(check_batch(xi, &oi, F32, 2, 3, ce).rule == BatchRule::LabelRange);
-  ce.ignore_index = 7;
-  CHECK(check_batch(xi, &oi, F32, 2, 3, ce).ok());
-  // Class probabilities: (rows, C) of the model's dtype, finite.
-  std::vector<float> probs(9, 1.f / 3);
-  const ArrayInfo pi = matrix(probs, 3, 3, F32), p64 = matrix(probs, 3, 3, F64);
-  CHECK(check_batch(xi, &pi, F32, 2, 3, ce).ok());
-  CHECK(rule(xi, &p64, LossKind::CrossEntropy) == BatchRule::YType);
-  probs[4] = std::numeric_limits<float>::quiet_NaN();
-  CHECK(rule(xi, &pi, LossKind::CrossEntropy) == BatchRule::YNonFinite);
-  // The loss's per-output weights: one per output or none.
-  const std::vector<int64_t> labels = {0, 1, 2};
-  const ArrayInfo li = vector_of(labels, I64);
-  ce.weight = {1.0, 2.0};
-  const BatchCheck weights = check_batch(xi, &li, F32, 2, 3, ce);
-  CHECK(weights.rule == BatchRule::LossWeights && weights.got == 2 && weights.want == 3);
-  LossSpec bce = spec(LossKind::BinaryCrossEntropy);
-  bce.pos_weight = {1.0, 2.0, 3.0, 4.0};
-  const std::vector<float> targets(9, 0.5f);
-  const ArrayInfo ti = matrix(targets, 3, 3, F32);
-  CHECK(check_batch(xi, &ti, F32, 2, 3, bce).rule == BatchRule::LossWeights);
-  // Sample weights: (rows,) of the model's dtype, finite and >= 0 (0 allowed).
-  const LossSpec mse = spec(LossKind::MSE);
-  auto with_weights = [&](const ArrayInfo& w, bool values = true) {
-    return check_batch(xi, &ti, F32, 2, 3, mse, values, &w).rule;
-  };
-  const std::vector<float> good = {1.f, 0.f, 2.5f}, two = {1.f, 1.f};
-  CHECK(with_weights(vector_of(good, F32)) == BatchRule::Ok);
-  CHECK(with_weights(matrix(good, 3, 1, F32)) == BatchRule::WeightShape);
-  const ArrayInfo two_weights = vector_of(two, F32);
-  const BatchCheck length = check_batch(xi, &ti, F32, 2, 3, mse, true, &two_weights);
-  CHECK(length.rule == BatchRule::WeightLength && length.got == 2 && length.want == 3);
-  CHECK(with_weights(vector_of(good, F64)) == BatchRule::WeightType);
-  ArrayInfo strided = vector_of(good, F32);
-  strided.contiguous = false;
-  CHECK(with_weights(strided) == BatchRule::WeightLayout);
-  for (float bad : {-1.f, std::numeric_limits<float>::quiet_NaN(),
-                    std::numeric_limits<float>::infinity()}) {
-    const std::vector<float> w = {1.f, bad, 1.f};
-    CHECK(with_weights(vector_of(w, F32)) == BatchRule::WeightValue);
-    CHECK(with_weights(vector_of(w, F32), false) == BatchRule::Ok);  // values not asked
-  }
+  // PoissonNLL: counts, any size but not negative
+  CHECK(rule64(matrix(bad, 3, 3, F64), LossKind::PoissonNLL).rule == BatchRule::TargetRange);
+  bad[0] = 7.0;
+  CHECK(rule64(matrix(bad, 3, 3, F64), LossKind::PoissonNLL).ok());
 }

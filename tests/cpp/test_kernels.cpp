@@ -1,6 +1,5 @@
 // The kernels against the naive references: products (every transpose, batch 1, tiled sizes),
 // the dense layer with its fused epilogues, activations, softmax, dropout, losses, reductions.
-#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -234,6 +233,13 @@ TEST(dropout_keeps_with_probability_1_minus_p_and_scales) {
 
 namespace {
 
+// CrossEntropy with label smoothing eps.
+LossSpec smoothing(double eps) {
+  LossSpec spec(LossKind::CrossEntropy);
+  spec.label_smoothing = eps;
+  return spec;
+}
+
 template <class T>
 void check_losses() {
   const double tol = tolerance<T>() * 10;
@@ -244,31 +250,26 @@ void check_losses() {
   const std::vector<double> logits_d(logits.begin(), logits.end());
   for (double eps : {0.0, 0.1}) {
     std::vector<T> d(size_t(B * C));
-    LossSpec spec;
-    spec.kind = LossKind::CrossEntropy;
-    spec.label_smoothing = eps;
-    Target<T> y;
-    y.labels = labels.data();
-    const LossTotal total = cross_entropy_loss(d.data(), logits.data(), y, B, C, spec);
+    const double value = cross_entropy_loss(d.data(), logits.data(), labels.data(), static_cast<const T*>(nullptr), B, C, smoothing(eps));
     const ref::LossResult want = ref::cross_entropy(logits_d, labels, B, C, eps);
-    CHECK(std::fabs(total.value - want.value) <= tol * (1 + want.value));
-    CHECK(total.weight == double(B));
+    CHECK(std::fabs(value - want.value) <= tol * (1 + want.value));
     CHECK_CLOSE(d, want.grad, tol, tol, "cross_entropy_loss gradient, smoothing " + std::to_string(eps));
-    CHECK(cross_entropy_loss(static_cast<T*>(nullptr), logits.data(), y, B, C, spec).value ==
-          total.value);
+    CHECK(cross_entropy_loss(static_cast<T*>(nullptr), logits.data(), labels.data(), static_cast<const T*>(nullptr), B, C,
+                             smoothing(eps)) == value);
   }
   const auto out = ref::randn<T>(size_t(B * C), 12), target = ref::randn<T>(size_t(B * C), 13);
   std::vector<T> prob(target.size());
   for (size_t i = 0; i < prob.size(); ++i) prob[i] = T(ref::sigmoid(double(target[i])));
-  for (LossKind kind : {LossKind::MSE, LossKind::L1, LossKind::Huber, LossKind::BinaryCrossEntropy}) {
+  for (LossKind kind : {LossKind::MSE, LossKind::L1, LossKind::Huber, LossKind::BinaryCrossEntropy,
+                        LossKind::PoissonNLL}) {
     LossSpec spec;
     spec.kind = kind;
     spec.delta = 0.5;  // both of Huber's branches
-    const std::vector<T>& t = kind == LossKind::BinaryCrossEntropy ? prob : target;
+    // probabilities for BinaryCrossEntropy, and counts >= 0 for PoissonNLL
+    const std::vector<T>& t = kind == LossKind::BinaryCrossEntropy || kind == LossKind::PoissonNLL
+                                  ? prob : target;
     std::vector<T> d(out.size());
-    Target<T> y;
-    y.values = t.data();
-    const double value = regression_loss(d.data(), out.data(), y, B, C, spec).value;
+    const double value = regression_loss(d.data(), out.data(), t.data(), B, C, spec);
     const ref::LossResult want = ref::regression(std::vector<double>(out.begin(), out.end()),
                                                  std::vector<double>(t.begin(), t.end()), spec);
     CHECK(std::fabs(value - want.value) <= tol * (1 + want.value));
@@ -285,119 +286,128 @@ TEST(losses_match_reference) {
 
 namespace {
 
-// A batch's loss and its gradient summed over the batch's rows, scaled by the normalizer:
-// what a weighted batch and the same batch with each row repeated weight times agree on.
-struct Summed {
-  double value = 0, weight = 0;
-  std::vector<double> grad_sum;  // (C): sum over rows of weight * d(loss)/d(out)
-};
-
+// A row of integer weight k counts as k copies of it: value and gradient rows (each carrying its
+// weight) match the unweighted loss of the repeated rows; scale multiplies both; without
+// weigh_grad the rows are left unweighted (the float64 sums apply the weights).
 template <class T>
-Summed summed(const std::vector<T>& out, Target<T> y, int64_t B, int64_t C, const LossSpec& spec) {
-  std::vector<T> d(size_t(B * C));
-  const LossTotal total = batch_loss(d.data(), out.data(), y, B, C, spec);
-  Summed s{total.value, total.weight, std::vector<double>(size_t(C), 0.0)};
-  for (int64_t i = 0; i < B * C; ++i) s.grad_sum[size_t(i % C)] += double(d[size_t(i)]) * total.weight;
-  return s;
+void check_weighted_losses() {
+  const double tol = tolerance<T>() * 10;
+  const int64_t B = 9, C = 4;
+  const std::vector<double> w = {0, 1, 2, 3, 1, 4, 0, 2, 1};
+  const auto out = ref::randn<T>(size_t(B * C), 21), t0 = ref::randn<T>(size_t(B * C), 22);
+  std::vector<T> t(t0.size());
+  for (size_t i = 0; i < t.size(); ++i) t[i] = T(ref::sigmoid(double(t0[i])));
+  std::vector<int64_t> labels(static_cast<size_t>(B));
+  for (int64_t r = 0; r < B; ++r) labels[size_t(r)] = (r * 3) % C;
+  std::vector<T> out_rep, t_rep;
+  std::vector<int64_t> labels_rep;
+  for (int64_t r = 0; r < B; ++r)
+    for (int k = 0; k < int(w[size_t(r)]); ++k) {
+      out_rep.insert(out_rep.end(), out.begin() + r * C, out.begin() + (r + 1) * C);
+      t_rep.insert(t_rep.end(), t.begin() + r * C, t.begin() + (r + 1) * C);
+      labels_rep.push_back(labels[size_t(r)]);
+    }
+  const int64_t R = int64_t(labels_rep.size());
+  RowWeights rw;
+  rw.w = w.data();
+  for (double v : w) rw.total += v;
+  for (LossKind kind : {LossKind::CrossEntropy, LossKind::MSE, LossKind::BinaryCrossEntropy,
+                        LossKind::PoissonNLL}) {
+    LossSpec spec;
+    spec.kind = kind;
+    spec.scale = 2.5;
+    auto run = [&](T* d, const std::vector<T>& o, const std::vector<T>& tt,
+                   const std::vector<int64_t>& lab, int64_t rows, RowWeights weights) {
+      return kind == LossKind::CrossEntropy
+                 ? cross_entropy_loss(d, o.data(), lab.data(), static_cast<const T*>(nullptr), rows, C, spec, weights)
+                 : regression_loss(d, o.data(), tt.data(), rows, C, spec, weights);
+    };
+    std::vector<T> d(size_t(B * C)), d_rep(size_t(R * C)), d_rows(size_t(B * C));
+    const double value = run(d.data(), out, t, labels, B, rw);
+    const double value_rep = run(d_rep.data(), out_rep, t_rep, labels_rep, R, {});
+    const std::string what = "weighted loss, kind " + std::to_string(int(kind));
+    CHECK(std::fabs(value - value_rep) <= tol * (1 + std::fabs(value_rep)));
+    RowWeights unweighted_rows = rw;
+    unweighted_rows.weigh_grad = false;
+    CHECK(run(d_rows.data(), out, t, labels, B, unweighted_rows) == value);
+    std::vector<double> summed(size_t(B * C), 0.0), rows_times_w(size_t(B * C));
+    for (int64_t r = 0, q = 0; r < B; ++r)
+      for (int k = 0; k < int(w[size_t(r)]); ++k, ++q)
+        for (int64_t c = 0; c < C; ++c) summed[size_t(r * C + c)] += double(d_rep[size_t(q * C + c)]);
+    for (size_t i = 0; i < d_rows.size(); ++i) rows_times_w[i] = double(d_rows[i]) * w[i / size_t(C)];
+    CHECK_CLOSE(d, summed, tol, tol, what + ": gradient rows");
+    CHECK_CLOSE(rows_times_w, summed, tol, tol, what + ": unweighted gradient rows");
+    LossSpec plain = spec;
+    plain.scale = 1.0;
+    std::vector<T> d1(size_t(B * C));
+    const double value1 = kind == LossKind::CrossEntropy
+                              ? cross_entropy_loss(d1.data(), out.data(), labels.data(), static_cast<const T*>(nullptr), B, C, plain)
+                              : regression_loss(d1.data(), out.data(), t.data(), B, C, plain);
+    std::vector<T> d1_scaled(d1);
+    for (T& v : d1_scaled) v *= T(spec.scale);
+    std::vector<T> d_scaled(size_t(B * C));
+    CHECK(std::fabs(run(d_scaled.data(), out, t, labels, B, {}) - 2.5 * value1) <=
+          tol * (1 + std::fabs(value1)));
+    CHECK_CLOSE(d_scaled, d1_scaled, tol, tol, what + ": scale");
+  }
 }
 
-// rows of v (B, width), each repeated times[r] times
-template <class V>
-std::vector<V> repeat_rows(const std::vector<V>& v, const std::vector<int>& times, int64_t width) {
-  std::vector<V> out;
-  for (size_t r = 0; r < times.size(); ++r)
-    for (int k = 0; k < times[r]; ++k)
-      out.insert(out.end(), v.begin() + int64_t(r) * width, v.begin() + int64_t(r + 1) * width);
-  return out;
+// The float64 sums against a double reference, and bit for bit the same whatever the order of
+// the rows or a row of weight k standing for k copies of itself.
+template <class T>
+void check_weight_grads_f64() {
+  const int64_t B = 11, IN = 37, OUT = 13;
+  const auto dy = ref::randn<T>(size_t(B * OUT), 31), x = ref::randn<T>(size_t(B * IN), 32);
+  const std::vector<double> w = {1, 0, 3, 2, 1, 4, 1, 0, 2, 3, 1};
+  std::vector<double> dy64(size_t(30 * OUT)), x64(size_t(30 * IN)), dw64(size_t(OUT * IN));
+  std::vector<T> dw(static_cast<size_t>(OUT * IN)), db(static_cast<size_t>(OUT));
+  dense_weight_grads_f64(dw.data(), db.data(), dy.data(), x.data(), w.data(), B, IN, OUT, false,
+                         dy64.data(), x64.data(), dw64.data());
+  std::vector<double> want_w(size_t(OUT * IN), 0.0), want_b(size_t(OUT), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t o = 0; o < OUT; ++o) {
+      want_b[size_t(o)] += w[size_t(b)] * double(dy[size_t(b * OUT + o)]);
+      for (int64_t i = 0; i < IN; ++i)
+        want_w[size_t(o * IN + i)] +=
+            w[size_t(b)] * double(dy[size_t(b * OUT + o)]) * double(x[size_t(b * IN + i)]);
+    }
+  CHECK_CLOSE(dw, want_w, tolerance<T>(), tolerance<T>(), "float64 sums: dW");
+  CHECK_CLOSE(db, want_b, tolerance<T>(), tolerance<T>(), "float64 sums: db");
+  // the same rows repeated by their weight, in reverse order
+  std::vector<T> dy_rep, x_rep;
+  for (int64_t b = B; b-- > 0;)
+    for (int k = 0; k < int(w[size_t(b)]); ++k) {
+      dy_rep.insert(dy_rep.end(), dy.begin() + b * OUT, dy.begin() + (b + 1) * OUT);
+      x_rep.insert(x_rep.end(), x.begin() + b * IN, x.begin() + (b + 1) * IN);
+    }
+  std::vector<T> dw_rep(dw.size()), db_rep(db.size());
+  dense_weight_grads_f64(dw_rep.data(), db_rep.data(), dy_rep.data(), x_rep.data(),
+                         static_cast<const double*>(nullptr), int64_t(dy_rep.size()) / OUT, IN,
+                         OUT, false, dy64.data(), x64.data(), dw64.data());
+  if (sizeof(T) == 4) {  // float32: rounded once from double sums, whatever their order
+    CHECK_BITWISE(dw_rep, dw, "float64 sums: dW of repeated, reordered rows");
+    CHECK_BITWISE(db_rep, db, "float64 sums: db of repeated, reordered rows");
+  }
+  CHECK_CLOSE(dw_rep, std::vector<double>(dw.begin(), dw.end()), 1e-14, 1e-14,
+              "float64 sums: dW of repeated rows");
+  // accumulate adds to what is there
+  std::vector<T> dw2(dw), db2(db);
+  dense_weight_grads_f64(dw2.data(), db2.data(), dy.data(), x.data(), w.data(), B, IN, OUT, true,
+                         dy64.data(), x64.data(), dw64.data());
+  for (double& v : want_w) v *= 2;
+  CHECK_CLOSE(dw2, want_w, tolerance<T>(), tolerance<T>(), "float64 sums: accumulate");
 }
 
 }  // namespace
 
-TEST(sample_weights_are_repeated_rows) {
-  // Integer sample weights (zero included) give the loss, its normalizer and the summed
-  // gradient of the batch with each row repeated that many times: every loss and option.
-  const int64_t B = 9, C = 4;
-  const std::vector<int> times = {1, 0, 3, 2, 1, 4, 0, 1, 2};
-  const std::vector<double> w(times.begin(), times.end());
-  int64_t R = 0;
-  for (int t : times) R += t;
-  const auto out = ref::randn<double>(size_t(B * C), 3, 3.0);
-  const auto values = ref::randn<double>(size_t(B * C), 4);
-  std::vector<double> probs(values.size());
-  for (size_t i = 0; i < probs.size(); ++i) probs[i] = ref::sigmoid(values[i]);
-  const std::vector<int64_t> labels = {0, 3, -100, 1, 2, 2, 3, -100, 0};
-  std::vector<LossSpec> specs;
-  for (LossKind kind : {LossKind::MSE, LossKind::L1, LossKind::Huber, LossKind::BinaryCrossEntropy,
-                        LossKind::CrossEntropy}) {
-    LossSpec spec;
-    spec.kind = kind;
-    specs.push_back(spec);
-    spec.weight = {0.5, 2.0, 1.0, 3.0};
-    spec.pos_weight = kind == LossKind::BinaryCrossEntropy ? std::vector<double>{2.0, 0.5, 1.0, 4.0}
-                                                           : std::vector<double>{};
-    spec.label_smoothing = kind == LossKind::CrossEntropy ? 0.2 : 0.0;
-    if (kind == LossKind::BinaryCrossEntropy || kind == LossKind::CrossEntropy) specs.push_back(spec);
-  }
-  for (const LossSpec& spec : specs) {
-    for (bool class_probabilities : {false, true}) {
-      if (class_probabilities && spec.kind != LossKind::CrossEntropy) continue;
-      const bool by_label = spec.kind == LossKind::CrossEntropy && !class_probabilities;
-      const std::vector<double>& t = spec.kind == LossKind::BinaryCrossEntropy ||
-                                             class_probabilities ? probs : values;
-      Target<double> y, yr;
-      y.weights = w.data();
-      const auto out_r = repeat_rows(out, times, C);
-      const auto t_r = repeat_rows(t, times, C);
-      const auto labels_r = repeat_rows(labels, times, 1);
-      if (by_label) {
-        y.labels = labels.data();
-        yr.labels = labels_r.data();
-      } else {
-        y.values = t.data();
-        yr.values = t_r.data();
-      }
-      const Summed a = summed(out, y, B, C, spec), b = summed(out_r, yr, R, C, spec);
-      const std::string what = "loss " + std::to_string(int(spec.kind)) +
-                               (spec.weight.empty() ? "" : ", weighted") +
-                               (class_probabilities ? ", class probabilities" : "");
-      CHECK(std::fabs(a.value - b.value) <= 1e-12 * (1 + std::fabs(b.value)));
-      CHECK(std::fabs(a.weight - b.weight) <= 1e-12 * b.weight);
-      CHECK_CLOSE(a.grad_sum, b.grad_sum, 1e-12, 1e-12, what + ": summed gradient");
-    }
-  }
+TEST(weighted_and_scaled_losses) {
+  check_weighted_losses<float>();
+  check_weighted_losses<double>();
 }
 
-TEST(cross_entropy_ignored_rows_and_zero_weight) {
-  const int64_t B = 4, C = 3;
-  const auto out = ref::randn<double>(size_t(B * C), 5, 2.0);
-  LossSpec spec;
-  spec.kind = LossKind::CrossEntropy;
-  spec.ignore_index = 7;
-  const std::vector<int64_t> labels = {2, 7, 0, 7};
-  std::vector<double> d(size_t(B * C), 1.0);
-  Target<double> y;
-  y.labels = labels.data();
-  const LossTotal all = cross_entropy_loss(d.data(), out.data(), y, B, C, spec);
-  CHECK(all.weight == 2.0);
-  for (int64_t c = 0; c < C; ++c) CHECK(d[size_t(C + c)] == 0.0 && d[size_t(3 * C + c)] == 0.0);
-  // The same as the batch of the two rows that count.
-  const std::vector<double> kept = {out[0], out[1], out[2], out[6], out[7], out[8]};
-  const std::vector<int64_t> kept_labels = {2, 0};
-  std::vector<double> dk(6);
-  Target<double> yk;
-  yk.labels = kept_labels.data();
-  CHECK(cross_entropy_loss(dk.data(), kept.data(), yk, 2, C, spec).value == all.value);
-  // Every row ignored, or every sample weight 0: loss 0 and no gradient (torch: NaN).
-  const std::vector<int64_t> none = {7, 7, 7, 7};
-  y.labels = none.data();
-  const LossTotal empty = cross_entropy_loss(d.data(), out.data(), y, B, C, spec);
-  CHECK(empty.value == 0.0 && empty.weight == 0.0);
-  CHECK(std::all_of(d.begin(), d.end(), [](double g) { return g == 0.0; }));
-  const std::vector<double> zero(size_t(B), 0.0);
-  y.labels = labels.data();
-  y.weights = zero.data();
-  CHECK(cross_entropy_loss(d.data(), out.data(), y, B, C, spec).value == 0.0);
-  CHECK(std::all_of(d.begin(), d.end(), [](double g) { return g == 0.0; }));
+TEST(float64_sums_do_not_depend_on_row_order_or_repetition) {
+  check_weight_grads_f64<float>();
+  check_weight_grads_f64<double>();
 }
 
 TEST(reductions_are_exact_and_independent_of_threads) {

@@ -288,6 +288,91 @@ TEST(train_epoch_is_its_steps) {
   CHECK((reported == std::vector<int64_t>{16, 32, 48, 64}));
 }
 
+TEST(gradient_adds_the_l2_penalty_to_the_weights_only) {
+  // Network::gradient = the naive backprop gradient, plus l2 / B * W on every Dense weight
+  // (biases untouched), and the loss plus l2 / (2 B) ||W||^2; scale multiplies the data part.
+  const auto layers = ref::mlp({6, 12, 4});
+  const int64_t B = 7;
+  Network<double> net(layers, 3);
+  const auto x = ref::randn<double>(size_t(B * 6), 4);
+  const auto labels = labels_for(B, 4);
+  const std::vector<double> p = params_of(net);
+  const ref::Backprop want = ref::backprop(net.layers(), p, x, B, labels, {});
+  LossSpec spec = cross_entropy();
+  spec.scale = 3.0;
+  spec.l2 = 0.7;
+  const double value = net.gradient(x.data(), {labels.data(), nullptr}, B, spec, true);
+  std::vector<double> grads(want.grads);
+  double squares = 0;
+  for (double& g : grads) g *= spec.scale;
+  for (const DenseSizes& d : net.sizes().dense)
+    for (int64_t i = d.weight_offset; i < d.weight_offset + d.in * d.out; ++i) {
+      grads[size_t(i)] += spec.l2 / double(B) * p[size_t(i)];
+      squares += p[size_t(i)] * p[size_t(i)];
+    }
+  CHECK(std::fabs(value - (spec.scale * want.loss + 0.5 * spec.l2 * squares / double(B))) <= 1e-12);
+  CHECK_CLOSE(std::vector<double>(net.grads(), net.grads() + net.num_params()), grads, 1e-12,
+              1e-12, "gradient with scale and l2");
+  CHECK_BITWISE(params_of(net), p, "gradient does not update");
+}
+
+TEST(sample_weights_count_rows_and_float64_sums_apply_them) {
+  // Integer weights train like the rows repeated: the gradient of a weighted batch equals that
+  // of the repeated rows, with the weights in the loss rows or (float64 sums) in the sums.
+  const auto layers = ref::mlp({5, 16, 3});
+  const std::vector<double> w = {2, 0, 1, 3, 1, 1};
+  const int64_t B = int64_t(w.size());
+  const auto x = ref::randn<float>(size_t(B * 5), 6);
+  const auto labels = labels_for(B, 3);
+  std::vector<float> x_rep;
+  std::vector<int64_t> labels_rep;
+  for (int64_t r = 0; r < B; ++r)
+    for (int k = 0; k < int(w[size_t(r)]); ++k) {
+      x_rep.insert(x_rep.end(), x.begin() + r * 5, x.begin() + (r + 1) * 5);
+      labels_rep.push_back(labels[size_t(r)]);
+    }
+  LossSpec spec = cross_entropy();
+  spec.l2 = 0.1;
+  Network<float> rep(layers, 8);
+  const double want = rep.gradient(x_rep.data(), {labels_rep.data(), nullptr},
+                                   int64_t(labels_rep.size()), spec, true);
+  const std::vector<float> want_grads(rep.grads(), rep.grads() + rep.num_params());
+  for (bool f64 : {false, true}) {
+    Network<float> net(layers, 8);
+    net.set_float64_sums(f64);
+    const double value = net.gradient(x.data(), {labels.data(), nullptr, w.data()}, B, spec, true);
+    CHECK(std::fabs(value - want) <= 1e-6 * (1 + want));
+    CHECK_CLOSE(std::vector<float>(net.grads(), net.grads() + net.num_params()), want_grads, 1e-5,
+                1e-6, std::string("weighted gradient, float64 sums ") + (f64 ? "on" : "off"));
+  }
+}
+
+TEST(train_epoch_takes_an_order) {
+  // An epoch in a given row order is the epoch over the rows gathered in that order.
+  const auto layers = ref::mlp({4, 8, 2});
+  const int64_t N = 10, bs = 4;
+  const auto X = ref::randn<float>(size_t(N * 4), 2);
+  const auto y = labels_for(N, 2);
+  const std::vector<double> w = {1, 2, 0.5, 1, 3, 1, 1, 2, 1, 0.25};
+  const std::vector<int64_t> order = {3, 9, 0, 4, 7, 1, 8, 2, 6, 5};
+  std::vector<float> X_ord;
+  std::vector<int64_t> y_ord;
+  std::vector<double> w_ord;
+  for (int64_t i : order) {
+    X_ord.insert(X_ord.end(), X.begin() + i * 4, X.begin() + (i + 1) * 4);
+    y_ord.push_back(y[size_t(i)]);
+    w_ord.push_back(w[size_t(i)]);
+  }
+  Network<float> a(layers, 1), b(layers, 1);
+  Optimizer<float> oa(sgd(0.1), {{0, a.num_params()}}), ob(sgd(0.1), {{0, b.num_params()}});
+  const EpochStats sa = a.train_epoch(X.data(), {y.data(), nullptr, w.data()}, N, bs, false,
+                                      cross_entropy(), oa, 0.0, nullptr, order.data());
+  const EpochStats sb = b.train_epoch(X_ord.data(), {y_ord.data(), nullptr, w_ord.data()}, N, bs,
+                                      false, cross_entropy(), ob, 0.0, nullptr);
+  CHECK_BITWISE(params_of(a), params_of(b), "train_epoch in an order vs the gathered rows");
+  CHECK(sa.loss == sb.loss && sa.steps == 3);
+}
+
 TEST(a_non_finite_step_is_refused_and_changes_nothing) {
   // Tanh passes a NaN on (ReLU would turn it into 0 and only the gradient would show it).
   const std::vector<LayerSpec> layers = {dense(4, 8), act(8, Activation::Tanh), dense(8, 2)};
