@@ -10,7 +10,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'BatchCheck', 'BatchRule', 'DenseSizes', 'Init', 'LayerKind', 'LayerSpec', 'LossKind', 'LossSpec', 'Network32', 'Network64', 'Optimizer32', 'Optimizer64', 'OptimizerConfig', 'OptimizerKind', 'SizeTable', 'StepStatus', 'check_features', 'check_targets', 'clip_grad_norm', 'get_num_threads', 'loss_forward', 'set_num_threads', 'size_table']
+__all__: list[str] = ['Activation', 'BatchCheck', 'BatchRule', 'DenseSizes', 'Init', 'LayerKind', 'LayerSpec', 'LossKind', 'LossSpec', 'Network32', 'Network64', 'Optimizer32', 'Optimizer64', 'OptimizerConfig', 'OptimizerKind', 'SizeTable', 'StepStatus', 'check_features', 'check_targets', 'clip_grad_norm', 'gemm_isa', 'get_num_threads', 'loss_forward', 'set_num_threads', 'size_table']
 class LayerKind:
     """
     Members:
@@ -758,6 +758,8 @@ def clip_grad_norm(model: Network32, max_norm: typing.SupportsFloat | typing.Sup
     ...
 @typing.overload
 def clip_grad_norm(model: Network64, max_norm: typing.SupportsFloat | typing.SupportsIndex) -> float:
+    ...
+def gemm_isa() -> str:
     ...
 def get_num_threads() -> int:
     ...
