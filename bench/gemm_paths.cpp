@@ -3,7 +3,8 @@
 // the path before the own kernels and on CPUs without AVX2 + FMA) and one plain OpenBLAS call
 // per product with OpenBLAS's own threading (the fastest non-invariant path, not deterministic
 // across thread counts). Rounds interleave the paths (reversed every other round); times are
-// medians over the rounds, ratios the medians of the per-round ratios.
+// medians over the rounds, ratios the medians of the per-round ratios. At 1 thread the times are
+// the thread's CPU time (steadier on a shared machine), on more threads wall time.
 //
 //   gemm_paths [--threads 1,2] [--rounds 15] [--double]
 //
@@ -19,6 +20,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <time.h>
 
 #include "steepest/gemm.hpp"
 #include "steepest/gemm_kernels.hpp"
@@ -97,22 +100,34 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// The thread's CPU time at 1 thread, else wall time, in seconds.
+double now(bool cpu) {
+  if (cpu) {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 // Seconds for `reps` passes over the products selected by `which` (0 forward, 1 backward).
 template <class T>
 double time_pass(Path path, const std::vector<Product>& ps, std::vector<Operands<T>>& ops,
                  int which, int reps) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const bool cpu = get_num_threads() == 1;
+  const double t0 = now(cpu);
   for (int r = 0; r < reps; ++r)
     for (size_t i = 0; i < ps.size(); ++i)
       if (ps[i].forward == (which == 0)) run(path, ps[i], ops[i]);
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+  return (now(cpu) - t0) / reps;
 }
 
 template <class T>
 void table(int threads, int rounds) {
   set_num_threads(threads);
-  std::printf("\n### %d thread%s, %s (own kernels: %s)\n\n", threads, threads > 1 ? "s" : "",
-              sizeof(T) == 4 ? "float32" : "float64", gemm_isa_name(gemm_isa()));
+  std::printf("\n### %d thread%s, %s (own kernels: %s; %s)\n\n", threads, threads > 1 ? "s" : "",
+              sizeof(T) == 4 ? "float32" : "float64", gemm_isa_name(gemm_isa()),
+              threads == 1 ? "thread CPU time" : "wall time");
   std::printf("| model | products | own kernels | OpenBLAS tiles | OpenBLAS plain | own / tiles | own / plain |\n");
   std::printf("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
   std::mt19937 rng(1);
@@ -150,6 +165,7 @@ void table(int threads, int rounds) {
                   which == 0 ? "forward" : which == 1 ? "backward" : "all",
                   1e6 * median(t[kOwn]), 1e6 * median(t[kTiles]), 1e6 * median(t[kPlain]),
                   median(own_tiles), median(own_plain));
+      std::fflush(stdout);
     }
   }
 }

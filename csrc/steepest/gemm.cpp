@@ -25,6 +25,11 @@ constexpr int64_t kPieceWork = int64_t(1) << 28;
 // The fewest rows of K a chunk keeps, and the multiple of K at which chunks start (the own dot
 // kernels' K block: gemm_kernels.hpp).
 constexpr int64_t kMinChunk = 256;
+// Products other than x W^T of more multiply-adds than this run on OpenBLAS tiles: on the
+// 1024-2048-2048-10 b1024 step's backward products the own broadcast kernels measured 1.32x
+// OpenBLAS's time at 1 thread (1.17x at 2), on every smaller step's 0.90-0.95x
+// (bench/gemm_paths.cpp). x W^T stays on the own kernels at every size: batch invariance.
+constexpr int64_t kOwnBroadcastWork = int64_t(1) << 30;
 // Batch-1 work over at least this many weights is split in row tiles (see row_tiles).
 constexpr int64_t kRowTileWork = int64_t(1) << 15;
 }  // namespace
@@ -263,14 +268,17 @@ void own_gemm(GemmIsa isa, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T 
   }
 }
 
-// On steepest's own kernels where the CPU has them (own), else on OpenBLAS.
+// On steepest's own kernels where the CPU has them (own) for every x W^T and the smaller other
+// products, else on OpenBLAS.
 template <class T>
 void gemm_t(bool own, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
             int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   for (int64_t d : {M, N, K, lda, ldb, ldc}) blas_dim(d);
   if (M == 0 || N == 0) return;
   const GemmIsa isa = gemm_isa();
-  if (own && isa != GemmIsa::none) {
+  const bool forward = !ta && tb;  // x W^T: a row's result must not depend on its batch
+  if (own && isa != GemmIsa::none &&
+      (forward || double(M) * double(N) * double(K) <= double(kOwnBroadcastWork))) {
     own_gemm(isa, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   } else {
     blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

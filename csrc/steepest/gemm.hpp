@@ -1,10 +1,11 @@
 // Matrix products. steepest's own kernels (gemm_kernels.hpp) do the arithmetic where the CPU has
-// AVX2 + FMA, OpenBLAS elsewhere, always on one thread per call; large products are split in
+// AVX2 + FMA (every x W^T product, the others up to 2^30 multiply-adds), OpenBLAS elsewhere,
+// always on one thread per call; large products are split in
 // tiles chosen from the shape alone and run on the core's pool (threads.hpp), so the result is
 // bitwise the same on any number of threads. On the own kernels a row of C depends only on its
-// row of op(A) (and op(B), K, alpha, beta): a row's output is bitwise the same whatever batch
-// it is computed in, batch 1 included. On OpenBLAS, products with a dimension of 1 (batch 1)
-// are matrix-vector and outer products (another order of the sums).
+// row of op(A) (and op(B), K, alpha, beta): a layer's forward product x W^T gives a row the
+// same bits whatever batch it is computed in, batch 1 included. On OpenBLAS, products with a
+// dimension of 1 (batch 1) are matrix-vector and outer products (another order of the sums).
 #pragma once
 
 #include <cstdint>
