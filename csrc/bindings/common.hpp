@@ -40,7 +40,7 @@ py::array_t<T> view(T* data, int64_t n, py::handle owner) {
 
 // A network plus the lock that lets many predictions run at once but never beside training,
 // and the hand-over that gives other threads a copy of the parameters at a step boundary of a
-// running epoch (copy_params).
+// running epoch (copy_state).
 template <class T>
 struct Model {
   Model(std::vector<LayerSpec> layers, uint64_t seed, bool initialize)
@@ -51,18 +51,18 @@ struct Model {
   // (train_step, train_epoch, layer_outputs) has reused the activation buffers.
   py::object forward_input = py::none();
   // Guarded by pause: the thread running train_epoch (none: std::thread::id()), how many
-  // copy_params wait for its next step boundary, and whether it waits there for them.
+  // copy_state wait for its next step boundary, and whether it waits there for them.
   std::mutex pause;
   std::condition_variable pause_cv;
   std::thread::id epoch_thread;
   int waiting = 0;
   bool paused = false;
   std::atomic<int> asked{0};    // waiting, read between steps without the mutex
-  std::atomic<int> copying{0};  // copy_params holding busy shared: exclusive() waits for them
+  std::atomic<int> copying{0};  // copy_state holding busy shared: exclusive() waits for them
 };
 
 // The model for a call that changes it; refused while another thread trains or predicts. A
-// copy_params holds the lock for a moment only: it is waited for, so that saving from another
+// copy_state holds the lock for a moment only: it is waited for, so that saving from another
 // thread between two epochs never makes the next epoch fail.
 template <class T>
 std::unique_lock<std::shared_mutex> exclusive(Model<T>& m) {
@@ -76,23 +76,27 @@ std::unique_lock<std::shared_mutex> exclusive(Model<T>& m) {
   }
 }
 
-// Copies the parameters (num_params values) into dst as they are after a whole step: at once
+// Copies the parameters, buffers and counts into params (num_params values), buffers
+// (num_buffers) and counts (num_counts) as they are after a whole step: at once
 // when nothing changes the model; at the next step boundary of an epoch another thread runs
 // (it pauses there for the copy); after a single call another thread makes (train_step,
 // forward, an optimizer step). In the epoch's own thread (a signal handler, which the core runs
 // only before a step's update) the parameters are those of the last whole step already. Call it
 // without the GIL.
 template <class T>
-void copy_params(Model<T>& m, T* dst) {
-  const T* src = m.net.params();
-  const int64_t n = m.net.num_params();
+void copy_state(Model<T>& m, T* params, T* buffers, int64_t* counts) {
+  auto copy = [&] {
+    std::copy(m.net.params(), m.net.params() + m.net.num_params(), params);
+    std::copy(m.net.buffers(), m.net.buffers() + m.net.num_buffers(), buffers);
+    std::copy(m.net.counts(), m.net.counts() + m.net.num_counts(), counts);
+  };
   for (;;) {
     bool copied = false;
     m.copying.fetch_add(1);
     {
       std::shared_lock<std::shared_mutex> lock(m.busy, std::try_to_lock);
       if (lock.owns_lock()) {
-        std::copy(src, src + n, dst);
+        copy();
         copied = true;
       }
     }
@@ -100,7 +104,7 @@ void copy_params(Model<T>& m, T* dst) {
     if (copied) return;
     std::unique_lock<std::mutex> g(m.pause);
     if (m.epoch_thread == std::this_thread::get_id()) {
-      std::copy(src, src + n, dst);
+      copy();
       return;
     }
     if (m.epoch_thread == std::thread::id()) {  // a single call: it ends soon
@@ -111,14 +115,14 @@ void copy_params(Model<T>& m, T* dst) {
     m.asked.store(++m.waiting);
     m.pause_cv.wait(g, [&] { return m.paused || m.epoch_thread == std::thread::id(); });
     copied = m.paused;
-    if (copied) std::copy(src, src + n, dst);
+    if (copied) copy();
     m.asked.store(--m.waiting);
     m.pause_cv.notify_all();
     if (copied) return;
   }
 }
 
-// train_epoch's side of copy_params: marks the thread running the epoch for its lifetime, and
+// train_epoch's side of copy_state: marks the thread running the epoch for its lifetime, and
 // after each step (train_epoch's progress call) lets waiting copies take the parameters.
 template <class T>
 class EpochHandOver {

@@ -1,12 +1,14 @@
 // Free functions: the size table of a list of layer specs, the batch check, a loss as a pure
-// function, gradient clipping, and the thread count.
+// function, gradient clipping, the matrix-product kernels and the thread count.
 #include <pybind11/stl.h>
 
 #include <cmath>
 #include <optional>
+#include <string>
 
 #include "bindings/common.hpp"
 #include "bindings/register.hpp"
+#include "steepest/gemm_kernels.hpp"
 
 namespace steepest::bindings {
 
@@ -84,6 +86,10 @@ void register_functions(py::module_& m) {
 
   register_typed<float>(m);
   register_typed<double>(m);
+
+  // The matrix-product kernels this CPU runs: "avx512" or "avx2" (steepest's own, whose
+  // results do not depend on the thread count nor on the batch a row is in), or "none" (BLAS).
+  m.def("gemm_isa", [] { return std::string(gemm_isa_name(gemm_isa())); });
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);

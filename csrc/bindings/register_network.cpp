@@ -1,6 +1,6 @@
-// Network32 / Network64: a network with zero-copy views of its flat params and grads, and its
-// calls (forward, backward, train_step, train_epoch, infer), each with the model locked and the
-// GIL released around the computation.
+// Network32 / Network64: a network with zero-copy views of its flat params, grads, buffers and
+// counts, and its calls (forward, backward, train_step, train_epoch, infer), each with the model
+// locked and the GIL released around the computation.
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -120,6 +120,14 @@ void register_model(py::module_& m, const char* name) {
       .def_property_readonly("grads", [](py::object self) {
         auto& s = self.cast<M&>();
         return view<T>(s.net.grads(), s.net.num_params(), self);
+      })
+      .def_property_readonly("buffers", [](py::object self) {
+        auto& s = self.cast<M&>();
+        return view<T>(s.net.buffers(), s.net.num_buffers(), self);
+      })
+      .def_property_readonly("counts", [](py::object self) {
+        auto& s = self.cast<M&>();
+        return view<int64_t>(s.net.counts(), s.net.num_counts(), self);
       })
       .def_property(
           "rng_state", [](M& s) { return s.net.rng().state(); },
@@ -308,26 +316,38 @@ void register_model(py::module_& m, const char* name) {
            py::arg("sum") = py::none(), py::arg("stop") = py::none(),
            py::arg("on_step") = py::none(), py::arg("weights").noconvert() = py::none(),
            py::arg("order").noconvert() = py::none())
-      .def("copy_params",
-           // A copy of the parameters after a whole step, also while another thread trains
-           // (see copy_params).
+      .def("copy_state",
+           // (params, buffers, counts): copies after a whole step, also while another thread
+           // trains (see copy_state).
            [](M& s) {
-             Array<T> out({s.net.num_params()});
-             T* dst = out.mutable_data();
-             py::gil_scoped_release release;
-             copy_params(s, dst);
-             return out;
+             Array<T> params({s.net.num_params()}), buffers({s.net.num_buffers()});
+             Array<int64_t> counts({s.net.num_counts()});
+             T* p = params.mutable_data();
+             T* b = buffers.mutable_data();
+             int64_t* c = counts.mutable_data();
+             {
+               py::gil_scoped_release release;
+               copy_state(s, p, b, c);
+             }
+             return py::make_tuple(params, buffers, counts);
            })
-      .def("write_params",
-           // Replaces the parameters with flat (num_params values); refused while another
-           // thread trains or predicts.
-           [](M& s, Array<T> flat) {
-             if (flat.ndim() != 1 || flat.shape(0) != s.net.num_params())
-               throw std::invalid_argument("write_params: flat must have num_params values");
+      .def("write_state",
+           // Replaces the parameters, buffers and counts (flat, of num_params, num_buffers and
+           // num_counts values); refused while another thread trains or predicts.
+           [](M& s, Array<T> params, Array<T> buffers, Array<int64_t> counts) {
+             if (params.ndim() != 1 || params.shape(0) != s.net.num_params() ||
+                 buffers.ndim() != 1 || buffers.shape(0) != s.net.num_buffers() ||
+                 counts.ndim() != 1 || counts.shape(0) != s.net.num_counts())
+               throw std::invalid_argument(
+                   "write_state: params, buffers and counts must have num_params, num_buffers "
+                   "and num_counts values");
              auto lock = exclusive(s);
-             std::copy(flat.data(), flat.data() + flat.shape(0), s.net.params());
+             std::copy(params.data(), params.data() + params.shape(0), s.net.params());
+             std::copy(buffers.data(), buffers.data() + buffers.shape(0), s.net.buffers());
+             std::copy(counts.data(), counts.data() + counts.shape(0), s.net.counts());
            },
-           py::arg("flat").noconvert())
+           py::arg("params").noconvert(), py::arg("buffers").noconvert(),
+           py::arg("counts").noconvert())
       .def("infer",
            [](M& s, Array<T> x) {
              require_batch(s.net, x, nullptr, LossKind::MSE, "infer");

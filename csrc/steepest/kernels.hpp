@@ -65,8 +65,9 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, in
 }
 
 // ---------------------------------------------------------------------------------------------
-// Activations. Elementwise ones act on n values; `param` is LeakyReLU's negative slope or ELU's
-// alpha. Backward may run in place (dx == dy); it reads the saved input x and/or output y.
+// Activations. Elementwise ones act on n values; `param` is LeakyReLU's negative slope, ELU's
+// alpha or Softplus's beta, `threshold` Softplus's (torch's defaults: beta 1, threshold 20).
+// Backward may run in place (dx == dy); it reads the saved input x and/or output y.
 
 template <class T>
 inline T sigmoid(T x) {
@@ -76,9 +77,19 @@ inline T sigmoid(T x) {
   return e / (T(1) + e);
 }
 
+// GELU's tanh approximation: tanh(sqrt(2 / pi) (x + 0.044715 x^3)), torch's constants.
+constexpr double kGeluBeta = 0.7978845608028654;  // sqrt(2 / pi)
+constexpr double kGeluKappa = 0.044715;
+
+template <class T>
+inline T gelu_tanh_inner(T x) {
+  return std::tanh(T(kGeluBeta) * (x + T(kGeluKappa) * x * x * x));
+}
+
 // y (n) <- x (n)
 template <class T>
-void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param) {
+void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param,
+                        T threshold = T(20)) {
   const int64_t cost = kind == Activation::ReLU || kind == Activation::LeakyReLU ? 1 : 8;
   for_chunks(n, cost, [=](int64_t lo, int64_t hi) {
     switch (kind) {
@@ -94,6 +105,9 @@ void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param) {
       case Activation::GELU:
         for (int64_t i = lo; i < hi; ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * T(M_SQRT1_2)));
         break;
+      case Activation::GELUTanh:
+        for (int64_t i = lo; i < hi; ++i) y[i] = T(0.5) * x[i] * (T(1) + gelu_tanh_inner(x[i]));
+        break;
       case Activation::SiLU:
         for (int64_t i = lo; i < hi; ++i) y[i] = x[i] * sigmoid(x[i]);
         break;
@@ -103,8 +117,14 @@ void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param) {
       case Activation::Tanh:
         for (int64_t i = lo; i < hi; ++i) y[i] = std::tanh(x[i]);
         break;
-      case Activation::Softplus:  // beta = 1, threshold = 20, as torch.nn.Softplus
-        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > T(20) ? x[i] : std::log1p(std::exp(x[i]));
+      case Activation::Softplus:
+        // log(1 + exp(beta x)) / beta, linear above the threshold as torch.nn.Softplus; in the
+        // form max(z, 0) + log1p(exp(-|z|)), which cannot overflow for any threshold.
+        for (int64_t i = lo; i < hi; ++i) {
+          const T z = param * x[i];
+          y[i] = z > threshold ? x[i]
+                               : (std::fmax(z, T(0)) + std::log1p(std::exp(-std::fabs(z)))) / param;
+        }
         break;
     }
   });
@@ -113,7 +133,7 @@ void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param) {
 // dx (n) <- dy (n), x (n) input, y (n) output of the forward pass
 template <class T>
 void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Activation kind,
-                         T param) {
+                         T param, T threshold = T(20)) {
   const int64_t cost = kind == Activation::ReLU || kind == Activation::LeakyReLU ? 1 : 8;
   for_chunks(n, cost, [=](int64_t lo, int64_t hi) {
     switch (kind) {
@@ -130,9 +150,11 @@ void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, 
         }
         break;
       case Activation::ELU:
+        // alpha exp(x) from x, not y + alpha: that sum cancels to 0 below x = -37.5 in double
+        // (and loses all relative accuracy well before), where exp(x) keeps it.
         for (int64_t i = lo; i < hi; ++i) {
-          const T g = dy[i], yi = y[i];
-          dx[i] = x[i] > T(0) ? g : g * (yi + param);
+          const T g = dy[i];
+          dx[i] = x[i] > T(0) ? g : g * param * std::exp(x[i]);
         }
         break;
       case Activation::GELU: {
@@ -144,6 +166,14 @@ void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, 
         }
         break;
       }
+      case Activation::GELUTanh:
+        // d/dx 0.5 x (1 + t) = 0.5 (1 + t) + 0.5 x (1 - t^2) beta (1 + 3 kappa x^2)
+        for (int64_t i = lo; i < hi; ++i) {
+          const T t = gelu_tanh_inner(x[i]);
+          const T inner = T(kGeluBeta) * (T(1) + T(3 * kGeluKappa) * x[i] * x[i]);
+          dx[i] = dy[i] * (T(0.5) * (T(1) + t) + T(0.5) * x[i] * (T(1) - t * t) * inner);
+        }
+        break;
       case Activation::SiLU:
         for (int64_t i = lo; i < hi; ++i) {
           T s = sigmoid(x[i]);
@@ -157,7 +187,10 @@ void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, 
         for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
         break;
       case Activation::Softplus:
-        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > T(20) ? dy[i] : dy[i] * sigmoid(x[i]);
+        for (int64_t i = lo; i < hi; ++i) {
+          const T z = param * x[i];
+          dx[i] = z > threshold ? dy[i] : dy[i] * sigmoid(z);
+        }
         break;
     }
   });

@@ -11,9 +11,16 @@ namespace steepest {
 // ---------------------------------------------------------------------------------------------
 // Layers
 
-enum class LayerKind : int32_t { Dense, Activation, Softmax, Dropout };
+// BatchNorm is torch's BatchNorm1d on (B, C); Standardize and MinMaxScale rescale each feature
+// with statistics learned from data ((x - mean) / std, (x - min) / range), not by gradients.
+enum class LayerKind : int32_t {
+  Dense, Activation, Softmax, Dropout, BatchNorm, LayerNorm, Standardize, MinMaxScale
+};
 
-enum class Activation : int32_t { ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh, Softplus };
+// GELU is the exact form (erf); GELUTanh torch's approximate="tanh".
+enum class Activation : int32_t {
+  ReLU, LeakyReLU, ELU, GELU, SiLU, Sigmoid, Tanh, Softplus, GELUTanh
+};
 
 enum class Init : int32_t {
   TorchDefault,   // torch.nn.Linear: W, b ~ U(-1/sqrt(in), 1/sqrt(in))
@@ -29,10 +36,17 @@ enum class Init : int32_t {
 struct LayerSpec {
   LayerKind kind = LayerKind::Dense;
   int64_t in = 0, out = 0;                   // feature widths (equal unless Dense)
-  bool bias = true;                          // Dense
+  bool bias = true;                          // Dense, BatchNorm, LayerNorm: a trainable bias
   Activation activation = Activation::ReLU;  // Activation
-  double param = 0.0;  // LeakyReLU slope, ELU alpha, Dropout probability
+  double param = 0.0;  // LeakyReLU slope, ELU alpha, Softplus beta, Dropout probability
+  double threshold = 20.0;  // Softplus: linear where beta * x > threshold
   Init init = Init::TorchDefault;            // Dense
+  bool affine = true;   // BatchNorm, LayerNorm: a trainable weight (scale)
+  double eps = 1e-5;    // BatchNorm, LayerNorm: added to the variance
+  // BatchNorm's running statistics: running = (1 - momentum) running + momentum batch; a
+  // negative momentum is torch's momentum=None, the cumulative average (1 / batches seen).
+  double momentum = 0.1;
+  bool track_running_stats = true;  // BatchNorm: without, eval mode uses batch statistics
   // Filled in by the network from the size table:
   int64_t weight_offset = -1, bias_offset = -1;
 };

@@ -79,6 +79,23 @@ def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
     return X
 
 
+def float64_chunks(X, name: str, n_features=None, chunk_rows=None):
+    """Yields X (N, n_features) of any real dtype and layout (a memory-mapped array too) as
+    C-contiguous float64 chunks of chunk_rows rows (by default about 8 MB each), each checked by
+    the core's rules as features() checks a whole X: statistics over X without a converted copy
+    of all of it. n_features None takes X's width."""
+    X = numeric(X, name)
+    width = n_features if n_features is not None else X.shape[1] if X.ndim == 2 else 1
+    _raise_shape(_core.check_features(X, width, np.float64), name, X.shape)
+    if chunk_rows is None:
+        chunk_rows = max(1, (1 << 20) // max(width, 1))
+    chunk_rows = integer(chunk_rows, "chunk_rows", low=1)
+    for start in range(0, X.shape[0], chunk_rows):
+        rows = _convert(X[start:start + chunk_rows], np.float64)
+        _raise(_core.check_features(rows, width, np.float64), name, rows.shape)
+        yield rows
+
+
 def labels(y, name: str, n_samples: int, n_classes: int, dtype: np.dtype,
            loss_spec) -> np.ndarray:
     """Integer class labels (N,) in [0, n_classes) -> C-contiguous int64."""
@@ -153,6 +170,12 @@ def _raise_overflow(check, original, name, dtype) -> None:
     if check.rule in (_RULE.XNonFinite, _RULE.YNonFinite) and (
             original.dtype.kind != "f" or all_finite(original)):
         raise ValueError(f"{name} holds values too large for {np.dtype(dtype).name}")
+
+
+def _raise_shape(check, name: str, shape: tuple) -> None:
+    """The ValueError when check says the shape of X is wrong (not 2-D, empty, another width)."""
+    if check.rule in (_RULE.XShape, _RULE.XEmpty, _RULE.XFeatures):
+        _raise(check, name, shape)
 
 
 def same_length(y: np.ndarray, name: str, n_samples: int) -> None:

@@ -2,8 +2,9 @@
 
 ``Sequential.fit`` is a thin call into ``fit`` here, the way Keras splits its Trainer and
 EpochIterator from the model. The model is an argument, never imported; the loop uses its
-``check_data``, ``train_epoch`` (one C++ call per epoch), ``evaluate_checked``,
-``flat_params``, ``rng_state``, ``history`` and ``stop_training``.
+``check_data``, ``adapt``, ``train_epoch`` (one C++ call per epoch), ``evaluate_checked``,
+``flat_params``, ``flat_buffers``, ``flat_counts``, ``rng_state``, ``history`` and
+``stop_training``.
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def prepare(model, X, y, loss, optimizer, epochs, batch_size, shuffle, validatio
                                                         "validation_data[1]"))
     elif validation_split is not None:
         X, y, val = split_validation(X, y, validation_split)
+    model.adapt(X, only_unadapted=True)  # Standardize / MinMaxScale layers learn the training X
     batch = X.shape[0] if batch_size is None else _checks.integer(batch_size, "batch_size",
                                                                   low=1)
     clip = clip_threshold(clip_grad_norm)
@@ -173,7 +175,8 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
     "allreduce_time" the mean seconds per rank in the gradient sums)."""
     start = time.perf_counter()
     lr = optimizer.lr
-    saved = optimizer.snapshot(), model.rng_state
+    saved = (optimizer.snapshot(), model.rng_state, model.flat_buffers().copy(),
+             model.flat_counts().copy())
     parallel = group is not None and group.size > 1
     stats = model.train_epoch(X, y, loss, optimizer, batch, shuffle, clip, progress,
                               group if parallel else None, on_step)
@@ -187,6 +190,8 @@ def run_epoch(model, epoch, X, y, batch, shuffle, loss, optimizer, clip, val,
         # Finite gradients, but an update overflowed: back to the epoch's start.
         optimizer.restore(saved[0])
         model.rng_state = saved[1]
+        model.flat_buffers()[...] = saved[2]
+        model.flat_counts()[...] = saved[3]
         raise TrainingDiverged("non-finite parameter after an update (overflow); the "
                                "state of the epoch's start was restored", epoch=epoch,
                                step=stats["steps"], loss=stats["loss"])
