@@ -242,8 +242,8 @@ inline ArrayInfo array_info(const py::array& a) {
 // label-range rules for net trained with loss (check_batch with values = false): the entry
 // points that take data Python validated once (fit's epochs, predict) check this much again.
 template <class T>
-void require_batch(const Network<T>& net, const py::array& x, const py::array* y, LossKind loss,
-                   const char* where) {
+void require_batch(const Network<T>& net, const py::array& x, const py::array* y,
+                   const LossSpec& loss, const char* where) {
   const ArrayInfo xi = array_info(x);
   const ArrayInfo yi = y ? array_info(*y) : ArrayInfo{};
   const BatchCheck c = check_batch(xi, y ? &yi : nullptr, scalar_type<T>(), net.in_features(),

@@ -74,7 +74,8 @@ void register_specs(py::module_& m) {
       .value("YLayout", BatchRule::YLayout)
       .value("YNonFinite", BatchRule::YNonFinite)
       .value("LabelRange", BatchRule::LabelRange)
-      .value("TargetRange", BatchRule::TargetRange);
+      .value("TargetRange", BatchRule::TargetRange)
+      .value("LossWeights", BatchRule::LossWeights);
 
   py::class_<LayerSpec>(m, "LayerSpec")
       .def(py::init<>())
@@ -99,7 +100,10 @@ void register_specs(py::module_& m) {
       .def_readwrite("delta", &LossSpec::delta)
       .def_readwrite("label_smoothing", &LossSpec::label_smoothing)
       .def_readwrite("scale", &LossSpec::scale)
-      .def_readwrite("l2", &LossSpec::l2);
+      .def_readwrite("l2", &LossSpec::l2)
+      .def_readwrite("weight", &LossSpec::weight)
+      .def_readwrite("pos_weight", &LossSpec::pos_weight)
+      .def_readwrite("ignore_index", &LossSpec::ignore_index);
 
   py::class_<OptimizerConfig>(m, "OptimizerConfig")
       .def(py::init<>())

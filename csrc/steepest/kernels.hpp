@@ -275,12 +275,16 @@ struct RowWeights {
   double sum(int64_t B) const { return w ? total : double(B); }
 };
 
-// out (B, C), target (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits), PoissonNLL
+// out (B, C), target (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits, with torch's
+// per-output weight and pos_weight), PoissonNLL. Each row's loss is the mean over its outputs.
 template <class T>
 double regression_loss(T* dout, const T* out, const T* target, int64_t B, int64_t C,
                        const LossSpec& spec, RowWeights rw = {}) {
-  const double inv = spec.scale / (double(C) * rw.sum(B));
+  const double rows = rw.sum(B);
+  const double inv = rows > 0 ? spec.scale / (double(C) * rows) : 0.0;
   const T g = T(inv);
+  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
+  const double* pw = spec.pos_weight.empty() ? nullptr : spec.pos_weight.data();
   const T delta = T(spec.delta);
   double total = 0;
   for (int64_t r = 0; r < B; ++r) {
@@ -313,9 +317,22 @@ double regression_loss(T* dout, const T* out, const T* target, int64_t B, int64_
           break;
         }
         default: {  // BinaryCrossEntropy on logits: max(o, 0) - o t + log(1 + exp(-|o|))
-          const double od = o;
-          acc += (od > 0 ? od : 0.0) - od * double(t) + std::log1p(std::exp(-std::fabs(od)));
-          grad = sigmoid(o) - t;
+          const double od = o, softplus_neg = std::log1p(std::exp(-std::fabs(od)));
+          const int64_t c = i - r * C;
+          double value;
+          if (pw) {  // torch: (1 - t) o + (1 + (pos_weight - 1) t) log(1 + exp(-o))
+            const double lw = 1.0 + (pw[c] - 1.0) * double(t);
+            value = (1.0 - double(t)) * od + lw * (softplus_neg + (od < 0 ? -od : 0.0));
+            grad = (T(1) - t) - T(lw) * sigmoid(-o);
+          } else {
+            value = (od > 0 ? od : 0.0) - od * double(t) + softplus_neg;
+            grad = sigmoid(o) - t;
+          }
+          if (cw) {  // torch's weight: each output's loss and gradient times its weight
+            value *= cw[c];
+            grad *= T(cw[c]);
+          }
+          acc += value;
           break;
         }
       }
@@ -326,36 +343,93 @@ double regression_loss(T* dout, const T* out, const T* target, int64_t B, int64_
   return total * inv;
 }
 
-// CrossEntropy on logits out (B, C) with integer labels (B) in [0, C), optional label
-// smoothing eps: target distribution q = (1 - eps) onehot + eps / C. Log-sum-exp, no overflow.
-// dout (B, C) = (softmax(out) - q) * scale / B (weights: see above).
+// The normalizer of a batch's loss: sum_r w_r n_r (LossSpec): rw.sum(B), or with class indices
+// (labels, CrossEntropy) and class weights or ignored rows, the sum of the rows' w_r weight[y_r].
+inline double loss_normalizer(const int64_t* labels, int64_t B, const LossSpec& spec,
+                              RowWeights rw) {
+  if (!labels || spec.kind != LossKind::CrossEntropy) return rw.sum(B);
+  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
+  double norm = 0;
+  bool plain = !cw;
+  for (int64_t r = 0; r < B; ++r) {
+    if (labels[r] == spec.ignore_index) {
+      plain = false;
+      continue;
+    }
+    norm += rw.at(r) * (cw ? cw[labels[r]] : 1.0);
+  }
+  return plain ? rw.sum(B) : norm;
+}
+
+// CrossEntropy on logits out (B, C) (log-sum-exp: no overflow) against class indices labels
+// (B) or, when labels is nullptr, class probabilities probs (B, C), with torch's label
+// smoothing eps (the target distribution q = (1 - eps) target + eps / C), class weights w_c
+// (spec.weight) and ignore_index. A row's loss is sum_c w_c q_c (lse - o_c); its gradient
+// (softmax(o) sum_c w_c q_c - w q), times spec.scale and the row's sample weight over the
+// normalizer (loss_normalizer; weights: see above).
 template <class T>
-double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, int64_t B, int64_t C,
-                          double label_smoothing, double scale = 1.0, RowWeights rw = {}) {
-  const double eps = label_smoothing;
-  const double weight = rw.sum(B);
+double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, const T* probs,
+                          int64_t B, int64_t C, const LossSpec& spec, RowWeights rw = {}) {
+  const double eps = spec.label_smoothing, scale = spec.scale;
+  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
+  double cw_sum = 0;
+  for (int64_t c = 0; cw && c < C; ++c) cw_sum += cw[c];
+  const double weight = loss_normalizer(labels, B, spec, rw);
+  if (!(weight > 0)) {  // nothing counts: no loss, no gradient
+    if (dout) std::fill(dout, dout + B * C, T(0));
+    return 0.0;
+  }
   double total = 0;
   const T inv_b = T(scale / weight);
+  const T smooth = T(eps / double(C));
   for (int64_t r = 0; r < B; ++r) {
     const T* o = out + r * C;
+    T* d = dout ? dout + r * C : nullptr;
+    if (labels && labels[r] == spec.ignore_index) {  // no loss, no gradient
+      if (d) std::fill(d, d + C, T(0));
+      continue;
+    }
     T mx = o[0];
     for (int64_t c = 1; c < C; ++c) mx = o[c] > mx ? o[c] : mx;
     double sum = 0, sum_logits = 0;
     for (int64_t c = 0; c < C; ++c) {
       sum += std::exp(double(o[c] - mx));
-      sum_logits += double(o[c]);
+      sum_logits += double(o[c]) * (cw ? cw[c] : 1.0);
     }
     const double lse = double(mx) + std::log(sum);
-    const int64_t y = labels[r];
-    // -sum_c q_c log p_c with log p_c = o_c - lse
-    total += rw.at(r) * ((1.0 - eps) * (lse - double(o[y])) + eps * (lse - sum_logits / double(C)));
-    if (dout) {
-      T* d = dout + r * C;
-      const T inv_sum = T(1.0 / sum);
-      const T smooth = T(eps / double(C));
-      const T f = rw.w && rw.weigh_grad ? T(rw.w[r] * scale / weight) : inv_b;
-      for (int64_t c = 0; c < C; ++c) d[c] = (std::exp(o[c] - mx) * inv_sum - smooth) * f;
-      d[y] -= T(1.0 - eps) * f;
+    const T inv_sum = T(1.0 / sum);
+    const T f = rw.w && rw.weigh_grad ? T(rw.w[r] * scale / weight) : inv_b;
+    if (labels) {
+      const int64_t y = labels[r];
+      const double wy = cw ? cw[y] : 1.0;
+      // -sum_c w_c q_c log p_c with log p_c = o_c - lse: (1 - eps) w_y (lse - o_y) plus eps
+      // times the mean over the classes of w_c (lse - o_c).
+      const double smoothed = cw ? (cw_sum * lse - sum_logits) / double(C)
+                                 : lse - sum_logits / double(C);
+      total += rw.at(r) * ((1.0 - eps) * wy * (lse - double(o[y])) + eps * smoothed);
+      if (d) {
+        if (cw) {
+          const T q_sum = T((1.0 - eps) * wy + eps * cw_sum / double(C));  // sum_c w_c q_c
+          for (int64_t c = 0; c < C; ++c)
+            d[c] = (std::exp(o[c] - mx) * inv_sum * q_sum - T(cw[c]) * smooth) * f;
+        } else {
+          for (int64_t c = 0; c < C; ++c) d[c] = (std::exp(o[c] - mx) * inv_sum - smooth) * f;
+        }
+        d[y] -= T((1.0 - eps) * wy) * f;
+      }
+    } else {
+      const T* t = probs + r * C;
+      auto wq = [&](int64_t c) {  // w_c q_c
+        return (cw ? cw[c] : 1.0) * ((1.0 - eps) * double(t[c]) + eps / double(C));
+      };
+      double q_sum = 0, row = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        q_sum += wq(c);
+        row += wq(c) * (lse - double(o[c]));
+      }
+      total += rw.at(r) * row;
+      for (int64_t c = 0; d && c < C; ++c)
+        d[c] = (std::exp(o[c] - mx) * inv_sum * T(q_sum) - T(wq(c))) * f;
     }
   }
   return total / weight * scale;

@@ -228,9 +228,9 @@ double Network<T>::loss(const LossSpec& spec, Target<T> y) {
     for (int64_t r = 0; r < batch_; ++r) rw.total += y.weights[r];
   }
   weight_sum_ = rw.sum(batch_);
+  loss_weight_ = loss_normalizer(y.labels, batch_, spec, rw);
   if (spec.kind == LossKind::CrossEntropy)
-    return cross_entropy_loss(grad_a_.data(), out, y.labels, batch_, C, spec.label_smoothing,
-                              spec.scale, rw);
+    return cross_entropy_loss(grad_a_.data(), out, y.labels, y.values, batch_, C, spec, rw);
   return regression_loss(grad_a_.data(), out, y.values, batch_, C, spec, rw);
 }
 
@@ -450,13 +450,23 @@ StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const Loss
 }
 
 namespace {
-// Rows of out (B, C) whose largest value sits at the label's index.
+// CrossEntropy's accuracy: rows of out (B, C) whose largest value sits at the label's index
+// (or at the largest class probability's); rows with ignore_index are not counted (scored).
 template <class T>
-int64_t count_correct(const T* out, const int64_t* labels, int64_t B, int64_t C) {
+int64_t count_correct(const T* out, Target<T> y, int64_t B, int64_t C, int64_t ignore_index,
+                      int64_t* scored) {
   int64_t correct = 0;
   for (int64_t r = 0; r < B; ++r) {
     const T* o = out + r * C;
-    correct += std::max_element(o, o + C) - o == labels[r];
+    int64_t label;
+    if (y.labels) {
+      label = y.labels[r];
+      if (label == ignore_index) continue;
+    } else {
+      label = std::max_element(y.values + r * C, y.values + (r + 1) * C) - (y.values + r * C);
+    }
+    correct += std::max_element(o, o + C) - o == label;
+    *scored += 1;
   }
   return correct;
 }
@@ -464,12 +474,14 @@ int64_t count_correct(const T* out, const int64_t* labels, int64_t B, int64_t C)
 
 template <class T>
 StepStatus Network<T>::parallel_step(const T* x, Target<T> y, int64_t b, int64_t first,
-                                     int64_t B, const LossSpec& spec, Optimizer<T>& opt,
-                                     double clip_norm, const Parallel<T>& parallel,
-                                     double* loss_out, double* sum_seconds) {
+                                     int64_t B, double normalizer, const LossSpec& spec,
+                                     Optimizer<T>& opt, double clip_norm,
+                                     const Parallel<T>& parallel, double* loss_out,
+                                     double* sum_seconds) {
   // This process's share of the gradient of the global batch's mean loss: the gradient of the
-  // mean over its b rows, scaled by b / B before backpropagation; the sum adds the shares. Every
-  // process reaches the sum, whatever happened to its share.
+  // mean over its b rows (over their weight), scaled by that weight over the global batch's
+  // (b / B without weights) before backpropagation; the sum adds the shares. Every process
+  // reaches the sum, whatever happened to its share.
   T* control = grads_.data() + num_params();
   const Rng::State rng_before = rng_.state();
   double value = 0;
@@ -484,10 +496,12 @@ StepStatus Network<T>::parallel_step(const T* x, Target<T> y, int64_t b, int64_t
       value = loss(spec, y);
       finite = std::isfinite(value);
       if (finite) {
-        scale(grad_a_.data(), T(double(b) / double(B)), b * out_features());
-        backward_from_loss(false);
+        const double share = normalizer > 0 ? loss_weight_ / normalizer : 0.0;
+        scale(grad_a_.data(), T(share), b * out_features());
+        backward_from_loss(false, false, y.weights);
       }
     } else {
+      loss_weight_ = 0;
       skip_dropout(B);
     }
   } catch (const Interrupted&) {
@@ -545,9 +559,8 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
                                    const std::function<void(const EpochStats&)>& progress,
                                    const Parallel<T>* parallel, const double* weights,
                                    const int64_t* order) {
-  if (parallel && (weights || spec.l2 > 0))
-    throw std::invalid_argument("train_epoch: data-parallel training takes no sample weights "
-                                "and no l2 penalty");
+  if (parallel && spec.l2 > 0)
+    throw std::invalid_argument("train_epoch: data-parallel training takes no l2 penalty");
   EpochStats stats;
   const Rng::State rng_before = rng_.state();
   stats.grad_norms.assign(table_.dense.size(), 0.0);
@@ -586,7 +599,15 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
   if (labels) batch_labels_.resize(size_t(share));
   else batch_y_.resize(size_t(share * C));
   if (weights && gather) batch_w_.resize(size_t(bs));
-  double loss_sum = 0;
+  // Data-parallel: each process needs the global batch's normalizer, from all its labels and
+  // weights (without either it is the batch's rows).
+  const bool global_norm = parallel && (labels || weights);
+  if (global_norm && labels) global_labels_.resize(size_t(bs));
+  if (global_norm && weights) global_w_.resize(size_t(bs));
+  // The epoch's loss: the batches' values weighted by their normalizers (their rows, or their
+  // sample x class weights), i.e. the weighted mean over the epoch's rows.
+  double loss_sum = 0, weight_sum = 0;
+  auto mean_loss = [&] { return weight_sum > 0 ? loss_sum / weight_sum : 0.0; };
   for (int64_t start = 0; start < N; start += bs) {
     if (!parallel && interrupt_requested()) {  // data-parallel: decided in the step
       stats.status = StepStatus::Interrupted;
@@ -598,7 +619,9 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
     if (labels) {
       yb.labels = rows_of(y, batch_labels_.data(), gather, order_, lo, b);
       // Validated before, in chunks; checked again so that no label reads out of bounds.
-      if (std::any_of(yb.labels, yb.labels + b, [C](int64_t l) { return l < 0 || l >= C; }))
+      if (std::any_of(yb.labels, yb.labels + b, [C, &spec](int64_t l) {
+            return (l < 0 || l >= C) && l != spec.ignore_index;
+          }))
         throw std::invalid_argument("train_epoch: a label is outside [0, outputs)");
     } else {
       yb.values = rows_of(y, batch_y_.data(), gather, order_, lo, b);
@@ -610,24 +633,39 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
       yb.weights = weights + lo;
     }
     const T* xb = rows_of(X, batch_x_.data(), gather, order_, lo, b);
+    double normalizer = double(B);
+    if (global_norm) {
+      RowWeights whole;
+      const int64_t* whole_labels = nullptr;
+      if (labels) whole_labels = rows_of(y, global_labels_.data(), gather, order_, start, B);
+      if (weights) {
+        for (int64_t r = 0; r < B; ++r)
+          global_w_[size_t(r)] = weights[gather ? order_[size_t(start + r)] : start + r];
+        whole.w = global_w_.data();
+        for (int64_t r = 0; r < B; ++r) whole.total += global_w_[size_t(r)];
+      }
+      normalizer = loss_normalizer(whole_labels, B, spec, whole);
+    }
     double value = 0;
     const StepStatus status =
-        parallel ? parallel_step(xb, yb, b, lo - start, B, spec, opt, clip_norm, *parallel,
-                                 &value, &stats.sum_seconds)
+        parallel ? parallel_step(xb, yb, b, lo - start, B, normalizer, spec, opt, clip_norm,
+                                 *parallel, &value, &stats.sum_seconds)
                  : train_step(xb, yb, B, spec, opt, clip_norm, &value);
     if (status != StepStatus::Ok) {
       stats.status = status;
       if (status != StepStatus::Interrupted) stats.bad_loss = value;
       break;
     }
-    loss_sum += value * double(b);
-    if (labels && b > 0)
-      stats.correct += count_correct(layer_out(layers_.size() - 1), yb.labels, b, C);
+    loss_sum += value * loss_weight_;
+    weight_sum += loss_weight_;
+    if (spec.kind == LossKind::CrossEntropy && b > 0)
+      stats.correct += count_correct(layer_out(layers_.size() - 1), yb, b, C, spec.ignore_index,
+                                     &stats.scored);
     stats.samples += b;
     stats.steps += 1;
     for (size_t i = 0; i < grad_sq_.size(); ++i) stats.grad_norms[i] += std::sqrt(grad_sq_[i]);
     if (progress) {
-      stats.loss = loss_sum / double(std::max<int64_t>(stats.samples, 1));
+      stats.loss = mean_loss();
       stats.step_loss = value;
       progress(stats);
     }
@@ -635,7 +673,8 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
   // Interrupted before its first step: as it started (the shuffle drawn again next time).
   if (stats.status == StepStatus::Interrupted && stats.steps == 0) rng_.set_state(rng_before);
   if (stats.steps > 0) {
-    stats.loss = stats.samples > 0 ? loss_sum / double(stats.samples) : 0.0;
+    stats.loss = mean_loss();
+    stats.loss_weight = weight_sum;
     for (double& g : stats.grad_norms) g /= double(stats.steps);
   }
   return stats;

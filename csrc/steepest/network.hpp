@@ -177,7 +177,9 @@ class Network {
   // batch_size rows and the gradients are summed before every update, the interruptions too:
   // an interrupted process abandons its step and so do all, before the update. The result is
   // that of one process training on the global batches, up to the order of the sums; stats
-  // count this process's rows. Sample weights and an l2 penalty are refused with `parallel`.
+  // count this process's rows; each process's share of the gradient is weighted by its part of
+  // the global batch's normalizer (sample and class weights included). An l2 penalty is
+  // refused with `parallel`.
   EpochStats train_epoch(const Rows& X, const Rows& y, bool labels, int64_t batch_size,
                          bool shuffle, const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
                          const std::function<void(const EpochStats&)>& progress = {},
@@ -249,11 +251,13 @@ class Network {
   // Writes every weight gradient (the outer products) into grads_.
   void write_weight_grads();
   // A data-parallel train_step on this process's b rows, rows [first, first + b) of a global
-  // batch of B; interrupted (Interrupted thrown here or on another process) it is abandoned by
+  // batch of B whose loss is the mean over `normalizer` (its loss_normalizer: B without
+  // weights); interrupted (Interrupted thrown here or on another process) it is abandoned by
   // every process before the update, the RNG as before it.
   StepStatus parallel_step(const T* x, Target<T> y, int64_t b, int64_t first, int64_t B,
-                           const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
-                           const Parallel<T>& parallel, double* loss_out, double* sum_seconds);
+                           double normalizer, const LossSpec& spec, Optimizer<T>& opt,
+                           double clip_norm, const Parallel<T>& parallel, double* loss_out,
+                           double* sum_seconds);
   // Advances the RNG past the dropout masks of a batch of B rows (a process with no rows in it).
   void skip_dropout(int64_t B);
   // One optimizer step that writes each weight gradient a block of rows at a time and updates
@@ -288,6 +292,10 @@ class Network {
   std::vector<double> grad_sq_;
   bool float64_sums_ = false;
   double weight_sum_ = 0.0;  // sample weights (or rows) of the last loss
+  double loss_weight_ = 0.0;  // what the last loss is the mean over (loss_normalizer)
+  // Data-parallel: the whole global batch's labels and weights (its loss_normalizer).
+  std::vector<int64_t> global_labels_;
+  std::vector<double> global_w_;
   std::vector<double> sum_dy_, sum_x_, sum_dw_;  // float64 sums' scratch
 };
 

@@ -60,13 +60,22 @@ enum class LossKind : int32_t { MSE, L1, Huber, BinaryCrossEntropy, CrossEntropy
 
 // With sample weights the mean is weighted: sum_r w_r loss_r / sum_r w_r.
 struct LossSpec {
-  LossKind kind = LossKind::MSE;
+  LossSpec(LossKind k = LossKind::MSE) : kind(k) {}  // NOLINT: a kind is a spec with defaults
+  LossKind kind;
   double delta = 1.0;            // Huber
   double label_smoothing = 0.0;  // CrossEntropy
   double scale = 1.0;  // multiplies the loss and its gradient
   // In a training step, l2 / 2 ||W||^2 / (sum of the batch's sample weights, or its rows) is
   // added for every Dense weight W, biases excepted: scikit-learn's alpha.
   double l2 = 0.0;
+  // torch's options. CrossEntropy: one weight per class; BinaryCrossEntropy: one per output
+  // (broadcast over the rows). Empty: all 1. With class indices the mean is torch's weighted
+  // mean, sum_i w_i weight[y_i] l_i / sum_i w_i weight[y_i] (w_i: the sample weights, rows
+  // with ignore_index left out of both sums); every other mean is over the rows (or the sum
+  // of their sample weights). A batch whose normalizer is 0 has loss 0 and no gradient.
+  std::vector<double> weight;
+  std::vector<double> pos_weight;  // BinaryCrossEntropy: per output, the positives' weight
+  int64_t ignore_index = -100;     // CrossEntropy with class indices: rows that count 0
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -101,10 +110,12 @@ struct OptimizerConfig {
 enum class StepStatus : int32_t { Ok, NonFiniteLoss, NonFiniteGradient, Interrupted };
 
 struct EpochStats {
-  double loss = 0.0;       // mean loss over the samples of the completed steps
+  double loss = 0.0;       // mean loss over the samples of the completed steps (weighted)
   int64_t steps = 0;       // completed optimizer steps
   int64_t samples = 0;     // samples in those steps
-  int64_t correct = 0;     // of those, predicted right (argmax == label) before the update
+  int64_t correct = 0;     // CrossEntropy: of those, predicted right (argmax == label) before
+  int64_t scored = 0;      // the update, out of `scored` (the rows without ignore_index)
+  double loss_weight = 0.0;  // what `loss` is the mean over: the rows, or their weights
   StepStatus status = StepStatus::Ok;
   double bad_loss = 0.0;   // the offending loss when status is NonFinite*
   std::vector<double> grad_norms;  // per Dense layer: mean over steps of ||grad||_2

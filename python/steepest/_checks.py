@@ -102,7 +102,11 @@ def labels(y, name: str, n_samples: int, n_classes: int, dtype: np.dtype,
     y = numeric(y, name)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.dtype.kind == "f" and y.ndim == 1:  # integral floats convert; others cannot
+    if y.ndim != 1:  # (the core reads 2-D targets as class probabilities, of a float dtype)
+        raise ValueError(f"{name} must be 1-D integer class labels or float class "
+                         f"probabilities of shape (samples, {n_classes}), got shape {y.shape}"
+                         f" of dtype {y.dtype}")
+    if y.dtype.kind == "f":  # integral floats convert; others cannot
         if not np.isfinite(y).all():
             raise ValueError(f"{name} contains NaN or infinity")
         if not np.array_equal(y, np.round(y)):
@@ -133,8 +137,9 @@ def _targets(y, name, n_samples, n_outputs, dtype, loss_spec, element_type):
     if check.rule == _RULE.TargetRange and loss_spec.kind == _core.LossKind.PoissonNLL:
         raise ValueError(f"{name} must hold counts or rates >= 0 for PoissonNLL")
     if check.rule == _RULE.YShape:
-        raise ValueError(f"{name} must be 1-D integer class labels, got shape {y.shape}"
-                         if element_type == np.int64 else
+        raise ValueError(f"{name} must be 1-D integer class labels or float class "
+                         f"probabilities of shape (samples, {n_outputs}), got shape {y.shape}"
+                         if loss_spec.kind == _core.LossKind.CrossEntropy else
                          f"{name} must have shape (samples, {n_outputs}) to match the model's "
                          f"outputs, got {y.shape}")
     _raise(check, name, y.shape)
@@ -197,8 +202,10 @@ def _raise(check, name: str, shape: tuple) -> None:
         _RULE.YNonFinite: f"{name} contains NaN or infinity",
         _RULE.LabelRange: f"{name} holds labels in [{check.label_min}, {check.label_max}] but "
                           f"the model has {check.want} outputs: labels must be in "
-                          f"[0, {check.want - 1}]",
+                          f"[0, {check.want - 1}] (or the loss's ignore_index)",
         _RULE.TargetRange: f"{name} must hold probabilities in [0, 1] for BinaryCrossEntropy",
+        _RULE.LossWeights: f"the loss's weight or pos_weight has {check.got} values but the "
+                           f"model has {check.want} outputs: give one per output",
     }
     raise ValueError(messages.get(rule, f"{name} breaks the rule {rule.name}"))
 

@@ -444,8 +444,11 @@ class BatchRule:
       LabelRange
     
       TargetRange
+    
+      LossWeights
     """
     LabelRange: typing.ClassVar[BatchRule]
+    LossWeights: typing.ClassVar[BatchRule]
     Ok: typing.ClassVar[BatchRule]
     TargetRange: typing.ClassVar[BatchRule]
     XEmpty: typing.ClassVar[BatchRule]
@@ -547,6 +550,8 @@ class LayerSpec:
         ...
 class LossSpec:
     kind: LossKind
+    pos_weight: list[float]
+    weight: list[float]
     def __init__(self) -> None:
         ...
     @property
@@ -554,6 +559,12 @@ class LossSpec:
         ...
     @delta.setter
     def delta(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def ignore_index(self) -> int:
+        ...
+    @ignore_index.setter
+    def ignore_index(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def l2(self) -> float:
@@ -812,7 +823,7 @@ class Network32:
         ...
     def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, weights: numpy.typing.NDArray[numpy.float64] | None = None, order: numpy.typing.NDArray[numpy.int64] | None = None) -> dict:
         ...
-    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple:
         ...
     def write_state(self, params: numpy.typing.NDArray[numpy.float32], buffers: numpy.typing.NDArray[numpy.float32], counts: numpy.typing.NDArray[numpy.int64]) -> None:
         ...
@@ -865,7 +876,7 @@ class Network64:
         ...
     def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, weights: numpy.typing.NDArray[numpy.float64] | None = None, order: numpy.typing.NDArray[numpy.int64] | None = None) -> dict:
         ...
-    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple:
         ...
     def write_state(self, params: numpy.typing.NDArray[numpy.float64], buffers: numpy.typing.NDArray[numpy.float64], counts: numpy.typing.NDArray[numpy.int64]) -> None:
         ...
@@ -911,10 +922,10 @@ def gemm_isa() -> str:
 def get_num_threads() -> int:
     ...
 @typing.overload
-def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray) -> tuple[float, numpy.typing.NDArray[numpy.float32]]:  # type: ignore[overload-overlap]
+def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], float]:  # type: ignore[overload-overlap]
     ...
 @typing.overload
-def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray) -> tuple[float, numpy.typing.NDArray[numpy.float64]]:
+def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], float]:
     ...
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...

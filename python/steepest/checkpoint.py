@@ -38,17 +38,21 @@ def prepare(path) -> str:
     return path
 
 
-def fingerprint(model, optimizer, loss, X, y, batch_size, shuffle, clip) -> dict:
+def fingerprint(model, optimizer, loss, X, y, batch_size, shuffle, clip,
+                sample_weight=None) -> dict:
     """What must match for a checkpoint to belong to this run (the learning rate may differ:
     schedules change it)."""
     hyper = {k: v for k, v in optimizer.hyperparameters().items() if k != "lr"}
     x_shape, x_crc = _digest(X, lambda rows: np.ascontiguousarray(rows, model.dtype))
     y_shape, y_crc = _digest(y, lambda rows: loss.targets(rows, len(rows), model.out_features,
                                                           model.dtype))
-    return {"layers": model.config()["layers"], "dtype": model.dtype.name,
-            "optimizer": type(optimizer).__name__, "hyperparameters": _jsonable(hyper),
-            "loss": loss.config(), "batch_size": batch_size, "shuffle": bool(shuffle),
-            "clip_grad_norm": clip, "data": [x_shape, y_shape, x_crc, y_crc]}
+    run = {"layers": model.config()["layers"], "dtype": model.dtype.name,
+           "optimizer": type(optimizer).__name__, "hyperparameters": _jsonable(hyper),
+           "loss": loss.config(), "batch_size": batch_size, "shuffle": bool(shuffle),
+           "clip_grad_norm": clip, "data": [x_shape, y_shape, x_crc, y_crc]}
+    if sample_weight is not None:  # fit's row weights (sample and class weights)
+        run["sample_weight"] = _digest(sample_weight, lambda rows: rows)[1]
+    return run
 
 
 def _digest(a, convert) -> tuple:

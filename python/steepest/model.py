@@ -392,10 +392,12 @@ class Sequential:
             rows, part, self.in_features, self.dtype), name)
 
     def train_step(self, x: ArrayLike, y: ArrayLike, loss: Loss, optimizer: Optimizer,
-                   clip_grad_norm: Optional[float] = None) -> float:
+                   clip_grad_norm: Optional[float] = None, *,
+                   sample_weight: Optional[ArrayLike] = None) -> float:
         """zero_grad + forward + loss + backward + optimizer step in one C++ call; returns the
-        loss. Raises TrainingDiverged, without updating, if the loss or gradients are not
-        finite."""
+        loss. sample_weight (N,): the loss is then sum_i w_i l_i / sum_i w_i (see
+        steepest.losses). Raises TrainingDiverged, without updating, if the loss or gradients
+        are not finite."""
         check_loss(loss)
         check_optimizer(optimizer, self)
         if self._rescales:
@@ -405,13 +407,15 @@ class Sequential:
         if (self._classes is not None or not (type(x) is np.ndarray and type(y) is np.ndarray
                                               and type(loss) in _CORE_LOSSES)):
             x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
+        w = _checks.sample_weight(sample_weight, "sample_weight", len(x) if x.ndim else 0)
         # The core checks the batch by its rules first (the one implementation of them) and
         # runs the step only when it passes; otherwise convert (labels that are not class
         # indices: through classes_, learnt here), or raise naming x and y.
-        check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip, w)
         if not check.ok:
             x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
-            check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+            check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip,
+                                                         w)
         self._last = None  # the core's forward state now belongs to this step
         check_step(status, loss=value)
         return value
@@ -423,7 +427,10 @@ class Sequential:
             validation_split: Optional[float] = None,
             callbacks: Sequence[Callback] = (), verbose: int = 1,
             clip_grad_norm: Optional[float] = None, checkpoint: Optional[PathLike] = None,
-            diagnostics: bool = False, distributed: Any = None) -> dict[str, list[Any]]:
+            diagnostics: bool = False, distributed: Any = None,
+            sample_weight: Optional[ArrayLike] = None,
+            class_weight: Union[None, str, dict[Any, float]] = None
+            ) -> dict[str, list[Any]]:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -431,8 +438,17 @@ class Sequential:
         data set; batch_size=1 is stochastic gradient descent: one update per sample;
         anything between is mini-batch gradient descent.
 
-        validation_data=(X_val, y_val) is evaluated after every epoch; validation_split=0.1
-        instead holds out the last tenth of (X, y) for it, before any shuffling (as Keras).
+        validation_data=(X_val, y_val) (or (X_val, y_val, sample_weight_val)) is evaluated
+        after every epoch; validation_split=0.1 instead holds out the last tenth of (X, y) (and
+        of sample_weight) for it, before any shuffling (as Keras).
+
+        sample_weight (N,): each row's weight, >= 0; every batch's loss is then sum_i w_i l_i
+        / sum_i w_i over its rows (scikit-learn's MLP and Keras's convention), the weights
+        shuffled with their rows. class_weight: "balanced" (n_samples / (n_classes *
+        count(class)), scikit-learn's, counting sample weights) or {class: weight} (classes
+        left out weigh 1), for CrossEntropy with class labels or a one-output
+        BinaryCrossEntropy with two classes: multiplies each row's sample weight by its
+        class's weight. The history's accuracy stays the unweighted fraction of rows.
         verbose: 0 silent, 1 a progress bar (see steepest.progress), 2 a line per epoch.
 
         Returns the history (also kept as ``model.history``): per epoch "loss", "val_loss"
@@ -468,7 +484,8 @@ class Sequential:
                             validation_split=validation_split, callbacks=callbacks,
                             verbose=verbose, clip_grad_norm=clip_grad_norm,
                             checkpoint=checkpoint, diagnostics=diagnostics,
-                            distributed=distributed)
+                            distributed=distributed, sample_weight=sample_weight,
+                            class_weight=class_weight)
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
                     batch_size: int, shuffle: bool = True, clip: float = 0.0,
@@ -579,33 +596,57 @@ class Sequential:
             return out
         return sigmoid(out) if self.out_features == 1 or self.multilabel else softmax(out)
 
-    def evaluate(self, X: ArrayLike, y: ArrayLike, loss: Loss) -> dict[str, float]:
-        """{"loss": mean loss, "accuracy": fraction correct (classification losses: the
-        largest logit at the label for CrossEntropy, every logit on the target's side of 0
-        for BinaryCrossEntropy)}."""
+    def evaluate(self, X: ArrayLike, y: ArrayLike, loss: Loss,
+                 sample_weight: Optional[ArrayLike] = None) -> dict[str, float]:
+        """{"loss": mean loss (weighted by sample_weight when given, see steepest.losses),
+        "accuracy": fraction correct (classification losses, unweighted: the largest logit at
+        the label for CrossEntropy, rows with its ignore_index left out; every logit on the
+        target's side of 0 for BinaryCrossEntropy)}."""
         check_loss(loss)
         self._require_adapted()
-        return self.evaluate_checked(*self.check_data(X, y, loss), loss)
+        X, y = self.check_data(X, y, loss)
+        sample_weight = _checks.sample_weight(sample_weight, "sample_weight", len(X))
+        return self.evaluate_checked(X, y, loss, sample_weight)
 
     def evaluate_checked(self, X: np.ndarray, y: np.ndarray, loss: Loss,
-                         rows: Optional[tuple[int, int, int]] = None) -> dict[str, float]:
-        """evaluate() on (X, y) as check_data returns them: nothing is checked again (fit's
-        validation data, checked once before the first epoch). rows=(start, stop, n): only
-        rows [start, stop), their mean loss and accuracy weighted by their count over n (one
-        process's share of an evaluation split over processes: the shares add up to it)."""
-        start, stop, n = rows if rows is not None else (0, len(X), len(X))
-        total, correct = 0.0, 0
+                         sample_weight: Optional[np.ndarray] = None) -> dict[str, float]:
+        """evaluate() on (X, y) as check_data returns them and sample_weight as
+        check_sample_weight does: nothing is checked again (fit's validation data, checked
+        once before the first epoch)."""
+        return self.evaluation(self.evaluate_sums(X, y, loss, sample_weight), loss)
+
+    def evaluate_sums(self, X: np.ndarray, y: np.ndarray, loss: Loss,
+                      sample_weight: Optional[np.ndarray] = None,
+                      rows: Optional[tuple[int, int]] = None) -> dict[str, float]:
+        """The sums an evaluation of rows [start, stop) = rows (all by default) adds up, so
+        that the sums of several shares (processes) give the whole's (see evaluation):
+        "loss" (the loss times its weight), "weight" (the rows, or their weights as the loss
+        counts them), "correct" and "scored" (classification: rows right, rows counted)."""
+        start, stop = rows if rows is not None else (0, len(X))
+        sums = {"loss": 0.0, "weight": 0.0, "correct": 0, "scored": 0}
+        first = start  # the pieces are consecutive rows
         for xs, ys in data.pieces(X, y, start, stop):  # one piece for arrays in memory
+            first += len(xs)
             if not len(xs):
                 continue
+            ws = None if sample_weight is None else sample_weight[first - len(xs):first]
             out = self._net.infer(np.ascontiguousarray(xs, dtype=self.dtype))
             ys = loss.targets(ys, len(ys), self.out_features, self.dtype)
-            total += _core.loss_forward(loss._spec, out, ys)[0] * (len(xs) / n)
+            value, _, weight = _core.loss_forward(loss._spec, out, ys, ws)
+            sums["loss"] += value * weight
+            sums["weight"] += weight
             if loss.classification:
-                correct += int(np.count_nonzero(loss.correct(out, ys)))
-        result = {"loss": total}
+                sums["correct"] += int(np.count_nonzero(loss.correct(out, ys)))
+                sums["scored"] += loss.scored(ys)
+        return sums
+
+    @staticmethod
+    def evaluation(sums: dict[str, float], loss: Loss) -> dict[str, float]:
+        """{"loss": mean loss, "accuracy": fraction correct (classification)} from
+        evaluate_sums's sums."""
+        result = {"loss": sums["loss"] / sums["weight"] if sums["weight"] > 0 else 0.0}
         if loss.classification:
-            result["accuracy"] = correct / n
+            result["accuracy"] = sums["correct"] / max(sums["scored"], 1)
         return result
 
     # -- description ------------------------------------------------------------------------

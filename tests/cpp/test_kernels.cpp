@@ -266,6 +266,13 @@ TEST(dropout_keeps_with_probability_1_minus_p_and_scales) {
 
 namespace {
 
+// CrossEntropy with label smoothing eps.
+LossSpec smoothing(double eps) {
+  LossSpec spec(LossKind::CrossEntropy);
+  spec.label_smoothing = eps;
+  return spec;
+}
+
 template <class T>
 void check_losses() {
   const double tol = tolerance<T>() * 10;
@@ -276,11 +283,12 @@ void check_losses() {
   const std::vector<double> logits_d(logits.begin(), logits.end());
   for (double eps : {0.0, 0.1}) {
     std::vector<T> d(size_t(B * C));
-    const double value = cross_entropy_loss(d.data(), logits.data(), labels.data(), B, C, eps);
+    const double value = cross_entropy_loss(d.data(), logits.data(), labels.data(), static_cast<const T*>(nullptr), B, C, smoothing(eps));
     const ref::LossResult want = ref::cross_entropy(logits_d, labels, B, C, eps);
     CHECK(std::fabs(value - want.value) <= tol * (1 + want.value));
     CHECK_CLOSE(d, want.grad, tol, tol, "cross_entropy_loss gradient, smoothing " + std::to_string(eps));
-    CHECK(cross_entropy_loss(static_cast<T*>(nullptr), logits.data(), labels.data(), B, C, eps) == value);
+    CHECK(cross_entropy_loss(static_cast<T*>(nullptr), logits.data(), labels.data(), static_cast<const T*>(nullptr), B, C,
+                             smoothing(eps)) == value);
   }
   const auto out = ref::randn<T>(size_t(B * C), 12), target = ref::randn<T>(size_t(B * C), 13);
   std::vector<T> prob(target.size());
@@ -344,7 +352,7 @@ void check_weighted_losses() {
     auto run = [&](T* d, const std::vector<T>& o, const std::vector<T>& tt,
                    const std::vector<int64_t>& lab, int64_t rows, RowWeights weights) {
       return kind == LossKind::CrossEntropy
-                 ? cross_entropy_loss(d, o.data(), lab.data(), rows, C, 0.0, spec.scale, weights)
+                 ? cross_entropy_loss(d, o.data(), lab.data(), static_cast<const T*>(nullptr), rows, C, spec, weights)
                  : regression_loss(d, o.data(), tt.data(), rows, C, spec, weights);
     };
     std::vector<T> d(size_t(B * C)), d_rep(size_t(R * C)), d_rows(size_t(B * C));
@@ -366,7 +374,7 @@ void check_weighted_losses() {
     plain.scale = 1.0;
     std::vector<T> d1(size_t(B * C));
     const double value1 = kind == LossKind::CrossEntropy
-                              ? cross_entropy_loss(d1.data(), out.data(), labels.data(), B, C, 0.0)
+                              ? cross_entropy_loss(d1.data(), out.data(), labels.data(), static_cast<const T*>(nullptr), B, C, plain)
                               : regression_loss(d1.data(), out.data(), t.data(), B, C, plain);
     std::vector<T> d1_scaled(d1);
     for (T& v : d1_scaled) v *= T(spec.scale);
