@@ -10,9 +10,9 @@ fresh process or mpiexec):
   the time a rank spends in MPI_Allreduce, waiting for the other rank included);
 - the CPU time per step of one process (1 thread) at B, B/2 and B/4 rows: a line
   c * rows + f through them splits a step into compute(B) = c * B, which the ranks share, and
-  fixed = f, which every rank repeats (the update of all P parameters, the step's overhead).
-  CPU time, not wall time: on a shared machine it is the work done, which other processes
-  disturb far less;
+  fixed = f, which every rank repeats (the update of all P parameters, the step's overhead;
+  0 when the fit puts it below 0). CPU time, not wall time, and the least of the rounds: on a
+  shared machine it is the work done, which other processes disturb far less;
 - MPI_Allreduce (in place, float32) between the 2 local ranks for 4 B-64 MiB; the minimum over
   repetitions (the undisturbed time) gets a line 2 alpha + bytes / bw, a ring's time at 2 ranks.
 
@@ -220,6 +220,9 @@ def main() -> None:
         return statistics.median(res[str(index)][key] / res[str(index)]["steps"]
                                  for res in results[name])
 
+    def least_cpu(name, index):  # the least disturbed round's CPU time per step
+        return min(res[str(index)]["cpu"] / res[str(index)]["steps"] for res in results[name])
+
     def ratio(num, den, index):  # median of the per-round quotients of epoch times
         return statistics.median(a[str(index)]["epoch"] / b[str(index)]["epoch"]
                                  for a, b in zip(results[num], results[den]))
@@ -237,8 +240,9 @@ def main() -> None:
         t1, t2 = per_step(one, index, "epoch"), per_step(two, index, "epoch")
         reduce2 = per_step(two, index, "allreduce") * results[two][0][str(index)]["steps"]
         rows = [batch, batch // 2, batch // 4]
-        cpu = [per_step(name, index, "cpu") for name in (one, "B/2", "B/4")]
+        cpu = [least_cpu(name, index) for name in (one, "B/2", "B/4")]
         slope, fixed = np.polyfit(rows, cpu, 1)
+        slope, fixed = (slope, fixed) if fixed > 0 else (cpu[0] / batch, 0.0)  # within noise
         models[index] = (sizes, batch, params, slope * batch, fixed, t2, reduce2)
         speedup = ratio(one, two, index)
         print(f"| {'-'.join(map(str, sizes))} | {batch} | {params:,} | {fmt_time(t1)} | "
@@ -254,7 +258,8 @@ def main() -> None:
           "per step\n")
 
     print("Cost model per step: t(N) = compute(B)/N + fixed + 2(N-1) alpha + 2(N-1)/N 4P/bw; "
-          "compute(B) and fixed from the 1-process CPU time per step at B, B/2, B/4 rows; "
+          "compute(B) and fixed from the 1-process CPU time per step at B, B/2, B/4 rows (least "
+          "of the rounds); "
           "alpha, bw from the allreduce line\n")
     print("| model | batch | compute(B) | fixed | 2 ranks: predicted step | measured "
           "| predicted allreduce | measured |")
