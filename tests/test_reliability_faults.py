@@ -532,9 +532,15 @@ def test_a_batch_too_large_for_memory_changes_nothing(tmp_path, how):
 
 
 # -- saving while another thread trains --------------------------------------------------------
-def test_save_and_state_dict_copies_while_another_thread_trains_are_whole_steps(tmp_path):
-    """model.save and state_dict(copy=True) from a second thread while fit runs: each waits for
-    a step boundary, so every copy is the model after some step, never a mix of two."""
+def flat_of(state: dict, model) -> np.ndarray:
+    """state (name -> array) as one flat vector in the model's parameter order."""
+    return np.concatenate([np.asarray(state[p.name]).ravel() for p in model.parameters()])
+
+
+def torn_copies_while_training(copy_of) -> tuple:
+    """Runs fit in one thread while another keeps calling copy_of(model, i) (flat copies of the
+    parameters, by some routes); returns (copies that match no whole step, number of copies).
+    The fit's result is checked against the same steps taken one at a time."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(960, 64)).astype(np.float32)
     y = rng.integers(0, 10, 960)
@@ -547,8 +553,11 @@ def test_save_and_state_dict_copies_while_another_thread_trains_are_whole_steps(
 
     model, opt = build()
     done = threading.Event()
-    copies = []
+    copies, errors = [], []
     epochs = 0
+
+    def take(i):
+        copies.extend(np.asarray(c, model.dtype) for c in copy_of(model, i))
 
     def train():
         # epoch after epoch (at least 3) until the other thread made 10 copies: how many
@@ -562,22 +571,25 @@ def test_save_and_state_dict_copies_while_another_thread_trains_are_whole_steps(
         finally:
             done.set()
 
-    def save():
-        i = 0
-        while not done.is_set():
-            path = tmp_path / f"m{i % 4}.stp"
-            model.save(path)
-            copies.append(st.load(path).flat_params().copy())
-            state = model.state_dict(copy=True)
-            copies.append(np.concatenate([state[p.name].ravel() for p in model.parameters()]))
-            i += 1
+    def copy():
+        i = 1
+        try:
+            while not done.is_set():
+                take(i)
+                i += 1
+        except BaseException as e:  # raised again in the test's thread
+            errors.append(e)
 
-    threads = [threading.Thread(target=train), threading.Thread(target=save)]
+    take(0)  # the first copy imports what the route needs (onnx, torch) before the race
+    threads = [threading.Thread(target=train), threading.Thread(target=copy)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
     assert not any(t.is_alive() for t in threads)
+
+    if errors:
+        raise errors[0]
 
     # every state the trained model passed through, step by step
     twin, twin_opt = build()
@@ -587,9 +599,52 @@ def test_save_and_state_dict_copies_while_another_thread_trains_are_whole_steps(
             twin.train_step(X[i:i + 8], y[i:i + 8], ce, twin_opt)
             whole.add(hashlib.sha1(twin.flat_params().tobytes()).hexdigest())
     np.testing.assert_array_equal(model.flat_params(), twin.flat_params())
-    assert len(copies) >= 10
-    torn = [i for i, c in enumerate(copies) if hashlib.sha1(c.tobytes()).hexdigest() not in whole]
-    assert torn == [], f"{len(torn)} of {len(copies)} copies mix two steps"
+    torn = [c for c in copies if hashlib.sha1(c.tobytes()).hexdigest() not in whole]
+    return torn, len(copies)
+
+
+def test_save_and_state_dict_copies_while_another_thread_trains_are_whole_steps(tmp_path):
+    """model.save and state_dict(copy=True) from a second thread while fit runs: each waits for
+    a step boundary, so every copy is the model after some step, never a mix of two."""
+    def save_and_copy(model, i):
+        path = tmp_path / f"m{i % 4}.stp"
+        model.save(path)
+        return [st.load(path).flat_params(), flat_of(model.state_dict(copy=True), model)]
+
+    torn, count = torn_copies_while_training(save_and_copy)
+    assert count >= 10
+    assert torn == [], f"{len(torn)} of {count} copies mix two steps"
+
+
+def read_safetensors(model, path):
+    model.save_safetensors(path)
+    return st.load_safetensors(path).flat_params()
+
+
+def read_onnx(model, path):
+    onnx = pytest.importorskip("onnx")
+    model.export_onnx(path)
+    weights = {t.name: onnx.numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+    return flat_of(weights, model)
+
+
+def read_torch(model, path):
+    torch_model = model.to_torch()
+    return flat_of({k: v.detach().numpy() for k, v in torch_model.state_dict().items()}, model)
+
+
+@pytest.mark.parametrize("export", [read_safetensors, read_onnx, read_torch],
+                         ids=["safetensors", "onnx", "torch"])
+def test_exports_while_another_thread_trains_are_whole_steps(tmp_path, export):
+    """save_safetensors, export_onnx and to_torch from a second thread while fit runs take the
+    parameters at a step boundary too (a safetensors file written from the live buffers could
+    also fail its own checksums)."""
+    pytest.importorskip({read_safetensors: "safetensors", read_onnx: "onnx",
+                         read_torch: "torch"}[export])
+    torn, count = torn_copies_while_training(
+        lambda model, i: [export(model, tmp_path / f"m{i % 4}.out")])
+    assert count >= 5
+    assert torn == [], f"{len(torn)} of {count} copies mix two steps"
 
 
 def test_a_signal_handler_saves_between_two_steps_of_its_own_epoch(tmp_path):
@@ -699,8 +754,7 @@ def test_an_interrupted_full_batch_run_resumes_bitwise_and_copies_stay_whole(tmp
     assert opt.steps == 1 and len(model.history["loss"]) == 1
     np.testing.assert_array_equal(model.flat_params(), whole[1])
     for copy in copies:
-        flat = np.concatenate([copy[p.name].ravel() for p in model.parameters()])
-        assert any(np.array_equal(flat, w) for w in whole[:2])
+        assert any(np.array_equal(flat_of(copy, model), w) for w in whole[:2])
     again, again_opt = build()
     again.fit(X, y, loss=ce, optimizer=again_opt, epochs=3, batch_size=None, verbose=0,
               checkpoint=ckpt, callbacks=[AlarmInSecondStep()])  # no alarm: epoch 0 is done

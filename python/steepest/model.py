@@ -761,7 +761,7 @@ class Sequential:
         """A torch.nn.Sequential with this architecture and a copy of the weights (Dense is
         Linear; the same state_dict keys), in training mode like any new torch module: call
         .eval() for inference. Needs torch."""
-        return torch_bridge.to_torch(self.layers, self.state_dict(), self.dtype)
+        return torch_bridge.to_torch(self.layers, self.state_dict(copy=True), self.dtype)
 
 
 def _from_file(header: dict[str, Any], arrays: dict[str, np.ndarray], path: PathLike) -> Sequential:

@@ -250,7 +250,7 @@ def build(layers: list[Layer], state: dict[str, np.ndarray], dtype: np.dtype, in
 def export(model: Any, path: Union[str, "os.PathLike[str]"], opset: int = DEFAULT_OPSET,
            output: str = "logits") -> None:
     """Writes `model` (a Sequential) as an ONNX file at path, atomically."""
-    proto = build(model.layers, model.state_dict(), model.dtype, model.in_features,
+    proto = build(model.layers, model.state_dict(copy=True), model.dtype, model.in_features,
                   model.out_features, opset=opset, output=output)
     data = proto.SerializeToString()
     atomic_write(path, lambda f: f.write(data))
