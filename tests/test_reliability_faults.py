@@ -117,6 +117,30 @@ def test_unparsable_dtype_in_a_checkpoint_is_a_value_error(tmp_path):
         fit()
 
 
+@pytest.mark.parametrize("words", [["1", "2", "3", "4", "5"], ["1", "2", "3"],
+                                   ["-1", "2", "3", "4"], [str(2**64), "2", "3", "4"]])
+def test_a_checkpoint_with_a_bad_generator_state_is_a_value_error(tmp_path, words):
+    """Found by the fuzzer: five words of generator state were a TypeError from the binding,
+    raised after the model and optimizer had been restored; now refused before anything is."""
+    X, y = np.random.default_rng(0).normal(size=(16, 3)), np.arange(16) % 2
+
+    def run(path):
+        model = st.Sequential(st.Dense(3, 2), seed=0)
+        opt = st.optim.SGD(model.parameters(), lr=0.1)
+        model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=2,
+                  checkpoint=path, verbose=0)
+        return model, opt
+
+    run(tmp_path / "good.ckpt")
+    parts = members(tmp_path / "good.ckpt")
+    header = json.loads(np.load(io.BytesIO(parts["__steepest__.npy"])).tobytes())
+    header["epoch"], header["rng_state"] = 1, words
+    parts["__steepest__.npy"] = header_bytes(header)
+    write_zip(tmp_path / "bad.ckpt", parts)
+    with pytest.raises(ValueError, match="bad.ckpt.*random generator"):
+        run(tmp_path / "bad.ckpt")
+
+
 # -- decompression bombs and memory limits ---------------------------------------------------
 def zero_weight_bomb(path, n, compression=zipfile.ZIP_DEFLATED):
     """A model file declaring Dense(n, n) float32 whose weight is deflated zeros: n * n * 4

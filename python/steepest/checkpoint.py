@@ -130,6 +130,8 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
         epoch, finished, history = int(header["epoch"]), bool(header["finished"]), \
             header["history"]
         rng = [int(w) for w in header["rng_state"]]
+        if len(rng) != 4 or not all(0 <= w < 2**64 for w in rng):
+            raise ValueError(f"the random generator's state is not 4 words of 64 bits: {rng}")
         opt = header["optimizer"]
         states = header["callbacks"]
     except (KeyError, TypeError, ValueError) as e:
