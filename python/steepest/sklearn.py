@@ -245,6 +245,8 @@ class _BaseMLP(BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                                  ensure_non_negative=True)
+            if not sample_weight.any():  # (what scikit-learn >= 1.8 checks itself)
+                raise ValueError("Sample weights must contain at least one non-zero number.")
         X = _dense(X).astype(self.dtype, copy=False)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
