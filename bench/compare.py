@@ -1,4 +1,4 @@
-"""steepest vs PyTorch (eager) vs scikit-learn vs plain numpy: one train step, and one fit epoch.
+"""steepest vs PyTorch (eager and torch.compile) vs JAX vs scikit-learn vs numpy: one train step, one fit epoch.
 
 Prints markdown tables. In each of --repeat rounds every implementation is timed once, one
 after the other in the same process (side by side, so a busy machine slows all of them alike;
@@ -6,8 +6,12 @@ in reverse order every other round), after a 50 ms pause so that no library's id
 is still spinning when the next one starts. Times are medians over the rounds; a ratio is the
 median over rounds of the two times' quotient in the same round (paired: on a shared machine
 whose speed drifts, a slow round is slow for both). One train step = zero_grad + forward + cross-entropy + backward
-+ optimizer step, float32, ReLU hidden layers. torch and scikit-learn are optional: their columns
-are skipped when they are not installed.
++ optimizer step, float32, ReLU hidden layers. torch, JAX and scikit-learn are optional: their
+columns are skipped when they are not installed. torch.compile compiles the model (forward and
+backward; the optimizer step runs eagerly); JAX runs the whole step (loss, gradients, update)
+under jax.jit. At N threads every thread of the process is pinned to the first N CPUs (JAX's
+thread pool cannot be resized once started), and each library is set to N threads. The end of
+the report prints the goals of the performance issue as met / not met.
 
     python bench/compare.py                # full run (a few minutes)
     python bench/compare.py --quick        # fewer rounds, smaller budget per timing
@@ -36,6 +40,11 @@ try:
 except ImportError:
     torch = None
 try:
+    import jax
+    import jax.numpy as jnp
+except ImportError:
+    jax = None
+try:
     import sklearn
     from sklearn.neural_network import MLPClassifier
 except ImportError:
@@ -52,6 +61,8 @@ CONFIGS = [
     ((784, 512, 512, 10), 32, "sgd"),
     ((784, 512, 512, 10), 256, "adam"),
     ((1024, 2048, 2048, 10), 1024, "sgd"),
+    ((784, 256, 128, 10), 1, "adam"),
+    ((784, 256, 128, 10), 64, "adam"),
 ]
 LR = {"sgd": 1e-3, "adam": 1e-3}
 MOMENTUM = 0.9
@@ -64,8 +75,24 @@ def step_flops(sizes, batch):
     return 2.0 * macs
 
 
+def pin_process(n):
+    """Every thread of this process (and the threads they start) on the first n CPUs this
+    process may use: JAX's pool keeps the size it started with."""
+    cpus = sorted(ALL_CPUS)[:n]
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # a thread that ended meanwhile
+            pass
+
+
+ALL_CPUS = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+
+
 def set_threads(n):
     """The same thread count for every library; steepest last (it keeps its OpenBLAS at 1)."""
+    if ALL_CPUS:
+        pin_process(n)
     if threadpool_limits is not None:
         threadpool_limits(limits=n)
     if torch is not None:
@@ -108,6 +135,83 @@ def torch_step(sizes, batch, opt, X, y):
         loss.backward()
         o.step()
     return step
+
+
+def torch_compile_step(sizes, batch, opt, X, y):
+    """torch.compile'd model and loss (forward and backward compiled), eager optimizer."""
+    torch._dynamo.reset()  # a fresh compile per model (else dynamo's recompile limit runs out)
+    model, o = torch_model(sizes, opt)
+    ce = torch.nn.CrossEntropyLoss()
+    tX, ty = torch.from_numpy(X), torch.from_numpy(y)
+    compiled = torch.compile(lambda X, y: ce(model(X), y))
+
+    def step():
+        o.zero_grad()
+        compiled(tX, ty).backward()
+        o.step()
+    return step
+
+
+def jax_step_fn(sizes, opt):
+    """(params, state, step): step(params, state, X, y) -> (params, state, loss), the whole
+    train step under jax.jit, with torch's default initialization and update formulas."""
+    key = jax.random.PRNGKey(0)
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        key, kw, kb = jax.random.split(key, 3)
+        bound = 1.0 / np.sqrt(a)
+        params.append((jax.random.uniform(kw, (b, a), jnp.float32, -bound, bound),
+                       jax.random.uniform(kb, (b,), jnp.float32, -bound, bound)))
+
+    def loss_fn(params, X, y):
+        h = X
+        for i, (w, b) in enumerate(params):
+            h = h @ w.T + b
+            if i + 1 < len(params):
+                h = jax.nn.relu(h)
+        logp = jax.nn.log_softmax(h)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    tree_map = jax.tree_util.tree_map
+    zeros = tree_map(jnp.zeros_like, params)
+    lr = LR[opt]
+    if opt == "sgd":
+        state = (zeros,)
+
+        def update(params, state, g):
+            v = tree_map(lambda v, g: MOMENTUM * v + g, state[0], g)
+            return tree_map(lambda p, v: p - lr * v, params, v), (v,)
+    else:
+        state = (zeros, zeros, jnp.zeros((), jnp.int32))
+
+        def update(params, state, g):
+            m, v, t = state
+            t = t + 1
+            m = tree_map(lambda m, g: 0.9 * m + 0.1 * g, m, g)
+            v = tree_map(lambda v, g: 0.999 * v + 0.001 * g * g, v, g)
+            c1 = 1 - 0.9 ** t.astype(jnp.float32)
+            c2 = 1 - 0.999 ** t.astype(jnp.float32)
+            params = tree_map(lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + 1e-8),
+                              params, m, v)
+            return params, (m, v, t)
+
+    @jax.jit
+    def step(params, state, X, y):
+        loss, g = jax.value_and_grad(loss_fn)(params, X, y)
+        params, state = update(params, state, g)
+        return params, state, loss
+    return params, state, step
+
+
+def jax_step(sizes, batch, opt, X, y):
+    params, state, step = jax_step_fn(sizes, opt)
+    jX, jy = jnp.asarray(X), jnp.asarray(y)
+    box = [params, state]
+
+    def run():
+        box[0], box[1], loss = step(box[0], box[1], jX, jy)
+        loss.block_until_ready()
+    return run
 
 
 def sklearn_model(sizes, batch, opt):
@@ -178,14 +282,17 @@ def numpy_step(sizes, batch, opt, X, y):
     return lambda: m.step(X, y)
 
 
-STEPPERS = {"steepest": steepest_step, "PyTorch": torch_step, "sklearn": sklearn_step,
+STEPPERS = {"steepest": steepest_step, "PyTorch": torch_step, "torch.compile": torch_compile_step,
+            "JAX": jax_step, "sklearn": sklearn_step,
             "numpy": numpy_step}
 
 
 def available():
     names = ["steepest"]
     if torch is not None:
-        names.append("PyTorch")
+        names += ["PyTorch", "torch.compile"]
+    if jax is not None:
+        names.append("JAX")
     if sklearn is not None:
         names.append("sklearn")
     names.append("numpy")
@@ -305,6 +412,19 @@ def fit_epochs(X, y, sizes, batch):
                 ce(tm(tX[idx]), ty[idx]).backward()
                 to.step()
         fns["PyTorch"] = torch_epoch
+    if jax is not None:
+        box = list(jax_step_fn(sizes, "adam"))
+        jX, jy = jnp.asarray(X), jnp.asarray(y)
+        key = [jax.random.PRNGKey(0)]
+
+        def jax_epoch():  # a Python loop over jitted steps, as a JAX training loop runs
+            key[0], k = jax.random.split(key[0])
+            perm = jax.random.permutation(k, len(X))
+            for s in range(0, len(X), batch):
+                idx = perm[s:s + batch]
+                box[0], box[1], loss = box[2](box[0], box[1], jX[idx], jy[idx])
+            loss.block_until_ready()
+        fns["JAX"] = jax_epoch
     if sklearn is not None:
         clf = sklearn_model(sizes, batch, "adam")
         clf.partial_fit(X[:batch], y[:batch], classes=np.arange(10))
@@ -448,6 +568,59 @@ def machine():
             f"{platform.system()} {platform.machine()}; " + ", ".join(vers))
 
 
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def print_goals(results, epochs, gemm_rows):
+    """The goals of the performance issue, each as met / not met with the measured ratios
+    (peer time / steepest time; the worst case named)."""
+    print("\nGoals (ratio = peer's time / steepest's time, worst case shown)\n")
+    print("| goal | measured | status |")
+    print("| --- | --- | --- |")
+
+    def check(goal, pairs, floor):
+        # pairs: (ratio, where); met when every ratio >= floor
+        if not pairs:
+            print(f"| {goal} | not measured (peer not installed or not run) | - |")
+            return
+        worst = min(pairs)
+        status = "met" if worst[0] >= floor else "NOT met"
+        print(f"| {goal} | worst {worst[0]:.2f}x ({worst[1]}), best {max(pairs)[0]:.2f}x | "
+              f"{status} |")
+
+    def step_ratios(peer, batch=None):
+        return [(r.ratio(peer), f"{'-'.join(map(str, sz))} b{b} {t} thr")
+                for (sz, b, _, t), r in results.items()
+                if peer in r.samples and (batch is None or b == batch)]
+
+    check("every shape, 1 and 2 threads: >= 1.0x JAX's jitted step", step_ratios("JAX"), 1.0)
+    check("every shape, 1 and 2 threads: >= 1.2x torch.compile",
+          step_ratios("torch.compile"), 1.2)
+    check("batch 1: >= 10x torch eager", step_ratios("PyTorch", 1), 10.0)
+    check("batch 1: >= 4x JAX", step_ratios("JAX", 1), 4.0)
+    fit = {peer: [(r.ratio(peer), f"{t} thr") for t, r in epochs.items() if peer in r.samples]
+           for peer in ("sklearn", "JAX")}
+    check("fit epoch (digits 28x28; not MNIST): >= 5x scikit-learn", fit["sklearn"], 5.0)
+    check("fit epoch (digits 28x28; not MNIST): >= 1.2x a JAX jit loop", fit["JAX"], 1.2)
+    large = [(ratio, f"{label} b{batch} {t} thr") for label, batch, t, _, _, ratio in gemm_rows
+             if batch >= 256]
+    check("large shapes: step >= 85% of plain sgemm of its products (OpenBLAS as pinned "
+          f"here: OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})", large, 0.85)
+    flags = cpu_flags()
+    if "avx512f" not in flags:
+        have = " ".join(sorted(f for f in flags if f.startswith(("avx", "fma"))))
+        print(f"| the AVX-512 limits (AVX-512 sgemm, AVX512-BF16) | this CPU has no AVX-512 "
+              f"(flags: {have}) | not measurable here |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 rounds, 0.05 s per timing")
@@ -458,7 +631,7 @@ def main(argv=None):
     ap.add_argument("--configs", default=None,
                     help=f"indices into the {len(CONFIGS)} configurations (default all)")
     ap.add_argument("--only", default=None,
-                    help="comma-separated subset of steepest,PyTorch,sklearn,numpy")
+                    help="comma-separated subset of steepest,PyTorch,torch.compile,JAX,sklearn,numpy")
     ap.add_argument("--no-epoch", action="store_true", help="skip the fit epoch")
     ap.add_argument("--epoch-copies", type=int, default=4,
                     help="copies of the 1797 digits in the epoch's data set (default 4)")
@@ -525,6 +698,7 @@ def main(argv=None):
         for label, batch, t, a, b, ratio in gemm_rows:
             print(f"| {label} | {batch} | {t} | {a:.1f} | {b:.1f} | {ratio:.0%} |")
 
+    epochs = {}
     if not args.no_epoch and sklearn is not None:
         X, y = digits_784(args.epoch_copies)
         sizes, batch = (784, 256, 128, 10), 64
@@ -538,12 +712,19 @@ def main(argv=None):
         print("|" + "|".join(" --- " for _ in hdr) + "|")
         for t in threads:
             set_threads(t)
-            r = side_by_side(fit_epochs(X, y, sizes, batch), repeat, 0.0)
-            print("| " + " | ".join([str(t)] + [f"{len(X) / r[n]:,.0f}" for n in names] +
-                                    [fmt_ratio(r.ratio(n)) for n in names[1:]] +
+            fns = fit_epochs(X, y, sizes, batch)
+            fns = {n: f for n, f in fns.items() if n in names or n == "sgemm"}
+            r = side_by_side(fns, repeat, 0.0)
+            epochs[t] = r
+            print("| " + " | ".join([str(t)] + [f"{len(X) / r[n]:,.0f}" if n in fns else "-"
+                                                for n in names] +
+                                    [fmt_ratio(r.ratio(n)) if n in fns else "-"
+                                     for n in names[1:]] +
                                     [f"{len(X) / r['sgemm']:,.0f}"]) + " |", flush=True)
 
-    sizes, batch = CONFIGS[-1][0], CONFIGS[-1][1]
+    print_goals(results, epochs, gemm_rows)
+
+    sizes, batch = (1024, 2048, 2048, 10), 1024
     floor = memory_floor(sizes, batch)
     print(f"\nPeak memory of a training run ({'-'.join(map(str, sizes))}, batch {batch}, Adam, "
           f"3 steps, fresh process): resident-set growth from before the model is built; "

@@ -42,6 +42,7 @@ def crc(m) -> int:
 def against_one_process(group, out):
     """Several runs, each data-parallel and in this one process: the largest difference."""
     X, y, Y = data(np.float64)
+    weights = np.random.default_rng(1).uniform(0, 2, N) * (np.arange(N) % 5 != 0)
     cases = {
         "float64 adam dropout": dict(dtype="float64"),
         "float32 adam dropout": dict(dtype="float32"),
@@ -50,15 +51,22 @@ def against_one_process(group, out):
         "float64 mse": dict(dtype="float64", loss=st.losses.MSE(), outputs=2),
         "float64 batch 1": dict(dtype="float64", batch_size=1, epochs=1),
         "float64 full batch": dict(dtype="float64", batch_size=None, epochs=5),
+        # Each rank's share normalized by the global batch's weight (not its rows).
+        "float64 weighted": dict(dtype="float64", sample_weight=weights, class_weight="balanced",
+                                 loss=st.losses.CrossEntropy(0.1, weight=[0.5, 1.0, 2.0],
+                                                             ignore_index=1)),
+        "float64 mse weighted": dict(dtype="float64", loss=st.losses.MSE(), outputs=2,
+                                     sample_weight=weights, batch_size=8),
     }
     for name, case in cases.items():
         dtype, outputs = case.pop("dtype"), case.pop("outputs", C)
         target = Y if outputs == 2 else y
+        val = (X[:50], target[:50]) + (() if "sample_weight" not in case else (weights[:50],))
         runs = []
         for distributed in (group, None):
             m = model(dtype, outputs=outputs)
             history = fit(m, X, target, distributed=distributed, **dict(case),
-                          validation_data=(X[:50], target[:50]))
+                          validation_data=val)
             runs.append((m.flat_params().copy(), history))
         (par, h_par), (one, h_one) = runs
         out[name] = {"max_diff": float(np.abs(par - one).max()),

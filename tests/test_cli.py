@@ -37,8 +37,8 @@ def test_train_on_spirals_with_options_and_save(tmp_path):
     assert len(re.findall(r"^epoch \d+", r.stdout, flags=re.M)) == 4  # progress, not quiet
     model = st.load(path)
     assert model.dtype == np.float64
-    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Tanh", "Dense", "Tanh",
-                                                                "Dense"]
+    assert [type(layer).__name__ for layer in model.layers] == ["Standardize", "Dense", "Tanh",
+                                                                "Dense", "Tanh", "Dense"]
     assert model.in_features == 2 and model.out_features == 2
     assert model.predict(np.zeros((3, 2))).shape == (3, 2)
 
@@ -246,7 +246,7 @@ def test_saved_digits_model_evaluates_on_raw_digits(tmp_path, capsys):
     assert code == 0
     for words in ("steepest.model format version 1", "written by steepest", "Dense(64, 128)",
                   "classes (10): 0, 1, 2", "trained by: steepest train --data digits",
-                  "test: accuracy", "standardization"):
+                  "test: accuracy", "layer 0 (Standardize)"):
         assert words in out, words
 
 
@@ -344,16 +344,29 @@ def test_predict_refuses_what_it_cannot_use(tmp_path, labelled_csv, capsys):
     assert code == 2 and "--proba needs a classification model" in err
 
 
-def test_folded_standardization_takes_raw_data():
-    from steepest.presets import build_mlp, fold_standardization
+def test_saved_model_standardizes_its_own_input(tmp_path, capsys, labelled_csv):
+    """The first layer of a trained model is a Standardize layer holding the training rows'
+    statistics (nothing folded into the first Dense layer); info names it."""
+    path = tmp_path / "m.npz"
+    code, out, _ = cli(capsys, "train", "--data", labelled_csv, "--epochs", "1", "--save", path,
+                       "--quiet")
+    assert code == 0 and "(0): Standardize()" in out
+    model = st.load(path)
+    assert isinstance(model.layers[0], st.Standardize) and isinstance(model.layers[1], st.Dense)
+    assert int(model.state_dict()["0.count"]) == printed(r"rows: train (\d+)", out)
+    code, out, _ = cli(capsys, "info", path)
+    assert code == 0 and "Standardize" in out and "layer 0 (Standardize)" in out
+
+
+def test_unscaled_outputs_give_raw_targets():
+    from steepest.presets import build_mlp, unscale_outputs
 
     rng = np.random.default_rng(4)
-    X = rng.normal(size=(50, 3)) * [100.0, 1.0, 0.01] + [5.0, -3.0, 1.0]
-    mean, std = X.mean(axis=0), X.std(axis=0)
+    X = rng.normal(size=(50, 3))
     out_mean, out_std = np.array([1e4, -2.0]), np.array([300.0, 0.5])
     model = build_mlp(3, [8], 2, "tanh", dtype="float64", seed=0)
-    expected = model.predict((X - mean) / std) * out_std + out_mean
-    fold_standardization(model, mean, std, out_mean, out_std)
+    expected = model.predict(X) * out_std + out_mean
+    unscale_outputs(model, out_mean, out_std)
     np.testing.assert_allclose(model.predict(X), expected, rtol=1e-10, atol=1e-9)
     with pytest.raises(ValueError, match="bias"):
-        fold_standardization(st.Sequential(st.Dense(3, 2, bias=False), seed=0), mean, std)
+        unscale_outputs(st.Sequential(st.Dense(3, 2, bias=False), seed=0), out_mean, out_std)

@@ -132,7 +132,9 @@ def test_a_killed_rank_takes_the_others_down_within_seconds(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
     assert time.monotonic() - killed_at < 10
     assert process.returncode != 0
-    assert "KILLED BY SIGNAL: 9" in out + err or "Killed" in out + err, out + err
+    # mpiexec reports the killed rank, or the survivor's failed collective, whichever it sees first
+    reports = ("KILLED BY SIGNAL: 9", "Killed", "BAD TERMINATION", "Fatal error in")
+    assert any(report in out + err for report in reports), out + err
     for pid in pids:  # no rank left behind
         assert not Path(f"/proc/{pid}").exists() or "zombie" in \
             Path(f"/proc/{pid}/status").read_text().lower()

@@ -12,8 +12,9 @@ import pytest
 
 import steepest as st
 
-ACTIVATIONS = [st.ReLU(), st.LeakyReLU(0.1), st.ELU(), st.ELU(alpha=0.5), st.GELU(), st.SiLU(),
-               st.Sigmoid(), st.Tanh(), st.Softplus(), st.Softmax()]
+ACTIVATIONS = [st.ReLU(), st.LeakyReLU(0.1), st.ELU(), st.ELU(alpha=0.5), st.GELU(),
+               st.GELU(approximate="tanh"), st.SiLU(), st.Sigmoid(), st.Tanh(), st.Softplus(),
+               st.Softplus(beta=3.0, threshold=2.0), st.Softmax()]
 KINKED = (st.ReLU, st.LeakyReLU, st.ELU)
 
 
@@ -59,6 +60,38 @@ def test_gradcheck_every_activation(act, rng):
         away_from_kinks(model, X)
     err = gradcheck(model, st.losses.MSE(), X, y)
     assert err < 1e-6, err
+
+
+def test_elu_gradient_far_below_zero():
+    """ELU's derivative alpha exp(x) keeps its relative accuracy where exp(x) is far below
+    the rounding of alpha (exp(x) - 1) + alpha: at -36 and beyond, down to -700."""
+    w = np.array([[-20.0], [-36.0], [-37.5], [-40.0], [-100.0], [-700.0]])
+    model = st.Sequential(st.Dense(1, 6), st.ELU(alpha=1.5), dtype="float64", seed=0)
+    model.load_state_dict({"0.weight": w, "0.bias": np.zeros(6)})
+    model.zero_grad()
+    model.forward(np.ones((1, 1)), training=True)  # the ELU's input is w itself
+    model.backward(np.ones((1, 6)))
+    np.testing.assert_allclose(model.state_dict()["0.weight"], w)
+    grad = model.parameters()[0].grad[:, 0]
+    np.testing.assert_allclose(grad, 1.5 * np.exp(w[:, 0]), rtol=1e-15, atol=0)
+    assert grad[-1] > 0
+
+
+def test_softplus_threshold_switches_to_identity():
+    """beta x above the threshold: the identity and gradient 1 (as torch.nn.Softplus);
+    below: log1p(exp(beta x)) / beta and sigmoid(beta x)."""
+    x = np.array([[-3.0, 0.5, 1.9, 2.1, 300.0]])
+    model = st.Sequential(st.Dense(5, 5, bias=False), st.Softplus(beta=2.0, threshold=4.0),
+                          dtype="float64", seed=0)
+    model.load_state_dict({"0.weight": np.eye(5)})
+    z = 2.0 * x[0]
+    want = np.where(z > 4.0, x[0], np.log1p(np.exp(np.minimum(z, 4.0))) / 2.0)
+    np.testing.assert_allclose(model.predict(x)[0], want, rtol=1e-15)
+    model.zero_grad()
+    model.forward(x, training=True)
+    model.backward(np.ones((1, 5)))
+    slope = np.where(z > 4.0, 1.0, 1 / (1 + np.exp(-np.minimum(z, 4.0))))
+    np.testing.assert_allclose(np.diag(model.parameters()[0].grad), slope * x[0], rtol=1e-15)
 
 
 @pytest.mark.parametrize("bias", [True, False])

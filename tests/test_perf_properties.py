@@ -1,4 +1,5 @@
-"""Performance properties that are not timings: results do not depend on the thread count.
+"""Performance properties that are not timings: results do not depend on the thread count,
+nor a row's output on the batch it is computed in.
 
 The core splits large products into tiles chosen from the shape alone and keeps every
 reduction in a fixed order, so the same seed gives bitwise-identical weights on 1 and 2
@@ -292,3 +293,64 @@ def test_a_forked_child_can_train_after_the_parent_used_its_threads(restore_thre
     assert status == "ok", value
     assert np.isfinite(value)
     assert child.exitcode == 0
+
+
+# -- batch invariance: a row's output does not depend on the batch it is computed in ----------
+
+needs_own_gemm = pytest.mark.skipif(
+    st._core.gemm_isa() == "none",
+    reason="batch invariance comes from steepest's own GEMM kernels (CPUs with AVX2 + FMA)")
+
+# Architectures whose products cover: K past one 256-value block, K == 1, N == 1, a width
+# under one vector, softmax and elementwise activations, dropout (inactive at inference).
+INVARIANCE_ARCHITECTURES = {
+    "relu": lambda: [st.Dense(20, 37), st.ReLU(), st.Dense(37, 5)],
+    "wide_softmax": lambda: [st.Dense(300, 70), st.LeakyReLU(0.1), st.Dense(70, 10),
+                             st.Softmax()],
+    "one_feature_one_output": lambda: [st.Dense(1, 9), st.Tanh(), st.Dense(9, 1)],
+    "deep_dropout": lambda: [st.Dense(64, 48), st.GELU(), st.Dropout(0.5), st.Dense(48, 33),
+                             st.Sigmoid(), st.Dense(33, 3, bias=False)],
+}
+
+
+def same_bits(a, b):
+    return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@needs_own_gemm
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("arch", list(INVARIANCE_ARCHITECTURES))
+def test_a_rows_output_does_not_depend_on_its_batch(arch, dtype):
+    """predict and forward (inference and training mode) on rows one at a time, on random
+    subsets in random order and on the full batch: the same bits for every row."""
+    model = st.Sequential(*INVARIANCE_ARCHITECTURES[arch](), dtype=dtype, seed=1)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((57, model.in_features)).astype(dtype)
+    full = model.predict(X)
+    one_by_one = np.vstack([model.predict(X[i:i + 1]) for i in range(len(X))])
+    assert same_bits(one_by_one, full)
+    for size in (2, 3, 16, 40):
+        idx = rng.permutation(len(X))[:size]
+        assert same_bits(model.predict(X[idx]), full[idx]), size
+    assert same_bits(model.forward(X), full)
+    assert same_bits(model.forward(X[7:8]), full[7:8])
+    if not any(isinstance(layer, st.Dropout) for layer in model.layers):
+        assert same_bits(model.forward(X[idx], training=True), full[idx])
+        assert same_bits(model.forward(X[3:4], training=True), full[3:4])
+
+
+@needs_own_gemm
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_invariance_holds_for_tiled_products_and_across_threads(restore_threads, dtype):
+    """Large enough for products split in tiles on 2 threads and for predict's chunks of rows:
+    rows alone on 1 thread give the bits of the 2-thread full batch."""
+    model = build((784, 512, 256, 10), 0.0, dtype)
+    X = np.random.default_rng(6).standard_normal((300, 784)).astype(dtype)
+    st.set_num_threads(2)
+    full = model.predict(X)
+    st.set_num_threads(1)
+    rows = np.vstack([model.predict(X[i:i + 1]) for i in range(0, len(X), 37)])
+    assert same_bits(rows, full[::37])
+    st.set_num_threads(2)
+    assert same_bits(model.predict(X[5:6]), full[5:6])
+    assert same_bits(model.predict(X[100:290]), full[100:290])

@@ -33,7 +33,7 @@ FIT_SCRIPT = textwrap.dedent("""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40000, 32)).astype(np.float32)
     y = (X[:, 0] > 0).astype(np.int64)
-    model = st.Sequential(st.Dense(32, 128), st.ReLU(), st.Dense(128, 2), seed=0)
+    model = st.Sequential(st.Dense(32, 512), st.ReLU(), st.Dense(512, 2), seed=0)
     opt = st.optim.SGD(model.parameters(), lr=0.01)
     model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs={epochs},
               batch_size=2, validation_split=0.1, verbose=1)

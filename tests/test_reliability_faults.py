@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import errno
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -636,7 +637,7 @@ def flat_of(state: dict, model) -> np.ndarray:
     return np.concatenate([np.asarray(state[p.name]).ravel() for p in model.parameters()])
 
 
-def torn_copies_while_training(copy_of, epochs=5) -> tuple:
+def torn_copies_while_training(copy_of) -> tuple:
     """Runs fit in one thread while another keeps calling copy_of(model, i) (flat copies of the
     parameters, by some routes); returns (copies that match no whole step, number of copies).
     The fit's result is checked against the same steps taken one at a time."""
@@ -650,25 +651,23 @@ def torn_copies_while_training(copy_of, epochs=5) -> tuple:
                               st.Dense(256, 10), seed=0)
         return model, st.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
-    # every state the trained model passes through, step by step
-    twin, twin_opt = build()
-    whole = {hashlib.sha1(twin.flat_params().tobytes()).hexdigest()}
-    for _ in range(epochs):
-        for i in range(0, len(X), 8):
-            twin.train_step(X[i:i + 8], y[i:i + 8], ce, twin_opt)
-            whole.add(hashlib.sha1(twin.flat_params().tobytes()).hexdigest())
-
     model, opt = build()
     done = threading.Event()
     copies, errors = [], []
+    epochs = 0
 
     def take(i):
         copies.extend(np.asarray(c, model.dtype) for c in copy_of(model, i))
 
     def train():
+        # epoch after epoch (at least 3) until the other thread made 10 copies: how many
+        # steps that takes depends on the machine's speed, not on the property tested
+        nonlocal epochs
         try:
-            model.fit(X, y, loss=ce, optimizer=opt, epochs=epochs, batch_size=8, shuffle=False,
-                      verbose=0)
+            while epochs < 3 or (len(copies) < 10 and epochs < 100):
+                model.fit(X, y, loss=ce, optimizer=opt, epochs=1, batch_size=8, shuffle=False,
+                          verbose=0)
+                epochs += 1
         finally:
             done.set()
 
@@ -688,8 +687,17 @@ def torn_copies_while_training(copy_of, epochs=5) -> tuple:
     for t in threads:
         t.join(timeout=300)
     assert not any(t.is_alive() for t in threads)
+
     if errors:
         raise errors[0]
+
+    # every state the trained model passed through, step by step
+    twin, twin_opt = build()
+    whole = {hashlib.sha1(twin.flat_params().tobytes()).hexdigest()}
+    for _ in range(epochs):
+        for i in range(0, len(X), 8):
+            twin.train_step(X[i:i + 8], y[i:i + 8], ce, twin_opt)
+            whole.add(hashlib.sha1(twin.flat_params().tobytes()).hexdigest())
     np.testing.assert_array_equal(model.flat_params(), twin.flat_params())
     torn = [c for c in copies if hashlib.sha1(c.tobytes()).hexdigest() not in whole]
     return torn, len(copies)
@@ -791,7 +799,7 @@ def test_load_state_dict_while_another_thread_trains_is_refused():
 
 # -- forks and worker processes ------------------------------------------------------------------
 FORKED_WHILE_TRAINING = textwrap.dedent("""
-    import os, pickle, signal, sys, threading
+    import copy, os, pickle, signal, sys, threading
     import numpy as np
     import steepest as st
 
@@ -801,9 +809,13 @@ FORKED_WHILE_TRAINING = textwrap.dedent("""
     y = rng.integers(0, 3, 20000)
     ce = st.losses.CrossEntropy()
 
-    def build():
-        model = st.Sequential(st.Dense(16, 64), st.ReLU(), st.Dropout(0.2), st.Dense(64, 3),
-                              seed=0)
+    exports = sys.argv[2].split(",") if sys.argv[2] else []
+
+    def build():  # with normalization buffers and counts, which copies take with the weights
+        model = st.Sequential(st.Standardize(), st.Dense(16, 64), st.BatchNorm1d(64),
+                              st.ReLU(), st.Dropout(0.2), st.Dense(64, 64), st.LayerNorm(64),
+                              st.ReLU(), st.Dense(64, 3), seed=0)
+        model.adapt(X)
         return model, st.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     model, opt = build()
@@ -828,18 +840,29 @@ FORKED_WHILE_TRAINING = textwrap.dedent("""
     if pid == 0:  # no thread of the parent exists here: nothing may wait for them
         signal.alarm(60)  # a wait that never ends ends the child
         refused = []
-        for name, copy in [("pickle", lambda: pickle.dumps(model)),
-                           ("save", lambda: model.save(saved + ".child")),
-                           ("state_dict", lambda: model.state_dict(copy=True)),
-                           ("predict", lambda: model.predict(X[:4])),
-                           ("train_step", lambda: model.train_step(X[:4], y[:4], ce, opt))]:
+        routes = {"pickle": lambda: pickle.dumps(model),
+                  "deepcopy": lambda: copy.deepcopy(model),
+                  "save": lambda: model.save(saved + ".child"),
+                  "state_dict": lambda: model.state_dict(copy=True),
+                  "safetensors": lambda: model.save_safetensors(saved + ".safetensors"),
+                  "onnx": lambda: model.export_onnx(saved + ".onnx"),
+                  "torch": lambda: model.to_torch(),
+                  "predict": lambda: model.predict(X[:4]),
+                  "evaluate": lambda: model.evaluate(X[:4], y[:4], loss=ce),
+                  "load_state_dict": lambda: model.load_state_dict(model.state_dict()),
+                  "train_step": lambda: model.train_step(X[:4], y[:4], ce, opt)}
+        for name, route in routes.items():
+            if name in ("safetensors", "onnx", "torch") and name not in exports:
+                continue
             try:
-                copy()
+                route()
             except RuntimeError as e:
                 refused.append(name if "forked" in str(e) else f"{name}: {e}")
         other, other_opt = build()  # a model of this process trains, a saved one loads
         other.fit(X[:512], y[:512], loss=ce, optimizer=other_opt, epochs=1, verbose=0)
-        ok = np.array_equal(st.load(saved).flat_params(), build()[0].flat_params())
+        loaded, built = st.load(saved), build()[0]
+        ok = (np.array_equal(loaded.flat_params(), built.flat_params()) and
+              np.array_equal(loaded.flat_buffers(), built.flat_buffers()))
         print(" ".join(refused + [str(ok)]), flush=True)
         os._exit(0)
     forked.set()
@@ -853,16 +876,24 @@ FORKED_WHILE_TRAINING = textwrap.dedent("""
 
 
 def test_a_process_forked_while_a_thread_trains_refuses_what_would_wait_for_it(tmp_path):
-    """fork() while a thread of the parent trains a model (held in its epoch): in the child,
-    pickling, saving, copying, predicting or training that model is a RuntimeError saying so (copies waited forever for a step boundary no thread would reach); the child's
-    own models train and saved ones load; the parent's run ends as an uninterrupted one."""
+    """fork() while a thread of the parent trains a model with normalization buffers (held in
+    its epoch): in the child, every route that copies the model at a step boundary (pickle,
+    deepcopy, save, state_dict(copy=True), the safetensors/ONNX/torch exports whose packages
+    are installed) and every call that needs the model's lock (predict, evaluate,
+    load_state_dict, train_step) is a RuntimeError saying so - copies waited forever for a step
+    boundary no thread would reach; the child's own models train and saved ones load with
+    their buffers; the parent's run ends as an uninterrupted one."""
+    exports = [name for name, package in [("safetensors", "safetensors"), ("onnx", "onnx"),
+                                          ("torch", "torch")]
+               if importlib.util.find_spec(package) is not None]
     script = tmp_path / "fork.py"
     script.write_text(FORKED_WHILE_TRAINING)
-    result = subprocess.run([sys.executable, str(script), str(tmp_path / "saved.stp")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "saved.stp"),
+                             ",".join(exports)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     child, parent = result.stdout.splitlines()
-    assert child.split() == ["pickle", "save", "state_dict", "predict", "train_step", "True"]
+    assert child.split() == ["pickle", "deepcopy", "save", "state_dict", *exports, "predict",
+                             "evaluate", "load_state_dict", "train_step", "True"]
     assert parent.split() == ["0", "True"]
 
 

@@ -278,3 +278,68 @@ def test_weights_saved_by_torch_load_into_steepest(rng, tmp_path):
     safetensors.torch.save_file(tmodel.bfloat16().state_dict(), str(path))
     with pytest.raises(ValueError, match="BF16"):
         model.load_safetensors(path)
+
+
+# -- buffers and counts: preprocessing and normalization layers ------------------------------
+
+def normalized_model(dtype="float32", seed=0, standardize=True):
+    first = [st.Standardize()] if standardize else []
+    return st.Sequential(*first, st.Dense(4, 6), st.BatchNorm1d(6), st.ReLU(), st.Dense(6, 5),
+                         st.LayerNorm(5, bias=False), st.Dense(5, 3), dtype=dtype, seed=seed)
+
+
+def fitted(model, rng):
+    X = rng.normal(3.0, 2.0, size=(40, 4))
+    model.fit(X, rng.integers(0, 3, 40), loss=st.losses.CrossEntropy(), batch_size=8,
+              optimizer=st.optim.Adam(model.parameters()), epochs=2, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_safetensors_carry_buffers_and_counts(dtype, rng, tmp_path):
+    model = fitted(normalized_model(dtype, seed=2), rng)
+    model.save_safetensors(tmp_path / "m.safetensors")
+    tensors, _ = parts(tmp_path / "m.safetensors")
+    assert tensors["2.num_batches_tracked"].dtype == np.int64
+    assert int(tensors["2.num_batches_tracked"]) == 10  # 2 epochs of 5 batches
+    assert tensors["0.count"] == 40 and tensors["0.mean"].dtype == np.dtype(dtype)
+    assert {"0.mean", "0.std", "2.running_mean", "2.running_var", "5.weight"} <= set(tensors)
+    assert "5.bias" not in tensors
+    loaded = st.load_safetensors(tmp_path / "m.safetensors")
+    assert_same_model(model, loaded)
+    X = rng.normal(size=(7, 4))
+    assert loaded.predict(X).tobytes() == model.predict(X).tobytes()
+
+
+def torch_normalized(torch, dtype):
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 5),
+                         nn.LayerNorm(5, bias=False), nn.Linear(5, 3)).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_torch_reads_and_writes_buffers_through_safetensors(dtype, rng, tmp_path):
+    torch = pytest.importorskip("torch")
+    import safetensors.torch
+
+    model = fitted(normalized_model(dtype, seed=4, standardize=False), rng)
+    model.save_safetensors(tmp_path / "m.safetensors")
+    tmodel = torch_normalized(torch, getattr(torch, dtype))
+    tmodel.load_state_dict(safetensors.torch.load_file(str(tmp_path / "m.safetensors")),
+                           strict=True)
+    assert int(tmodel[1].num_batches_tracked) == 10
+    X = rng.normal(size=(8, 4)).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(tmodel.eval()(torch.from_numpy(X)).detach().numpy(),
+                               model.predict(X), **tol)
+    # torch trains (its running statistics move), saves; steepest reads every tensor bitwise
+    tmodel.train()
+    for _ in range(3):
+        tmodel(torch.from_numpy(rng.normal(size=(16, 4)).astype(dtype)))
+    safetensors.torch.save_file(tmodel.state_dict(), str(tmp_path / "t.safetensors"))
+    other = normalized_model(dtype, standardize=False)
+    other.load_safetensors(tmp_path / "t.safetensors")
+    for k, v in tmodel.state_dict().items():
+        assert other.state_dict()[k].tobytes() == v.numpy().tobytes(), k
+    np.testing.assert_allclose(other.predict(X), tmodel.eval()(torch.from_numpy(X)).detach().numpy(),
+                               **tol)

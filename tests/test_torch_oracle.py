@@ -10,8 +10,10 @@ from conftest import to_torch
 
 pytest.importorskip("torch")
 
-ACTIVATIONS = [st.ReLU(), st.LeakyReLU(0.05), st.ELU(), st.ELU(0.3), st.GELU(), st.SiLU(),
-               st.Sigmoid(), st.Tanh(), st.Softplus(), st.Softmax()]
+ACTIVATIONS = [st.ReLU(), st.LeakyReLU(0.05), st.ELU(), st.ELU(0.3), st.GELU(),
+               st.GELU(approximate="tanh"), st.SiLU(), st.Sigmoid(), st.Tanh(), st.Softplus(),
+               st.Softplus(beta=2.0, threshold=5.0), st.Softplus(beta=0.5, threshold=3.0),
+               st.Softmax()]
 
 
 def tensor(torch, a, dtype=None):

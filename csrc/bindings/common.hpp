@@ -41,7 +41,7 @@ py::array_t<T> view(T* data, int64_t n, py::handle owner) {
 
 // A network plus the lock that lets many predictions run at once but never beside training,
 // and the hand-over that gives other threads a copy of the parameters at a step boundary of a
-// running epoch (copy_params).
+// running epoch (copy_state).
 template <class T>
 struct Model {
   Model(std::vector<LayerSpec> layers, uint64_t seed, bool initialize)
@@ -52,14 +52,14 @@ struct Model {
   // (train_step, train_epoch, layer_outputs) has reused the activation buffers.
   py::object forward_input = py::none();
   // Guarded by pause: the thread running train_epoch (none: std::thread::id()), how many
-  // copy_params wait for its next step boundary, and whether it waits there for them.
+  // copy_state wait for its next step boundary, and whether it waits there for them.
   std::mutex pause;
   std::condition_variable pause_cv;
   std::thread::id epoch_thread;
   int waiting = 0;
   bool paused = false;
   std::atomic<int> asked{0};    // waiting, read between steps without the mutex
-  std::atomic<int> copying{0};  // copy_params holding busy shared: exclusive() waits for them
+  std::atomic<int> copying{0};  // copy_state holding busy shared: exclusive() waits for them
   std::atomic<pid_t> holder{0};  // the process whose thread holds busy exclusively (0: none)
 };
 
@@ -97,7 +97,7 @@ class ExclusiveLock {
 };
 
 // The model for a call that changes it; refused while another thread trains or predicts. A
-// copy_params holds the lock for a moment only: it is waited for, so that saving from another
+// copy_state holds the lock for a moment only: it is waited for, so that saving from another
 // thread between two epochs never makes the next epoch fail.
 template <class T>
 ExclusiveLock<T> exclusive(Model<T>& m) {
@@ -112,23 +112,27 @@ ExclusiveLock<T> exclusive(Model<T>& m) {
   }
 }
 
-// Copies the parameters (num_params values) into dst as they are after a whole step: at once
+// Copies the parameters, buffers and counts into params (num_params values), buffers
+// (num_buffers) and counts (num_counts) as they are after a whole step: at once
 // when nothing changes the model; at the next step boundary of an epoch another thread runs
 // (it pauses there for the copy); after a single call another thread makes (train_step,
-// forward, an optimizer step); refused in a process forked while one of these ran. In the epoch's own thread (a signal handler, which the core runs
-// only before a step's update) the parameters are those of the last whole step already. Call it
-// without the GIL.
+// forward, an optimizer step); refused in a process forked while one of these ran. In the
+// epoch's own thread (a signal handler, which the core runs only before a step's update) the
+// parameters are those of the last whole step already. Call it without the GIL.
 template <class T>
-void copy_params(Model<T>& m, T* dst) {
-  const T* src = m.net.params();
-  const int64_t n = m.net.num_params();
+void copy_state(Model<T>& m, T* params, T* buffers, int64_t* counts) {
+  auto copy = [&] {
+    std::copy(m.net.params(), m.net.params() + m.net.num_params(), params);
+    std::copy(m.net.buffers(), m.net.buffers() + m.net.num_buffers(), buffers);
+    std::copy(m.net.counts(), m.net.counts() + m.net.num_counts(), counts);
+  };
   for (;;) {
     bool copied = false;
     m.copying.fetch_add(1);
     {
       std::shared_lock<std::shared_mutex> lock(m.busy, std::try_to_lock);
       if (lock.owns_lock()) {
-        std::copy(src, src + n, dst);
+        copy();
         copied = true;
       }
     }
@@ -137,7 +141,7 @@ void copy_params(Model<T>& m, T* dst) {
     if (held_across_fork(m)) throw forked_mid_call();  // no step boundary will come
     std::unique_lock<std::mutex> g(m.pause);
     if (m.epoch_thread == std::this_thread::get_id()) {
-      std::copy(src, src + n, dst);
+      copy();
       return;
     }
     if (m.epoch_thread == std::thread::id()) {  // a single call: it ends soon
@@ -148,14 +152,14 @@ void copy_params(Model<T>& m, T* dst) {
     m.asked.store(++m.waiting);
     m.pause_cv.wait(g, [&] { return m.paused || m.epoch_thread == std::thread::id(); });
     copied = m.paused;
-    if (copied) std::copy(src, src + n, dst);
+    if (copied) copy();
     m.asked.store(--m.waiting);
     m.pause_cv.notify_all();
     if (copied) return;
   }
 }
 
-// train_epoch's side of copy_params: marks the thread running the epoch for its lifetime, and
+// train_epoch's side of copy_state: marks the thread running the epoch for its lifetime, and
 // after each step (train_epoch's progress call) lets waiting copies take the parameters.
 template <class T>
 class EpochHandOver {
@@ -275,8 +279,8 @@ inline ArrayInfo array_info(const py::array& a) {
 // label-range rules for net trained with loss (check_batch with values = false): the entry
 // points that take data Python validated once (fit's epochs, predict) check this much again.
 template <class T>
-void require_batch(const Network<T>& net, const py::array& x, const py::array* y, LossKind loss,
-                   const char* where) {
+void require_batch(const Network<T>& net, const py::array& x, const py::array* y,
+                   const LossSpec& loss, const char* where) {
   const ArrayInfo xi = array_info(x);
   const ArrayInfo yi = y ? array_info(*y) : ArrayInfo{};
   const BatchCheck c = check_batch(xi, y ? &yi : nullptr, scalar_type<T>(), net.in_features(),

@@ -1,12 +1,14 @@
 // Free functions: the size table of a list of layer specs, the batch check, a loss as a pure
-// function, gradient clipping, and the thread count.
+// function, gradient clipping, the matrix-product kernels and the thread count.
 #include <pybind11/stl.h>
 
 #include <cmath>
 #include <optional>
+#include <string>
 
 #include "bindings/common.hpp"
 #include "bindings/register.hpp"
+#include "steepest/gemm_kernels.hpp"
 
 namespace steepest::bindings {
 
@@ -14,29 +16,37 @@ namespace {
 
 template <class T>
 void register_typed(py::module_& m) {
-  // Loss value and gradient as a pure function: (value, d(loss)/d(out)).
+  // Loss value and gradient as a pure function: (value, d(loss)/d(out), the weight the value
+  // is the mean over: loss_normalizer), weighted by sample_weight (one per row) unless None.
   m.def("loss_forward",
-        [](const LossSpec& spec, Array<T> out, py::array y) {
+        [](const LossSpec& spec, Array<T> out, py::array y, const Weights& sample_weight) {
           if (out.ndim() != 2) throw py::value_error("loss_forward: out must be 2-D (B, C)");
           const int64_t B = out.shape(0), C = out.shape(1);
-          const BatchCheck check = check_targets(array_info(y), B, scalar_type<T>(), C,
-                                                 spec.kind, false);
+          const BatchCheck check = check_targets(array_info(y), B, scalar_type<T>(), C, spec,
+                                                 false);
           if (!check.ok())
             throw py::value_error(std::string("loss_forward: y breaks the core's rule ") +
                                   batch_rule_name(check.rule) + "; validate it first");
+          require_rows(sample_weight, B, "loss_forward: sample_weight");
           Array<T> grad({B, C});
-          double value;
-          Target<T> t = target_of<T>(y);
+          double value, weight;
+          const Target<T> t = target_of<T>(y, sample_weight);
           {
             py::gil_scoped_release release;
+            RowWeights rw;
+            rw.w = t.weights;
+            for (int64_t r = 0; rw.w && r < B; ++r) rw.total += rw.w[r];
+            weight = loss_normalizer(t.labels, B, spec, rw);
             value = spec.kind == LossKind::CrossEntropy
-                        ? cross_entropy_loss(grad.mutable_data(), out.data(), t.labels, B, C,
-                                             spec.label_smoothing, spec.scale)
-                        : regression_loss(grad.mutable_data(), out.data(), t.values, B, C, spec);
+                        ? cross_entropy_loss(grad.mutable_data(), out.data(), t.labels, t.values,
+                                             B, C, spec, rw)
+                        : regression_loss(grad.mutable_data(), out.data(), t.values, B, C, spec,
+                                          rw);
           }
-          return py::make_tuple(value, grad);
+          return py::make_tuple(value, grad, weight);
         },
-        py::arg("loss"), py::arg("out").noconvert(), py::arg("y").noconvert());
+        py::arg("loss"), py::arg("out").noconvert(), py::arg("y").noconvert(),
+        py::arg("sample_weight").noconvert() = py::none());
 
   m.def("clip_grad_norm",
         [](Model<T>& s, double max_norm) {
@@ -77,13 +87,17 @@ void register_functions(py::module_& m) {
           const ScalarType type = model_type(dtype);
           const ArrayInfo yi = array_info(y);
           py::gil_scoped_release release;
-          return check_targets(yi, rows, type, out_features, loss.kind);
+          return check_targets(yi, rows, type, out_features, loss);
         },
         py::arg("y").noconvert(), py::arg("rows"), py::arg("out_features"), py::arg("loss"),
         py::arg("dtype"));
 
   register_typed<float>(m);
   register_typed<double>(m);
+
+  // The matrix-product kernels this CPU runs: "avx512" or "avx2" (steepest's own, whose
+  // results do not depend on the thread count nor on the batch a row is in), or "none" (BLAS).
+  m.def("gemm_isa", [] { return std::string(gemm_isa_name(gemm_isa())); });
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
   m.def("get_num_threads", &get_num_threads);

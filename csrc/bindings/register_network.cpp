@@ -1,6 +1,6 @@
-// Network32 / Network64: a network with zero-copy views of its flat params and grads, and its
-// calls (forward, backward, train_step, train_epoch, infer), each with the model locked and the
-// GIL released around the computation.
+// Network32 / Network64: a network with zero-copy views of its flat params, grads, buffers and
+// counts, and its calls (forward, backward, train_step, train_epoch, infer), each with the model
+// locked and the GIL released around the computation.
 #include <pybind11/stl.h>
 
 #include <algorithm>
@@ -63,6 +63,14 @@ Rows rows_from(const py::object& data, int64_t width, const char* name) {
   return Rows(std::move(parts), width);
 }
 
+// ndim of data (an array, or a list of arrays: its first).
+int first_part_ndim(const py::object& data) {
+  if (py::isinstance<py::array>(data)) return int(data.cast<py::array>().ndim());
+  const py::list parts(data);
+  if (parts.empty() || !py::isinstance<py::array>(parts[0])) return 0;
+  return int(parts[0].cast<py::array>().ndim());
+}
+
 // At most this often train_epoch reports its progress to Python (taking the GIL).
 constexpr std::chrono::milliseconds kProgressInterval{50};
 
@@ -73,11 +81,13 @@ constexpr std::chrono::milliseconds kProgressInterval{50};
 // it and is raised here, the step abandoned.
 template <class T>
 py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y,
-                             const LossSpec& spec, Optimizer<T>& opt, double clip_norm) {
+                             const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
+                             const Weights& sample_weight) {
   const ArrayInfo xi = array_info(x), yi = array_info(y);
   const BatchCheck check = check_batch(xi, &yi, scalar_type<T>(), s.net.in_features(),
-                                       s.net.out_features(), spec.kind);
+                                       s.net.out_features(), spec);
   if (!check.ok()) return py::make_tuple(check, StepStatus::Ok, 0.0);
+  require_rows(sample_weight, xi.rows, "train_step: sample_weight");
   auto lock = exclusive(s);
   s.forward_input = py::none();
   SignalPoll poll;
@@ -85,8 +95,8 @@ py::tuple checked_train_step(Model<T>& s, const py::array& x, const py::array& y
   StepStatus status;
   {
     py::gil_scoped_release release;
-    status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y), xi.rows, spec,
-                              opt, clip_norm, &value);
+    status = s.net.train_step(static_cast<const T*>(x.data()), target_of<T>(y, sample_weight),
+                              xi.rows, spec, opt, clip_norm, &value);
   }
   if (status == StepStatus::Interrupted) poll.raise_error();
   return py::make_tuple(check, status, value);
@@ -121,6 +131,14 @@ void register_model(py::module_& m, const char* name) {
         auto& s = self.cast<M&>();
         return view<T>(s.net.grads(), s.net.num_params(), self);
       })
+      .def_property_readonly("buffers", [](py::object self) {
+        auto& s = self.cast<M&>();
+        return view<T>(s.net.buffers(), s.net.num_buffers(), self);
+      })
+      .def_property_readonly("counts", [](py::object self) {
+        auto& s = self.cast<M&>();
+        return view<int64_t>(s.net.counts(), s.net.num_counts(), self);
+      })
       .def_property(
           "rng_state", [](M& s) { return s.net.rng().state(); },
           [](M& s, const Rng::State& st) {
@@ -134,7 +152,7 @@ void register_model(py::module_& m, const char* name) {
            })
       .def("forward",
            [](M& s, Array<T> x, bool training) {
-             require_batch(s.net, x, nullptr, LossKind::MSE, "forward");
+             require_batch(s.net, x, nullptr, LossSpec{}, "forward");
              auto lock = exclusive(s);
              const int64_t B = x.shape(0);
              Array<T> out({B, s.net.out_features()});
@@ -163,7 +181,7 @@ void register_model(py::module_& m, const char* name) {
       .def("layer_outputs",
            [](M& s, Array<T> x) {
              // Every layer's output for x, dropout off: copies, for diagnostics.
-             require_batch(s.net, x, nullptr, LossKind::MSE, "layer_outputs");
+             require_batch(s.net, x, nullptr, LossSpec{}, "layer_outputs");
              auto lock = exclusive(s);
              s.forward_input = py::none();
              const int64_t B = x.shape(0);
@@ -184,12 +202,13 @@ void register_model(py::module_& m, const char* name) {
         return s.net.layer_grad_sq();
       })
       .def("train_step", &checked_train_step<T>, py::arg("x").noconvert(),
-           py::arg("y").noconvert(), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"))
+           py::arg("y").noconvert(), py::arg("loss"), py::arg("optimizer"), py::arg("clip_norm"),
+           py::arg("sample_weight").noconvert() = py::none())
       .def("gradient",
            // Network::gradient on (x, y, weights): the loss, with its gradient in grads.
            [](M& s, Array<T> x, py::array y, const LossSpec& spec, const Weights& weights,
               bool training) {
-             require_batch(s.net, x, &y, spec.kind, "gradient");
+             require_batch(s.net, x, &y, spec, "gradient");
              require_rows(weights, x.shape(0), "gradient: weights");
              auto lock = exclusive(s);
              s.forward_input = py::none();
@@ -216,7 +235,8 @@ void register_model(py::module_& m, const char* name) {
       .def("train_epoch",
            // X, y: an array or a list of arrays (the parts, read in place and converted per
            // batch; see rows.hpp; the epoch checks every batch's labels); labels when the loss
-           // is CrossEntropy. progress: None, or called as progress(steps, samples, mean loss)
+           // is CrossEntropy and y is 1-D, else targets (CrossEntropy: class probabilities).
+           // progress: None, or called as progress(steps, samples, mean loss)
            // at most every kProgressInterval, between steps. With sum (a callable that sums
            // reduce_buffer over the processes in place), a data-parallel epoch as process
            // `rank` of `size`; stop: see SignalPoll. on_step: None, or called as
@@ -228,7 +248,7 @@ void register_model(py::module_& m, const char* name) {
               const LossSpec& spec, Optimizer<T>& opt, double clip_norm, py::object progress,
               int64_t rank, int64_t size, py::object sum, py::object stop, py::object on_step,
               const Weights& weights, const std::optional<Array<int64_t>>& order) {
-             const bool labels = spec.kind == LossKind::CrossEntropy;
+             const bool labels = spec.kind == LossKind::CrossEntropy && first_part_ndim(y) == 1;
              const Rows xs = rows_from(X, s.net.in_features(), "X");
              const Rows ys = rows_from(y, labels ? 1 : s.net.out_features(), "y");
              if (xs.size() != ys.size() || xs.size() == 0)
@@ -294,6 +314,8 @@ void register_model(py::module_& m, const char* name) {
              out["steps"] = st.steps;
              out["samples"] = st.samples;
              out["correct"] = st.correct;
+             out["scored"] = st.scored;
+             out["loss_weight"] = st.loss_weight;
              out["status"] = st.status;
              out["bad_loss"] = st.bad_loss;
              out["grad_norms"] = st.grad_norms;
@@ -308,29 +330,41 @@ void register_model(py::module_& m, const char* name) {
            py::arg("sum") = py::none(), py::arg("stop") = py::none(),
            py::arg("on_step") = py::none(), py::arg("weights").noconvert() = py::none(),
            py::arg("order").noconvert() = py::none())
-      .def("copy_params",
-           // A copy of the parameters after a whole step, also while another thread trains
-           // (see copy_params).
+      .def("copy_state",
+           // (params, buffers, counts): copies after a whole step, also while another thread
+           // trains (see copy_state).
            [](M& s) {
-             Array<T> out({s.net.num_params()});
-             T* dst = out.mutable_data();
-             py::gil_scoped_release release;
-             copy_params(s, dst);
-             return out;
+             Array<T> params({s.net.num_params()}), buffers({s.net.num_buffers()});
+             Array<int64_t> counts({s.net.num_counts()});
+             T* p = params.mutable_data();
+             T* b = buffers.mutable_data();
+             int64_t* c = counts.mutable_data();
+             {
+               py::gil_scoped_release release;
+               copy_state(s, p, b, c);
+             }
+             return py::make_tuple(params, buffers, counts);
            })
-      .def("write_params",
-           // Replaces the parameters with flat (num_params values); refused while another
-           // thread trains or predicts.
-           [](M& s, Array<T> flat) {
-             if (flat.ndim() != 1 || flat.shape(0) != s.net.num_params())
-               throw std::invalid_argument("write_params: flat must have num_params values");
+      .def("write_state",
+           // Replaces the parameters, buffers and counts (flat, of num_params, num_buffers and
+           // num_counts values); refused while another thread trains or predicts.
+           [](M& s, Array<T> params, Array<T> buffers, Array<int64_t> counts) {
+             if (params.ndim() != 1 || params.shape(0) != s.net.num_params() ||
+                 buffers.ndim() != 1 || buffers.shape(0) != s.net.num_buffers() ||
+                 counts.ndim() != 1 || counts.shape(0) != s.net.num_counts())
+               throw std::invalid_argument(
+                   "write_state: params, buffers and counts must have num_params, num_buffers "
+                   "and num_counts values");
              auto lock = exclusive(s);
-             std::copy(flat.data(), flat.data() + flat.shape(0), s.net.params());
+             std::copy(params.data(), params.data() + params.shape(0), s.net.params());
+             std::copy(buffers.data(), buffers.data() + buffers.shape(0), s.net.buffers());
+             std::copy(counts.data(), counts.data() + counts.shape(0), s.net.counts());
            },
-           py::arg("flat").noconvert())
+           py::arg("params").noconvert(), py::arg("buffers").noconvert(),
+           py::arg("counts").noconvert())
       .def("infer",
            [](M& s, Array<T> x) {
-             require_batch(s.net, x, nullptr, LossKind::MSE, "infer");
+             require_batch(s.net, x, nullptr, LossSpec{}, "infer");
              std::shared_lock<std::shared_mutex> lock(s.busy, std::try_to_lock);
              if (!lock.owns_lock()) {
                if (held_across_fork(s)) throw forked_mid_call();

@@ -14,7 +14,15 @@ void register_specs(py::module_& m) {
       .value("Dense", LayerKind::Dense)
       .value("Activation", LayerKind::Activation)
       .value("Softmax", LayerKind::Softmax)
-      .value("Dropout", LayerKind::Dropout);
+      .value("Dropout", LayerKind::Dropout)
+      .value("BatchNorm", LayerKind::BatchNorm)
+      .value("LayerNorm", LayerKind::LayerNorm)
+      .value("Standardize", LayerKind::Standardize)
+      .value("MinMaxScale", LayerKind::MinMaxScale);
+  py::enum_<Store>(m, "Store")
+      .value("Params", Store::Params)
+      .value("Buffers", Store::Buffers)
+      .value("Counts", Store::Counts);
   py::enum_<Activation>(m, "Activation")
       .value("ReLU", Activation::ReLU)
       .value("LeakyReLU", Activation::LeakyReLU)
@@ -23,7 +31,8 @@ void register_specs(py::module_& m) {
       .value("SiLU", Activation::SiLU)
       .value("Sigmoid", Activation::Sigmoid)
       .value("Tanh", Activation::Tanh)
-      .value("Softplus", Activation::Softplus);
+      .value("Softplus", Activation::Softplus)
+      .value("GELUTanh", Activation::GELUTanh);
   py::enum_<Init>(m, "Init")
       .value("torch_default", Init::TorchDefault)
       .value("glorot_uniform", Init::GlorotUniform)
@@ -65,7 +74,8 @@ void register_specs(py::module_& m) {
       .value("YLayout", BatchRule::YLayout)
       .value("YNonFinite", BatchRule::YNonFinite)
       .value("LabelRange", BatchRule::LabelRange)
-      .value("TargetRange", BatchRule::TargetRange);
+      .value("TargetRange", BatchRule::TargetRange)
+      .value("LossWeights", BatchRule::LossWeights);
 
   py::class_<LayerSpec>(m, "LayerSpec")
       .def(py::init<>())
@@ -75,7 +85,12 @@ void register_specs(py::module_& m) {
       .def_readwrite("bias", &LayerSpec::bias)
       .def_readwrite("activation", &LayerSpec::activation)
       .def_readwrite("param", &LayerSpec::param)
+      .def_readwrite("threshold", &LayerSpec::threshold)
       .def_readwrite("init", &LayerSpec::init)
+      .def_readwrite("affine", &LayerSpec::affine)
+      .def_readwrite("eps", &LayerSpec::eps)
+      .def_readwrite("momentum", &LayerSpec::momentum)
+      .def_readwrite("track_running_stats", &LayerSpec::track_running_stats)
       .def_readonly("weight_offset", &LayerSpec::weight_offset)
       .def_readonly("bias_offset", &LayerSpec::bias_offset);
 
@@ -85,7 +100,10 @@ void register_specs(py::module_& m) {
       .def_readwrite("delta", &LossSpec::delta)
       .def_readwrite("label_smoothing", &LossSpec::label_smoothing)
       .def_readwrite("scale", &LossSpec::scale)
-      .def_readwrite("l2", &LossSpec::l2);
+      .def_readwrite("l2", &LossSpec::l2)
+      .def_readwrite("weight", &LossSpec::weight)
+      .def_readwrite("pos_weight", &LossSpec::pos_weight)
+      .def_readwrite("ignore_index", &LossSpec::ignore_index);
 
   py::class_<OptimizerConfig>(m, "OptimizerConfig")
       .def(py::init<>())
@@ -127,9 +145,37 @@ void register_specs(py::module_& m) {
                ")";
       });
 
+  py::class_<Slot>(m, "Slot")
+      .def_readonly("layer", &Slot::layer)
+      .def_readonly("name", &Slot::name)
+      .def_readonly("store", &Slot::store)
+      .def_readonly("offset", &Slot::offset)
+      .def_property_readonly("shape",
+                             [](const Slot& s) { return py::tuple(py::cast(s.shape)); })
+      .def_property_readonly("size", &Slot::size)
+      .def("__repr__", [](const Slot& s) {
+        std::string shape;
+        for (int64_t d : s.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+        return "Slot('" + std::to_string(s.layer) + "." + s.name + "', " +
+               std::string(py::str(py::cast(s.store))) + " at " + std::to_string(s.offset) +
+               ", shape (" + shape + (s.shape.size() == 1 ? ",)" : ")") + ")";
+      });
+
+  py::class_<NormSizes>(m, "NormSizes")
+      .def_readonly("layer", &NormSizes::layer)
+      .def_readonly("width", &NormSizes::width)
+      .def_readonly("weight_offset", &NormSizes::weight_offset)
+      .def_readonly("bias_offset", &NormSizes::bias_offset)
+      .def_readonly("buffer_offset", &NormSizes::buffer_offset)
+      .def_readonly("count_offset", &NormSizes::count_offset);
+
   py::class_<SizeTable>(m, "SizeTable")
       .def_readonly("dense", &SizeTable::dense)
+      .def_readonly("norms", &SizeTable::norms)
+      .def_readonly("slots", &SizeTable::slots)
       .def_readonly("num_params", &SizeTable::num_params)
+      .def_readonly("num_buffers", &SizeTable::num_buffers)
+      .def_readonly("num_counts", &SizeTable::num_counts)
       .def_property_readonly("workspace_per_row", &SizeTable::workspace_per_row)
       .def("__repr__", [](const SizeTable& t) {
         return "SizeTable(" + std::to_string(t.dense.size()) + " Dense layers, " +

@@ -57,6 +57,7 @@ const char* batch_rule_name(BatchRule rule) {
     case BatchRule::YNonFinite: return "YNonFinite";
     case BatchRule::LabelRange: return "LabelRange";
     case BatchRule::TargetRange: return "TargetRange";
+    case BatchRule::LossWeights: return "LossWeights";
   }
   return "?";
 }
@@ -73,16 +74,19 @@ BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_featu
 }
 
 BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
-                         int64_t out_features, LossKind loss, bool values) {
+                         int64_t out_features, const LossSpec& spec, bool values) {
   const int64_t C = out_features;
-  if (loss == LossKind::CrossEntropy) {
-    if (y.ndim != 1) return fail(BatchRule::YShape);
+  const LossKind loss = spec.kind;
+  for (const auto* w : {&spec.weight, &spec.pos_weight}) {
+    if (!w->empty() && int64_t(w->size()) != C) return fail(BatchRule::LossWeights, w->size(), C);
+  }
+  if (loss == LossKind::CrossEntropy && y.ndim == 1) {  // class indices
     if (y.rows != rows) return fail(BatchRule::YLength, y.rows, rows);
     if (y.type != ScalarType::Int64) return fail(BatchRule::YType);
     if (!y.contiguous) return fail(BatchRule::YLayout);
     const int64_t* labels = static_cast<const int64_t*>(y.data);
     for (int64_t i = 0; i < rows; ++i) {
-      if (labels[i] < 0 || labels[i] >= C) {
+      if ((labels[i] < 0 || labels[i] >= C) && labels[i] != spec.ignore_index) {
         const auto [lo, hi] = std::minmax_element(labels, labels + rows);
         BatchCheck c = fail(BatchRule::LabelRange, 0, C);
         c.label_min = *lo;
@@ -92,7 +96,9 @@ BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
     }
     return {};
   }
-  if (!((y.ndim == 2 && y.cols == C) || (y.ndim == 1 && C == 1))) return fail(BatchRule::YShape);
+  // Values (rows, C): CrossEntropy's class probabilities, the other losses' targets.
+  const bool one_column = C == 1 && loss != LossKind::CrossEntropy;
+  if (!((y.ndim == 2 && y.cols == C) || (y.ndim == 1 && one_column))) return fail(BatchRule::YShape);
   if (y.rows != rows) return fail(BatchRule::YLength, y.rows, rows);
   if (y.type != dtype) return fail(BatchRule::YType);
   if (!y.contiguous) return fail(BatchRule::YLayout);
@@ -108,7 +114,7 @@ BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
 }
 
 BatchCheck check_batch(const ArrayInfo& x, const ArrayInfo* y, ScalarType dtype,
-                       int64_t in_features, int64_t out_features, LossKind loss,
+                       int64_t in_features, int64_t out_features, const LossSpec& loss,
                        bool values) {
   const BatchCheck c = check_features(x, dtype, in_features, values);
   if (!c.ok() || !y) return c;

@@ -33,14 +33,17 @@ enum class BatchRule : int32_t {
   XType,        // x is not of the model's dtype
   XLayout,      // x is not C-contiguous and aligned
   XNonFinite,   // x holds NaN or infinity
-  YShape,       // y is not 1-D labels (CrossEntropy), or not (rows, C) targets ((rows,) if C is 1)
+  YShape,       // y is not 1-D labels or (rows, C) class probabilities (CrossEntropy), or not
+                // (rows, C) targets ((rows,) if C is 1)
   YLength,      // y has `got` rows, x `want`
-  YType,        // y is not int64 labels (CrossEntropy) or of the model's dtype
+  YType,        // y is not int64 labels (CrossEntropy, 1-D) or of the model's dtype
   YLayout,      // y is not C-contiguous and aligned
   YNonFinite,   // y holds NaN or infinity
-  LabelRange,   // labels span [label_min, label_max], outside [0, want) (want = classes)
+  LabelRange,   // labels span [label_min, label_max], outside [0, want) (want = classes) and
+                // not the loss's ignore_index
   TargetRange,  // targets span [target_min, target_max], outside [0, 1] (BinaryCrossEntropy)
                 // or below 0 (PoissonNLL)
+  LossWeights,  // the loss's weight or pos_weight has `got` entries, not one per output (`want`)
 };
 
 // The rule's name as the enum spells it ("XFeatures"), for messages.
@@ -63,16 +66,17 @@ struct BatchCheck {
 BatchCheck check_features(const ArrayInfo& x, ScalarType dtype, int64_t in_features,
                           bool values = true);
 
-// y for `rows` samples of a model with out_features outputs trained with `loss`: int64 labels
-// (rows) in [0, out_features) for CrossEntropy, else finite targets (rows, out_features) of
-// `dtype` ((rows,) when out_features is 1), in [0, 1] for BinaryCrossEntropy, >= 0 for
-// PoissonNLL.
+// y for `rows` samples of a model with out_features outputs trained with `loss`: for
+// CrossEntropy int64 labels (rows) in [0, out_features) or equal to loss.ignore_index, or
+// finite class probabilities (rows, out_features) of `dtype`; else finite targets (rows,
+// out_features) of `dtype` ((rows,) when out_features is 1), in [0, 1] for BinaryCrossEntropy,
+// >= 0 for PoissonNLL. The loss's weight and pos_weight hold one value per output, or none.
 BatchCheck check_targets(const ArrayInfo& y, int64_t rows, ScalarType dtype,
-                         int64_t out_features, LossKind loss, bool values = true);
+                         int64_t out_features, const LossSpec& loss, bool values = true);
 
 // check_features, then (when y is not nullptr) check_targets for x's rows.
 BatchCheck check_batch(const ArrayInfo& x, const ArrayInfo* y, ScalarType dtype,
-                       int64_t in_features, int64_t out_features, LossKind loss,
+                       int64_t in_features, int64_t out_features, const LossSpec& loss,
                        bool values = true);
 
 }  // namespace steepest

@@ -1,7 +1,11 @@
-// Matrix products. OpenBLAS does the arithmetic, always on one thread per call; large products
-// are split in tiles chosen from the shape alone and run on the core's pool (threads.hpp), so
-// the result is bitwise the same on any number of threads. Products with a dimension of 1
-// (batch 1) skip GEMM for matrix-vector and outer products.
+// Matrix products. steepest's own kernels (gemm_kernels.hpp) do the arithmetic where the CPU has
+// AVX2 + FMA (every x W^T product, the others up to 2^30 multiply-adds), OpenBLAS elsewhere,
+// always on one thread per call; large products are split in
+// tiles chosen from the shape alone and run on the core's pool (threads.hpp), so the result is
+// bitwise the same on any number of threads. On the own kernels a row of C depends only on its
+// row of op(A) (and op(B), K, alpha, beta): a layer's forward product x W^T gives a row the
+// same bits whatever batch it is computed in, batch 1 included. On OpenBLAS, products with a
+// dimension of 1 (batch 1) are matrix-vector and outer products (another order of the sums).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +20,13 @@ namespace steepest {
 template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// The same on OpenBLAS on every CPU (what gemm runs without AVX2 + FMA): the same tiles and
+// chunks, bitwise the same on any number of threads, but a row's result depends on the batch
+// (OpenBLAS picks its kernels by shape). For benchmarks (bench/gemm_paths.cpp) and tests.
+template <class T>
+void gemm_openblas(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha,
+                   const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
 // The number of tiles gemm splits a product of M x N x K multiply-adds into, along the longer
 // side of C: 1 for small products, up to 8 for large ones, and more for products beyond 2^31

@@ -65,8 +65,9 @@ void dense_backward(T* dx, T* dw, T* db, const T* dy, const T* x, const T* w, in
 }
 
 // ---------------------------------------------------------------------------------------------
-// Activations. Elementwise ones act on n values; `param` is LeakyReLU's negative slope or ELU's
-// alpha. Backward may run in place (dx == dy); it reads the saved input x and/or output y.
+// Activations. Elementwise ones act on n values; `param` is LeakyReLU's negative slope, ELU's
+// alpha or Softplus's beta, `threshold` Softplus's (torch's defaults: beta 1, threshold 20).
+// Backward may run in place (dx == dy); it reads the saved input x and/or output y.
 
 template <class T>
 inline T sigmoid(T x) {
@@ -76,9 +77,19 @@ inline T sigmoid(T x) {
   return e / (T(1) + e);
 }
 
+// GELU's tanh approximation: tanh(sqrt(2 / pi) (x + 0.044715 x^3)), torch's constants.
+constexpr double kGeluBeta = 0.7978845608028654;  // sqrt(2 / pi)
+constexpr double kGeluKappa = 0.044715;
+
+template <class T>
+inline T gelu_tanh_inner(T x) {
+  return std::tanh(T(kGeluBeta) * (x + T(kGeluKappa) * x * x * x));
+}
+
 // y (n) <- x (n)
 template <class T>
-void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param) {
+void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param,
+                        T threshold = T(20)) {
   const int64_t cost = kind == Activation::ReLU || kind == Activation::LeakyReLU ? 1 : 8;
   for_chunks(n, cost, [=](int64_t lo, int64_t hi) {
     switch (kind) {
@@ -94,6 +105,9 @@ void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param) {
       case Activation::GELU:
         for (int64_t i = lo; i < hi; ++i) y[i] = T(0.5) * x[i] * (T(1) + std::erf(x[i] * T(M_SQRT1_2)));
         break;
+      case Activation::GELUTanh:
+        for (int64_t i = lo; i < hi; ++i) y[i] = T(0.5) * x[i] * (T(1) + gelu_tanh_inner(x[i]));
+        break;
       case Activation::SiLU:
         for (int64_t i = lo; i < hi; ++i) y[i] = x[i] * sigmoid(x[i]);
         break;
@@ -103,8 +117,14 @@ void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param) {
       case Activation::Tanh:
         for (int64_t i = lo; i < hi; ++i) y[i] = std::tanh(x[i]);
         break;
-      case Activation::Softplus:  // beta = 1, threshold = 20, as torch.nn.Softplus
-        for (int64_t i = lo; i < hi; ++i) y[i] = x[i] > T(20) ? x[i] : std::log1p(std::exp(x[i]));
+      case Activation::Softplus:
+        // log(1 + exp(beta x)) / beta, linear above the threshold as torch.nn.Softplus; in the
+        // form max(z, 0) + log1p(exp(-|z|)), which cannot overflow for any threshold.
+        for (int64_t i = lo; i < hi; ++i) {
+          const T z = param * x[i];
+          y[i] = z > threshold ? x[i]
+                               : (std::fmax(z, T(0)) + std::log1p(std::exp(-std::fabs(z)))) / param;
+        }
         break;
     }
   });
@@ -113,7 +133,7 @@ void activation_forward(T* y, const T* x, int64_t n, Activation kind, T param) {
 // dx (n) <- dy (n), x (n) input, y (n) output of the forward pass
 template <class T>
 void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Activation kind,
-                         T param) {
+                         T param, T threshold = T(20)) {
   const int64_t cost = kind == Activation::ReLU || kind == Activation::LeakyReLU ? 1 : 8;
   for_chunks(n, cost, [=](int64_t lo, int64_t hi) {
     switch (kind) {
@@ -130,9 +150,11 @@ void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, 
         }
         break;
       case Activation::ELU:
+        // alpha exp(x) from x, not y + alpha: that sum cancels to 0 below x = -37.5 in double
+        // (and loses all relative accuracy well before), where exp(x) keeps it.
         for (int64_t i = lo; i < hi; ++i) {
-          const T g = dy[i], yi = y[i];
-          dx[i] = x[i] > T(0) ? g : g * (yi + param);
+          const T g = dy[i];
+          dx[i] = x[i] > T(0) ? g : g * param * std::exp(x[i]);
         }
         break;
       case Activation::GELU: {
@@ -144,6 +166,14 @@ void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, 
         }
         break;
       }
+      case Activation::GELUTanh:
+        // d/dx 0.5 x (1 + t) = 0.5 (1 + t) + 0.5 x (1 - t^2) beta (1 + 3 kappa x^2)
+        for (int64_t i = lo; i < hi; ++i) {
+          const T t = gelu_tanh_inner(x[i]);
+          const T inner = T(kGeluBeta) * (T(1) + T(3 * kGeluKappa) * x[i] * x[i]);
+          dx[i] = dy[i] * (T(0.5) * (T(1) + t) + T(0.5) * x[i] * (T(1) - t * t) * inner);
+        }
+        break;
       case Activation::SiLU:
         for (int64_t i = lo; i < hi; ++i) {
           T s = sigmoid(x[i]);
@@ -157,7 +187,10 @@ void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, 
         for (int64_t i = lo; i < hi; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
         break;
       case Activation::Softplus:
-        for (int64_t i = lo; i < hi; ++i) dx[i] = x[i] > T(20) ? dy[i] : dy[i] * sigmoid(x[i]);
+        for (int64_t i = lo; i < hi; ++i) {
+          const T z = param * x[i];
+          dx[i] = z > threshold ? dy[i] : dy[i] * sigmoid(z);
+        }
         break;
     }
   });
@@ -242,12 +275,16 @@ struct RowWeights {
   double sum(int64_t B) const { return w ? total : double(B); }
 };
 
-// out (B, C), target (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits), PoissonNLL
+// out (B, C), target (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits, with torch's
+// per-output weight and pos_weight), PoissonNLL. Each row's loss is the mean over its outputs.
 template <class T>
 double regression_loss(T* dout, const T* out, const T* target, int64_t B, int64_t C,
                        const LossSpec& spec, RowWeights rw = {}) {
-  const double inv = spec.scale / (double(C) * rw.sum(B));
+  const double rows = rw.sum(B);
+  const double inv = rows > 0 ? spec.scale / (double(C) * rows) : 0.0;
   const T g = T(inv);
+  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
+  const double* pw = spec.pos_weight.empty() ? nullptr : spec.pos_weight.data();
   const T delta = T(spec.delta);
   double total = 0;
   for (int64_t r = 0; r < B; ++r) {
@@ -280,9 +317,22 @@ double regression_loss(T* dout, const T* out, const T* target, int64_t B, int64_
           break;
         }
         default: {  // BinaryCrossEntropy on logits: max(o, 0) - o t + log(1 + exp(-|o|))
-          const double od = o;
-          acc += (od > 0 ? od : 0.0) - od * double(t) + std::log1p(std::exp(-std::fabs(od)));
-          grad = sigmoid(o) - t;
+          const double od = o, softplus_neg = std::log1p(std::exp(-std::fabs(od)));
+          const int64_t c = i - r * C;
+          double value;
+          if (pw) {  // torch: (1 - t) o + (1 + (pos_weight - 1) t) log(1 + exp(-o))
+            const double lw = 1.0 + (pw[c] - 1.0) * double(t);
+            value = (1.0 - double(t)) * od + lw * (softplus_neg + (od < 0 ? -od : 0.0));
+            grad = (T(1) - t) - T(lw) * sigmoid(-o);
+          } else {
+            value = (od > 0 ? od : 0.0) - od * double(t) + softplus_neg;
+            grad = sigmoid(o) - t;
+          }
+          if (cw) {  // torch's weight: each output's loss and gradient times its weight
+            value *= cw[c];
+            grad *= T(cw[c]);
+          }
+          acc += value;
           break;
         }
       }
@@ -293,36 +343,93 @@ double regression_loss(T* dout, const T* out, const T* target, int64_t B, int64_
   return total * inv;
 }
 
-// CrossEntropy on logits out (B, C) with integer labels (B) in [0, C), optional label
-// smoothing eps: target distribution q = (1 - eps) onehot + eps / C. Log-sum-exp, no overflow.
-// dout (B, C) = (softmax(out) - q) * scale / B (weights: see above).
+// The normalizer of a batch's loss: sum_r w_r n_r (LossSpec): rw.sum(B), or with class indices
+// (labels, CrossEntropy) and class weights or ignored rows, the sum of the rows' w_r weight[y_r].
+inline double loss_normalizer(const int64_t* labels, int64_t B, const LossSpec& spec,
+                              RowWeights rw) {
+  if (!labels || spec.kind != LossKind::CrossEntropy) return rw.sum(B);
+  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
+  double norm = 0;
+  bool plain = !cw;
+  for (int64_t r = 0; r < B; ++r) {
+    if (labels[r] == spec.ignore_index) {
+      plain = false;
+      continue;
+    }
+    norm += rw.at(r) * (cw ? cw[labels[r]] : 1.0);
+  }
+  return plain ? rw.sum(B) : norm;
+}
+
+// CrossEntropy on logits out (B, C) (log-sum-exp: no overflow) against class indices labels
+// (B) or, when labels is nullptr, class probabilities probs (B, C), with torch's label
+// smoothing eps (the target distribution q = (1 - eps) target + eps / C), class weights w_c
+// (spec.weight) and ignore_index. A row's loss is sum_c w_c q_c (lse - o_c); its gradient
+// (softmax(o) sum_c w_c q_c - w q), times spec.scale and the row's sample weight over the
+// normalizer (loss_normalizer; weights: see above).
 template <class T>
-double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, int64_t B, int64_t C,
-                          double label_smoothing, double scale = 1.0, RowWeights rw = {}) {
-  const double eps = label_smoothing;
-  const double weight = rw.sum(B);
+double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, const T* probs,
+                          int64_t B, int64_t C, const LossSpec& spec, RowWeights rw = {}) {
+  const double eps = spec.label_smoothing, scale = spec.scale;
+  const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
+  double cw_sum = 0;
+  for (int64_t c = 0; cw && c < C; ++c) cw_sum += cw[c];
+  const double weight = loss_normalizer(labels, B, spec, rw);
+  if (!(weight > 0)) {  // nothing counts: no loss, no gradient
+    if (dout) std::fill(dout, dout + B * C, T(0));
+    return 0.0;
+  }
   double total = 0;
   const T inv_b = T(scale / weight);
+  const T smooth = T(eps / double(C));
   for (int64_t r = 0; r < B; ++r) {
     const T* o = out + r * C;
+    T* d = dout ? dout + r * C : nullptr;
+    if (labels && labels[r] == spec.ignore_index) {  // no loss, no gradient
+      if (d) std::fill(d, d + C, T(0));
+      continue;
+    }
     T mx = o[0];
     for (int64_t c = 1; c < C; ++c) mx = o[c] > mx ? o[c] : mx;
     double sum = 0, sum_logits = 0;
     for (int64_t c = 0; c < C; ++c) {
       sum += std::exp(double(o[c] - mx));
-      sum_logits += double(o[c]);
+      sum_logits += double(o[c]) * (cw ? cw[c] : 1.0);
     }
     const double lse = double(mx) + std::log(sum);
-    const int64_t y = labels[r];
-    // -sum_c q_c log p_c with log p_c = o_c - lse
-    total += rw.at(r) * ((1.0 - eps) * (lse - double(o[y])) + eps * (lse - sum_logits / double(C)));
-    if (dout) {
-      T* d = dout + r * C;
-      const T inv_sum = T(1.0 / sum);
-      const T smooth = T(eps / double(C));
-      const T f = rw.w && rw.weigh_grad ? T(rw.w[r] * scale / weight) : inv_b;
-      for (int64_t c = 0; c < C; ++c) d[c] = (std::exp(o[c] - mx) * inv_sum - smooth) * f;
-      d[y] -= T(1.0 - eps) * f;
+    const T inv_sum = T(1.0 / sum);
+    const T f = rw.w && rw.weigh_grad ? T(rw.w[r] * scale / weight) : inv_b;
+    if (labels) {
+      const int64_t y = labels[r];
+      const double wy = cw ? cw[y] : 1.0;
+      // -sum_c w_c q_c log p_c with log p_c = o_c - lse: (1 - eps) w_y (lse - o_y) plus eps
+      // times the mean over the classes of w_c (lse - o_c).
+      const double smoothed = cw ? (cw_sum * lse - sum_logits) / double(C)
+                                 : lse - sum_logits / double(C);
+      total += rw.at(r) * ((1.0 - eps) * wy * (lse - double(o[y])) + eps * smoothed);
+      if (d) {
+        if (cw) {
+          const T q_sum = T((1.0 - eps) * wy + eps * cw_sum / double(C));  // sum_c w_c q_c
+          for (int64_t c = 0; c < C; ++c)
+            d[c] = (std::exp(o[c] - mx) * inv_sum * q_sum - T(cw[c]) * smooth) * f;
+        } else {
+          for (int64_t c = 0; c < C; ++c) d[c] = (std::exp(o[c] - mx) * inv_sum - smooth) * f;
+        }
+        d[y] -= T((1.0 - eps) * wy) * f;
+      }
+    } else {
+      const T* t = probs + r * C;
+      auto wq = [&](int64_t c) {  // w_c q_c
+        return (cw ? cw[c] : 1.0) * ((1.0 - eps) * double(t[c]) + eps / double(C));
+      };
+      double q_sum = 0, row = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        q_sum += wq(c);
+        row += wq(c) * (lse - double(o[c]));
+      }
+      total += rw.at(r) * row;
+      for (int64_t c = 0; d && c < C; ++c)
+        d[c] = (std::exp(o[c] - mx) * inv_sum * T(q_sum) - T(wq(c))) * f;
     }
   }
   return total / weight * scale;

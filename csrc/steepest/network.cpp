@@ -22,12 +22,19 @@ Network<T>::Network(std::vector<LayerSpec> layers, uint64_t seed, bool initializ
     layers_[size_t(d.layer)].weight_offset = d.weight_offset;
     layers_[size_t(d.layer)].bias_offset = d.bias_offset;
   }
-  first_dense_op_ = size_t(std::find_if(ops_.begin(), ops_.end(),
-                                        [](const Op& op) { return op.dense >= 0; }) -
-                           ops_.begin());
+  for (const NormSizes& n : table_.norms) {
+    layers_[size_t(n.layer)].weight_offset = n.weight_offset;
+    layers_[size_t(n.layer)].bias_offset = n.bias_offset;
+  }
+  first_param_op_ = size_t(
+      std::find_if(ops_.begin(), ops_.end(),
+                   [](const Op& op) { return op.weight >= 0 || op.bias >= 0; }) -
+      ops_.begin());
   kept_dy_.assign(size_t(table_.kept_dy), T(0));
   params_ = ZeroedBuffer<T>(size_t(table_.num_params));
   grads_ = ZeroedBuffer<T>(size_t(reduce_size()));  // the control words follow the grads
+  buffers_.assign(size_t(table_.num_buffers), T(0));
+  counts_.assign(size_t(table_.num_counts), 0);
   grad_sq_.assign(table_.dense.size(), 0.0);
   this->initialize(initialize);
 }
@@ -64,6 +71,34 @@ void Network<T>::initialize(bool write) {
       for (int64_t i = 0; i < l.out; ++i) b[i] = T(b_bound * (2 * rng_.uniform() - 1));
     }
   }
+  // The other layers draw nothing: the random stream of the Dense layers stays the same.
+  for (const NormSizes& n : table_.norms) {
+    T* p = params_.data();
+    if (n.weight_offset >= 0) std::fill(p + n.weight_offset, p + n.weight_offset + n.width, T(1));
+    if (n.bias_offset >= 0) std::fill(p + n.bias_offset, p + n.bias_offset + n.width, T(0));
+    if (n.buffer_offset >= 0) {  // shift 0, scale 1 (running_mean 0, running_var 1)
+      T* b = buffers_.data() + n.buffer_offset;
+      std::fill(b, b + n.width, T(0));
+      std::fill(b + n.width, b + 2 * n.width, T(1));
+    }
+    if (n.count_offset >= 0) counts_[size_t(n.count_offset)] = 0;
+  }
+}
+
+template <class T>
+bool Network<T>::uses_batch_stats(bool training) const {
+  return std::any_of(ops_.begin(), ops_.end(), [&](const Op& op) {
+    return op.kind == OpKind::BatchNorm && (training || !op.track_running_stats);
+  });
+}
+
+template <class T>
+void Network<T>::check_batch_stats(int64_t B, bool training) const {
+  if (B < 2 && uses_batch_stats(training))
+    throw std::invalid_argument(
+        "BatchNorm1d expects more than 1 value per channel when normalizing with batch "
+        "statistics (training, or track_running_stats=False), got a batch of " +
+        std::to_string(B) + " sample");
 }
 
 template <class T>
@@ -75,10 +110,12 @@ void Network<T>::reserve(int64_t B) {
     Workspace<T> acts(size_t(table_.output_offset.back() * B));
     Workspace<T> masks(size_t(table_.mask_offset.back() * B));
     Workspace<T> grad_a(size_t(table_.max_width * B)), grad_b(size_t(table_.max_width * B));
+    Workspace<T> stats(size_t(table_.stats_per_row * B + table_.stats_fixed));
     acts_.swap(acts);
     masks_.swap(masks);
     grad_a_.swap(grad_a);
     grad_b_.swap(grad_b);
+    stats_.swap(stats);
     batch_cap_ = B;
   }
   batch_ = B;
@@ -86,8 +123,15 @@ void Network<T>::reserve(int64_t B) {
 
 template <class T>
 const T* Network<T>::forward(const T* x, int64_t B, bool training) {
+  return forward_pass(x, B, training, true);
+}
+
+template <class T>
+const T* Network<T>::forward_pass(const T* x, int64_t B, bool training, bool update_running) {
+  check_batch_stats(B, training);
   reserve(B);
   input_ = x;
+  training_ = training;
   const T* p = params_.data();
   for (const Op& op : ops_) {
     check_interrupt();
@@ -102,7 +146,8 @@ const T* Network<T>::forward(const T* x, int64_t B, bool training) {
         dense_relu_forward(rows(op.pre), out, in, p + op.weight, bias(op), B, op.in, op.out,
                            T(op.param));
         break;
-      case OpKind::Activation: activation_forward(out, in, n, op.activation, T(op.param)); break;
+      case OpKind::Activation: activation_forward(out, in, n, op.activation, T(op.param), T(op.threshold));
+        break;
       case OpKind::Softmax: softmax_forward(out, in, B, op.out); break;
       case OpKind::Dropout:
         if (training && op.param > 0 && window_total_ > 0) {
@@ -122,9 +167,48 @@ const T* Network<T>::forward(const T* x, int64_t B, bool training) {
         }
         dropout_forward(out, in, mask(op), n);
         break;
+      case OpKind::BatchNorm: {
+        const int64_t C = op.out;
+        T* mean = saved_stats(op);
+        T* rstd = mean + C;
+        if (training || !op.track_running_stats) {
+          batchnorm_statistics(mean, rstd, rstd + C, in, B, C, op.eps);
+        } else {
+          const T* running = buffers_.data() + norm(op).buffer_offset;
+          std::copy(running, running + C, mean);
+          batchnorm_running_rstd(rstd, running + C, C, op.eps);
+        }
+        batchnorm_forward(out, in, mean, rstd, weight(op), bias(op), B, C);
+        break;
+      }
+      case OpKind::LayerNorm: {
+        T* mean = saved_stats(op);
+        layernorm_forward(out, mean, mean + batch_cap_, in, weight(op), bias(op), B, op.out,
+                          op.eps);
+        break;
+      }
+      case OpKind::Rescale: {
+        const T* shift = buffers_.data() + norm(op).buffer_offset;
+        rescale_forward(out, in, shift, shift + op.out, B, op.out);
+        break;
+      }
     }
   }
+  if (training && update_running) update_running_stats();
   return rows(ops_.back().output);
+}
+
+template <class T>
+void Network<T>::update_running_stats() {
+  for (const Op& op : ops_) {
+    if (op.kind != OpKind::BatchNorm || !op.track_running_stats) continue;
+    const NormSizes& n = norm(op);
+    const int64_t batches = ++counts_[size_t(n.count_offset)];
+    const double factor = op.momentum < 0 ? 1.0 / double(batches) : op.momentum;
+    T* running = buffers_.data() + n.buffer_offset;
+    const T* mean = saved_stats(op);
+    batchnorm_update_running(running, running + op.out, mean, mean + 2 * op.out, op.out, factor);
+  }
 }
 
 template <class T>
@@ -144,9 +228,9 @@ double Network<T>::loss(const LossSpec& spec, Target<T> y) {
     for (int64_t r = 0; r < batch_; ++r) rw.total += y.weights[r];
   }
   weight_sum_ = rw.sum(batch_);
+  loss_weight_ = loss_normalizer(y.labels, batch_, spec, rw);
   if (spec.kind == LossKind::CrossEntropy)
-    return cross_entropy_loss(grad_a_.data(), out, y.labels, batch_, C, spec.label_smoothing,
-                              spec.scale, rw);
+    return cross_entropy_loss(grad_a_.data(), out, y.labels, y.values, batch_, C, spec, rw);
   return regression_loss(grad_a_.data(), out, y.values, batch_, C, spec, rw);
 }
 
@@ -190,7 +274,7 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads,
     for (const DenseSizes& ds : table_.dense) largest = std::max(largest, ds.in * ds.out);
     sum_dw_.resize(size_t(largest));
   }
-  for (size_t i = ops_.size(); i-- > first_dense_op_;) {
+  for (size_t i = ops_.size(); i-- > first_param_op_;) {
     check_interrupt();
     const Op& op = ops_[i];
     const T* in = input_of(op);
@@ -203,7 +287,7 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads,
                             rows(op.pre), B, op.out, T(op.param), accumulate);
         [[fallthrough]];
       case OpKind::Dense: {
-        T* dx = i == first_dense_op_ ? nullptr : spare;
+        T* dx = i == first_param_op_ ? nullptr : spare;
         T* db = op.bias >= 0 && (op.kind == OpKind::Dense || f64) ? grads_.data() + op.bias
                                                                   : nullptr;
         if (defer_weight_grads) std::copy(d, d + op.out, kept_dy(table_.dense[size_t(op.dense)]));
@@ -220,12 +304,42 @@ void Network<T>::backward_from_loss(bool accumulate, bool defer_weight_grads,
         break;
       }
       case OpKind::Activation:
-        activation_backward(d, d, in, rows(op.output), n, op.activation, T(op.param));
+        activation_backward(d, d, in, rows(op.output), n, op.activation, T(op.param),
+                            T(op.threshold));
         break;
       case OpKind::Softmax: softmax_backward(d, d, rows(op.output), B, op.out); break;
       case OpKind::Dropout: dropout_forward(d, d, mask(op), n); break;
+      case OpKind::BatchNorm: {  // dx in place over d
+        const T* mean = saved_stats(op);
+        batchnorm_backward(i == first_param_op_ ? nullptr : d, grad_or_null(op.weight),
+                           grad_or_null(op.bias), d, in, mean, mean + op.out, weight(op), B,
+                           op.out, training_ || !op.track_running_stats, accumulate);
+        break;
+      }
+      case OpKind::LayerNorm: {
+        const T* mean = saved_stats(op);
+        layernorm_backward(i == first_param_op_ ? nullptr : d, grad_or_null(op.weight),
+                           grad_or_null(op.bias), d, in, mean, mean + batch_cap_, weight(op), B,
+                           op.out, accumulate);
+        break;
+      }
+      case OpKind::Rescale:
+        rescale_backward(d, d, buffers_.data() + norm(op).buffer_offset + op.out, B, op.out);
+        break;
     }
   }
+}
+
+template <class T>
+double Network<T>::norm_grad_sq() {
+  double total = 0;
+  for (const NormSizes& n : table_.norms) {
+    // weight and bias are adjacent: one range from the first present
+    const int64_t first = n.weight_offset >= 0 ? n.weight_offset : n.bias_offset;
+    const int64_t count = (n.weight_offset >= 0) + (n.bias_offset >= 0);
+    if (count > 0) total += sum_squares(grads_.data() + first, count * n.width);
+  }
+  return total;
 }
 
 template <class T>
@@ -237,7 +351,7 @@ double Network<T>::measure_grads() {
     grad_sq_[i] = sum_squares(grads_.data() + d.weight_offset, n);
     total += grad_sq_[i];
   }
-  return total;
+  return total + norm_grad_sq();
 }
 
 template <class T>
@@ -257,7 +371,7 @@ double Network<T>::outer_grad_sq() {
     grad_sq_[i] = sum_squares(kept_dy(d), d.out) * (x_sq + (d.bias_offset >= 0 ? 1.0 : 0.0));
     total += grad_sq_[i];
   }
-  return total;
+  return total + norm_grad_sq();
 }
 
 template <class T>
@@ -307,7 +421,7 @@ StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const Loss
   const Rng::State rng_before = rng_.state();
   double value = 0;
   try {  // interruptible until the update: nothing but the workspace has changed before it
-    forward(x, B, true);
+    forward_pass(x, B, true, false);
     value = loss(spec, y);
     *loss_out = value;
     if (!std::isfinite(value)) return StepStatus::NonFiniteLoss;
@@ -331,17 +445,28 @@ StepStatus Network<T>::train_step(const T* x, Target<T> y, int64_t B, const Loss
   } else {
     opt.step(params_.data(), grads_.data());
   }
+  update_running_stats();  // a refused step leaves them too
   return StepStatus::Ok;
 }
 
 namespace {
-// Rows of out (B, C) whose largest value sits at the label's index.
+// CrossEntropy's accuracy: rows of out (B, C) whose largest value sits at the label's index
+// (or at the largest class probability's); rows with ignore_index are not counted (scored).
 template <class T>
-int64_t count_correct(const T* out, const int64_t* labels, int64_t B, int64_t C) {
+int64_t count_correct(const T* out, Target<T> y, int64_t B, int64_t C, int64_t ignore_index,
+                      int64_t* scored) {
   int64_t correct = 0;
   for (int64_t r = 0; r < B; ++r) {
     const T* o = out + r * C;
-    correct += std::max_element(o, o + C) - o == labels[r];
+    int64_t label;
+    if (y.labels) {
+      label = y.labels[r];
+      if (label == ignore_index) continue;
+    } else {
+      label = std::max_element(y.values + r * C, y.values + (r + 1) * C) - (y.values + r * C);
+    }
+    correct += std::max_element(o, o + C) - o == label;
+    *scored += 1;
   }
   return correct;
 }
@@ -349,12 +474,14 @@ int64_t count_correct(const T* out, const int64_t* labels, int64_t B, int64_t C)
 
 template <class T>
 StepStatus Network<T>::parallel_step(const T* x, Target<T> y, int64_t b, int64_t first,
-                                     int64_t B, const LossSpec& spec, Optimizer<T>& opt,
-                                     double clip_norm, const Parallel<T>& parallel,
-                                     double* loss_out, double* sum_seconds) {
+                                     int64_t B, double normalizer, const LossSpec& spec,
+                                     Optimizer<T>& opt, double clip_norm,
+                                     const Parallel<T>& parallel, double* loss_out,
+                                     double* sum_seconds) {
   // This process's share of the gradient of the global batch's mean loss: the gradient of the
-  // mean over its b rows, scaled by b / B before backpropagation; the sum adds the shares. Every
-  // process reaches the sum, whatever happened to its share.
+  // mean over its b rows (over their weight), scaled by that weight over the global batch's
+  // (b / B without weights) before backpropagation; the sum adds the shares. Every process
+  // reaches the sum, whatever happened to its share.
   T* control = grads_.data() + num_params();
   const Rng::State rng_before = rng_.state();
   double value = 0;
@@ -369,10 +496,12 @@ StepStatus Network<T>::parallel_step(const T* x, Target<T> y, int64_t b, int64_t
       value = loss(spec, y);
       finite = std::isfinite(value);
       if (finite) {
-        scale(grad_a_.data(), T(double(b) / double(B)), b * out_features());
-        backward_from_loss(false);
+        const double share = normalizer > 0 ? loss_weight_ / normalizer : 0.0;
+        scale(grad_a_.data(), T(share), b * out_features());
+        backward_from_loss(false, false, y.weights);
       }
     } else {
+      loss_weight_ = 0;
       skip_dropout(B);
     }
   } catch (const Interrupted&) {
@@ -430,15 +559,28 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
                                    const std::function<void(const EpochStats&)>& progress,
                                    const Parallel<T>* parallel, const double* weights,
                                    const int64_t* order) {
-  if (parallel && (weights || spec.l2 > 0))
-    throw std::invalid_argument("train_epoch: data-parallel training takes no sample weights "
-                                "and no l2 penalty");
+  if (parallel && spec.l2 > 0)
+    throw std::invalid_argument("train_epoch: data-parallel training takes no l2 penalty");
   EpochStats stats;
   const Rng::State rng_before = rng_.state();
   stats.grad_norms.assign(table_.dense.size(), 0.0);
   const int64_t N = X.size(), IN = in_features(), C = out_features();
   const int64_t bs = std::min(batch_size, N);
   const int64_t rank = parallel ? parallel->rank : 0, size = parallel ? parallel->size : 1;
+  if (uses_batch_stats(true)) {
+    // Each process would normalize with its share's statistics, not the global batch's.
+    if (size > 1)
+      throw std::invalid_argument(
+          "BatchNorm1d cannot train data-parallel (each process would normalize with the "
+          "statistics of its share of the batch): train it in one process");
+    // A last batch of 1 would fail in the middle of the epoch: refuse before the first step.
+    if (bs == 1 || N % bs == 1)
+      throw std::invalid_argument(
+          "BatchNorm1d needs more than 1 sample per batch in training, but batches of " +
+          std::to_string(bs) + " over " + std::to_string(N) + " samples " +
+          (bs == 1 ? std::string("have 1 each") : "leave a last batch of 1") +
+          ": choose another batch size");
+  }
   order_.resize(size_t(N));
   if (order) {
     std::copy(order, order + N, order_.begin());
@@ -457,7 +599,15 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
   if (labels) batch_labels_.resize(size_t(share));
   else batch_y_.resize(size_t(share * C));
   if (weights && gather) batch_w_.resize(size_t(bs));
-  double loss_sum = 0;
+  // Data-parallel: each process needs the global batch's normalizer, from all its labels and
+  // weights (without either it is the batch's rows).
+  const bool global_norm = parallel && (labels || weights);
+  if (global_norm && labels) global_labels_.resize(size_t(bs));
+  if (global_norm && weights) global_w_.resize(size_t(bs));
+  // The epoch's loss: the batches' values weighted by their normalizers (their rows, or their
+  // sample x class weights), i.e. the weighted mean over the epoch's rows.
+  double loss_sum = 0, weight_sum = 0;
+  auto mean_loss = [&] { return weight_sum > 0 ? loss_sum / weight_sum : 0.0; };
   for (int64_t start = 0; start < N; start += bs) {
     if (!parallel && interrupt_requested()) {  // data-parallel: decided in the step
       stats.status = StepStatus::Interrupted;
@@ -469,7 +619,9 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
     if (labels) {
       yb.labels = rows_of(y, batch_labels_.data(), gather, order_, lo, b);
       // Validated before, in chunks; checked again so that no label reads out of bounds.
-      if (std::any_of(yb.labels, yb.labels + b, [C](int64_t l) { return l < 0 || l >= C; }))
+      if (std::any_of(yb.labels, yb.labels + b, [C, &spec](int64_t l) {
+            return (l < 0 || l >= C) && l != spec.ignore_index;
+          }))
         throw std::invalid_argument("train_epoch: a label is outside [0, outputs)");
     } else {
       yb.values = rows_of(y, batch_y_.data(), gather, order_, lo, b);
@@ -481,24 +633,39 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
       yb.weights = weights + lo;
     }
     const T* xb = rows_of(X, batch_x_.data(), gather, order_, lo, b);
+    double normalizer = double(B);
+    if (global_norm) {
+      RowWeights whole;
+      const int64_t* whole_labels = nullptr;
+      if (labels) whole_labels = rows_of(y, global_labels_.data(), gather, order_, start, B);
+      if (weights) {
+        for (int64_t r = 0; r < B; ++r)
+          global_w_[size_t(r)] = weights[gather ? order_[size_t(start + r)] : start + r];
+        whole.w = global_w_.data();
+        for (int64_t r = 0; r < B; ++r) whole.total += global_w_[size_t(r)];
+      }
+      normalizer = loss_normalizer(whole_labels, B, spec, whole);
+    }
     double value = 0;
     const StepStatus status =
-        parallel ? parallel_step(xb, yb, b, lo - start, B, spec, opt, clip_norm, *parallel,
-                                 &value, &stats.sum_seconds)
+        parallel ? parallel_step(xb, yb, b, lo - start, B, normalizer, spec, opt, clip_norm,
+                                 *parallel, &value, &stats.sum_seconds)
                  : train_step(xb, yb, B, spec, opt, clip_norm, &value);
     if (status != StepStatus::Ok) {
       stats.status = status;
       if (status != StepStatus::Interrupted) stats.bad_loss = value;
       break;
     }
-    loss_sum += value * double(b);
-    if (labels && b > 0)
-      stats.correct += count_correct(layer_out(layers_.size() - 1), yb.labels, b, C);
+    loss_sum += value * loss_weight_;
+    weight_sum += loss_weight_;
+    if (spec.kind == LossKind::CrossEntropy && b > 0)
+      stats.correct += count_correct(layer_out(layers_.size() - 1), yb, b, C, spec.ignore_index,
+                                     &stats.scored);
     stats.samples += b;
     stats.steps += 1;
     for (size_t i = 0; i < grad_sq_.size(); ++i) stats.grad_norms[i] += std::sqrt(grad_sq_[i]);
     if (progress) {
-      stats.loss = loss_sum / double(std::max<int64_t>(stats.samples, 1));
+      stats.loss = mean_loss();
       stats.step_loss = value;
       progress(stats);
     }
@@ -506,7 +673,8 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
   // Interrupted before its first step: as it started (the shuffle drawn again next time).
   if (stats.status == StepStatus::Interrupted && stats.steps == 0) rng_.set_state(rng_before);
   if (stats.steps > 0) {
-    stats.loss = stats.samples > 0 ? loss_sum / double(stats.samples) : 0.0;
+    stats.loss = mean_loss();
+    stats.loss_weight = weight_sum;
     for (double& g : stats.grad_norms) g /= double(stats.steps);
   }
   return stats;
@@ -526,9 +694,14 @@ EpochStats Network<T>::train_epoch(const T* X, Target<T> y, int64_t N, int64_t b
 
 template <class T>
 void Network<T>::infer(T* out, const T* x, int64_t N) const {
-  // Rows in chunks through two scratch buffers; elementwise operations work in place.
-  const int64_t chunk = std::min<int64_t>(N, 256);
+  // Rows in chunks through two scratch buffers; elementwise and normalization operations work
+  // in place. A BatchNorm without running statistics normalizes with the statistics of all N
+  // rows: one chunk then.
+  check_batch_stats(N, false);
+  const int64_t chunk = uses_batch_stats(false) ? N : std::min<int64_t>(N, 256);
   std::vector<T> a(size_t(chunk * table_.max_width)), b(size_t(chunk * table_.max_width));
+  // BatchNorm's mean, rstd and variance, or LayerNorm's mean and rstd per row
+  std::vector<T> stat(size_t(std::max(3 * table_.max_width, 2 * chunk)));
   const int64_t IN = in_features(), OUT = out_features();
   const T* p = params_.data();
   for (int64_t start = 0; start < N; start += chunk) {
@@ -549,10 +722,34 @@ void Network<T>::infer(T* out, const T* x, int64_t N) const {
           std::swap(cur, spare);
           break;
         case OpKind::Activation:
-          activation_forward(cur, cur, B * op.out, op.activation, T(op.param));
+          activation_forward(cur, cur, B * op.out, op.activation, T(op.param),
+                             T(op.threshold));
           break;
         case OpKind::Softmax: softmax_forward(cur, cur, B, op.out); break;
         case OpKind::Dropout: break;  // identity at inference
+        case OpKind::BatchNorm: {
+          const int64_t C = op.out;
+          T* rstd = stat.data() + C;
+          const T* mean = stat.data();
+          if (op.track_running_stats) {
+            const T* running = buffers_.data() + norm(op).buffer_offset;
+            mean = running;
+            batchnorm_running_rstd(rstd, running + C, C, op.eps);
+          } else {
+            batchnorm_statistics(stat.data(), rstd, rstd + C, cur, B, C, op.eps);
+          }
+          batchnorm_forward(cur, cur, mean, rstd, weight(op), bias(op), B, C);
+          break;
+        }
+        case OpKind::LayerNorm:
+          layernorm_forward(cur, stat.data(), stat.data() + B, cur, weight(op), bias(op), B,
+                            op.out, op.eps);
+          break;
+        case OpKind::Rescale: {
+          const T* shift = buffers_.data() + norm(op).buffer_offset;
+          rescale_forward(cur, cur, shift, shift + op.out, B, op.out);
+          break;
+        }
       }
     }
     std::copy(cur, cur + B * OUT, out + start * OUT);

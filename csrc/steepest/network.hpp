@@ -1,7 +1,9 @@
 // Network: a sequence of layers over one flat params buffer and one flat grads buffer with the
 // same layout, run as the list of operations of its plan (plan.hpp), plus activation/workspace
 // buffers that grow only to the largest batch seen. A steady-state training step allocates
-// nothing.
+// nothing. Per-layer state that is not trained (BatchNorm's running statistics, Standardize's
+// mean and std) lives in two more flat stores, buffers (T) and counts (int64), laid out by the
+// same size table; the optimizer never sees them.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,7 @@
 
 #include "steepest/interrupt.hpp"
 #include "steepest/kernels.hpp"
+#include "steepest/norm.hpp"
 #include "steepest/optim.hpp"
 #include "steepest/plan.hpp"
 #include "steepest/rng.hpp"
@@ -103,6 +106,10 @@ class Network {
   int64_t num_params() const { return table_.num_params; }
   T* params() { return params_.data(); }
   T* grads() { return grads_.data(); }
+  int64_t num_buffers() const { return table_.num_buffers; }
+  int64_t num_counts() const { return table_.num_counts; }
+  T* buffers() { return buffers_.data(); }
+  int64_t* counts() { return counts_.data(); }
   // What a data-parallel step sums over the processes: the grads followed by kControlWords
   // control words (an interruption, a non-finite loss), reduce_size() values.
   static constexpr int64_t kControlWords = 2;
@@ -110,11 +117,20 @@ class Network {
   Rng& rng() { return rng_; }
 
   // Draws the parameters of every Dense layer with its initializer from the network's RNG;
-  // with write false the RNG only advances past the same draws.
+  // with write false the RNG only advances past the same draws. Either way it resets every
+  // other layer's parameters, buffers and counts as torch does (a few values: weight 1, bias
+  // 0, running_mean 0, running_var 1, num_batches_tracked 0; Standardize: mean 0, std 1,
+  // count 0, and likewise MinMaxScale's min and range).
   void initialize(bool write = true);
 
+  // Whether some BatchNorm layer normalizes with batch statistics in this mode (training, or
+  // eval without running statistics): such a pass needs at least 2 rows.
+  bool uses_batch_stats(bool training) const;
+
   // Training forward pass: x (B, IN) -> output (B, OUT), valid until the next call. x must stay
-  // alive and unchanged until backward. Dropout is active when training is true.
+  // alive and unchanged until backward. With training, Dropout is active and BatchNorm
+  // normalizes with the batch's statistics and updates its running statistics; without, it
+  // uses the running ones. Throws std::invalid_argument for B = 1 when uses_batch_stats.
   const T* forward(const T* x, int64_t B, bool training);
   // Backpropagation after forward: dy (B, OUT) -> grads (added to them when accumulate).
   void backward(const T* dy, bool accumulate);
@@ -161,7 +177,9 @@ class Network {
   // batch_size rows and the gradients are summed before every update, the interruptions too:
   // an interrupted process abandons its step and so do all, before the update. The result is
   // that of one process training on the global batches, up to the order of the sums; stats
-  // count this process's rows. Sample weights and an l2 penalty are refused with `parallel`.
+  // count this process's rows; each process's share of the gradient is weighted by its part of
+  // the global batch's normalizer (sample and class weights included). An l2 penalty is
+  // refused with `parallel`.
   EpochStats train_epoch(const Rows& X, const Rows& y, bool labels, int64_t batch_size,
                          bool shuffle, const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
                          const std::function<void(const EpochStats&)>& progress = {},
@@ -173,8 +191,9 @@ class Network {
                          const std::function<void(const EpochStats&)>& progress = {},
                          const int64_t* order = nullptr);
 
-  // Inference: out (N, OUT) <- x (N, IN). Uses its own scratch memory and does not modify the
-  // network, so several threads may call it at once. Throws Interrupted (interrupt.hpp).
+  // Inference (eval mode): out (N, OUT) <- x (N, IN). Uses its own scratch memory and does not
+  // modify the network, so several threads may call it at once. Throws Interrupted
+  // (interrupt.hpp).
   void infer(T* out, const T* x, int64_t N) const;
 
   // Output (B, width of layer k) of layer k in the last forward pass.
@@ -182,7 +201,7 @@ class Network {
   int64_t batch() const { return batch_; }
 
   // Per Dense layer, the squared L2 norm of its gradient (weight and bias) after the last
-  // train_step; their sum is the global squared norm.
+  // train_step; their sum and the normalization layers' is the global squared norm.
   const std::vector<double>& layer_grad_sq() const { return grad_sq_; }
   // Computes layer_grad_sq from the grads buffer; returns the global squared norm.
   double measure_grads();
@@ -192,6 +211,15 @@ class Network {
 
  private:
   void reserve(int64_t B);
+  // forward(); with update_running false, BatchNorm leaves its running statistics for
+  // update_running_stats() (train_step updates them only with the parameters).
+  const T* forward_pass(const T* x, int64_t B, bool training, bool update_running);
+  // BatchNorm's running statistics from the batch statistics of the last training forward.
+  void update_running_stats();
+  // Throws std::invalid_argument when B < 2 and uses_batch_stats(training).
+  void check_batch_stats(int64_t B, bool training) const;
+  // The squared L2 norm of the normalization layers' parameter gradients.
+  double norm_grad_sq();
   // Adds spec.l2's penalty to the Dense weights' gradients (after backward); returns its value.
   double add_l2(const LossSpec& spec);
   // The workspace at an offset of the plan (in rows of batch_cap_).
@@ -201,7 +229,20 @@ class Network {
   // Output (batch_cap_, width) of layer k, and its input (the output of layer k - 1, or x).
   T* layer_out(size_t k) { return rows(table_.output_offset[k]); }
   const T* layer_in(size_t k) { return k == 0 ? input_ : layer_out(k - 1); }
+  const T* weight(const Op& op) const {
+    return op.weight < 0 ? nullptr : params_.data() + op.weight;
+  }
   const T* bias(const Op& op) const { return op.bias < 0 ? nullptr : params_.data() + op.bias; }
+  T* grad_or_null(int64_t offset) { return offset < 0 ? nullptr : grads_.data() + offset; }
+  const NormSizes& norm(const Op& op) const { return table_.norms[size_t(op.norm)]; }
+  // A BatchNorm's saved mean, rstd and unbiased variance (3 C values); a LayerNorm's saved mean
+  // and rstd (2 rows of batch_cap_).
+  T* saved_stats(const Op& op) {
+    const NormSizes& n = norm(op);
+    return op.kind == OpKind::BatchNorm
+               ? stats_.data() + table_.stats_per_row * batch_cap_ + n.stats_offset
+               : stats_.data() + n.stats_offset * batch_cap_;
+  }
   // Batch 1 after backward_from_loss(false, true): the weight gradient of a Dense layer is the
   // outer product dy x^T of its kept output gradient dy (OUT) and its input x (IN).
   T* kept_dy(const DenseSizes& d) { return kept_dy_.data() + d.dy_offset; }
@@ -210,11 +251,13 @@ class Network {
   // Writes every weight gradient (the outer products) into grads_.
   void write_weight_grads();
   // A data-parallel train_step on this process's b rows, rows [first, first + b) of a global
-  // batch of B; interrupted (Interrupted thrown here or on another process) it is abandoned by
+  // batch of B whose loss is the mean over `normalizer` (its loss_normalizer: B without
+  // weights); interrupted (Interrupted thrown here or on another process) it is abandoned by
   // every process before the update, the RNG as before it.
   StepStatus parallel_step(const T* x, Target<T> y, int64_t b, int64_t first, int64_t B,
-                           const LossSpec& spec, Optimizer<T>& opt, double clip_norm,
-                           const Parallel<T>& parallel, double* loss_out, double* sum_seconds);
+                           double normalizer, const LossSpec& spec, Optimizer<T>& opt,
+                           double clip_norm, const Parallel<T>& parallel, double* loss_out,
+                           double* sum_seconds);
   // Advances the RNG past the dropout masks of a batch of B rows (a process with no rows in it).
   void skip_dropout(int64_t B);
   // One optimizer step that writes each weight gradient a block of rows at a time and updates
@@ -225,8 +268,11 @@ class Network {
   std::vector<LayerSpec> layers_;
   SizeTable table_;
   std::vector<Op> ops_;
-  size_t first_dense_op_ = 0;  // backward stops at this op (no dX for the first Dense layer)
+  // Backward stops at this op, the first with parameters (no dX for it).
+  size_t first_param_op_ = 0;
   ZeroedBuffer<T> params_, grads_;
+  std::vector<T> buffers_;
+  std::vector<int64_t> counts_;
   Rng rng_;
 
   // Workspace, sized for batch_cap_ rows: the output of every layer (acts_), the dropout masks,
@@ -234,10 +280,11 @@ class Network {
   int64_t batch_cap_ = 0;
   int64_t batch_ = 0;                 // rows of the last forward
   const T* input_ = nullptr;          // input of the last forward
+  bool training_ = false;             // mode of the last forward
   // Data-parallel forward: its rows are rows [window_first_, + batch_) of a global batch of
   // window_total_ rows (0: the whole batch), so dropout draws the masks the whole batch would.
   int64_t window_first_ = 0, window_total_ = 0;
-  Workspace<T> acts_, masks_, grad_a_, grad_b_;
+  Workspace<T> acts_, masks_, grad_a_, grad_b_, stats_;
   std::vector<T> batch_x_, batch_y_;
   std::vector<T> kept_dy_;            // batch 1: each Dense layer's output gradient
   std::vector<int64_t> batch_labels_, order_;
@@ -245,6 +292,10 @@ class Network {
   std::vector<double> grad_sq_;
   bool float64_sums_ = false;
   double weight_sum_ = 0.0;  // sample weights (or rows) of the last loss
+  double loss_weight_ = 0.0;  // what the last loss is the mean over (loss_normalizer)
+  // Data-parallel: the whole global batch's labels and weights (its loss_normalizer).
+  std::vector<int64_t> global_labels_;
+  std::vector<double> global_w_;
   std::vector<double> sum_dy_, sum_x_, sum_dw_;  // float64 sums' scratch
 };
 

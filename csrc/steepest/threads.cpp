@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <mutex>
 #include <new>
@@ -101,6 +102,7 @@ class Pool {
   }
 
   void work() {
+    thread_scratch();  // allocated now, not in the middle of some later step
     in_task_ = true;  // a task that calls run_tasks runs its tasks itself
     uint64_t seen = epoch_.load();
     if (seen & 1) --seen;
@@ -176,6 +178,16 @@ constexpr int64_t kParallelThreshold = int64_t(1) << 16;
 }  // namespace
 
 void run_tasks(int64_t n, TaskFn fn, void* ctx) { pool().run(n, fn, ctx); }
+
+void* thread_scratch() {
+  struct Scratch {
+    void* data = std::aligned_alloc(64, kThreadScratchBytes);
+    ~Scratch() { std::free(data); }
+  };
+  thread_local Scratch scratch;
+  if (!scratch.data) throw std::bad_alloc();
+  return scratch.data;
+}
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("number of threads must be >= 1");

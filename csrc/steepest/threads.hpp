@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 
 namespace steepest {
@@ -35,6 +36,12 @@ template <class F>
 void run_tasks(int64_t n, F& f) {
   run_tasks(n, [](void* ctx, int64_t i) { (*static_cast<F*>(ctx))(i); }, &f);
 }
+
+// Scratch memory for kernels that pack their operands (gemm_kernels.cpp): kThreadScratchBytes
+// per thread, 64-byte aligned, kept for the thread's lifetime. A pool worker allocates its own
+// when it starts, any other thread on its first call, so a steady-state step allocates nothing.
+constexpr size_t kThreadScratchBytes = size_t(576) << 10;
+void* thread_scratch();
 
 // ---------------------------------------------------------------------------------------------
 // Splitting work.

@@ -17,8 +17,9 @@ from . import diagnostics, experiments  # noqa: E402  (numpy only; matplotlib on
 from ._version import __version__  # noqa: E402
 from .errors import TrainingDiverged  # noqa: E402
 from .gradcheck import gradcheck  # noqa: E402
-from .layers import (ELU, GELU, Dense, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU,  # noqa: E402
-                     Softmax, Softplus, Tanh)
+from .layers import (ELU, GELU, BatchNorm1d, Dense, Dropout, LayerNorm,  # noqa: E402
+                     LeakyReLU, MinMaxScale, ReLU, Sigmoid, SiLU, Softmax, Softplus,
+                     Standardize, Tanh)
 from .model import Sequential, from_torch, load, load_safetensors  # noqa: E402
 from .optim import clip_grad_norm_  # noqa: E402
 from .parameter import Parameter  # noqa: E402
@@ -43,7 +44,8 @@ def __dir__():
     return sorted(list(globals()) + list(_ESTIMATORS))
 
 __all__ = ["Sequential", "Parameter", "Dense", "ReLU", "LeakyReLU", "ELU", "GELU", "SiLU",
-           "Sigmoid", "Tanh", "Softplus", "Softmax", "Dropout", "losses", "optim", "schedules",
-           "callbacks", "progress", "data", "datasets", "diagnostics", "experiments", "gradcheck", "load",
+           "Sigmoid", "Tanh", "Softplus", "Softmax", "Dropout", "BatchNorm1d", "LayerNorm",
+           "Standardize", "MinMaxScale", "losses", "optim", "schedules", "callbacks",
+           "progress", "data", "datasets", "diagnostics", "experiments", "gradcheck", "load",
            "load_safetensors", "from_torch",
            "clip_grad_norm_", "TrainingDiverged", "set_num_threads", "get_num_threads"]

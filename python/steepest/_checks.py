@@ -79,13 +79,34 @@ def features(X, name: str, n_features: int, dtype: np.dtype) -> np.ndarray:
     return X
 
 
+def float64_chunks(X, name: str, n_features=None, chunk_rows=None):
+    """Yields X (N, n_features) of any real dtype and layout (a memory-mapped array too) as
+    C-contiguous float64 chunks of chunk_rows rows (by default about 8 MB each), each checked by
+    the core's rules as features() checks a whole X: statistics over X without a converted copy
+    of all of it. n_features None takes X's width."""
+    X = numeric(X, name)
+    width = n_features if n_features is not None else X.shape[1] if X.ndim == 2 else 1
+    _raise_shape(_core.check_features(X, width, np.float64), name, X.shape)
+    if chunk_rows is None:
+        chunk_rows = max(1, (1 << 20) // max(width, 1))
+    chunk_rows = integer(chunk_rows, "chunk_rows", low=1)
+    for start in range(0, X.shape[0], chunk_rows):
+        rows = _convert(X[start:start + chunk_rows], np.float64)
+        _raise(_core.check_features(rows, width, np.float64), name, rows.shape)
+        yield rows
+
+
 def labels(y, name: str, n_samples: int, n_classes: int, dtype: np.dtype,
            loss_spec) -> np.ndarray:
     """Integer class labels (N,) in [0, n_classes) -> C-contiguous int64."""
     y = numeric(y, name)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.dtype.kind == "f" and y.ndim == 1:  # integral floats convert; others cannot
+    if y.ndim != 1:  # (the core reads 2-D targets as class probabilities, of a float dtype)
+        raise ValueError(f"{name} must be 1-D integer class labels or float class "
+                         f"probabilities of shape (samples, {n_classes}), got shape {y.shape}"
+                         f" of dtype {y.dtype}")
+    if y.dtype.kind == "f":  # integral floats convert; others cannot
         if not np.isfinite(y).all():
             raise ValueError(f"{name} contains NaN or infinity")
         if not np.array_equal(y, np.round(y)):
@@ -116,8 +137,9 @@ def _targets(y, name, n_samples, n_outputs, dtype, loss_spec, element_type):
     if check.rule == _RULE.TargetRange and loss_spec.kind == _core.LossKind.PoissonNLL:
         raise ValueError(f"{name} must hold counts or rates >= 0 for PoissonNLL")
     if check.rule == _RULE.YShape:
-        raise ValueError(f"{name} must be 1-D integer class labels, got shape {y.shape}"
-                         if element_type == np.int64 else
+        raise ValueError(f"{name} must be 1-D integer class labels or float class "
+                         f"probabilities of shape (samples, {n_outputs}), got shape {y.shape}"
+                         if loss_spec.kind == _core.LossKind.CrossEntropy else
                          f"{name} must have shape (samples, {n_outputs}) to match the model's "
                          f"outputs, got {y.shape}")
     _raise(check, name, y.shape)
@@ -155,6 +177,12 @@ def _raise_overflow(check, original, name, dtype) -> None:
         raise ValueError(f"{name} holds values too large for {np.dtype(dtype).name}")
 
 
+def _raise_shape(check, name: str, shape: tuple) -> None:
+    """The ValueError when check says the shape of X is wrong (not 2-D, empty, another width)."""
+    if check.rule in (_RULE.XShape, _RULE.XEmpty, _RULE.XFeatures):
+        _raise(check, name, shape)
+
+
 def same_length(y: np.ndarray, name: str, n_samples: int) -> None:
     if y.shape[0] != n_samples:
         raise ValueError(f"{name} has {y.shape[0]} samples but X has {n_samples}")
@@ -174,8 +202,10 @@ def _raise(check, name: str, shape: tuple) -> None:
         _RULE.YNonFinite: f"{name} contains NaN or infinity",
         _RULE.LabelRange: f"{name} holds labels in [{check.label_min}, {check.label_max}] but "
                           f"the model has {check.want} outputs: labels must be in "
-                          f"[0, {check.want - 1}]",
+                          f"[0, {check.want - 1}] (or the loss's ignore_index)",
         _RULE.TargetRange: f"{name} must hold probabilities in [0, 1] for BinaryCrossEntropy",
+        _RULE.LossWeights: f"the loss's weight or pos_weight has {check.got} values but the "
+                           f"model has {check.want} outputs: give one per output",
     }
     raise ValueError(messages.get(rule, f"{name} breaks the rule {rule.name}"))
 

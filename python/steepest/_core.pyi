@@ -10,7 +10,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Activation', 'BatchCheck', 'BatchRule', 'DenseSizes', 'Init', 'LayerKind', 'LayerSpec', 'LossKind', 'LossSpec', 'Network32', 'Network64', 'Optimizer32', 'Optimizer64', 'OptimizerConfig', 'OptimizerKind', 'SizeTable', 'StepStatus', 'check_features', 'check_targets', 'clip_grad_norm', 'get_num_threads', 'loss_forward', 'set_num_threads', 'size_table']
+__all__: list[str] = ['Activation', 'BatchCheck', 'BatchRule', 'DenseSizes', 'Init', 'LayerKind', 'LayerSpec', 'LossKind', 'LossSpec', 'Network32', 'Network64', 'NormSizes', 'Optimizer32', 'Optimizer64', 'OptimizerConfig', 'OptimizerKind', 'SizeTable', 'Slot', 'StepStatus', 'Store', 'check_features', 'check_targets', 'clip_grad_norm', 'gemm_isa', 'get_num_threads', 'loss_forward', 'set_num_threads', 'size_table']
 class LayerKind:
     """
     Members:
@@ -22,11 +22,23 @@ class LayerKind:
       Softmax
     
       Dropout
+    
+      BatchNorm
+    
+      LayerNorm
+    
+      Standardize
+    
+      MinMaxScale
     """
     Activation: typing.ClassVar[LayerKind]
+    BatchNorm: typing.ClassVar[LayerKind]
     Dense: typing.ClassVar[LayerKind]
     Dropout: typing.ClassVar[LayerKind]
+    LayerNorm: typing.ClassVar[LayerKind]
+    MinMaxScale: typing.ClassVar[LayerKind]
     Softmax: typing.ClassVar[LayerKind]
+    Standardize: typing.ClassVar[LayerKind]
     __members__: typing.ClassVar[dict[str, LayerKind]]
     @typing.overload
     def __eq__(self, other: LayerKind) -> bool:
@@ -62,6 +74,54 @@ class LayerKind:
     @property
     def value(self) -> int:
         ...
+class Store:
+    """
+    Members:
+    
+      Params
+    
+      Buffers
+    
+      Counts
+    """
+    Buffers: typing.ClassVar[Store]
+    Counts: typing.ClassVar[Store]
+    Params: typing.ClassVar[Store]
+    __members__: typing.ClassVar[dict[str, Store]]
+    @typing.overload
+    def __eq__(self, other: Store) -> bool:
+        ...
+    @typing.overload
+    def __eq__(self, other: typing.Any) -> bool:
+        ...
+    def __getstate__(self) -> int:
+        ...
+    def __hash__(self) -> int:
+        ...
+    def __index__(self) -> int:
+        ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __int__(self) -> int:
+        ...
+    @typing.overload
+    def __ne__(self, other: Store) -> bool:
+        ...
+    @typing.overload
+    def __ne__(self, other: typing.Any) -> bool:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def __str__(self) -> str:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def value(self) -> int:
+        ...
 class Activation:
     """
     Members:
@@ -81,9 +141,12 @@ class Activation:
       Tanh
     
       Softplus
+    
+      GELUTanh
     """
     ELU: typing.ClassVar[Activation]
     GELU: typing.ClassVar[Activation]
+    GELUTanh: typing.ClassVar[Activation]
     LeakyReLU: typing.ClassVar[Activation]
     ReLU: typing.ClassVar[Activation]
     SiLU: typing.ClassVar[Activation]
@@ -381,8 +444,11 @@ class BatchRule:
       LabelRange
     
       TargetRange
+    
+      LossWeights
     """
     LabelRange: typing.ClassVar[BatchRule]
+    LossWeights: typing.ClassVar[BatchRule]
     Ok: typing.ClassVar[BatchRule]
     TargetRange: typing.ClassVar[BatchRule]
     XEmpty: typing.ClassVar[BatchRule]
@@ -433,19 +499,33 @@ class BatchRule:
         ...
 class LayerSpec:
     activation: Activation
+    affine: bool
     bias: bool
     init: Init
     kind: LayerKind
+    track_running_stats: bool
     def __init__(self) -> None:
         ...
     @property
     def bias_offset(self) -> int:
         ...
     @property
+    def eps(self) -> float:
+        ...
+    @eps.setter
+    def eps(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def in_features(self) -> int:
         ...
     @in_features.setter
     def in_features(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def momentum(self) -> float:
+        ...
+    @momentum.setter
+    def momentum(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def out_features(self) -> int:
@@ -460,10 +540,18 @@ class LayerSpec:
     def param(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
+    def threshold(self) -> float:
+        ...
+    @threshold.setter
+    def threshold(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def weight_offset(self) -> int:
         ...
 class LossSpec:
     kind: LossKind
+    pos_weight: list[float]
+    weight: list[float]
     def __init__(self) -> None:
         ...
     @property
@@ -471,6 +559,12 @@ class LossSpec:
         ...
     @delta.setter
     def delta(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def ignore_index(self) -> int:
+        ...
+    @ignore_index.setter
+    def ignore_index(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def l2(self) -> float:
@@ -582,6 +676,46 @@ class DenseSizes:
     @property
     def weight_shape(self) -> tuple[int, int]:
         ...
+class Slot:
+    def __repr__(self) -> str:
+        ...
+    @property
+    def layer(self) -> int:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def offset(self) -> int:
+        ...
+    @property
+    def shape(self) -> tuple:
+        ...
+    @property
+    def size(self) -> int:
+        ...
+    @property
+    def store(self) -> Store:
+        ...
+class NormSizes:
+    @property
+    def bias_offset(self) -> int:
+        ...
+    @property
+    def buffer_offset(self) -> int:
+        ...
+    @property
+    def count_offset(self) -> int:
+        ...
+    @property
+    def layer(self) -> int:
+        ...
+    @property
+    def weight_offset(self) -> int:
+        ...
+    @property
+    def width(self) -> int:
+        ...
 class SizeTable:
     def __repr__(self) -> str:
         ...
@@ -589,7 +723,19 @@ class SizeTable:
     def dense(self) -> list[DenseSizes]:
         ...
     @property
+    def norms(self) -> list[NormSizes]:
+        ...
+    @property
+    def num_buffers(self) -> int:
+        ...
+    @property
+    def num_counts(self) -> int:
+        ...
+    @property
     def num_params(self) -> int:
+        ...
+    @property
+    def slots(self) -> list[Slot]:
         ...
     @property
     def workspace_per_row(self) -> int:
@@ -661,7 +807,7 @@ class Network32:
         ...
     def backward(self, dy: numpy.typing.NDArray[numpy.float32], accumulate: bool) -> None:
         ...
-    def copy_params(self) -> numpy.typing.NDArray[numpy.float32]:
+    def copy_state(self) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.int64]]:
         ...
     def forward(self, x: numpy.typing.NDArray[numpy.float32], training: bool) -> numpy.typing.NDArray[numpy.float32]:
         ...
@@ -677,9 +823,15 @@ class Network32:
         ...
     def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, weights: numpy.typing.NDArray[numpy.float64] | None = None, order: numpy.typing.NDArray[numpy.int64] | None = None) -> dict:
         ...
-    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer32, clip_norm: typing.SupportsFloat | typing.SupportsIndex, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple:
         ...
-    def write_params(self, flat: numpy.typing.NDArray[numpy.float32]) -> None:
+    def write_state(self, params: numpy.typing.NDArray[numpy.float32], buffers: numpy.typing.NDArray[numpy.float32], counts: numpy.typing.NDArray[numpy.int64]) -> None:
+        ...
+    @property
+    def buffers(self) -> numpy.typing.NDArray[numpy.float32]:
+        ...
+    @property
+    def counts(self) -> numpy.typing.NDArray[numpy.int64]:
         ...
     @property
     def grads(self) -> numpy.typing.NDArray[numpy.float32]:
@@ -708,7 +860,7 @@ class Network64:
         ...
     def backward(self, dy: numpy.typing.NDArray[numpy.float64], accumulate: bool) -> None:
         ...
-    def copy_params(self) -> numpy.typing.NDArray[numpy.float64]:
+    def copy_state(self) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.int64]]:
         ...
     def forward(self, x: numpy.typing.NDArray[numpy.float64], training: bool) -> numpy.typing.NDArray[numpy.float64]:
         ...
@@ -724,9 +876,15 @@ class Network64:
         ...
     def train_epoch(self, X: numpy.ndarray | list[numpy.ndarray], y: numpy.ndarray | list[numpy.ndarray], batch_size: typing.SupportsInt | typing.SupportsIndex, shuffle: bool, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, progress: typing.Any = None, rank: typing.SupportsInt | typing.SupportsIndex = 0, size: typing.SupportsInt | typing.SupportsIndex = 1, sum: typing.Any = None, stop: typing.Any = None, on_step: typing.Any = None, weights: numpy.typing.NDArray[numpy.float64] | None = None, order: numpy.typing.NDArray[numpy.int64] | None = None) -> dict:
         ...
-    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    def train_step(self, x: numpy.ndarray, y: numpy.ndarray, loss: LossSpec, optimizer: Optimizer64, clip_norm: typing.SupportsFloat | typing.SupportsIndex, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple:
         ...
-    def write_params(self, flat: numpy.typing.NDArray[numpy.float64]) -> None:
+    def write_state(self, params: numpy.typing.NDArray[numpy.float64], buffers: numpy.typing.NDArray[numpy.float64], counts: numpy.typing.NDArray[numpy.int64]) -> None:
+        ...
+    @property
+    def buffers(self) -> numpy.typing.NDArray[numpy.float64]:
+        ...
+    @property
+    def counts(self) -> numpy.typing.NDArray[numpy.int64]:
         ...
     @property
     def grads(self) -> numpy.typing.NDArray[numpy.float64]:
@@ -759,13 +917,15 @@ def clip_grad_norm(model: Network32, max_norm: typing.SupportsFloat | typing.Sup
 @typing.overload
 def clip_grad_norm(model: Network64, max_norm: typing.SupportsFloat | typing.SupportsIndex) -> float:
     ...
+def gemm_isa() -> str:
+    ...
 def get_num_threads() -> int:
     ...
 @typing.overload
-def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray) -> tuple[float, numpy.typing.NDArray[numpy.float32]]:  # type: ignore[overload-overlap]
+def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float32], y: numpy.ndarray, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple[float, numpy.typing.NDArray[numpy.float32], float]:  # type: ignore[overload-overlap]
     ...
 @typing.overload
-def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray) -> tuple[float, numpy.typing.NDArray[numpy.float64]]:
+def loss_forward(loss: LossSpec, out: numpy.typing.NDArray[numpy.float64], y: numpy.ndarray, sample_weight: numpy.typing.NDArray[numpy.float64] | None = None) -> tuple[float, numpy.typing.NDArray[numpy.float64], float]:
     ...
 def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
     ...

@@ -122,7 +122,8 @@ class _Best:
 
 class EarlyStopping(Callback):
     """Stops when `monitor` has not improved by min_delta for `patience` epochs; with
-    restore_best_weights the model ends with the weights of its best epoch."""
+    restore_best_weights the model ends with the weights (and buffers: BatchNorm's running
+    statistics) of its best epoch."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "min", restore_best_weights: bool = True) -> None:
@@ -135,13 +136,15 @@ class EarlyStopping(Callback):
     def on_train_begin(self, model, optimizer):
         super().on_train_begin(model, optimizer)
         self.tracker.best = math.inf if self.tracker.mode == "min" else -math.inf
-        self._wait, self._best_params = 0, None
+        self._wait, self._best_params, self._best_buffers = 0, None, None
 
     def on_epoch_end(self, epoch, logs):
         if self.tracker.improved(_monitored(logs, self.tracker.monitor, "EarlyStopping")):
             self.best_epoch, self._wait = epoch, 0
             if self.restore_best_weights:
                 self._best_params = self.model.flat_params().copy()
+                self._best_buffers = (self.model.flat_buffers().copy(),
+                                      self.model.flat_counts().copy())
         else:
             self._wait += 1
             if self._wait > self.patience:
@@ -151,18 +154,24 @@ class EarlyStopping(Callback):
     def on_train_end(self):
         if self.restore_best_weights and self._best_params is not None:
             self.model.flat_params()[...] = self._best_params
+            if self._best_buffers[0] is not None:  # none: a model without buffers
+                self.model.flat_buffers()[...] = self._best_buffers[0]
+                self.model.flat_counts()[...] = self._best_buffers[1]
 
     def state_dict(self):
         state = {"best": self.tracker.best, "wait": self._wait, "best_epoch": self.best_epoch,
                  "stopped_epoch": self.stopped_epoch}
         if self._best_params is not None:
             state["best_params"] = self._best_params
+            if self._best_buffers[0] is not None and self._best_buffers[0].size:
+                state["best_buffers"], state["best_counts"] = self._best_buffers
         return state
 
     def load_state_dict(self, state):
         self.tracker.best, self._wait = state["best"], state["wait"]
         self.best_epoch, self.stopped_epoch = state["best_epoch"], state["stopped_epoch"]
         self._best_params = state.get("best_params")
+        self._best_buffers = (state.get("best_buffers"), state.get("best_counts"))
 
 
 class ModelCheckpoint(Callback):

@@ -1,7 +1,8 @@
 """Training checkpoints: everything fit() needs to continue a run bit for bit.
 
 A checkpoint is a steepest archive (see steepest.archive) of format "steepest.checkpoint": the
-model's architecture and parameters, the optimizer's hyper-parameters, step count and state
+model's architecture, parameters and buffers (BatchNorm's running statistics, ...), the
+optimizer's hyper-parameters, step count and state
 buffers, the network's random-generator state (shuffling and dropout), the number of finished
 epochs, the history so far, the callbacks' state, and a fingerprint of the run (architecture,
 optimizer, loss, batch size, data) that decides whether a later fit() may resume from it.
@@ -37,17 +38,21 @@ def prepare(path) -> str:
     return path
 
 
-def fingerprint(model, optimizer, loss, X, y, batch_size, shuffle, clip) -> dict:
+def fingerprint(model, optimizer, loss, X, y, batch_size, shuffle, clip,
+                sample_weight=None) -> dict:
     """What must match for a checkpoint to belong to this run (the learning rate may differ:
     schedules change it)."""
     hyper = {k: v for k, v in optimizer.hyperparameters().items() if k != "lr"}
     x_shape, x_crc = _digest(X, lambda rows: np.ascontiguousarray(rows, model.dtype))
     y_shape, y_crc = _digest(y, lambda rows: loss.targets(rows, len(rows), model.out_features,
                                                           model.dtype))
-    return {"layers": model.config()["layers"], "dtype": model.dtype.name,
-            "optimizer": type(optimizer).__name__, "hyperparameters": _jsonable(hyper),
-            "loss": loss.config(), "batch_size": batch_size, "shuffle": bool(shuffle),
-            "clip_grad_norm": clip, "data": [x_shape, y_shape, x_crc, y_crc]}
+    run = {"layers": model.config()["layers"], "dtype": model.dtype.name,
+           "optimizer": type(optimizer).__name__, "hyperparameters": _jsonable(hyper),
+           "loss": loss.config(), "batch_size": batch_size, "shuffle": bool(shuffle),
+           "clip_grad_norm": clip, "data": [x_shape, y_shape, x_crc, y_crc]}
+    if sample_weight is not None:  # fit's row weights (sample and class weights)
+        run["sample_weight"] = _digest(sample_weight, lambda rows: rows)[1]
+    return run
 
 
 def _digest(a, convert) -> tuple:
@@ -71,7 +76,7 @@ def _jsonable(d: dict) -> dict:
 def save(path, model, optimizer, callbacks, epoch: int, history: dict, run: dict,
          finished: bool) -> None:
     """Writes the checkpoint atomically."""
-    arrays = {p.name: p.data for p in model.parameters()}
+    arrays = model.state_dict()
     opt = optimizer.state_dict()
     for name, buf in opt["state"].items():
         arrays[f"optimizer.{name}"] = buf
@@ -109,7 +114,7 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
             raise ValueError(f"{path}: checkpoint header lists no arrays")
         if header.get("run") != run:
             raise ValueError(_mismatch(path, header.get("run"), run))
-        wanted = {p.name: (p.shape, model.dtype) for p in model.parameters()}
+        wanted = {name: (v.shape, v.dtype) for name, v in model.state_dict().items()}
         for name, buf in optimizer.state_buffers().items():
             wanted[f"optimizer.{name}"] = (buf.shape, model.dtype)
         for name, spec in declared.items():
@@ -153,7 +158,7 @@ def load(path, model, optimizer, callbacks, run: dict) -> dict:
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: bad state for callback {type(cb).__name__} ({e!r})") \
                 from None
-    model.load_state_dict({p.name: arrays[p.name] for p in model.parameters()})
+    model.load_state_dict({name: arrays[name] for name in model.state_dict()})
     optimizer.load_state_dict({
         "type": opt["type"], "steps": opt["steps"],
         "hyperparameters": {k: opt[k] for k in optimizer.scheduled if k in opt},

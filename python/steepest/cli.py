@@ -2,8 +2,8 @@
 ``python -m steepest``).
 
 A model that ``train --save`` writes is the whole model: it takes the raw features of the
-data it was trained on (the standardization is folded into its first layer, and a regression
-target's scale into its last), predicts the original class labels (the model's ``classes_``)
+data it was trained on (its first layer is a Standardize layer adapted on the training rows,
+and a regression target's scale is folded into its last layer), predicts the original class labels (the model's ``classes_``)
 and keeps a training summary in its metadata, so ``predict`` and ``evaluate`` need nothing
 else.
 """
@@ -25,8 +25,8 @@ from .distributed import Group, launched_by_mpi
 from .experiments.report import experiments_parser
 from .losses import MSE, CrossEntropy
 from .model import load as load_model
-from .presets import (ACTIVATIONS, DEFAULT_LRS, OPTIMIZER_RECIPES, build_mlp,
-                      fold_standardization, make_optimizer)
+from .presets import (ACTIVATIONS, DEFAULT_LRS, OPTIMIZER_RECIPES, build_mlp, make_optimizer,
+                      unscale_outputs)
 from .progress import ProgressBar, is_terminal
 from .saving import read as read_model_file
 from .threads import get_num_threads, set_num_threads
@@ -168,14 +168,14 @@ def train_and_report(args, group) -> int:
     print(f"rows: train {len(X_train)}" + (f"  validation {len(X_val)}" if validation else "") +
           f"  test {len(X_test)} (evaluated once, at the end)")
 
-    # Trained on standardized features (and targets), then folded back: the saved model
-    # takes raw data.
-    scaler = Standardizer().fit(X_train)
+    # The model standardizes its own input (its Standardize layer learns the training rows'
+    # statistics when fit starts); a regression target is trained standardized, its scale
+    # folded into the last layer afterwards: the saved model takes and gives raw data.
     targets = None if classify else Standardizer().fit(y_train)
-    scaled = (lambda X_, y_: (scaler.transform(X_), y_ if classify else targets.transform(y_)))
+    scaled = (lambda X_, y_: (X_, y_ if classify else targets.transform(y_)))
     n_out = data["n_classes"] if classify else y.shape[1]
     model = build_mlp(X.shape[1], args.hidden, n_out, args.activation, args.dropout,
-                      args.dtype, args.seed, args.init)
+                      args.dtype, args.seed, args.init, standardize=True)
     if classify:  # every label of the data, also those the training rows may lack
         model.classes_ = data["classes"]
     loss = CrossEntropy() if classify else MSE()
@@ -193,8 +193,8 @@ def train_and_report(args, group) -> int:
               validation_data=scaled(*validation) if validation else None,
               callbacks=epochs, verbose=0, distributed=group)
     seconds = time.perf_counter() - start
-    fold_standardization(model, scaler.mean, scaler.std,
-                         *(() if classify else (targets.mean, targets.std)))
+    if not classify:
+        unscale_outputs(model, targets.mean, targets.std)
 
     results = {part: model.evaluate(Xp, yp, loss) for part, (Xp, yp) in
                (("test", (X_test, y_test)), ("train", (X_train, y_train)), ("all", (X, y)))}
@@ -208,9 +208,10 @@ def train_and_report(args, group) -> int:
     if args.save and (group is None or group.rank == 0):
         model.metadata = {
             "task": data["task"],
-            "preprocessing": "standardization with the training rows' mean and standard "
-                             "deviation, folded into the first layer" +
-                             ("" if classify else " (the target's into the last)"),
+            "preprocessing": "layer 0 (Standardize) holds the training rows' mean and "
+                             "standard deviation" +
+                             ("" if classify else "; the target's scale is folded into the "
+                              "last layer"),
             "training": {"data": data["name"], "command": args.command_line,
                          "rows": {"train": len(X_train), "test": len(X_test),
                                   "validation": len(validation[0]) if validation else 0},

@@ -41,7 +41,8 @@ class GradientWarning(RuntimeWarning):
 # -- what the model is made of ------------------------------------------------------------------
 def _weights(model) -> list:
     """The weight matrix Parameter of each Dense layer, first to last."""
-    return [p for p in model.parameters() if p.name.endswith(".weight")]
+    return [p for p in model.parameters()
+            if isinstance(model.layers[p.layer], Dense) and p.name.endswith(".weight")]
 
 
 def weight_norms(model) -> list:
@@ -279,8 +280,9 @@ def layer_grad_norms(model, X, y, loss, max_rows: int = 256, seed: int = 0) -> l
     rows = _rows(len(X), max_rows, seed)
     if rows is not None:
         y = np.asarray(y)[rows]
-    probe = type(model)(*model.layers, dtype=model.dtype.name, seed=model.seed)
-    probe.flat_params()[...] = model.flat_params()
+    probe = type(model)(*model.layers, dtype=model.dtype.name, seed=model.seed,
+                        in_features=model.in_features)
+    probe.load_state_dict(model.state_dict())
     backprop_gradient(probe, loss, *probe.check_data(Xs, y, loss))
     return grad_norms(probe)
 

@@ -125,8 +125,10 @@ class Group(Solo):
         return n * self.rank // self.size, n * (self.rank + 1) // self.size
 
     def start(self, model, optimizer) -> None:
-        """Every rank takes rank 0's parameters, optimizer state and random generator."""
-        self.comm.Bcast(model.flat_params(), root=0)
+        """Every rank takes rank 0's parameters, buffers, optimizer state and random
+        generator."""
+        for buf in (model.flat_params(), model.flat_buffers(), model.flat_counts()):
+            self.comm.Bcast(buf, root=0)
         for buf in optimizer.state_buffers().values():
             self.comm.Bcast(buf, root=0)
         model.rng_state = self.broadcast(model.rng_state)

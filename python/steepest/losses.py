@@ -4,10 +4,16 @@ Step by step::
 
     value = loss.forward(out, y)   # a float
     dout = loss.backward()         # d(value)/d(out), the start of backpropagation
+
+Sample weights (forward's, train_step's, fit's and evaluate's ``sample_weight``) make the loss
+the weighted mean sum_i w_i l_i / sum_i w_i of the rows' losses l_i (scikit-learn's MLP and
+Keras's convention); with CrossEntropy's class weights and class labels the denominator is
+sum_i w_i weight[y_i], torch's weighted mean. Rows of weight 0 count for nothing; a batch whose
+weights sum to 0 has loss 0 and no gradient.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -46,8 +52,10 @@ class Loss:
         each output (see steepest.labels) for the classification losses."""
         return _checks.values(y, name, n_samples, n_outputs, dtype, self._spec)
 
-    def forward(self, out: ArrayLike, y: ArrayLike) -> float:
-        """The loss of predictions out (N, C) against targets y; keeps d(loss)/d(out)."""
+    def forward(self, out: ArrayLike, y: ArrayLike,
+                sample_weight: Optional[ArrayLike] = None) -> float:
+        """The loss of predictions out (N, C) against targets y, weighted by sample_weight (N,)
+        when given; keeps d(loss)/d(out)."""
         out = np.asarray(out)
         if out.dtype not in (np.float32, np.float64):
             out = _checks.numeric(out, "out").astype(np.float64)
@@ -58,7 +66,8 @@ class Loss:
         out = np.ascontiguousarray(out)
         _checks.check_finite(out, "out")
         y = self.targets(y, out.shape[0], out.shape[1], out.dtype)
-        value, self._grad = _core.loss_forward(self._spec, out, y)
+        sample_weight = _checks.sample_weight(sample_weight, "sample_weight", out.shape[0])
+        value, self._grad, _ = _core.loss_forward(self._spec, out, y, sample_weight)
         return value
 
     __call__ = forward
@@ -68,6 +77,10 @@ class Loss:
         if self._grad is None:
             raise RuntimeError("call forward(out, y) before backward()")
         return self._grad
+
+    def scored(self, y: np.ndarray) -> int:
+        """How many rows of y (as targets() returns it) the accuracy counts."""
+        return len(y)
 
     def config(self) -> dict[str, Any]:
         return {"type": type(self).__name__, **self._options()}
@@ -104,8 +117,32 @@ class Huber(Loss):
         return self._repr(f"delta={self.delta}")
 
 
+def _per_output(value, name: str) -> Optional[list[float]]:
+    """A loss's per-class or per-output weights (torch's weight / pos_weight): None, or a 1-D
+    array-like (numpy, list, torch tensor) of finite values >= 0, as a list."""
+    if value is None:
+        return None
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    w = _checks.numeric(value, name).astype(np.float64)
+    if w.ndim != 1 or w.size == 0:
+        raise ValueError(f"{name} must be 1-D, one value per output, got shape {w.shape}")
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise ValueError(f"{name} must hold finite values >= 0")
+    return w.tolist()
+
+
+def _non_default(loss: Loss, **defaults: Any) -> dict[str, Any]:
+    """The loss's torch options that differ from their defaults (config and repr)."""
+    return {k: getattr(loss, k) for k, default in defaults.items()
+            if getattr(loss, k) != default}
+
+
 class BinaryCrossEntropy(Loss):
-    """Binary cross-entropy on logits with targets in [0, 1] (torch.nn.BCEWithLogitsLoss).
+    """Binary cross-entropy on logits with targets in [0, 1] (torch.nn.BCEWithLogitsLoss):
+    l = -weight_c [pos_weight_c t log s(o) + (1 - t) log(1 - s(o))] per output c, mean over the
+    outputs and rows. weight rescales each output's loss, pos_weight the positive part (> 1
+    favours recall); both one value per output (torch broadcasts them the same way).
 
     One output is a binary classifier: its targets may also be any two labels (strings,
     booleans, {1, 2}, ...), which fit maps to 0 and 1 through the model's classes_. Several
@@ -113,6 +150,22 @@ class BinaryCrossEntropy(Loss):
 
     kind = _core.LossKind.BinaryCrossEntropy
     classification = True
+
+    def __init__(self, weight: Optional[ArrayLike] = None,
+                 pos_weight: Optional[ArrayLike] = None, **options: float) -> None:
+        super().__init__(**options)
+        self.weight = _per_output(weight, "weight")
+        self.pos_weight = _per_output(pos_weight, "pos_weight")
+        self._spec.weight = self.weight or []
+        self._spec.pos_weight = self.pos_weight or []
+
+    def config(self):
+        return {"type": "BinaryCrossEntropy",
+                **_non_default(self, weight=None, pos_weight=None), **self._options()}
+
+    def __repr__(self):
+        return self._repr(*(f"{k}={v}" for k, v in _non_default(
+            self, weight=None, pos_weight=None).items()))
 
     def targets(self, y, n_samples, n_outputs, dtype, name="y", classes=None):
         if classes is not None and n_outputs == 1:  # two labels: negative, positive
@@ -148,18 +201,35 @@ class BinaryCrossEntropy(Loss):
 
 
 class CrossEntropy(Loss):
-    """Cross-entropy on logits (N, C) with integer labels (N,) in [0, C) and optional label
-    smoothing (torch.nn.CrossEntropyLoss). Log-sum-exp: no overflow for large logits."""
+    """Cross-entropy on logits (N, C) (torch.nn.CrossEntropyLoss; log-sum-exp: no overflow
+    for large logits) against integer labels (N,) in [0, C), or class probabilities (N, C)
+    of a float dtype (soft targets, C > 1).
+
+    label_smoothing eps mixes the targets with the uniform distribution: (1 - eps) y + eps / C.
+    weight: one weight per class; with labels the mean is sum_i weight[y_i] l_i / sum_i
+    weight[y_i] (torch's weighted mean), with probabilities each class's term is weighted and
+    the mean is over the rows. ignore_index: rows with this label add nothing to the loss,
+    its gradient or its denominator (nor to the accuracy); a batch where every row is ignored
+    has loss 0 (torch: NaN)."""
 
     kind = _core.LossKind.CrossEntropy
     classification = True
 
-    def __init__(self, label_smoothing: float = 0.0, **options: float) -> None:
+    def __init__(self, label_smoothing: float = 0.0, *, weight: Optional[ArrayLike] = None,
+                 ignore_index: int = -100, **options: float) -> None:
         super().__init__(**options)
         self.label_smoothing = self._spec.label_smoothing = _checks.real(
             label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        self.weight = _per_output(weight, "weight")
+        self._spec.weight = self.weight or []
+        self.ignore_index = self._spec.ignore_index = _checks.integer(
+            ignore_index, "ignore_index", low=-2**63)
 
     def targets(self, y, n_samples, n_outputs, dtype, name="y", classes=None):
+        probabilities = (np.asarray(y) if classes is None and n_outputs > 1 and np.ndim(y) == 2
+                         else None)
+        if probabilities is not None and probabilities.dtype.kind == "f":  # soft targets
+            return _checks.values(y, name, n_samples, n_outputs, dtype, self._spec)
         if classes is not None:
             index = labels.encode(y, classes, name)
             _checks.same_length(index, name, n_samples)
@@ -172,7 +242,11 @@ class CrossEntropy(Loss):
         """None when y are class indices in [0, n_outputs) (used as they are); else the
         distinct labels of y, sorted, one per output."""
         y = labels.label_array(y, name)
-        if y.dtype.kind in "iuf" and y.size and y.min() >= 0 and y.max() < n_outputs:
+        if y.dtype.kind == "f" and y.ndim == 2:  # class probabilities
+            return None
+        kept = y[y != self.ignore_index] if y.dtype.kind in "iuf" else y
+        if y.dtype.kind in "iuf" and (not kept.size or (kept.min() >= 0 and
+                                                        kept.max() < n_outputs)):
             return None
         classes = np.unique(y)
         if classes.size != n_outputs:
@@ -182,10 +256,15 @@ class CrossEntropy(Loss):
                 f"(as class indices, labels must be in [0, {n_outputs - 1}])")
         return classes
 
-    @staticmethod
-    def correct(out: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Per row: the largest logit at the label's index."""
-        return out.argmax(axis=1) == y
+    def correct(self, out: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Per row: the largest logit at the label's index (at the largest class
+        probability's); False for the rows with ignore_index (see scored)."""
+        if y.ndim == 2:
+            return out.argmax(axis=1) == y.argmax(axis=1)
+        return (out.argmax(axis=1) == y) & (y != self.ignore_index)
+
+    def scored(self, y: np.ndarray) -> int:
+        return len(y) if y.ndim == 2 else int(np.count_nonzero(y != self.ignore_index))
 
     @staticmethod
     def probabilities(out: np.ndarray) -> np.ndarray:
@@ -194,11 +273,11 @@ class CrossEntropy(Loss):
 
     def config(self):
         return {"type": "CrossEntropy", "label_smoothing": self.label_smoothing,
-                **self._options()}
+                **_non_default(self, weight=None, ignore_index=-100), **self._options()}
 
     def __repr__(self):
-        return self._repr(*([f"label_smoothing={self.label_smoothing}"]
-                            if self.label_smoothing else []))
+        return self._repr(*(f"{k}={v}" for k, v in _non_default(
+            self, label_smoothing=0.0, weight=None, ignore_index=-100).items()))
 
 
 class PoissonNLL(Loss):

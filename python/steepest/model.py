@@ -24,8 +24,8 @@ from . import (_checks, _core, data, labels, onnx_export, safetensors_format, sa
                torch_bridge, training)
 from .callbacks import Callback
 from .errors import check_step
-from .layers import (Dense, Layer, Sigmoid, Softmax, layer_config, layer_from_config,
-                     layer_specs, parameter_table)
+from .layers import (Dense, FeatureMoments, Layer, Rescale, Sigmoid, Softmax, layer_config,
+                     layer_from_config, layer_specs, set_statistics, state_table)
 from .losses import (LOSSES, BinaryCrossEntropy, CrossEntropy, Loss, check_loss, sigmoid,
                      softmax)
 from .optim import Optimizer, check_optimizer, clip_threshold
@@ -56,11 +56,12 @@ class Sequential:
     """
 
     def __init__(self, *layers: Layer, dtype: DTypeLike = "float32",
-                 seed: Optional[int] = None, initialize: bool = True) -> None:
+                 seed: Optional[int] = None, initialize: bool = True,
+                 in_features: Optional[int] = None) -> None:
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         if not layers:
-            raise ValueError("layers is empty: a model needs at least one Dense layer")
+            raise ValueError("layers is empty: a model needs at least one layer")
         self.layers = []
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
@@ -68,21 +69,36 @@ class Sequential:
             self.layers.append(layer)
             if isinstance(layer, Dense) and layer.activation is not None:
                 self.layers.append(layer.activation)  # Dense(..., activation=...), as Keras
-        if not any(isinstance(layer, Dense) for layer in layers):
-            raise ValueError("a model needs at least one Dense layer")
         self.dtype = _checks.as_dtype(dtype)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % 2**63)
         self.seed = _checks.integer(seed, "seed", low=0)
-        table = parameter_table(self.layers)
-        n_params = sum(slot.size for slot in table)
-        _checks.buffer_memory(2 * n_params * self.dtype.itemsize,
-                              f"a model of {n_params:,} parameters (values and gradients)")
+        specs = layer_specs(self.layers, in_features)
+        table = state_table(self.layers, in_features)
+        sizes = collections.Counter()
+        for slot in table:
+            sizes[slot.store] += slot.size
+        _checks.buffer_memory((2 * sizes["params"] + sizes["buffers"]) * self.dtype.itemsize,
+                              f"a model of {sizes['params']:,} parameters (values and "
+                              "gradients)")
         if not isinstance(initialize, bool):
             raise TypeError(f"initialize must be True or False, got {initialize!r}")
-        self._net = _NETWORKS[self.dtype.name](layer_specs(self.layers), self.seed, initialize)
-        params, grads = self._net.params, self._net.grads
-        self._params = [Parameter(self, slot, params, grads) for slot in table]
+        self._net = _NETWORKS[self.dtype.name](specs, self.seed, initialize)
+        stores = {"params": self._net.params, "buffers": self._net.buffers,
+                  "counts": self._net.counts}
+        self._params = [Parameter(self, slot, stores["params"], self._net.grads)
+                        for slot in table if slot.store == "params"]
+        # every named array, zero-copy: parameters' data, buffers and counts (0-d), torch's
+        # state_dict order
+        self._slots = table
+        self._state = {slot.name: stores[slot.store][slot.offset:slot.offset + slot.size]
+                       .reshape(slot.shape) for slot in table}
+        self._rescales = []  # (layer index, its count view) of Standardize / MinMaxScale
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Rescale):
+                shift, scale = (self._state[f"{i}.{name}"] for name in layer.buffer_names)
+                layer.attach(shift, scale, self._state[f"{i}.count"])
+                self._rescales.append((i, self._state[f"{i}.count"]))
         self._last = None  # (input, output shape) of the last forward, kept for backward
         self._classes = None
         self.multilabel = False  # trained with BinaryCrossEntropy on several outputs
@@ -107,16 +123,18 @@ class Sequential:
         return self.layers[index]
 
     def train(self, mode: bool = True) -> Sequential:
-        """Sets forward()'s default mode, as torch's module.train(): training (dropout active)
-        or, with mode=False, inference. fit, train_step (always training) and predict (always
-        inference) do not depend on it. A new model starts in inference mode."""
+        """Sets forward()'s default mode, as torch's module.train(): training (dropout active,
+        BatchNorm normalizing with batch statistics and updating its running ones) or, with
+        mode=False, eval. fit and train_step (always training) and predict (always eval) do
+        not depend on it. A new model starts in eval mode (forward's default before modes)."""
         if not isinstance(mode, bool):
             raise TypeError(f"mode must be True or False, got {mode!r}")
         self.training = mode
         return self
 
     def eval(self) -> Sequential:
-        """train(False): forward() runs in inference mode (dropout off), as torch's eval()."""
+        """train(False): forward() runs in eval mode (dropout off, BatchNorm's running
+        statistics), as torch's eval()."""
         return self.train(False)
 
     @property
@@ -189,6 +207,16 @@ class Sequential:
         """The flat gradient buffer, laid out as flat_params(): a zero-copy view, writable."""
         return self._net.grads
 
+    def flat_buffers(self) -> np.ndarray:
+        """The flat store of buffers (model dtype: BatchNorm's running statistics, Standardize's
+        mean and std, ...): a zero-copy view, writable; the optimizer never touches it."""
+        return self._net.buffers
+
+    def flat_counts(self) -> np.ndarray:
+        """The flat store of int64 counts (num_batches_tracked, the samples a Standardize layer
+        learned from): a zero-copy view, writable."""
+        return self._net.counts
+
     @property
     def rng_state(self) -> list[int]:
         """The state of the model's random generator (dropout masks, fit's shuffling), as a
@@ -205,48 +233,106 @@ class Sequential:
         return [math.sqrt(sq) for sq in self._net.measure_grads()]
 
     def layer_outputs(self, x: ArrayLike) -> list[np.ndarray]:
-        """Every layer's output for x (N, in_features), dropout off: one new (N, width) array
-        per layer. It reuses the core's activation buffers, so a backward() needs a new
-        forward(training=True) after it."""
+        """Every layer's output for x (N, in_features) in eval mode (dropout off, BatchNorm's
+        running statistics): one new (N, width) array per layer. It reuses the core's activation
+        buffers, so a backward() needs a new forward(training=True) after it."""
+        self._require_adapted()
         return self._net.layer_outputs(_checks.features(x, "x", self.in_features, self.dtype))
 
+    def named_buffers(self) -> list[tuple[str, np.ndarray]]:
+        """[(name, array)] of the state that is not trained, as torch's named_buffers():
+        BatchNorm1d's running_mean, running_var (model dtype) and num_batches_tracked (int64,
+        0-d), Standardize's mean, std and count, ...: zero-copy views the optimizer never
+        touches."""
+        params = {p.name for p in self._params}
+        return [(k, v) for k, v in self._state.items() if k not in params]
+
+    def buffers(self) -> list[np.ndarray]:
+        return [v for _, v in self.named_buffers()]
+
     def state_dict(self, copy: bool = False) -> dict[str, np.ndarray]:
-        """{"0.weight": array, "0.bias": array, ...}, torch's keys and shapes: zero-copy views
-        of the live buffers, or with copy=True copies of the model between two steps, also
-        while another thread trains it (the copy waits for its next step boundary; copying the
-        views then would mix two steps)."""
+        """{"0.weight": array, "0.bias": array, "1.running_mean": array, ...}: every parameter
+        and buffer with torch's keys, order and shapes; zero-copy views of the live stores, or
+        with copy=True copies of the model between two steps, also while another thread trains
+        it (the copy waits for its next step boundary; copying the views then would mix two
+        steps)."""
         if not copy:
-            return {p.name: p.data for p in self._params}
-        flat = self._net.copy_params()
-        return {p.name: flat[p.offset:p.offset + p.size].reshape(p.shape) for p in self._params}
+            return dict(self._state)
+        stores = dict(zip(("params", "buffers", "counts"), self._net.copy_state()))
+        return {slot.name: stores[slot.store][slot.offset:slot.offset + slot.size]
+                .reshape(slot.shape) for slot in self._slots}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place, all
-        at once; refused (RuntimeError) while another thread trains or predicts."""
+        at once: every key of state_dict() must be there (parameters and buffers, as torch's
+        strict load). Nothing is copied unless all of them pass the checks; refused
+        (RuntimeError) while another thread trains or predicts."""
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        expected = {p.name for p in self._params}
-        if set(state) != expected:
-            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        if set(state) != set(self._state):
+            missing = sorted(set(self._state) - set(state))
+            extra = sorted(set(state) - set(self._state))
             raise ValueError(f"state keys do not match: missing {missing}, unexpected {extra}")
-        arrays = {}
-        for p in self._params:
-            value = np.asarray(state[p.name].detach() if hasattr(state[p.name], "detach")
-                               else state[p.name])
-            if value.shape != p.shape:
-                raise ValueError(f"state[{p.name!r}] has shape {value.shape}, expected {p.shape}")
-            arrays[p.name] = _checks.numeric(value, f"state[{p.name!r}]")
-            _checks.check_finite(arrays[p.name], f"state[{p.name!r}]")
-        flat = np.empty_like(self.flat_params())  # all checked first: nothing half-loaded
-        for p in self._params:
-            flat[p.offset:p.offset + p.size] = arrays[p.name].ravel()
-        self._net.write_params(flat)
+        scales = {f"{i}.{self.layers[i].buffer_names[1]}" for i, _ in self._rescales}
+        arrays = {name: _state_value(name, state[name], view, positive=name in scales)
+                  for name, view in self._state.items()}
+        stores = {"params": np.empty_like(self.flat_params()),  # all checked first: nothing
+                  "buffers": np.empty_like(self.flat_buffers()),  # half-loaded
+                  "counts": np.empty_like(self.flat_counts())}
+        for slot in self._slots:
+            stores[slot.store][slot.offset:slot.offset + slot.size] = arrays[slot.name].ravel()
+        self._net.write_state(stores["params"], stores["buffers"], stores["counts"])
+
+    def adapt(self, X: ArrayLike, only_unadapted: bool = False,
+              chunk_rows: Optional[int] = None) -> Sequential:
+        """Learns the statistics of every Standardize / MinMaxScale layer from X (N,
+        in_features), each on the data as it reaches that layer (the layers before it in eval
+        mode), reading X in chunks of rows (a memory-mapped X is fine); in float64, stored in
+        the model's dtype. only_unadapted skips layers that have statistics already (fit's
+        automatic adapt). Returns the model."""
+        for i, count in self._rescales:
+            if only_unadapted and count > 0:
+                continue
+            layer = self.layers[i]
+            moments = None
+            for rows in self._float64_chunks(X, chunk_rows):
+                if i > 0:  # the input of layer i: the output of layer i - 1
+                    x = np.ascontiguousarray(rows, dtype=self.dtype)
+                    rows = np.asarray(self._net.layer_outputs(x)[i - 1], dtype=np.float64)
+                if moments is None:
+                    moments = FeatureMoments(rows.shape[1])
+                moments.update(rows)
+            shift, scale = (self._state[f"{i}.{name}"] for name in layer.buffer_names)
+            set_statistics((shift, scale, count), *layer.shift_scale(moments), moments.count)
+        return self
+
+    def _float64_chunks(self, X, chunk_rows):
+        """X (N, in_features), an array, a memory map or .npy shards, as checked float64
+        chunks of rows."""
+        shards = data.shards_of(X, "X")
+        if shards is None:
+            yield from _checks.float64_chunks(X, "X", self.in_features, chunk_rows)
+            return
+        for _, part, name in shards.chunks():
+            yield from _checks.float64_chunks(part, name, self.in_features, chunk_rows)
+
+    def _require_adapted(self) -> None:
+        """Refuses to run a model with a Standardize / MinMaxScale layer that has no
+        statistics yet."""
+        for i, count in self._rescales:
+            if count == 0:
+                raise RuntimeError(
+                    f"layer {i} ({self.layers[i]!r}) has not learned its statistics yet: call "
+                    "model.adapt(X) with training data (fit does it at its start), or load "
+                    "them (load_state_dict, st.load)")
 
     # -- the two algorithms, one step at a time ---------------------------------------------
     def forward(self, x: ArrayLike, training: Optional[bool] = None) -> np.ndarray:
         """Forward propagation: x (N, in_features) -> a new array (N, out_features). With
-        training=True dropout is active; backward() then backpropagates through this pass.
-        training=None takes the mode train() / eval() set (inference for a new model)."""
+        training=True dropout is active and BatchNorm normalizes with the batch's statistics
+        (and updates its running ones); backward() then backpropagates through this pass.
+        training=None takes the mode train() / eval() set (eval for a new model)."""
+        self._require_adapted()
         x = _checks.features(x, "x", self.in_features, self.dtype)
         out = self._net.forward(x, self.training if training is None else bool(training))
         self._last = (x, out.shape)
@@ -306,24 +392,30 @@ class Sequential:
             rows, part, self.in_features, self.dtype), name)
 
     def train_step(self, x: ArrayLike, y: ArrayLike, loss: Loss, optimizer: Optimizer,
-                   clip_grad_norm: Optional[float] = None) -> float:
+                   clip_grad_norm: Optional[float] = None, *,
+                   sample_weight: Optional[ArrayLike] = None) -> float:
         """zero_grad + forward + loss + backward + optimizer step in one C++ call; returns the
-        loss. Raises TrainingDiverged, without updating, if the loss or gradients are not
-        finite."""
+        loss. sample_weight (N,): the loss is then sum_i w_i l_i / sum_i w_i (see
+        steepest.losses). Raises TrainingDiverged, without updating, if the loss or gradients
+        are not finite."""
         check_loss(loss)
         check_optimizer(optimizer, self)
+        if self._rescales:
+            self._require_adapted()
         clip = clip_threshold(clip_grad_norm)
         self._note_training_loss(loss)
         if (self._classes is not None or not (type(x) is np.ndarray and type(y) is np.ndarray
                                               and type(loss) in _CORE_LOSSES)):
             x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
+        w = _checks.sample_weight(sample_weight, "sample_weight", len(x) if x.ndim else 0)
         # The core checks the batch by its rules first (the one implementation of them) and
         # runs the step only when it passes; otherwise convert (labels that are not class
         # indices: through classes_, learnt here), or raise naming x and y.
-        check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+        check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip, w)
         if not check.ok:
             x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
-            check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip)
+            check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip,
+                                                         w)
         self._last = None  # the core's forward state now belongs to this step
         check_step(status, loss=value)
         return value
@@ -335,7 +427,10 @@ class Sequential:
             validation_split: Optional[float] = None,
             callbacks: Sequence[Callback] = (), verbose: int = 1,
             clip_grad_norm: Optional[float] = None, checkpoint: Optional[PathLike] = None,
-            diagnostics: bool = False, distributed: Any = None) -> dict[str, list[Any]]:
+            diagnostics: bool = False, distributed: Any = None,
+            sample_weight: Optional[ArrayLike] = None,
+            class_weight: Union[None, str, dict[Any, float]] = None
+            ) -> dict[str, list[Any]]:
         """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
         released.
 
@@ -343,8 +438,17 @@ class Sequential:
         data set; batch_size=1 is stochastic gradient descent: one update per sample;
         anything between is mini-batch gradient descent.
 
-        validation_data=(X_val, y_val) is evaluated after every epoch; validation_split=0.1
-        instead holds out the last tenth of (X, y) for it, before any shuffling (as Keras).
+        validation_data=(X_val, y_val) (or (X_val, y_val, sample_weight_val)) is evaluated
+        after every epoch; validation_split=0.1 instead holds out the last tenth of (X, y) (and
+        of sample_weight) for it, before any shuffling (as Keras).
+
+        sample_weight (N,): each row's weight, >= 0; every batch's loss is then sum_i w_i l_i
+        / sum_i w_i over its rows (scikit-learn's MLP and Keras's convention), the weights
+        shuffled with their rows. class_weight: "balanced" (n_samples / (n_classes *
+        count(class)), scikit-learn's, counting sample weights) or {class: weight} (classes
+        left out weigh 1), for CrossEntropy with class labels or a one-output
+        BinaryCrossEntropy with two classes: multiplies each row's sample weight by its
+        class's weight. The history's accuracy stays the unweighted fraction of rows.
         verbose: 0 silent, 1 a progress bar (see steepest.progress), 2 a line per epoch.
 
         Returns the history (also kept as ``model.history``): per epoch "loss", "val_loss"
@@ -380,7 +484,8 @@ class Sequential:
                             validation_split=validation_split, callbacks=callbacks,
                             verbose=verbose, clip_grad_norm=clip_grad_norm,
                             checkpoint=checkpoint, diagnostics=diagnostics,
-                            distributed=distributed)
+                            distributed=distributed, sample_weight=sample_weight,
+                            class_weight=class_weight)
 
     def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
                     batch_size: int, shuffle: bool = True, clip: float = 0.0,
@@ -453,6 +558,7 @@ class Sequential:
         """Outputs (N, out_features) for X (N, in_features); dropout off. Thread-safe: runs
         with the GIL released and may be called from many threads at once. A memory map or a
         list of .npy paths is read a chunk at a time."""
+        self._require_adapted()
         shards = data.shards_of(X, "X")
         if shards is None:
             return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
@@ -490,40 +596,65 @@ class Sequential:
             return out
         return sigmoid(out) if self.out_features == 1 or self.multilabel else softmax(out)
 
-    def evaluate(self, X: ArrayLike, y: ArrayLike, loss: Loss) -> dict[str, float]:
-        """{"loss": mean loss, "accuracy": fraction correct (classification losses: the
-        largest logit at the label for CrossEntropy, every logit on the target's side of 0
-        for BinaryCrossEntropy)}."""
+    def evaluate(self, X: ArrayLike, y: ArrayLike, loss: Loss,
+                 sample_weight: Optional[ArrayLike] = None) -> dict[str, float]:
+        """{"loss": mean loss (weighted by sample_weight when given, see steepest.losses),
+        "accuracy": fraction correct (classification losses, unweighted: the largest logit at
+        the label for CrossEntropy, rows with its ignore_index left out; every logit on the
+        target's side of 0 for BinaryCrossEntropy)}."""
         check_loss(loss)
-        return self.evaluate_checked(*self.check_data(X, y, loss), loss)
+        self._require_adapted()
+        X, y = self.check_data(X, y, loss)
+        sample_weight = _checks.sample_weight(sample_weight, "sample_weight", len(X))
+        return self.evaluate_checked(X, y, loss, sample_weight)
 
     def evaluate_checked(self, X: np.ndarray, y: np.ndarray, loss: Loss,
-                         rows: Optional[tuple[int, int, int]] = None) -> dict[str, float]:
-        """evaluate() on (X, y) as check_data returns them: nothing is checked again (fit's
-        validation data, checked once before the first epoch). rows=(start, stop, n): only
-        rows [start, stop), their mean loss and accuracy weighted by their count over n (one
-        process's share of an evaluation split over processes: the shares add up to it)."""
-        start, stop, n = rows if rows is not None else (0, len(X), len(X))
-        total, correct = 0.0, 0
+                         sample_weight: Optional[np.ndarray] = None) -> dict[str, float]:
+        """evaluate() on (X, y) as check_data returns them and sample_weight as
+        check_sample_weight does: nothing is checked again (fit's validation data, checked
+        once before the first epoch)."""
+        return self.evaluation(self.evaluate_sums(X, y, loss, sample_weight), loss)
+
+    def evaluate_sums(self, X: np.ndarray, y: np.ndarray, loss: Loss,
+                      sample_weight: Optional[np.ndarray] = None,
+                      rows: Optional[tuple[int, int]] = None) -> dict[str, float]:
+        """The sums an evaluation of rows [start, stop) = rows (all by default) adds up, so
+        that the sums of several shares (processes) give the whole's (see evaluation):
+        "loss" (the loss times its weight), "weight" (the rows, or their weights as the loss
+        counts them), "correct" and "scored" (classification: rows right, rows counted)."""
+        start, stop = rows if rows is not None else (0, len(X))
+        sums = {"loss": 0.0, "weight": 0.0, "correct": 0, "scored": 0}
+        first = start  # the pieces are consecutive rows
         for xs, ys in data.pieces(X, y, start, stop):  # one piece for arrays in memory
+            first += len(xs)
             if not len(xs):
                 continue
+            ws = None if sample_weight is None else sample_weight[first - len(xs):first]
             out = self._net.infer(np.ascontiguousarray(xs, dtype=self.dtype))
             ys = loss.targets(ys, len(ys), self.out_features, self.dtype)
-            total += _core.loss_forward(loss._spec, out, ys)[0] * (len(xs) / n)
+            value, _, weight = _core.loss_forward(loss._spec, out, ys, ws)
+            sums["loss"] += value * weight
+            sums["weight"] += weight
             if loss.classification:
-                correct += int(np.count_nonzero(loss.correct(out, ys)))
-        result = {"loss": total}
+                sums["correct"] += int(np.count_nonzero(loss.correct(out, ys)))
+                sums["scored"] += loss.scored(ys)
+        return sums
+
+    @staticmethod
+    def evaluation(sums: dict[str, float], loss: Loss) -> dict[str, float]:
+        """{"loss": mean loss, "accuracy": fraction correct (classification)} from
+        evaluate_sums's sums."""
+        result = {"loss": sums["loss"] / sums["weight"] if sums["weight"] > 0 else 0.0}
         if loss.classification:
-            result["accuracy"] = correct / n
+            result["accuracy"] = sums["correct"] / max(sums["scored"], 1)
         return result
 
     # -- description ------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        """A JSON-able description: layers, dtype, seed, and a classifier's "classes" (a
-        list) and "multilabel" when it has them."""
+        """A JSON-able description: layers, in_features, dtype, seed, and a classifier's
+        "classes" (a list) and "multilabel" when it has them."""
         config = {"layers": [layer_config(layer) for layer in self.layers],
-                  "dtype": self.dtype.name, "seed": self.seed}
+                  "in_features": self.in_features, "dtype": self.dtype.name, "seed": self.seed}
         if self._classes is not None:
             config["classes"] = self._classes.tolist()
         if self.multilabel:
@@ -535,7 +666,8 @@ class Sequential:
         """An untrained model of the architecture config() describes, with its classes
         (initialize: as in the constructor)."""
         model = cls(*[layer_from_config(c) for c in config["layers"]], dtype=config["dtype"],
-                    seed=config["seed"], initialize=initialize)
+                    seed=config["seed"], initialize=initialize,
+                    in_features=config.get("in_features"))
         model._set_labels(config)
         return model
 
@@ -561,7 +693,8 @@ class Sequential:
         """(Re)initializes this model from what saving.read returned."""
         try:
             Sequential.__init__(self, *[layer_from_config(c) for c in header["layers"]],
-                                dtype=header["dtype"], seed=header["seed"], initialize=False)
+                                dtype=header["dtype"], seed=header["seed"], initialize=False,
+                                in_features=header.get("in_features"))
             self._set_labels(header)
         except MemoryError as e:  # the architecture is sound (saving.read checked it)
             size = sum(a.nbytes for a in arrays.values())
@@ -582,22 +715,24 @@ class Sequential:
         """A table of layers, output shapes and parameter counts (also printed)."""
         rows = [("#", "layer", "output shape", "params")]
         counts = collections.Counter()
-        for slot in parameter_table(self.layers):
-            counts[slot.layer] += slot.size
+        for p in self._params:
+            counts[p.layer] += p.size
         for i, (layer, s) in enumerate(zip(self.layers, self._net.layers)):
             rows.append((str(i), repr(layer), f"(N, {s.out_features})", f"{counts[i]:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + f"  {{:>{widths[-1]}}}"
+        buffers = sum(v.size for v in self.buffers())
         text = "\n".join([fmt.format(*rows[0]), "-" * (sum(widths) + 6)] +
                          [fmt.format(*r) for r in rows[1:]] +
                          [f"total: {self.num_parameters():,} parameters ({self.dtype.name}, "
-                          f"{self.num_parameters() * self.dtype.itemsize:,} bytes)"])
+                          f"{self.num_parameters() * self.dtype.itemsize:,} bytes)" +
+                          (f" and {buffers:,} buffer values" if buffers else "")])
         print(text)
         return text
 
     def save(self, path: PathLike) -> None:
-        """Writes architecture, parameters and metadata (see steepest.saving), atomically; the
-        parameters as they are between two steps (also while another thread trains the
+        """Writes architecture, parameters, buffers and metadata (see steepest.saving),
+        atomically; the state as it is between two steps (also while another thread trains the
         model)."""
         saving.save(self, path)
 
@@ -619,6 +754,7 @@ class Sequential:
         """Writes the model as an ONNX graph (input "input" (batch, in_features), output
         "output", the model's dtype), atomically; output="softmax" or "sigmoid" appends that
         function to the outputs. See steepest.onnx_export for the operators. Needs onnx."""
+        self._require_adapted()
         onnx_export.export(self, path, opset=opset, output=output)
 
     def to_torch(self) -> Any:
@@ -636,8 +772,8 @@ def _from_file(header: dict[str, Any], arrays: dict[str, np.ndarray], path: Path
 
 
 def load(path: PathLike) -> Sequential:
-    """Reads a model written by save(): same architecture, bit-identical parameters, the same
-    classes_."""
+    """Reads a model written by save(): same architecture, bit-identical parameters and
+    buffers, the same classes_."""
     header, arrays = saving.read(path)
     return _from_file(header, arrays, path)
 
@@ -658,3 +794,19 @@ def from_torch(module: Any, *, seed: Optional[int] = None) -> Sequential:
     model = Sequential(*layers, dtype=dtype, seed=seed, initialize=False)
     model.load_state_dict(state)
     return model
+
+
+def _state_value(name: str, value: Any, view: np.ndarray, positive: bool) -> np.ndarray:
+    """value (an array, or a torch tensor) checked to replace the state entry `name` whose
+    zero-copy view is `view`: same shape, finite numbers; a count is a non-negative integer;
+    with positive (a Standardize/MinMaxScale scale, which divides), every value is > 0."""
+    what = f"state[{name!r}]"
+    value = _checks.numeric(value.detach() if hasattr(value, "detach") else value, what)
+    if value.shape != view.shape:
+        raise ValueError(f"{what} has shape {value.shape}, expected {view.shape}")
+    _checks.check_finite(value, what)
+    if view.dtype.kind == "i" and (value != np.round(value) or value < 0):
+        raise ValueError(f"{what} must be a non-negative integer count, got {value}")
+    if positive and not (value > 0).all():
+        raise ValueError(f"{what} must be positive: it divides the features")
+    return value

@@ -10,10 +10,19 @@ newer accepted); operators, one or a few per layer:
 - LeakyReLU: PRelu(x, negative_slope); ELU: Where(x > 0, x, alpha (Exp(x) - 1)): their
   constants are tensors of the model's dtype (ONNX's LeakyRelu and Elu take float32
   attributes, which would round a float64 model's), and onnxruntime runs both dtypes;
-- GELU: 0.5 x (1 + Erf(x / sqrt(2))), the exact form; SiLU: x * Sigmoid(x);
-- Softplus: Where(x > 20, x, Softplus(x)), torch's threshold;
+- GELU: 0.5 x (1 + Erf(x / sqrt(2))), the exact form, or with approximate="tanh"
+  0.5 x (1 + Tanh(sqrt(2 / pi) (x + 0.044715 x^3))); SiLU: x * Sigmoid(x);
+- Softplus(beta, threshold): Where(beta x > threshold, x, Softplus(beta x) / beta), torch's;
+- BatchNorm1d in eval semantics: (x - running_mean) * 1 / Sqrt(running_var + eps), then
+  weight and bias (affine); without running statistics (track_running_stats=False) the
+  batch's mean and biased variance (ReduceMean over the batch axis), as torch's eval does;
+- LayerNorm: the row's mean and biased variance (ReduceMean over the features), then weight
+  and bias as its options say;
+- Standardize, MinMaxScale: (x - mean) / std, (x - min) / range (Sub, Div);
 - Dropout: nothing (inference).
 
+Buffers are initializers named by their state_dict keys like the weights ("1.running_mean",
+"0.mean"); counts (num_batches_tracked) are not needed at inference and stay out.
 onnxruntime (1.32) has no float64 kernel for Erf and Softplus: float64 graphs with GELU or
 Softplus are valid ONNX that it does not run.
 
@@ -32,8 +41,9 @@ import numpy as np
 from . import _checks
 from ._version import __version__
 from .archive import atomic_write
-from .layers import (ELU, GELU, Dense, Dropout, Layer, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax,
-                     Softplus, Tanh)
+from .layers import (ELU, GELU, BatchNorm1d, Dense, Dropout, Layer, LayerNorm, LeakyReLU,
+                     MinMaxScale, Rescale, ReLU, Sigmoid, SiLU, Softmax, Softplus, Standardize,
+                     Tanh)
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13  # Softmax over one axis, Gemm with an optional bias
@@ -44,8 +54,8 @@ _MAX_PROTO_BYTES = 2**31 - 2**20  # protobuf's 2 GiB limit, with room for the gr
 class _Graph:
     """Nodes and initializers of an ONNX graph under construction, in one dtype."""
 
-    def __init__(self, onnx: Any, dtype: np.dtype) -> None:
-        self.onnx, self.dtype = onnx, dtype
+    def __init__(self, onnx: Any, dtype: np.dtype, opset: int) -> None:
+        self.onnx, self.dtype, self.opset = onnx, dtype, opset
         self.nodes: list = []
         self.initializers: list = []
 
@@ -60,6 +70,15 @@ class _Graph:
         array = np.asarray(value, dtype=self.dtype)
         self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
         return name
+
+    def mean(self, x: str, axis: int, name: str) -> str:
+        """ReduceMean of x over one axis, kept (opset 18 takes the axes as an input)."""
+        if self.opset < 18:
+            return self.node("ReduceMean", [x], name, axes=[axis], keepdims=1)
+        axes = f"{name}.axes"
+        self.initializers.append(self.onnx.numpy_helper.from_array(
+            np.array([axis], dtype=np.int64), axes))
+        return self.node("ReduceMean", [x, axes], name, keepdims=1)
 
 
 # -- one function per layer kind: (graph, layer, its index, its input, its state) -> output ------
@@ -84,11 +103,18 @@ def _elu(g: _Graph, layer: ELU, i: int, x: str, state: dict) -> str:
 
 
 def _gelu(g: _Graph, layer: GELU, i: int, x: str, state: dict) -> str:
-    erf = g.node("Erf", [g.node("Mul", [x, g.constant(f"{i}.sqrt1_2", math.sqrt(0.5))],
-                                f"{i}.scaled")], f"{i}.erf")
+    if layer.approximate == "tanh":  # tanh(sqrt(2/pi) (x + 0.044715 x^3))
+        cube = g.node("Mul", [g.node("Mul", [x, x], f"{i}.square"), x], f"{i}.cube")
+        inner = g.node("Add", [x, g.node("Mul", [cube, g.constant(f"{i}.kappa", 0.044715)],
+                                         f"{i}.kappa_cube")], f"{i}.inner")
+        curve = g.node("Tanh", [g.node("Mul", [inner, g.constant(
+            f"{i}.sqrt2_pi", math.sqrt(2 / math.pi))], f"{i}.scaled")], f"{i}.tanh")
+    else:
+        curve = g.node("Erf", [g.node("Mul", [x, g.constant(f"{i}.sqrt1_2", math.sqrt(0.5))],
+                                      f"{i}.scaled")], f"{i}.erf")
     half_x = g.node("Mul", [x, g.constant(f"{i}.half", 0.5)], f"{i}.half_x")
-    return g.node("Mul", [half_x, g.node("Add", [erf, g.constant(f"{i}.one", 1.0)],
-                                         f"{i}.one_plus_erf")], f"{i}.gelu")
+    return g.node("Mul", [half_x, g.node("Add", [curve, g.constant(f"{i}.one", 1.0)],
+                                         f"{i}.one_plus_curve")], f"{i}.gelu")
 
 
 def _silu(g: _Graph, layer: SiLU, i: int, x: str, state: dict) -> str:
@@ -96,9 +122,49 @@ def _silu(g: _Graph, layer: SiLU, i: int, x: str, state: dict) -> str:
 
 
 def _softplus(g: _Graph, layer: Softplus, i: int, x: str, state: dict) -> str:
-    linear = g.node("Greater", [x, g.constant(f"{i}.threshold", 20.0)], f"{i}.linear")
-    return g.node("Where", [linear, x, g.node("Softplus", [x], f"{i}.log1p_exp")],
-                  f"{i}.softplus")
+    beta = g.constant(f"{i}.beta", layer.beta)
+    bx = g.node("Mul", [x, beta], f"{i}.beta_x")
+    linear = g.node("Greater", [bx, g.constant(f"{i}.threshold", layer.threshold)],
+                    f"{i}.linear")
+    smooth = g.node("Div", [g.node("Softplus", [bx], f"{i}.log1p_exp"), beta], f"{i}.smooth")
+    return g.node("Where", [linear, x, smooth], f"{i}.softplus")
+
+
+def _normalize(g: _Graph, i: int, x: str, state: dict, axis: int, eps: float,
+               running: bool, weight: bool, bias: bool) -> str:
+    """(x - mean) * 1 / sqrt(var + eps), then * weight, + bias (the core's order): the mean
+    and biased variance over `axis`, or the running statistics of layer i."""
+    if running:
+        mean, var = (g.constant(f"{i}.{k}", state[f"{i}.{k}"])
+                     for k in ("running_mean", "running_var"))
+        centered = g.node("Sub", [x, mean], f"{i}.centered")
+    else:
+        centered = g.node("Sub", [x, g.mean(x, axis, f"{i}.mean")], f"{i}.centered")
+        var = g.mean(g.node("Mul", [centered, centered], f"{i}.squares"), axis, f"{i}.var")
+    std = g.node("Sqrt", [g.node("Add", [var, g.constant(f"{i}.eps", eps)], f"{i}.var_eps")],
+                 f"{i}.std")
+    y = g.node("Mul", [centered, g.node("Reciprocal", [std], f"{i}.rstd")], f"{i}.normalized")
+    if weight:
+        y = g.node("Mul", [y, g.constant(f"{i}.weight", state[f"{i}.weight"])], f"{i}.scaled")
+    if bias:
+        y = g.node("Add", [y, g.constant(f"{i}.bias", state[f"{i}.bias"])], f"{i}.shifted")
+    return y
+
+
+def _batch_norm(g: _Graph, layer: BatchNorm1d, i: int, x: str, state: dict) -> str:
+    return _normalize(g, i, x, state, 0, layer.eps, layer.track_running_stats, layer.affine,
+                      layer.affine)
+
+
+def _layer_norm(g: _Graph, layer: LayerNorm, i: int, x: str, state: dict) -> str:
+    affine = layer.elementwise_affine
+    return _normalize(g, i, x, state, -1, layer.eps, False, affine, affine and layer.bias)
+
+
+def _rescale(g: _Graph, layer: Rescale, i: int, x: str, state: dict) -> str:
+    shift, scale = (g.constant(f"{i}.{k}", state[f"{i}.{k}"]) for k in layer.buffer_names)
+    return g.node("Div", [g.node("Sub", [x, shift], f"{i}.centered"), scale],
+                  f"{i}.{type(layer).__name__.lower()}")
 
 
 def _plain(op: str) -> Callable:
@@ -118,7 +184,8 @@ def _dropout(g: _Graph, layer: Dropout, i: int, x: str, state: dict) -> str:
 ONNX_LAYERS: dict[type[Layer], Callable[..., str]] = {
     Dense: _dense, ReLU: _plain("Relu"), LeakyReLU: _leaky_relu, ELU: _elu, GELU: _gelu,
     SiLU: _silu, Sigmoid: _plain("Sigmoid"), Tanh: _plain("Tanh"), Softplus: _softplus,
-    Softmax: _plain("Softmax"), Dropout: _dropout}
+    Softmax: _plain("Softmax"), Dropout: _dropout, BatchNorm1d: _batch_norm,
+    LayerNorm: _layer_norm, Standardize: _rescale, MinMaxScale: _rescale}
 
 
 def _onnx() -> Any:
@@ -153,7 +220,7 @@ def build(layers: list[Layer], state: dict[str, np.ndarray], dtype: np.dtype, in
     if nbytes > _MAX_PROTO_BYTES:
         raise ValueError(f"the model's {nbytes:,} bytes of weights exceed the 2 GiB an ONNX "
                          "file holds")
-    g = _Graph(onnx, dtype)
+    g = _Graph(onnx, dtype, opset)
     x = "input"
     for i, layer in enumerate(layers):
         emit = ONNX_LAYERS.get(type(layer))

@@ -1,12 +1,12 @@
 """What the command line and the experiments share: an MLP from hidden widths and an
 activation name, optimizers by recipe name ("momentum", "nesterov", ...) with a default
-learning rate each, and standardization folded into a trained model."""
+learning rate each, and a regression target's scale folded into a trained model's outputs."""
 from __future__ import annotations
 
 import numpy as np
 
 from . import optim
-from .layers import ACTIVATIONS, Dense, Dropout
+from .layers import ACTIVATIONS, Dense, Dropout, Standardize
 from .model import Sequential
 
 # recipe name -> optimizer of params with learning rate lr and weight decay wd
@@ -29,10 +29,12 @@ DEFAULT_LRS = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "adam": 1e-3, "a
 
 
 def build_mlp(n_in, hidden, n_out, activation="relu", dropout=0.0, dtype="float32", seed=0,
-              init="torch_default") -> Sequential:
-    """An MLP: Dense -> activation (-> Dropout) per hidden width, then a Dense output layer."""
+              init="torch_default", standardize=False) -> Sequential:
+    """An MLP: Dense -> activation (-> Dropout) per hidden width, then a Dense output layer;
+    standardize: a Standardize layer first (fit adapts it on its training data), so that the
+    model takes raw features."""
     act = ACTIVATIONS[activation]
-    layers, width = [], n_in
+    layers, width = [Standardize()] if standardize else [], n_in
     for h in hidden:
         layers += [Dense(width, h, init=init), act()]
         if dropout > 0:
@@ -49,23 +51,17 @@ def make_optimizer(name, params, lr=None, weight_decay=0.0):
                                    weight_decay)
 
 
-def fold_standardization(model, mean, std, out_mean=None, out_std=None) -> None:
-    """Makes a model trained on inputs (x - mean) / std take raw inputs x, and one trained on
-    targets (y - out_mean) / out_std give raw targets: each affine map is folded into the first
-    (last) Dense layer, computed in float64 and rounded once. Both layers must have a bias."""
-    first, last = model.layers[0], model.layers[-1]
-    if not (isinstance(first, Dense) and first.bias and isinstance(last, Dense) and last.bias):
-        raise ValueError("folding needs a model that starts and ends with a Dense layer with "
-                         "a bias")
+def unscale_outputs(model, mean, std) -> None:
+    """Makes a model trained on targets (y - mean) / std give raw targets: the affine map is
+    folded into its last layer (a Dense layer with a bias), computed in float64 and rounded
+    once."""
+    k = len(model) - 1
+    last = model.layers[k]
+    if not (isinstance(last, Dense) and last.bias):
+        raise ValueError("unscaling the outputs needs a model that ends with a Dense layer "
+                         "with a bias")
     state = model.state_dict()
-    w, b = state["0.weight"], state["0.bias"]
-    w64 = w.astype(np.float64)
-    scale = 1.0 / np.asarray(std, np.float64)
-    b[...] = b - w64 @ (np.asarray(mean, np.float64) * scale)
-    w[...] = w64 * scale
-    if out_mean is not None:
-        k = len(model) - 1
-        w, b = state[f"{k}.weight"], state[f"{k}.bias"]
-        out_std = np.asarray(out_std, np.float64)
-        w[...] = w.astype(np.float64) * out_std[:, None]
-        b[...] = b * out_std + np.asarray(out_mean, np.float64)
+    w, b = state[f"{k}.weight"], state[f"{k}.bias"]
+    std = np.asarray(std, np.float64)
+    w[...] = w.astype(np.float64) * std[:, None]
+    b[...] = b * std + np.asarray(mean, np.float64)

@@ -3,16 +3,19 @@
 A steepest archive (see steepest.archive) of format "steepest.model":
 
 - the header: ``{"format": "steepest.model", "version": 1, "dtype": "float32" | "float64",
-  "seed": int, "layers": [{"type": "Dense", "in_features": 784, "out_features": 128,
-  "bias": true, "init": "torch_default"}, {"type": "ReLU"}, {"type": "Dropout", "p": 0.2},
-  ...]}`` (``model.config()`` plus the format's name and version); a classifier trained on
-  labels adds ``"classes": {"dtype": "<U3", "shape": [3]}`` (the declaration of the array
-  below) and a multi-label one ``"multilabel": true``;
+  "seed": int, "in_features": 784, "layers": [{"type": "Dense", "in_features": 784,
+  "out_features": 128, "bias": true, "init": "torch_default"}, {"type": "ReLU"},
+  {"type": "BatchNorm1d", "num_features": 128, "eps": 1e-05, "momentum": 0.1, "affine": true,
+  "track_running_stats": true}, {"type": "Dropout", "p": 0.2}, ...]}`` (``model.config()``
+  plus the format's name and version; files without "in_features" take it from the layers);
+  a classifier trained on labels adds ``"classes": {"dtype": "<U3", "shape": [3]}`` (the
+  declaration of the array below) and a multi-label one ``"multilabel": true``;
 - ``"written_by": "steepest 0.1.0"``, and ``"metadata"``: ``model.metadata``, a JSON object of
   notes kept with the model (the command line's training summary and class labels), when
   not empty;
-- one array per parameter, named as in ``model.state_dict()`` ("0.weight", "0.bias", ...),
-  with the model's dtype and torch's shapes;
+- one array per entry of ``model.state_dict()`` ("0.weight", "0.bias", "2.running_mean",
+  "2.num_batches_tracked", ...): parameters and buffers with the model's dtype, counts as
+  int64, all with torch's shapes;
 - "classes": the label of each output (numbers, booleans or fixed-width unicode strings),
   when the model has classes_.
 
@@ -30,7 +33,7 @@ import numpy as np
 from ._checks import as_dtype, buffer_memory
 from ._version import __version__
 from .archive import FORMAT_VERSION, archive_bytes, read_archive, write_archive
-from .layers import layer_from_config, parameter_table
+from .layers import layer_from_config, state_table
 
 MODEL_FORMAT = "steepest.model"
 CLASSES = "classes"  # the array of class labels
@@ -59,8 +62,8 @@ def pack(model, **extra) -> tuple:
 
 
 def save(model, path) -> None:
-    """Writes model's architecture and parameters to path, atomically; the parameters of one
-    moment between two steps, also while another thread trains the model."""
+    """Writes model's architecture, parameters and buffers to path, atomically; the state of
+    one moment between two steps, also while another thread trains the model."""
     write_archive(path, *pack(model))
 
 
@@ -89,17 +92,19 @@ def metadata(header: dict, path="") -> dict:
 
 
 def declared_shapes(header: dict, path="") -> dict:
-    """{name: (shape, dtype)} of the arrays a header declares (parameters of its architecture,
-    classes), validated, without allocating the model (so sizes are checked against the file
-    first)."""
+    """{name: (shape, dtype)} of the arrays a header declares (parameters, buffers and counts
+    of its architecture, classes), validated, without allocating the model (so sizes are
+    checked against the file first)."""
     try:
-        table = parameter_table([layer_from_config(c) for c in header["layers"]])
+        table = state_table([layer_from_config(c) for c in header["layers"]],
+                            header.get("in_features"))
         dtype = as_dtype(header["dtype"])
         n = sum(slot.size for slot in table)
-        buffer_memory(2 * n * dtype.itemsize, f"a model of {n:,} parameters")
+        buffer_memory(2 * n * dtype.itemsize, f"a model of {n:,} parameters and buffers")
     except (KeyError, TypeError, ValueError, MemoryError) as e:
         raise ValueError(f"{path}: bad architecture in header: {e}") from None
-    shapes = {slot.name: (slot.shape, dtype) for slot in table}
+    shapes = {slot.name: (slot.shape, np.dtype(np.int64) if slot.store == "counts" else dtype)
+              for slot in table}
     if header.get("classes") is not None:
         shapes[CLASSES] = _classes_declaration(header["classes"], path)
     return shapes

@@ -23,7 +23,9 @@ generator afterwards. Differences, on purpose:
 Training runs in steepest's core, one C++ call per epoch, in scikit-learn's shuffled order;
 a fit that is one batch per epoch ('lbfgs', or batch_size >= the samples: 'auto' on up to 200)
 sums its gradients in float64 (see Sequential.float64_sums), so that sample weights of k
-train as k copies of a sample would.
+train as k copies of a sample would; with the core's batch-invariant matrix products (CPUs
+with AVX2 + FMA) a weighted fit then equals the fit on repeated rows, as scikit-learn's
+sample-weight checks ask.
 
 Extra keyword parameters: ``dropout`` (after each hidden layer, stochastic solvers),
 ``solver`` also 'adamw', 'rmsprop' or 'adagrad' (torch.optim's, with learning_rate_init and
@@ -243,6 +245,8 @@ class _BaseMLP(BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                                  ensure_non_negative=True)
+            if not sample_weight.any():  # (what scikit-learn >= 1.8 checks itself)
+                raise ValueError("Sample weights must contain at least one non-zero number.")
         X = _dense(X).astype(self.dtype, copy=False)
         if y.ndim == 1:
             y = y.reshape((-1, 1))

@@ -2,9 +2,11 @@
 
 Each steepest layer is the torch.nn module of the same name (Dense is Linear) whose
 constructor arguments and attributes are the layer's config keys (LeakyReLU's
-negative_slope, ELU's alpha, Dropout's p); state_dict keys and shapes are the same on both
-sides, so weights move with load_state_dict(strict=True). torch is optional: it is imported
-when a function here is called.
+negative_slope, ELU's alpha, Dropout's p, GELU's approximate, Softplus's beta and threshold,
+BatchNorm1d's and LayerNorm's options); state_dict keys and shapes are the same on both
+sides, buffers included (running statistics, num_batches_tracked), so weights move with
+load_state_dict(strict=True). Standardize and MinMaxScale have no torch module. torch is
+optional: it is imported when a function here is called.
 """
 from __future__ import annotations
 
@@ -12,18 +14,17 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from .layers import (ELU, GELU, Dense, Dropout, Layer, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax,
-                     Softplus, Tanh, layer_config)
+from .layers import (ELU, GELU, BatchNorm1d, Dense, Dropout, Layer, LayerNorm, LeakyReLU, ReLU,
+                     Sigmoid, SiLU, Softmax, Softplus, Tanh, layer_config)
 
 # steepest layer class -> the torch.nn class it is (by name)
 TORCH_MODULES = {Dense: "Linear", ReLU: "ReLU", LeakyReLU: "LeakyReLU", ELU: "ELU",
                  GELU: "GELU", SiLU: "SiLU", Sigmoid: "Sigmoid", Tanh: "Tanh",
-                 Softplus: "Softplus", Softmax: "Softmax", Dropout: "Dropout"}
+                 Softplus: "Softplus", Softmax: "Softmax", Dropout: "Dropout",
+                 BatchNorm1d: "BatchNorm1d", LayerNorm: "LayerNorm"}
 # torch arguments a steepest layer does not take: the values it accepts, the first one is
 # what to_torch passes (Softmax acts on the last axis of (N, C), which is also axis 1).
-_TORCH_FIXED: dict[type[Layer], dict[str, tuple[Any, ...]]] = {GELU: {"approximate": ("none",)},
-                Softplus: {"beta": (1.0,), "threshold": (20.0,)},
-                Softmax: {"dim": (-1, 1)}}
+_TORCH_FIXED: dict[type[Layer], dict[str, tuple[Any, ...]]] = {Softmax: {"dim": (-1, 1)}}
 _TORCH_DTYPES = ("float32", "float64")
 
 
@@ -72,7 +73,7 @@ def from_torch(module: Any) -> tuple:
         layers.append(_layer(torch, path, child))
         for key, value in child.state_dict().items():
             state[f"{i}.{key}"] = value.detach().cpu().numpy()
-    dtypes = {str(a.dtype) for a in state.values()}
+    dtypes = {str(a.dtype) for a in state.values() if a.dtype.kind != "i"}  # not the counts
     if not dtypes <= set(_TORCH_DTYPES) or len(dtypes) > 1:
         raise ValueError(f"module holds {sorted(dtypes)} tensors; steepest takes float32 or "
                          "float64, one of them (convert with module.float() or .double())")
@@ -101,4 +102,10 @@ def _layer(torch: Any, path: str, module: Any) -> Layer:
                              f"{cls.__name__} has {key}={allowed[0]!r}")
     if cls is Dense:
         return Dense(module.in_features, module.out_features, bias=module.bias is not None)
-    return cls(**{k: getattr(module, k) for k in cls._config_keys})
+    kwargs = {k: getattr(module, k) for k in cls._config_keys}
+    if cls is LayerNorm:  # torch keeps the bias argument only as its parameter (or None)
+        kwargs["bias"] = module.bias is not None or not module.elementwise_affine
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"cannot map module {path} ({module!r}): {e}") from None

@@ -43,7 +43,12 @@ std::vector<double> gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
 
 inline double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 
-// An activation at x; p is LeakyReLU's slope or ELU's alpha.
+// GELU's tanh approximation: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+inline double gelu_tanh_inner(double x) {
+  return std::tanh(std::sqrt(2 / 3.141592653589793) * (x + 0.044715 * x * x * x));
+}
+
+// An activation at x; p is LeakyReLU's slope, ELU's alpha or Softplus's beta (threshold 20).
 inline double activation(Activation kind, double x, double p) {
   switch (kind) {
     case Activation::ReLU: return x > 0 ? x : 0;
@@ -53,7 +58,8 @@ inline double activation(Activation kind, double x, double p) {
     case Activation::SiLU: return x * sigmoid(x);
     case Activation::Sigmoid: return sigmoid(x);
     case Activation::Tanh: return std::tanh(x);
-    case Activation::Softplus: return x > 20 ? x : std::log1p(std::exp(x));
+    case Activation::Softplus: return p * x > 20 ? x : std::log1p(std::exp(p * x)) / p;
+    case Activation::GELUTanh: return 0.5 * x * (1 + gelu_tanh_inner(x));
   }
   return 0;
 }
@@ -70,7 +76,12 @@ inline double activation_grad(Activation kind, double x, double p) {
     case Activation::SiLU: return sigmoid(x) * (1 + x * (1 - sigmoid(x)));
     case Activation::Sigmoid: return sigmoid(x) * (1 - sigmoid(x));
     case Activation::Tanh: return 1 - std::tanh(x) * std::tanh(x);
-    case Activation::Softplus: return x > 20 ? 1 : sigmoid(x);
+    case Activation::Softplus: return p * x > 20 ? 1 : sigmoid(p * x);
+    case Activation::GELUTanh: {
+      const double t = gelu_tanh_inner(x);
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * std::sqrt(2 / 3.141592653589793) *
+                                 (1 + 3 * 0.044715 * x * x);
+    }
   }
   return 0;
 }
@@ -205,6 +216,50 @@ void optimizer_step(std::vector<T>& p, const std::vector<T>& g, OptimizerState<T
       }
     }
   }
+}
+
+// Normalization of x (B, C) in double, forward and backward written out with the chain rule
+// through the mean and the variance (Ioffe and Szegedy's equations, not the kernels' simplified
+// form): y = xhat w + b with xhat = (x - mean) / sqrt(var + eps), var biased. by_rows: the
+// statistics of each row over its features (LayerNorm); otherwise of each feature over the
+// batch (BatchNorm in training). dx, dw, db: the gradients for dy (B, C).
+struct Normalized {
+  std::vector<double> y, dx, dw, db, mean, var;  // mean, var: per group (row or feature)
+};
+
+inline Normalized normalize(const std::vector<double>& x, const std::vector<double>& w,
+                            const std::vector<double>& b, const std::vector<double>& dy,
+                            int64_t B, int64_t C, double eps, bool by_rows) {
+  const int64_t groups = by_rows ? B : C, n = by_rows ? C : B;
+  auto at = [&](int64_t g, int64_t i) { return size_t(by_rows ? g * C + i : i * C + g); };
+  auto feature = [&](int64_t g, int64_t i) { return size_t(by_rows ? i : g); };
+  Normalized r;
+  r.y.assign(x.size(), 0.0);
+  r.dx.assign(x.size(), 0.0);
+  r.dw.assign(size_t(C), 0.0);
+  r.db.assign(size_t(C), 0.0);
+  for (int64_t g = 0; g < groups; ++g) {
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < n; ++i) mean += x[at(g, i)] / double(n);
+    for (int64_t i = 0; i < n; ++i) var += (x[at(g, i)] - mean) * (x[at(g, i)] - mean) / double(n);
+    r.mean.push_back(mean);
+    r.var.push_back(var);
+    const double sd = std::sqrt(var + eps);
+    double dvar = 0, dmean = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double xhat = (x[at(g, i)] - mean) / sd, dxhat = dy[at(g, i)] * w[feature(g, i)];
+      r.y[at(g, i)] = xhat * w[feature(g, i)] + b[feature(g, i)];
+      r.dw[feature(g, i)] += dy[at(g, i)] * xhat;
+      r.db[feature(g, i)] += dy[at(g, i)];
+      dvar += dxhat * (x[at(g, i)] - mean) * -0.5 / (sd * sd * sd);
+      dmean -= dxhat / sd;
+    }
+    for (int64_t i = 0; i < n; ++i) dmean += dvar * -2 * (x[at(g, i)] - mean) / double(n);
+    for (int64_t i = 0; i < n; ++i)
+      r.dx[at(g, i)] = dy[at(g, i)] * w[feature(g, i)] / sd +
+                       dvar * 2 * (x[at(g, i)] - mean) / double(n) + dmean / double(n);
+  }
+  return r;
 }
 
 // Backpropagation through a stack of Dense, Activation, Softmax and Dropout layers, in double,

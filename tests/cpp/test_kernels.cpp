@@ -153,7 +153,7 @@ void check_activations(int64_t n) {
   const double tol = tolerance<T>() * 10;
   for (Activation kind : {Activation::ReLU, Activation::LeakyReLU, Activation::ELU,
                           Activation::GELU, Activation::SiLU, Activation::Sigmoid,
-                          Activation::Tanh, Activation::Softplus}) {
+                          Activation::Tanh, Activation::Softplus, Activation::GELUTanh}) {
     const double p = kind == Activation::LeakyReLU ? 0.01 : 1.3;
     const std::string what = "activation " + std::to_string(int(kind)) + " n=" + std::to_string(n);
     std::vector<double> yr(static_cast<size_t>(n)), dr(static_cast<size_t>(n));
@@ -182,6 +182,39 @@ TEST(activations_match_reference) {
     check_activations<float>(n);
     check_activations<double>(n);
   }
+}
+
+TEST(elu_gradient_keeps_relative_accuracy_far_below_zero) {
+  // alpha exp(x) is ~2.3e-16 at -36 and ~4e-44 at -100: y + alpha would give 0 or a few ulps
+  // of 1 there. The gradient must keep full relative accuracy (double) at any depth.
+  const std::vector<double> x = {-20.0, -36.0, -37.5, -40.0, -100.0, -700.0};
+  const std::vector<double> dy(x.size(), 1.0);
+  std::vector<double> y(x.size()), dx(x.size()), want(x.size());
+  activation_forward(y.data(), x.data(), int64_t(x.size()), Activation::ELU, 1.5);
+  activation_backward(dx.data(), dy.data(), x.data(), y.data(), int64_t(x.size()),
+                      Activation::ELU, 1.5);
+  for (size_t i = 0; i < x.size(); ++i) want[i] = 1.5 * std::exp(x[i]);
+  CHECK_CLOSE(dx, want, 1e-15, 0.0, "ELU gradient");
+  CHECK(dx.back() > 0);
+}
+
+TEST(softplus_beta_and_threshold_as_torch) {
+  // beta 2, threshold 5: linear where 2 x > 5; no overflow with a threshold beyond exp's range.
+  const std::vector<double> x = {-3.0, 0.0, 2.4, 2.6, 400.0};
+  std::vector<double> y(x.size()), dx(x.size()), want_y(x.size()), want_dx(x.size());
+  const std::vector<double> dy(x.size(), 1.0);
+  activation_forward(y.data(), x.data(), int64_t(x.size()), Activation::Softplus, 2.0, 5.0);
+  activation_backward(dx.data(), dy.data(), x.data(), y.data(), int64_t(x.size()),
+                      Activation::Softplus, 2.0, 5.0);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const bool linear = 2 * x[i] > 5;
+    want_y[i] = linear ? x[i] : std::log1p(std::exp(2 * x[i])) / 2;
+    want_dx[i] = linear ? 1.0 : 1 / (1 + std::exp(-2 * x[i]));
+  }
+  CHECK_CLOSE(y, want_y, 1e-15, 1e-300, "Softplus(2, 5)");
+  CHECK_CLOSE(dx, want_dx, 1e-15, 1e-300, "Softplus(2, 5) gradient");
+  activation_forward(y.data(), x.data(), int64_t(x.size()), Activation::Softplus, 2.0, 1e9);
+  CHECK(std::isfinite(y.back()) && std::fabs(y.back() - 400.0) < 1e-12);
 }
 
 TEST(softmax_matches_reference) {
@@ -233,6 +266,13 @@ TEST(dropout_keeps_with_probability_1_minus_p_and_scales) {
 
 namespace {
 
+// CrossEntropy with label smoothing eps.
+LossSpec smoothing(double eps) {
+  LossSpec spec(LossKind::CrossEntropy);
+  spec.label_smoothing = eps;
+  return spec;
+}
+
 template <class T>
 void check_losses() {
   const double tol = tolerance<T>() * 10;
@@ -243,11 +283,12 @@ void check_losses() {
   const std::vector<double> logits_d(logits.begin(), logits.end());
   for (double eps : {0.0, 0.1}) {
     std::vector<T> d(size_t(B * C));
-    const double value = cross_entropy_loss(d.data(), logits.data(), labels.data(), B, C, eps);
+    const double value = cross_entropy_loss(d.data(), logits.data(), labels.data(), static_cast<const T*>(nullptr), B, C, smoothing(eps));
     const ref::LossResult want = ref::cross_entropy(logits_d, labels, B, C, eps);
     CHECK(std::fabs(value - want.value) <= tol * (1 + want.value));
     CHECK_CLOSE(d, want.grad, tol, tol, "cross_entropy_loss gradient, smoothing " + std::to_string(eps));
-    CHECK(cross_entropy_loss(static_cast<T*>(nullptr), logits.data(), labels.data(), B, C, eps) == value);
+    CHECK(cross_entropy_loss(static_cast<T*>(nullptr), logits.data(), labels.data(), static_cast<const T*>(nullptr), B, C,
+                             smoothing(eps)) == value);
   }
   const auto out = ref::randn<T>(size_t(B * C), 12), target = ref::randn<T>(size_t(B * C), 13);
   std::vector<T> prob(target.size());
@@ -311,7 +352,7 @@ void check_weighted_losses() {
     auto run = [&](T* d, const std::vector<T>& o, const std::vector<T>& tt,
                    const std::vector<int64_t>& lab, int64_t rows, RowWeights weights) {
       return kind == LossKind::CrossEntropy
-                 ? cross_entropy_loss(d, o.data(), lab.data(), rows, C, 0.0, spec.scale, weights)
+                 ? cross_entropy_loss(d, o.data(), lab.data(), static_cast<const T*>(nullptr), rows, C, spec, weights)
                  : regression_loss(d, o.data(), tt.data(), rows, C, spec, weights);
     };
     std::vector<T> d(size_t(B * C)), d_rep(size_t(R * C)), d_rows(size_t(B * C));
@@ -333,7 +374,7 @@ void check_weighted_losses() {
     plain.scale = 1.0;
     std::vector<T> d1(size_t(B * C));
     const double value1 = kind == LossKind::CrossEntropy
-                              ? cross_entropy_loss(d1.data(), out.data(), labels.data(), B, C, 0.0)
+                              ? cross_entropy_loss(d1.data(), out.data(), labels.data(), static_cast<const T*>(nullptr), B, C, plain)
                               : regression_loss(d1.data(), out.data(), t.data(), B, C, plain);
     std::vector<T> d1_scaled(d1);
     for (T& v : d1_scaled) v *= T(spec.scale);

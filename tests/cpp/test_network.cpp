@@ -42,6 +42,15 @@ LayerSpec act(int64_t width, Activation a, double param = 0.0) {
   return elementwise(LayerKind::Activation, width, a, param);
 }
 
+// BatchNorm, LayerNorm, Standardize or MinMaxScale of `width` features (momentum < 0: the
+// cumulative average).
+LayerSpec norm(LayerKind kind, int64_t width, double momentum = 0.1, bool affine = true) {
+  LayerSpec l = elementwise(kind, width);
+  l.affine = l.bias = affine;
+  l.momentum = momentum;
+  return l;
+}
+
 }  // namespace
 
 TEST(size_table_places_each_dense_layer) {
@@ -91,6 +100,35 @@ TEST(size_table_refuses_inconsistent_layers) {
   LayerSpec wider = act(3, Activation::Tanh);
   wider.out = 5;
   CHECK(message({dense(4, 3), wider}) == "elementwise layers keep their width");
+}
+
+TEST(size_table_places_normalization_state) {
+  // Standardize BatchNorm(affine) LayerNorm(no bias) Dense BatchNorm(no running statistics)
+  std::vector<LayerSpec> layers = {norm(LayerKind::Standardize, 3), norm(LayerKind::BatchNorm, 3),
+                                   norm(LayerKind::LayerNorm, 3), dense(3, 2),
+                                   norm(LayerKind::BatchNorm, 2)};
+  layers[2].bias = false;
+  layers[4].track_running_stats = false;
+  const SizeTable t = size_table(layers);
+  CHECK(t.norms.size() == 4 && t.dense.size() == 1);
+  CHECK(t.num_params == 6 + 3 + 8 + 4 && t.num_buffers == 6 + 6 && t.num_counts == 2);
+  CHECK(t.norms[0].buffer_offset == 0 && t.norms[0].count_offset == 0 && t.norms[0].weight_offset == -1);
+  CHECK(t.norms[1].weight_offset == 0 && t.norms[1].bias_offset == 3 && t.norms[1].buffer_offset == 6);
+  CHECK(t.norms[2].weight_offset == 6 && t.norms[2].bias_offset == -1 && t.norms[2].buffer_offset == -1);
+  CHECK(t.dense[0].weight_offset == 9 && t.dense[0].bias_offset == 15);
+  CHECK(t.norms[3].weight_offset == 17 && t.norms[3].count_offset == -1);
+  CHECK(t.stats_per_row == 2 && t.stats_fixed == 3 * 3 + 3 * 2);
+  std::vector<std::string> names;
+  for (const Slot& s : t.slots) names.push_back(std::to_string(s.layer) + "." + s.name);
+  CHECK((names == std::vector<std::string>{"0.mean", "0.std", "0.count", "1.weight", "1.bias",
+                                           "1.running_mean", "1.running_var",
+                                           "1.num_batches_tracked", "2.weight", "3.weight",
+                                           "3.bias", "4.weight", "4.bias"}));
+  CHECK(t.slots[2].store == Store::Counts && t.slots[2].shape.empty() && t.slots[2].size() == 1);
+  // The first op with parameters is the BatchNorm (backward stops there); initial state as torch.
+  Network<double> net(layers, 0);
+  CHECK(net.buffers()[0] == 0 && net.buffers()[3] == 1 && net.buffers()[6] == 0 && net.buffers()[9] == 1);
+  CHECK(net.params()[0] == 1 && net.params()[3] == 0 && net.counts()[1] == 0);
 }
 
 TEST(dense_then_relu_becomes_one_op) {
@@ -195,6 +233,158 @@ TEST(train_step_matches_naive_backprop) {
       check_train_step<double>(layers, B, false, 0.05, what + ", clipped");
     }
   }
+}
+
+namespace {
+
+// The loss of net on (x, labels) after a forward pass in the given mode.
+double loss_at(Network<double>& net, const std::vector<double>& x, int64_t B,
+               const std::vector<int64_t>& y, bool training) {
+  net.forward(x.data(), B, training);
+  return net.loss(cross_entropy(), {y.data(), nullptr});
+}
+
+}  // namespace
+
+TEST(normalization_backprop_matches_finite_differences) {
+  // Dense Standardize BatchNorm Tanh Dense LayerNorm Dense: the gradient flows through the
+  // Standardize (it is not first) and through both normalizations, in training (batch
+  // statistics) and eval mode (running statistics).
+  const std::vector<LayerSpec> layers = {dense(6, 10), norm(LayerKind::Standardize, 10),
+                                         norm(LayerKind::BatchNorm, 10), act(10, Activation::Tanh),
+                                         dense(10, 8), norm(LayerKind::LayerNorm, 8), dense(8, 3)};
+  const int64_t B = 7;
+  const auto x = ref::randn<double>(size_t(B * 6), 61);
+  const std::vector<int64_t> y = labels_for(B, 3);
+  for (bool training : {true, false}) {
+    Network<double> net(layers, 3);
+    // Statistics and affine parameters away from their initial 0 and 1.
+    const auto noise = ref::randn<double>(size_t(net.num_buffers() + net.num_params()), 62, 0.3);
+    for (int64_t i = 0; i < net.num_buffers(); ++i) net.buffers()[i] += noise[size_t(i)];
+    for (int64_t i = 0; i < net.num_params(); ++i) net.params()[i] += noise[size_t(net.num_buffers() + i)];
+    loss_at(net, x, B, y, training);
+    net.backward_from_loss(false);
+    const std::vector<double> grads(net.grads(), net.grads() + net.num_params());
+    std::vector<double> numeric;
+    for (int64_t i = 0; i < net.num_params(); ++i) {
+      const double old = net.params()[i], eps = 1e-6;
+      net.params()[i] = old + eps;
+      const double plus = loss_at(net, x, B, y, training);
+      net.params()[i] = old - eps;
+      const double minus = loss_at(net, x, B, y, training);
+      net.params()[i] = old;
+      numeric.push_back((plus - minus) / (2 * eps));
+    }
+    CHECK_CLOSE(grads, numeric, 1e-6, 1e-9,
+                std::string("finite differences, ") + (training ? "training" : "eval"));
+  }
+}
+
+TEST(batchnorm_running_statistics_follow_accepted_steps) {
+  // Running statistics after each train_step, from the batch that reached the BatchNorm (the
+  // Dense layer's output): momentum 0.1, and the cumulative average of momentum=None.
+  for (double momentum : {0.1, -1.0}) {
+    const std::vector<LayerSpec> layers = {dense(5, 6), norm(LayerKind::BatchNorm, 6, momentum),
+                                           act(6, Activation::Tanh), dense(6, 3)};
+    Network<double> net(layers, 4);
+    Optimizer<double> opt(sgd(0.1, 0.9), {{0, net.num_params()}});
+    const int64_t B = 8;
+    std::vector<double> mean(6, 0.0), var(6, 1.0);
+    for (int step = 1; step <= 3; ++step) {
+      const auto x = ref::randn<double>(size_t(B * 5), uint64_t(70 + step));
+      const std::vector<int64_t> y = labels_for(B, 3);
+      double value = 0;
+      CHECK(net.train_step(x.data(), {y.data(), nullptr}, B, cross_entropy(), opt, 0.0, &value) ==
+            StepStatus::Ok);
+      const std::vector<double> in(net.layer_output(0), net.layer_output(0) + B * 6);
+      const ref::Normalized batch = ref::normalize(in, std::vector<double>(6, 1.0),
+                                                   std::vector<double>(6, 0.0),
+                                                   std::vector<double>(in.size(), 0.0), B, 6,
+                                                   1e-5, false);
+      const double f = momentum < 0 ? 1.0 / step : momentum;
+      for (size_t c = 0; c < 6; ++c) {
+        mean[c] = (1 - f) * mean[c] + f * batch.mean[c];
+        var[c] = (1 - f) * var[c] + f * batch.var[c] * double(B) / double(B - 1);
+      }
+      CHECK_CLOSE(std::vector<double>(net.buffers(), net.buffers() + 6), mean, 1e-12, 1e-14,
+                  "running_mean");
+      CHECK_CLOSE(std::vector<double>(net.buffers() + 6, net.buffers() + 12), var, 1e-12, 0.0,
+                  "running_var");
+      CHECK(net.counts()[0] == step);
+    }
+    // A refused step changes neither the statistics nor the count.
+    const std::vector<double> before(net.buffers(), net.buffers() + 12);
+    auto bad = ref::randn<double>(size_t(B * 5), 80);
+    bad[7] = std::numeric_limits<double>::quiet_NaN();
+    const std::vector<int64_t> y = labels_for(B, 3);
+    double value = 0;
+    CHECK(net.train_step(bad.data(), {y.data(), nullptr}, B, cross_entropy(), opt, 0.0, &value) ==
+          StepStatus::NonFiniteLoss);
+    CHECK_BITWISE(std::vector<double>(net.buffers(), net.buffers() + 12), before,
+                  "running statistics after a refused step");
+    CHECK(net.counts()[0] == 3);
+    // Eval mode and inference read them and change nothing.
+    std::vector<double> out(size_t(B * 3));
+    net.infer(out.data(), bad.data() + B * 5 - 2 * 5, 2);
+    net.forward(bad.data() + B * 5 - 2 * 5, 2, false);
+    CHECK(net.counts()[0] == 3);
+  }
+}
+
+TEST(batch_statistics_of_one_sample_are_refused) {
+  const std::vector<LayerSpec> layers = {dense(3, 4), norm(LayerKind::BatchNorm, 4), dense(4, 2)};
+  Network<float> net(layers, 0);
+  Optimizer<float> opt(sgd(0.1), {{0, net.num_params()}});
+  const auto x = ref::randn<float>(30, 1);
+  const std::vector<int64_t> y = labels_for(10, 2);
+  auto message = [](auto&& f) -> std::string {
+    try {
+      f();
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  double value = 0;
+  CHECK(message([&] { net.forward(x.data(), 1, true); }).find("got a batch of 1") != std::string::npos);
+  CHECK(message([&] {
+          net.train_step(x.data(), {y.data(), nullptr}, 1, cross_entropy(), opt, 0.0, &value);
+        }).find("more than 1 value per channel") != std::string::npos);
+  CHECK(message([&] {
+          net.train_epoch(x.data(), {y.data(), nullptr}, 10, 3, false, cross_entropy(), opt, 0.0,
+                          nullptr);
+        }).find("leave a last batch of 1") != std::string::npos);
+  CHECK(net.counts()[0] == 0 && opt.steps == 0);
+  // Eval mode with running statistics takes one sample; without them it cannot.
+  std::vector<float> out(2);
+  net.infer(out.data(), x.data(), 1);
+  std::vector<LayerSpec> untracked = layers;
+  untracked[1].track_running_stats = false;
+  Network<float> batch_only(untracked, 0);
+  CHECK(message([&] { batch_only.infer(out.data(), x.data(), 1); }).find("got a batch of 1") !=
+        std::string::npos);
+}
+
+TEST(normalized_training_is_independent_of_threads) {
+  auto run = [](int threads) {
+    set_num_threads(threads);
+    const std::vector<LayerSpec> layers = {
+        norm(LayerKind::Standardize, 256), dense(256, 512), norm(LayerKind::BatchNorm, 512),
+        act(512, Activation::ReLU), dense(512, 256), norm(LayerKind::LayerNorm, 256),
+        act(256, Activation::GELU), dense(256, 10)};
+    Network<float> net(layers, 7);
+    OptimizerConfig c = sgd(0.05, 0.9);
+    c.kind = OptimizerKind::Adam;
+    Optimizer<float> opt(c, {{0, net.num_params()}});
+    const int64_t N = 2048;
+    const auto X = ref::randn<float>(size_t(N * 256), 15);
+    const auto y = labels_for(N, 10);
+    net.train_epoch(X.data(), {y.data(), nullptr}, N, 512, true, cross_entropy(), opt, 0.0, nullptr);
+    std::vector<float> state = params_of(net);
+    state.insert(state.end(), net.buffers(), net.buffers() + net.num_buffers());
+    return state;
+  };
+  CHECK_BITWISE(run(1), run(2), "BatchNorm and LayerNorm network, batch 512, 1 vs 2 threads");
 }
 
 TEST(dropout_backward_uses_the_forward_mask) {
@@ -463,9 +653,13 @@ TEST(a_steady_state_step_allocates_nothing) {
     std::printf("  (allocations are not counted under a sanitizer)\n");
     return;
   }
-  for (int threads : {1, 2}) {
+  std::vector<LayerSpec> normalized = ref::mlp({784, 512, 512, 10});
+  normalized.insert(normalized.begin() + 3, norm(LayerKind::LayerNorm, 512));
+  normalized.insert(normalized.begin() + 1, norm(LayerKind::BatchNorm, 512));
+  for (int threads : {1, 2})
+  for (const auto& layers : {ref::mlp({784, 512, 512, 10}, 0.1), normalized}) {
     set_num_threads(threads);
-    Network<float> net(ref::mlp({784, 512, 512, 10}, 0.1), 0);
+    Network<float> net(layers, 0);
     OptimizerConfig c;
     c.kind = OptimizerKind::Adam;
     Optimizer<float> opt(c, {{0, net.num_params()}});
@@ -473,6 +667,7 @@ TEST(a_steady_state_step_allocates_nothing) {
     const auto y = labels_for(64, 10);
     double loss = 0;
     for (int64_t B : {64, 1, 32}) {  // batch 32 after 64: the buffers are big enough already
+      if (B == 1 && net.uses_batch_stats(true)) continue;
       net.train_step(x.data(), {y.data(), nullptr}, 64, cross_entropy(), opt, 0.0, &loss);
       net.train_step(x.data(), {y.data(), nullptr}, B, cross_entropy(), opt, 0.0, &loss);
       test::allocs::start();
