@@ -2,7 +2,8 @@
 loss and optimizer, shuffled mini-batches with a partial last batch, dropout, clipping,
 the step-by-step API, predict from two threads, save/load, a save from another thread while
 fit runs (the step-boundary hand-over), data read in place, sample weights, float64 sums, a
-per-batch callback, a fork while a thread trains, then everything dropped."""
+per-batch callback, a fork while a thread trains, normalization layers (adapted, in both
+modes, their buffers copied while a thread trains), then everything dropped."""
 import gc
 import os
 import sys
@@ -138,5 +139,36 @@ forked.set()
 assert os.waitpid(pid, 0)[1] == 0
 trainer.join()
 del model, opt
+
+# Normalization layers: Standardize / MinMaxScale adapted by fit (and on shards), BatchNorm1d
+# in training and eval mode, with and without running statistics, LayerNorm with and without
+# its affine parameters; buffers and counts copied while a thread trains, saved and loaded.
+for i, dtype in enumerate(("float32", "float64")):
+    model = st.Sequential((st.Standardize, st.MinMaxScale)[i](), st.Dense(6, 16),
+                          st.BatchNorm1d(16, track_running_stats=not i), st.ReLU(),
+                          st.Dense(16, 8), st.LayerNorm(8, elementwise_affine=bool(i)),
+                          st.GELU(), st.Dense(8, 3), dtype=dtype, seed=i)
+    opt = st.optim.AdamW(model.parameters())
+    trainer = threading.Thread(target=lambda: model.fit(
+        X, labels, loss=ce, optimizer=opt, epochs=3, batch_size=16, verbose=0))
+    trainer.start()
+    states = []
+    while trainer.is_alive() or not states:
+        states.append(model.state_dict(copy=True))
+    trainer.join()
+    model.eval()
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "m.stp")
+        model.save(path)
+        assert np.array_equal(st.load(path).predict(X), model.predict(X))
+        np.save(os.path.join(folder, "x.npy"), X)
+        model.adapt([os.path.join(folder, "x.npy")])
+    out = model.forward(X[:9], training=True)
+    loss = st.losses.MSE()
+    loss.forward(out, targets[:9])
+    model.backward(loss.backward())
+    assert np.isfinite(model.predict(X)).all() and len(states) > 0
+    del model, opt, states
+    gc.collect()
 
 print("valgrind_train: ok", file=sys.stderr)
