@@ -1,6 +1,7 @@
 """The package's layering, read from the source with ast: levels, no import cycle, no import
-inside a function used to break one, the binding objects kept inside model.py and optim.py,
-one module-level constant per name (one registry per concept)."""
+inside a function used to break one, the binding objects kept inside the model's modules
+(model.py and the model_*.py parts it inherits) and optim.py, one module-level constant per
+name (one registry per concept)."""
 from __future__ import annotations
 
 import ast
@@ -34,7 +35,8 @@ LEVELS = {
     "diagnostics": 3.5,  # measures gradients with gradcheck's backprop
     # 4. the fit loop
     "training": 4,
-    # 5. the model
+    # 5. the model: Sequential (model) inherits its parts (state, training, inference)
+    "model_state": 4.5, "model_training": 4.5, "model_inference": 4.5,
     "model": 5,
     # 6. what the command line and the experiments share; the scikit-learn estimators
     "datasets": 6, "presets": 6, "sklearn": 6,
@@ -56,7 +58,9 @@ COMPILED = {"_core"}
 # does not import scikit-learn (an optional extra) yet both names work on the package.
 LAZY_IMPORTS = [("__init__", "sklearn")]
 BINDING_NAMES = {"_net", "_impl"}
-BINDING_MODULES = {"model.py", "optim.py"}
+# the model (Sequential and the parts it inherits) and the optimizers
+BINDING_MODULES = {"model.py", "model_state.py", "model_training.py", "model_inference.py",
+                   "optim.py"}
 
 
 def modules(root: Path) -> dict:

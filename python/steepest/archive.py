@@ -30,11 +30,13 @@ import stat
 import tempfile
 import zipfile
 import zlib
+from typing import Union
 
 import numpy as np
 
 FORMAT_VERSION = 1
 HEADER = "__steepest__"
+PathLike = Union[str, "os.PathLike[str]"]  # a file name
 _MAX_HEADER_BYTES = 1 << 24
 _MAX_NPY_HEADER_BYTES = 10_000  # numpy's own limit for a .npy header
 # Arrays may inflate to _MAX_RATIO times their compressed size, or to _FREE_BYTES whatever

@@ -1,9 +1,20 @@
 """Sequential models: build once, then train step by step or with fit().
 
-The model owns the core network (``_net``); with steepest.optim it is the only Python code
-that touches the binding objects. Everything else goes through its public methods: flat
-views of the buffers, the random generator's state, every layer's output, per-layer gradient
-norms, and the trainer's entry points (check_data, train_epoch, evaluate_checked).
+``Sequential`` builds the core network (``_net``) and is put together from its parts, one
+responsibility a module, the way Keras's Model inherits its Trainer:
+
+- steepest.model_state: parameters, flat views, state_dict / load_state_dict, adapt;
+- steepest.model_training: check_data, train_step, fit (into steepest.training),
+  train_epoch, loss_and_grad;
+- steepest.model_inference: predict, predict_classes, predict_proba, evaluate;
+- here: the constructor, modes, class labels, forward / backward, the description, pickling,
+  the files and bridges (save, safetensors, ONNX, torch) and load, load_safetensors,
+  from_torch.
+
+These modules and steepest.optim are the only Python code that touches the binding objects.
+Everything else goes through the model's public methods: flat views of the buffers, the
+random generator's state, every layer's output, per-layer gradient norms, and the trainer's
+entry points (check_data, train_epoch, evaluate_checked).
 
 A classifier keeps the labels it was trained on (``classes_``, see steepest.labels), so that
 predict_classes returns them; pickling, copy.deepcopy and joblib go through the model file's
@@ -12,31 +23,24 @@ bytes (steepest.saving), never through pickled objects.
 from __future__ import annotations
 
 import collections
-import math
-import os
-import warnings
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Optional
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import (_checks, _core, data, labels, onnx_export, safetensors_format, saving,
-               torch_bridge, training)
-from .callbacks import Callback
-from .errors import check_step
-from .layers import (Dense, FeatureMoments, Layer, Rescale, Sigmoid, Softmax, layer_config,
-                     layer_from_config, layer_specs, set_statistics, state_table)
-from .losses import (LOSSES, BinaryCrossEntropy, CrossEntropy, Loss, check_loss, sigmoid,
-                     softmax)
-from .optim import Optimizer, check_optimizer, clip_threshold
+from . import _checks, _core, labels, onnx_export, safetensors_format, saving, torch_bridge
+from .archive import PathLike
+from .layers import (Dense, Layer, Rescale, Sigmoid, Softmax, layer_config, layer_from_config,
+                     layer_specs, state_table)
+from .model_inference import ModelInference
+from .model_state import ModelState
+from .model_training import ModelTraining
 from .parameter import Parameter
 
-_CORE_LOSSES = frozenset(LOSSES.values())  # losses whose targets are exactly the core's rules
 _NETWORKS = {"float32": _core.Network32, "float64": _core.Network64}
-PathLike = Union[str, "os.PathLike[str]"]  # a file name
 
 
-class Sequential:
+class Sequential(ModelState, ModelTraining, ModelInference):
     """A stack of layers trained by backpropagation and gradient descent.
 
         model = st.Sequential(st.Dense(64, 32), st.ReLU(), st.Dense(32, 10), seed=0)
@@ -166,165 +170,8 @@ class Sequential:
                              f"got {classes.size}")
         self._classes = classes
 
-    def _note_training_loss(self, loss) -> None:
-        """Before training with loss: remembers a multi-label model and warns (once per loss
-        type) when a Sigmoid or Softmax feeds a loss that applies it itself."""
-        if loss.classification:
-            self.multilabel = isinstance(loss, BinaryCrossEntropy) and self.out_features > 1
-        if type(loss) in self._losses_seen:
-            return
-        self._losses_seen.add(type(loss))
-        if loss.classification and self._ends_with_probabilities():
-            inner = "softmax" if isinstance(loss, CrossEntropy) else "sigmoid"
-            warnings.warn(
-                f"the model ends with {type(self.layers[-1]).__name__}, but "
-                f"{type(loss).__name__} takes logits and applies the {inner} itself, so "
-                "training sees it twice and learns badly: remove the last layer "
-                "(predict_proba gives probabilities)", UserWarning, stacklevel=3)
-
     def _ends_with_probabilities(self) -> bool:
         return isinstance(self.layers[-1], (Sigmoid, Softmax))
-
-    # -- parameters -------------------------------------------------------------------------
-    def parameters(self) -> list[Parameter]:
-        return list(self._params)
-
-    def named_parameters(self) -> list[tuple[str, Parameter]]:
-        return [(p.name, p) for p in self._params]
-
-    def num_parameters(self) -> int:
-        return self._net.num_params
-
-    def zero_grad(self) -> None:
-        self._net.grads[...] = 0
-
-    def flat_params(self) -> np.ndarray:
-        """The flat parameter buffer (num_parameters(),): a zero-copy view, writable; every
-        p.data is a piece of it (see p.offset)."""
-        return self._net.params
-
-    def flat_grads(self) -> np.ndarray:
-        """The flat gradient buffer, laid out as flat_params(): a zero-copy view, writable."""
-        return self._net.grads
-
-    def flat_buffers(self) -> np.ndarray:
-        """The flat store of buffers (model dtype: BatchNorm's running statistics, Standardize's
-        mean and std, ...): a zero-copy view, writable; the optimizer never touches it."""
-        return self._net.buffers
-
-    def flat_counts(self) -> np.ndarray:
-        """The flat store of int64 counts (num_batches_tracked, the samples a Standardize layer
-        learned from): a zero-copy view, writable."""
-        return self._net.counts
-
-    @property
-    def rng_state(self) -> list[int]:
-        """The state of the model's random generator (dropout masks, fit's shuffling), as a
-        list of integers; assign a saved one to replay the same draws."""
-        return self._net.rng_state
-
-    @rng_state.setter
-    def rng_state(self, state: Sequence[int]) -> None:
-        self._net.rng_state = state
-
-    def grad_norms(self) -> list[float]:
-        """Per Dense layer, ||(dL/dW, dL/db)||_2 of the gradients now in the flat buffer (as
-        fit's history "grad_norm" measures it)."""
-        return [math.sqrt(sq) for sq in self._net.measure_grads()]
-
-    def layer_outputs(self, x: ArrayLike) -> list[np.ndarray]:
-        """Every layer's output for x (N, in_features) in eval mode (dropout off, BatchNorm's
-        running statistics): one new (N, width) array per layer. It reuses the core's activation
-        buffers, so a backward() needs a new forward(training=True) after it."""
-        self._require_adapted()
-        return self._net.layer_outputs(_checks.features(x, "x", self.in_features, self.dtype))
-
-    def named_buffers(self) -> list[tuple[str, np.ndarray]]:
-        """[(name, array)] of the state that is not trained, as torch's named_buffers():
-        BatchNorm1d's running_mean, running_var (model dtype) and num_batches_tracked (int64,
-        0-d), Standardize's mean, std and count, ...: zero-copy views the optimizer never
-        touches."""
-        params = {p.name for p in self._params}
-        return [(k, v) for k, v in self._state.items() if k not in params]
-
-    def buffers(self) -> list[np.ndarray]:
-        return [v for _, v in self.named_buffers()]
-
-    def state_dict(self, copy: bool = False) -> dict[str, np.ndarray]:
-        """{"0.weight": array, "0.bias": array, "1.running_mean": array, ...}: every parameter
-        and buffer with torch's keys, order and shapes; zero-copy views of the live stores, or
-        with copy=True copies of the model between two steps, also while another thread trains
-        it (the copy waits for its next step boundary; copying the views then would mix two
-        steps)."""
-        if not copy:
-            return dict(self._state)
-        stores = dict(zip(("params", "buffers", "counts"), self._net.copy_state()))
-        return {slot.name: stores[slot.store][slot.offset:slot.offset + slot.size]
-                .reshape(slot.shape) for slot in self._slots}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copies arrays (numpy, or anything np.asarray takes, e.g. torch tensors) in place, all
-        at once: every key of state_dict() must be there (parameters and buffers, as torch's
-        strict load). Nothing is copied unless all of them pass the checks; refused
-        (RuntimeError) while another thread trains or predicts."""
-        if not isinstance(state, dict):
-            raise TypeError(f"state must be a dict, got {type(state).__name__}")
-        if set(state) != set(self._state):
-            missing = sorted(set(self._state) - set(state))
-            extra = sorted(set(state) - set(self._state))
-            raise ValueError(f"state keys do not match: missing {missing}, unexpected {extra}")
-        scales = {f"{i}.{self.layers[i].buffer_names[1]}" for i, _ in self._rescales}
-        arrays = {name: _state_value(name, state[name], view, positive=name in scales)
-                  for name, view in self._state.items()}
-        stores = {"params": np.empty_like(self.flat_params()),  # all checked first: nothing
-                  "buffers": np.empty_like(self.flat_buffers()),  # half-loaded
-                  "counts": np.empty_like(self.flat_counts())}
-        for slot in self._slots:
-            stores[slot.store][slot.offset:slot.offset + slot.size] = arrays[slot.name].ravel()
-        self._net.write_state(stores["params"], stores["buffers"], stores["counts"])
-
-    def adapt(self, X: ArrayLike, only_unadapted: bool = False,
-              chunk_rows: Optional[int] = None) -> Sequential:
-        """Learns the statistics of every Standardize / MinMaxScale layer from X (N,
-        in_features), each on the data as it reaches that layer (the layers before it in eval
-        mode), reading X in chunks of rows (a memory-mapped X is fine); in float64, stored in
-        the model's dtype. only_unadapted skips layers that have statistics already (fit's
-        automatic adapt). Returns the model."""
-        for i, count in self._rescales:
-            if only_unadapted and count > 0:
-                continue
-            layer = self.layers[i]
-            moments = None
-            for rows in self._float64_chunks(X, chunk_rows):
-                if i > 0:  # the input of layer i: the output of layer i - 1
-                    x = np.ascontiguousarray(rows, dtype=self.dtype)
-                    rows = np.asarray(self._net.layer_outputs(x)[i - 1], dtype=np.float64)
-                if moments is None:
-                    moments = FeatureMoments(rows.shape[1])
-                moments.update(rows)
-            shift, scale = (self._state[f"{i}.{name}"] for name in layer.buffer_names)
-            set_statistics((shift, scale, count), *layer.shift_scale(moments), moments.count)
-        return self
-
-    def _float64_chunks(self, X, chunk_rows):
-        """X (N, in_features), an array, a memory map or .npy shards, as checked float64
-        chunks of rows."""
-        shards = data.shards_of(X, "X")
-        if shards is None:
-            yield from _checks.float64_chunks(X, "X", self.in_features, chunk_rows)
-            return
-        for _, part, name in shards.chunks():
-            yield from _checks.float64_chunks(part, name, self.in_features, chunk_rows)
-
-    def _require_adapted(self) -> None:
-        """Refuses to run a model with a Standardize / MinMaxScale layer that has no
-        statistics yet."""
-        for i, count in self._rescales:
-            if count == 0:
-                raise RuntimeError(
-                    f"layer {i} ({self.layers[i]!r}) has not learned its statistics yet: call "
-                    "model.adapt(X) with training data (fit does it at its start), or load "
-                    "them (load_state_dict, st.load)")
 
     # -- the two algorithms, one step at a time ---------------------------------------------
     def forward(self, x: ArrayLike, training: Optional[bool] = None) -> np.ndarray:
@@ -352,302 +199,6 @@ class Sequential:
         grad = np.ascontiguousarray(_checks.numeric(grad, "grad"), dtype=self.dtype)
         _checks.check_finite(grad, "grad")
         self._net.backward(grad, True)
-
-    def check_data(self, X: ArrayLike, y: ArrayLike, loss: Loss,
-                   names: tuple[str, str] = ("X", "y"),
-                   training: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(X, y) validated and converted once for this model and loss: C-contiguous arrays of
-        the model's dtype (int64 class indices for CrossEntropy; labels are mapped through
-        classes_). Errors name the arguments `names`. With training (the data to train on),
-        labels that are not class indices set classes_, and the loss is checked against the
-        last layer. A memory map or a list of .npy paths is validated a chunk at a time and
-        returned as steepest.data.Shards, read in place (converted per batch): its labels
-        must be class indices. train_epoch and evaluate_checked take data from here and check
-        nothing again."""
-        X = self._features(X, names[0])
-        classes = self._classes
-        if training:
-            self._note_training_loss(loss)
-        shards = data.shards_of(y, names[1])
-        if shards is not None:
-            if classes is not None and loss.classification:
-                raise ValueError(f"{names[1]} is read in place, so it must hold class indices, "
-                                 "but this model maps its labels through classes_: pass "
-                                 f"{names[1]} as an array in memory")
-            return X, data.validate(shards, lambda rows, name: loss.targets(
-                rows, len(rows), self.out_features, self.dtype, name), names[1], len(X))
-        if training and classes is None and loss.classification:
-            classes = loss.learn_classes(y, self.out_features, names[1])
-        y = loss.targets(y, len(X), self.out_features, self.dtype, names[1], classes)
-        if classes is not None:
-            self.classes_ = classes
-        return X, y
-
-    def _features(self, X, name):
-        """X converted once, or Shards of a memory map / .npy list validated in chunks."""
-        shards = data.shards_of(X, name)
-        if shards is None:
-            return _checks.features(X, name, self.in_features, self.dtype)
-        return data.validate(shards, lambda rows, part: _checks.features(
-            rows, part, self.in_features, self.dtype), name)
-
-    def train_step(self, x: ArrayLike, y: ArrayLike, loss: Loss, optimizer: Optimizer,
-                   clip_grad_norm: Optional[float] = None, *,
-                   sample_weight: Optional[ArrayLike] = None) -> float:
-        """zero_grad + forward + loss + backward + optimizer step in one C++ call; returns the
-        loss. sample_weight (N,): the loss is then sum_i w_i l_i / sum_i w_i (see
-        steepest.losses). Raises TrainingDiverged, without updating, if the loss or gradients
-        are not finite."""
-        check_loss(loss)
-        check_optimizer(optimizer, self)
-        if self._rescales:
-            self._require_adapted()
-        clip = clip_threshold(clip_grad_norm)
-        self._note_training_loss(loss)
-        if (self._classes is not None or not (type(x) is np.ndarray and type(y) is np.ndarray
-                                              and type(loss) in _CORE_LOSSES)):
-            x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
-        w = _checks.sample_weight(sample_weight, "sample_weight", len(x) if x.ndim else 0)
-        # The core checks the batch by its rules first (the one implementation of them) and
-        # runs the step only when it passes; otherwise convert (labels that are not class
-        # indices: through classes_, learnt here), or raise naming x and y.
-        check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip, w)
-        if not check.ok:
-            x, y = self.check_data(x, y, loss, ("x", "y"), training=True)
-            check, status, value = self._net.train_step(x, y, loss._spec, optimizer._impl, clip,
-                                                         w)
-        self._last = None  # the core's forward state now belongs to this step
-        check_step(status, loss=value)
-        return value
-
-    # -- the whole loop ---------------------------------------------------------------------
-    def fit(self, X: ArrayLike, y: ArrayLike, *, loss: Loss, optimizer: Optimizer,
-            epochs: int = 1, batch_size: Optional[int] = 32, shuffle: bool = True,
-            validation_data: Optional[tuple[ArrayLike, ArrayLike]] = None,
-            validation_split: Optional[float] = None,
-            callbacks: Sequence[Callback] = (), verbose: int = 1,
-            clip_grad_norm: Optional[float] = None, checkpoint: Optional[PathLike] = None,
-            diagnostics: bool = False, distributed: Any = None,
-            sample_weight: Optional[ArrayLike] = None,
-            class_weight: Union[None, str, dict[Any, float]] = None
-            ) -> dict[str, list[Any]]:
-        """Trains for `epochs` passes over (X, y); each epoch is one C++ call with the GIL
-        released.
-
-        batch_size=None is (full) batch gradient descent: one update per epoch from the whole
-        data set; batch_size=1 is stochastic gradient descent: one update per sample;
-        anything between is mini-batch gradient descent.
-
-        validation_data=(X_val, y_val) (or (X_val, y_val, sample_weight_val)) is evaluated
-        after every epoch; validation_split=0.1 instead holds out the last tenth of (X, y) (and
-        of sample_weight) for it, before any shuffling (as Keras).
-
-        sample_weight (N,): each row's weight, >= 0; every batch's loss is then sum_i w_i l_i
-        / sum_i w_i over its rows (scikit-learn's MLP and Keras's convention), the weights
-        shuffled with their rows. class_weight: "balanced" (n_samples / (n_classes *
-        count(class)), scikit-learn's, counting sample weights) or {class: weight} (classes
-        left out weigh 1), for CrossEntropy with class labels or a one-output
-        BinaryCrossEntropy with two classes: multiplies each row's sample weight by its
-        class's weight. The history's accuracy stays the unweighted fraction of rows.
-        verbose: 0 silent, 1 a progress bar (see steepest.progress), 2 a line per epoch.
-
-        Returns the history (also kept as ``model.history``): per epoch "loss", "val_loss"
-        (with validation data), "accuracy"/"val_accuracy" (classification), "lr", "time"
-        (seconds) and "grad_norm" (per Dense layer, the mean L2 norm of its gradient over the
-        epoch's steps: the vanishing/exploding-gradient signal). diagnostics=True adds, per
-        epoch, weight norms, update-to-weight ratios, the first/last layer gradient ratio, the
-        fraction of dead ReLU and saturated sigmoid/tanh units (see steepest.diagnostics), and
-        warns (GradientWarning) when gradients vanish or explode.
-
-        Failure modes: a non-finite loss or gradient raises TrainingDiverged with the model as
-        after the last finite step (an update that would overflow a parameter restores the
-        state of the epoch's start). Ctrl-C stops between two steps and re-raises
-        KeyboardInterrupt; ``model.history`` keeps the finished epochs. With checkpoint=path
-        the whole training state is written atomically after every epoch, and a later fit
-        with the same model, optimizer, loss, data and batch size resumes from it and ends
-        with bitwise the same weights as an uninterrupted run. The checkpoint's folder is
-        checked before the first step, and temporaries of a checkpoint write killed in an
-        earlier run are removed. Resuming restores the model, optimizer, random generator,
-        epoch, history and the state of every callback the checkpoint has; callbacks that
-        steer training (EarlyStopping, schedules, custom ones with state) must be the same
-        as in the checkpoint's run, loggers and other observers may be added (they start
-        fresh) or dropped (see steepest.checkpoint).
-
-        X and y may be memory maps or lists of .npy paths, read in place (steepest.data).
-        distributed=True (run under mpiexec or srun): data-parallel over the MPI ranks, each
-        rank training on its share of every global batch of batch_size rows, the gradients
-        summed before every update; see steepest.distributed.
-        """
-        return training.fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs,
-                            batch_size=batch_size, shuffle=shuffle,
-                            validation_data=validation_data,
-                            validation_split=validation_split, callbacks=callbacks,
-                            verbose=verbose, clip_grad_norm=clip_grad_norm,
-                            checkpoint=checkpoint, diagnostics=diagnostics,
-                            distributed=distributed, sample_weight=sample_weight,
-                            class_weight=class_weight)
-
-    def train_epoch(self, X: np.ndarray, y: np.ndarray, loss: Loss, optimizer: Optimizer,
-                    batch_size: int, shuffle: bool = True, clip: float = 0.0,
-                    progress: Optional[Callable[[int, int, float], None]] = None,
-                    group: Any = None,
-                    on_step: Optional[Callable[[int, float], None]] = None,
-                    sample_weight: Optional[np.ndarray] = None,
-                    order: Optional[np.ndarray] = None) -> dict[str, Any]:
-        """One epoch of train_step over (X, y) from check_data (the core checks their shapes,
-        types and label range again, not their values), in batches of batch_size (the rows
-        shuffled by the model's generator, or in `order`: N row indices), in one C++ call with
-        the GIL released; clip: clip_grad_norm's threshold (0: off); progress: None or a
-        function called as progress(steps, samples, mean loss) between steps, at most every
-        50 ms; on_step: None or a function called as on_step(step, loss) after every step
-        (fit's per-batch callbacks: it may change the optimizer, not the model; what it raises
-        ends the epoch after that step); sample_weight: one weight per row, from
-        check_sample_weight. fit's loop calls it; it stops at the first non-finite loss or
-        gradient, or at Ctrl-C (within a step: the step is abandoned). Returns the core's
-        record: "loss" (mean), "steps", "samples", "correct", "status" (the core's
-        StepStatus), "bad_loss", "grad_norms" (per Dense layer, mean over the steps), "error"
-        (the exception a signal or the sum raised, or None), "sum_seconds" and "sum_error".
-        X and y may be steepest.data.Shards (read in place). group (a
-        steepest.distributed.Group of several ranks): data-parallel, this process trains on
-        its share of every global batch of batch_size rows and the gradients are summed over
-        the group before each update ("sum_seconds": the time in those sums, "sum_error": the
-        exception a failed sum raised, or None); it takes no sample weights and no l2
-        penalty."""
-        if order is not None:
-            order = np.asarray(order)
-            if (order.dtype != np.int64 or order.shape != (len(X),) or
-                    not np.array_equal(np.sort(order), np.arange(len(X)))):
-                raise ValueError("order must be a permutation of the rows (int64)")
-            order = np.ascontiguousarray(order)
-        self._last = None  # backward() needs a new forward() after training
-        parts = [d.parts if isinstance(d, data.Shards) else d for d in (X, y)]
-        parallel = {} if group is None or group.size == 1 else {
-            "rank": group.rank, "size": group.size,
-            "sum": group.in_place_sum(self._net.reduce_buffer), "stop": group.stop_requested}
-        return self._net.train_epoch(*parts, batch_size, bool(shuffle), loss._spec,
-                                     optimizer._impl, clip, progress, on_step=on_step,
-                                     weights=sample_weight, order=order, **parallel)
-
-    def check_sample_weight(self, sample_weight, n_samples: int, name="sample_weight"):
-        """sample_weight as train_epoch and loss_and_grad take it: None, or (N,) float64,
-        finite, non-negative, not all zero."""
-        return _checks.sample_weight(sample_weight, name, n_samples)
-
-    def loss_and_grad(self, X, y, loss, sample_weight=None, training: bool = False) -> float:
-        """The loss on the whole of (X, y) (from check_data; sample_weight from
-        check_sample_weight), its l2 penalty included, with its gradient in flat_grads()
-        (overwritten): one C++ call, no update. The objective of full-batch optimizers such
-        as L-BFGS. Dropout is active when training."""
-        self._last = None
-        return self._net.gradient(X, y, loss._spec, sample_weight, bool(training))
-
-    @property
-    def float64_sums(self) -> bool:
-        """Whether training sums the weight and bias gradients over the rows in float64
-        (rounded once): the gradient then depends neither on the order of the rows nor on
-        whether a row of sample weight k stands for k copies of itself. Off by default; the
-        weight-gradient products take about 2.5x as long."""
-        return self._net.float64_sums
-
-    @float64_sums.setter
-    def float64_sums(self, on: bool) -> None:
-        self._net.float64_sums = bool(on)
-
-    # -- inference --------------------------------------------------------------------------
-    def predict(self, X: ArrayLike) -> np.ndarray:
-        """Outputs (N, out_features) for X (N, in_features); dropout off. Thread-safe: runs
-        with the GIL released and may be called from many threads at once. A memory map or a
-        list of .npy paths is read a chunk at a time."""
-        self._require_adapted()
-        shards = data.shards_of(X, "X")
-        if shards is None:
-            return self._net.infer(_checks.features(X, "X", self.in_features, self.dtype))
-        if not len(shards):
-            raise ValueError("X is empty: it has no samples")
-        out = np.empty((len(shards), self.out_features), self.dtype)
-        for first, rows, name in shards.chunks():
-            out[first:first + len(rows)] = self._net.infer(
-                _checks.features(rows, name, self.in_features, self.dtype))
-        return out
-
-    def predict_classes(self, X: ArrayLike) -> np.ndarray:
-        """Predicted labels (N,): the largest output's index, or for one output the sign of
-        its logit (0 or 1), mapped through classes_ when the model has them. A multi-label
-        model (trained with BinaryCrossEntropy on several outputs) gives 0/1 per output
-        (N, outputs). A model ending in Softmax or Sigmoid is thresholded at 0.5."""
-        out = self.predict(X)
-        threshold = 0.5 if self._ends_with_probabilities() else 0.0
-        if self.out_features == 1:
-            index = (out[:, 0] > threshold).astype(np.int64)
-        elif self.multilabel:
-            return (out > threshold).astype(np.int64)
-        else:
-            index = out.argmax(axis=1)
-        return index if self._classes is None else self._classes[index]
-
-    def predict_proba(self, X: ArrayLike) -> np.ndarray:
-        """Probabilities from the outputs, which are logits for CrossEntropy and
-        BinaryCrossEntropy: the softmax over the outputs (N, C) of a multi-class model; the
-        sigmoid of each output (N, outputs) for one output (the positive class's probability,
-        as torch.sigmoid gives it) and for a multi-label model. A model ending in Softmax or
-        Sigmoid already outputs probabilities: they are returned as they are."""
-        out = self.predict(X)
-        if self._ends_with_probabilities():
-            return out
-        return sigmoid(out) if self.out_features == 1 or self.multilabel else softmax(out)
-
-    def evaluate(self, X: ArrayLike, y: ArrayLike, loss: Loss,
-                 sample_weight: Optional[ArrayLike] = None) -> dict[str, float]:
-        """{"loss": mean loss (weighted by sample_weight when given, see steepest.losses),
-        "accuracy": fraction correct (classification losses, unweighted: the largest logit at
-        the label for CrossEntropy, rows with its ignore_index left out; every logit on the
-        target's side of 0 for BinaryCrossEntropy)}."""
-        check_loss(loss)
-        self._require_adapted()
-        X, y = self.check_data(X, y, loss)
-        sample_weight = _checks.sample_weight(sample_weight, "sample_weight", len(X))
-        return self.evaluate_checked(X, y, loss, sample_weight)
-
-    def evaluate_checked(self, X: np.ndarray, y: np.ndarray, loss: Loss,
-                         sample_weight: Optional[np.ndarray] = None) -> dict[str, float]:
-        """evaluate() on (X, y) as check_data returns them and sample_weight as
-        check_sample_weight does: nothing is checked again (fit's validation data, checked
-        once before the first epoch)."""
-        return self.evaluation(self.evaluate_sums(X, y, loss, sample_weight), loss)
-
-    def evaluate_sums(self, X: np.ndarray, y: np.ndarray, loss: Loss,
-                      sample_weight: Optional[np.ndarray] = None,
-                      rows: Optional[tuple[int, int]] = None) -> dict[str, float]:
-        """The sums an evaluation of rows [start, stop) = rows (all by default) adds up, so
-        that the sums of several shares (processes) give the whole's (see evaluation):
-        "loss" (the loss times its weight), "weight" (the rows, or their weights as the loss
-        counts them), "correct" and "scored" (classification: rows right, rows counted)."""
-        start, stop = rows if rows is not None else (0, len(X))
-        sums = {"loss": 0.0, "weight": 0.0, "correct": 0, "scored": 0}
-        first = start  # the pieces are consecutive rows
-        for xs, ys in data.pieces(X, y, start, stop):  # one piece for arrays in memory
-            first += len(xs)
-            if not len(xs):
-                continue
-            ws = None if sample_weight is None else sample_weight[first - len(xs):first]
-            out = self._net.infer(np.ascontiguousarray(xs, dtype=self.dtype))
-            ys = loss.targets(ys, len(ys), self.out_features, self.dtype)
-            value, _, weight = _core.loss_forward(loss._spec, out, ys, ws)
-            sums["loss"] += value * weight
-            sums["weight"] += weight
-            if loss.classification:
-                sums["correct"] += int(np.count_nonzero(loss.correct(out, ys)))
-                sums["scored"] += loss.scored(ys)
-        return sums
-
-    @staticmethod
-    def evaluation(sums: dict[str, float], loss: Loss) -> dict[str, float]:
-        """{"loss": mean loss, "accuracy": fraction correct (classification)} from
-        evaluate_sums's sums."""
-        result = {"loss": sums["loss"] / sums["weight"] if sums["weight"] > 0 else 0.0}
-        if loss.classification:
-            result["accuracy"] = sums["correct"] / max(sums["scored"], 1)
-        return result
 
     # -- description ------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -796,17 +347,3 @@ def from_torch(module: Any, *, seed: Optional[int] = None) -> Sequential:
     return model
 
 
-def _state_value(name: str, value: Any, view: np.ndarray, positive: bool) -> np.ndarray:
-    """value (an array, or a torch tensor) checked to replace the state entry `name` whose
-    zero-copy view is `view`: same shape, finite numbers; a count is a non-negative integer;
-    with positive (a Standardize/MinMaxScale scale, which divides), every value is > 0."""
-    what = f"state[{name!r}]"
-    value = _checks.numeric(value.detach() if hasattr(value, "detach") else value, what)
-    if value.shape != view.shape:
-        raise ValueError(f"{what} has shape {value.shape}, expected {view.shape}")
-    _checks.check_finite(value, what)
-    if view.dtype.kind == "i" and (value != np.round(value) or value < 0):
-        raise ValueError(f"{what} must be a non-negative integer count, got {value}")
-    if positive and not (value > 0).all():
-        raise ValueError(f"{what} must be positive: it divides the features")
-    return value

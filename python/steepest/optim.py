@@ -9,8 +9,8 @@ update is that of -grad, weight decay and state included, as torch does it).
 
 An optimizer knows Parameters, never a model (given a model, as ``st.optim.Adam(model)``, it
 takes its ``parameters()``): it reaches the core network their views belong to through
-``params[0].model`` (this module and steepest.model are the only Python code that
-touches the binding objects). A pickled optimizer holds that model too.
+``params[0].model`` (this module and the model's, steepest.model and its model_* parts, are
+the only Python code that touches the binding objects). A pickled optimizer holds that model too.
 """
 from __future__ import annotations
 
