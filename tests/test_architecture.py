@@ -25,6 +25,7 @@ LEVELS = {
     # 2. building blocks
     "layers": 2, "losses": 2, "parameter": 2, "callbacks": 2, "threads": 2,
     "progress": 2.2,  # fit's progress display: a callback
+    "line_search": 2.4,  # L-BFGS's strong-Wolfe line search, on numpy vectors
     "optim": 2.5,  # knows Parameter, never a model
     # 3. on the building blocks
     "schedules": 3, "checkpoint": 3, "gradcheck": 3, "saving": 3,

@@ -14,13 +14,14 @@ the only Python code that touches the binding objects). A pickled optimizer hold
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _checks, _core
 from .archive import FORMAT_VERSION, archive_bytes, read_archive
 from .errors import TrainingDiverged
+from .line_search import strong_wolfe
 from .parameter import Parameter
 
 _CORE_OPTIMIZERS = {"float32": _core.Optimizer32, "float64": _core.Optimizer64}
@@ -36,8 +37,20 @@ class Optimizer:
     # The lr before any schedule changed it: set by the first scheduler built on this
     # optimizer and shared by the ones after it (torch's param_group["initial_lr"]).
     initial_lr = None
+    # True for an optimizer whose step(closure) evaluates the loss itself (LBFGS): fit and
+    # train_step, which compute one gradient and then step, cannot drive it.
+    closure_based = False
 
     def __init__(self, params: Iterable[Parameter], **hyper: Any) -> None:
+        self._take_params(params)
+        config = _core.OptimizerConfig()
+        config.kind = self.kind
+        for name, value in hyper.items():
+            setattr(config, name, value)
+        self._impl = _CORE_OPTIMIZERS[self.model.dtype.name](config, _ranges(self.params))
+
+    def _take_params(self, params: Iterable[Parameter]) -> None:
+        """Checks params (a model's Parameters, or the model) and keeps them and their model."""
         if callable(getattr(params, "parameters", None)):  # a model, as Keras's habit passes
             params = params.parameters()
         params = list(params)
@@ -49,11 +62,6 @@ class Optimizer:
         if any(p.model is not self.model for p in params):
             raise ValueError("params must all belong to the same model")
         self.params = params
-        config = _core.OptimizerConfig()
-        config.kind = self.kind
-        for name, value in hyper.items():
-            setattr(config, name, value)
-        self._impl = _CORE_OPTIMIZERS[params[0].data.dtype.name](config, _ranges(params))
 
     # -- the learning rate, changeable between steps ------------------------------------------
     @property
@@ -133,16 +141,6 @@ class Optimizer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("type") != type(self).__name__:
             raise ValueError(f"state is for {state.get('type')!r}, not {type(self).__name__}")
-        buffers = self.state_buffers()
-        if set(state["state"]) != set(buffers):
-            raise ValueError(f"state buffers {sorted(state['state'])} do not match "
-                             f"{sorted(buffers)}")
-        for k, v in state["state"].items():
-            v = np.asarray(v)
-            if v.shape != buffers[k].shape:
-                raise ValueError(f"state buffer {k!r} has shape {v.shape}, "
-                                 f"expected {buffers[k].shape}")
-            buffers[k][...] = v
         mine = self.hyperparameters()
         for name, value in state["hyperparameters"].items():
             if self._fixed_part(name, value) != self._fixed_part(name, mine.get(name)):
@@ -150,10 +148,24 @@ class Optimizer:
                                  f"{name}={mine.get(name)!r}; build it with the same "
                                  "hyper-parameters (only what schedules change may differ: "
                                  f"{', '.join(self.scheduled)})")
+        self._load_state(state["state"], int(state["steps"]))
         for name in self.scheduled:
             if name in state["hyperparameters"]:
                 setattr(self, name, state["hyperparameters"][name])
-        self._impl.steps = int(state["steps"])
+
+    def _load_state(self, state: dict[str, Any], steps: int) -> None:
+        """Copies a state_dict's "state" (checked) and step count into this optimizer."""
+        buffers = self.state_buffers()
+        if set(state) != set(buffers):
+            raise ValueError(f"state buffers {sorted(state)} do not match {sorted(buffers)}")
+        for k, v in state.items():
+            v = np.asarray(v)
+            if v.shape != buffers[k].shape:
+                raise ValueError(f"state buffer {k!r} has shape {v.shape}, "
+                                 f"expected {buffers[k].shape}")
+        for k, v in state.items():
+            buffers[k][...] = v
+        self._impl.steps = steps
 
     def _fixed_part(self, name: str, value: Any) -> Any:
         """What of hyper-parameter `name` no schedule changes, which a loaded state must
@@ -166,35 +178,43 @@ class Optimizer:
         both are pickled together), the names of the optimized parameters, and hyper-
         parameters, step count and state buffers as the bytes of a steepest archive."""
         state = self.state_dict()
+        header, arrays = self._archived(state)
         header = {"format": OPTIMIZER_FORMAT, "version": FORMAT_VERSION,
                   "type": state["type"], "hyperparameters": state["hyperparameters"],
-                  "steps": state["steps"], "buffers": sorted(state["state"])}
+                  "steps": state["steps"], **header}
         return {"model": self.model, "params": [p.name for p in self.params],
-                OPTIMIZER_FORMAT: archive_bytes(header, state["state"])}
+                OPTIMIZER_FORMAT: archive_bytes(header, arrays)}
 
     def __setstate__(self, state: dict) -> None:
-        header, buffers = read_archive(state[OPTIMIZER_FORMAT], OPTIMIZER_FORMAT,
-                                       lambda header: _state_shapes(header, state))
+        named = dict(state["model"].named_parameters())
+        size = sum(named[name].size for name in state["params"])
+        dtype = state["model"].dtype
+        header, arrays = read_archive(state[OPTIMIZER_FORMAT], OPTIMIZER_FORMAT,
+                                      lambda header: self._archive_shapes(header, size, dtype))
         if header.get("type") != type(self).__name__:
             raise ValueError(f"<bytes> holds a {header.get('type')!r} optimizer, not "
                              f"{type(self).__name__}")
-        named = dict(state["model"].named_parameters())
         type(self).__init__(self, [named[name] for name in state["params"]],
                             **header["hyperparameters"])
-        self.load_state_dict({**header, "state": buffers})
+        self.load_state_dict({**header, "state": self._unarchived(header, arrays)})
+
+    # How a pickle holds the "state" of state_dict(): header entries (JSON) and arrays.
+    def _archived(self, state: dict) -> tuple[dict, dict]:
+        return {"buffers": sorted(state["state"])}, state["state"]
+
+    @staticmethod
+    def _archive_shapes(header: dict, size: int, dtype) -> dict:
+        """{array: (shape, dtype)} of a pickled state, for optimized parameters of `size`
+        numbers together in the model's dtype: every buffer is as long as them."""
+        return {name: ((size,), dtype) for name in header.get("buffers", ())}
+
+    @staticmethod
+    def _unarchived(header: dict, arrays: dict) -> dict:
+        return arrays
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
-
-
-def _state_shapes(header: dict, state: dict) -> dict:
-    """{buffer: (shape, dtype)} of a pickled optimizer's state: each as long as its
-    parameters together, in the model's dtype."""
-    named = dict(state["model"].named_parameters())
-    size = sum(named[name].size for name in state["params"])
-    dtype = state["model"].dtype
-    return {name: ((size,), dtype) for name in header.get("buffers", ())}
 
 
 def check_optimizer(optimizer, model) -> None:
@@ -202,6 +222,11 @@ def check_optimizer(optimizer, model) -> None:
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a steepest optimizer (st.optim.*), got "
                         f"{optimizer!r}")
+    if optimizer.closure_based:
+        raise TypeError(f"{type(optimizer).__name__} is closure-based (as torch's): fit and "
+                        "train_step cannot drive it; call optimizer.step(closure) with a "
+                        "closure that recomputes the loss and gradients, for example "
+                        "lambda: model.loss_and_grad(X, y, loss)")
     if optimizer.model is not model:
         raise ValueError("optimizer was built for another model's parameters")
 
@@ -366,6 +391,273 @@ class Adagrad(Optimizer):
                                    eps=eps))
 
 
+class LBFGS(Optimizer):
+    """L-BFGS (torch.optim.LBFGS, step for step): a quasi-Newton method. It keeps the last
+    history_size parameter steps s and gradient changes y, moves along d = -H g where H, the
+    approximation of the inverse Hessian they define, is applied by the two-loop recursion,
+    with the fixed step lr (the first step ever scaled down to min(1, 1/||g||_1) * lr), or
+    with a strong-Wolfe line search (line_search_fn="strong_wolfe").
+
+    Closure-based, like torch's: ``step(closure)`` makes up to max_iter updates and calls
+    closure() up to max_eval times (default max_iter * 5 // 4); closure() must recompute the
+    loss and put its gradient into the parameters' grad (overwriting it), and return the loss.
+    A step stops early when the largest gradient component is <= tolerance_grad, or the loss
+    or the parameters change by <= tolerance_change.
+
+        opt = st.optim.LBFGS(model.parameters(), line_search_fn="strong_wolfe")
+        for _ in range(10):
+            opt.step(lambda: model.loss_and_grad(X, y, loss))   # full batch
+
+    fit and train_step, which compute one gradient per step, refuse it (TypeError). The state
+    (torch's func_evals, n_iter, d, t, old_dirs, old_stps, ro, H_diag, prev_flat_grad,
+    prev_loss) is numpy arrays of the model's dtype over the optimized parameters flattened
+    and concatenated in the order of params, and Python numbers; state_dict() holds it.
+    """
+
+    closure_based = True
+    _hyper = ("lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change",
+              "history_size", "line_search_fn")
+    _numbers = ("func_evals", "n_iter", "t", "H_diag", "prev_loss")  # None before a step
+    _vectors = ("d", "prev_flat_grad")  # (n,), None before a step
+    _histories = ("old_dirs", "old_stps", "ro")  # (k, n), (k, n), (k,); k <= history_size
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 1.0, max_iter: int = 20,
+                 max_eval: Optional[int] = None, tolerance_grad: float = 1e-7,
+                 tolerance_change: float = 1e-9, history_size: int = 100,
+                 line_search_fn: Optional[str] = None) -> None:
+        self._take_params(params)
+        self.lr = lr
+        max_iter = _checks.integer(max_iter, "max_iter", low=1)
+        if max_eval is None:
+            max_eval = max_iter * 5 // 4
+        if line_search_fn not in (None, "strong_wolfe"):
+            raise ValueError(f"line_search_fn must be None or 'strong_wolfe', got "
+                             f"{line_search_fn!r}")
+        self._config = {"max_iter": max_iter,
+                        "max_eval": _checks.integer(max_eval, "max_eval", low=1),
+                        **_nonneg(tolerance_grad=tolerance_grad,
+                                  tolerance_change=tolerance_change),
+                        "history_size": _checks.integer(history_size, "history_size", low=1),
+                        "line_search_fn": line_search_fn}
+        self._size = sum(p.size for p in self.params)
+        self.state: dict[str, Any] = {"func_evals": 0, "n_iter": 0,
+                                      **dict.fromkeys(self._numbers[2:] + self._vectors),
+                                      "old_dirs": [], "old_stps": [], "ro": []}
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = _checks.real(value, "lr", low=0.0)
+
+    @property
+    def steps(self) -> int:
+        """Updates applied so far (torch's state["n_iter"])."""
+        return self.state["n_iter"]
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, **self._config}
+
+    # -- the flat vectors: the optimized parameters' pieces, concatenated in params' order --
+    def _flat_params(self) -> np.ndarray:
+        return np.concatenate([p.data.ravel() for p in self.params])
+
+    def _flat_grad(self) -> np.ndarray:
+        return np.concatenate([p.grad.ravel() for p in self.params])
+
+    def _set_params(self, flat: np.ndarray) -> None:
+        offset = 0
+        for p in self.params:
+            p.data[...] = flat[offset:offset + p.size].reshape(p.shape)
+            offset += p.size
+
+    def _add_to_params(self, t: float, d: np.ndarray) -> None:
+        """params += t * d."""
+        offset = 0
+        for p in self.params:
+            p.data += t * d[offset:offset + p.size].reshape(p.shape)
+            offset += p.size
+
+    def _loss_and_grad(self, closure: Callable[[], Any]) -> tuple[float, np.ndarray]:
+        return float(closure()), self._flat_grad()
+
+    @staticmethod
+    def _direction(grad, old_dirs, old_stps, ro, H_diag) -> np.ndarray:
+        """d = -H grad by the two-loop recursion over the history (newest first, then back)."""
+        al = [0.0] * len(old_dirs)
+        q = -grad
+        for i in range(len(old_dirs) - 1, -1, -1):
+            al[i] = float(old_stps[i].dot(q)) * ro[i]
+            q -= al[i] * old_dirs[i]
+        r = q * H_diag
+        for i in range(len(old_dirs)):
+            be_i = float(old_dirs[i].dot(r)) * ro[i]
+            r += (al[i] - be_i) * old_stps[i]
+        return r
+
+    # -- the update -------------------------------------------------------------------------
+    def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
+        """Up to max_iter L-BFGS updates of the parameters, in place; returns what the first
+        closure() call returned (the loss before the updates), as torch does."""
+        if not callable(closure):
+            raise TypeError("LBFGS.step needs closure, a function that recomputes the loss and "
+                            f"the gradients and returns the loss, got {closure!r}")
+        cfg, lr, state = self._config, self._lr, self.state
+        max_iter, max_eval = cfg["max_iter"], cfg["max_eval"]
+        tolerance_grad, tolerance_change = cfg["tolerance_grad"], cfg["tolerance_change"]
+
+        orig_loss = closure()
+        loss = float(orig_loss)
+        flat_grad = self._flat_grad()
+        current_evals = 1
+        state["func_evals"] += 1
+        if np.abs(flat_grad).max() <= tolerance_grad:  # already optimal
+            return orig_loss
+
+        d, t, H_diag, prev_flat_grad, prev_loss = (
+            state[k] for k in ("d", "t", "H_diag", "prev_flat_grad", "prev_loss"))
+        old_dirs, old_stps, ro = state["old_dirs"], state["old_stps"], state["ro"]
+        n_iter = 0
+        while n_iter < max_iter:
+            n_iter += 1
+            state["n_iter"] += 1
+            # the direction
+            if state["n_iter"] == 1:
+                d = -flat_grad
+                old_dirs, old_stps, ro = [], [], []
+                H_diag = 1.0
+            else:
+                y = flat_grad - prev_flat_grad
+                s = d * t
+                ys = float(y.dot(s))
+                if ys > 1e-10:  # a curvature pair worth keeping
+                    if len(old_dirs) == cfg["history_size"]:
+                        del old_dirs[0], old_stps[0], ro[0]
+                    old_dirs.append(y)
+                    old_stps.append(s)
+                    ro.append(1.0 / ys)
+                    H_diag = ys / float(y.dot(y))  # the scale of the initial inverse Hessian
+                d = self._direction(flat_grad, old_dirs, old_stps, ro, H_diag)
+            prev_flat_grad = flat_grad.copy()
+            prev_loss = loss
+
+            # the step length
+            if state["n_iter"] == 1:
+                t = min(1.0, 1.0 / float(np.abs(flat_grad).sum())) * lr
+            else:
+                t = lr
+            gtd = float(flat_grad.dot(d))  # the directional derivative
+            if gtd > -tolerance_change:
+                break
+
+            ls_func_evals = 0
+            if cfg["line_search_fn"] == "strong_wolfe":
+                x_init = self._flat_params()
+
+                def obj_func(step: float, x_init=x_init, d=d) -> tuple[float, np.ndarray]:
+                    self._add_to_params(step, d)
+                    try:
+                        return self._loss_and_grad(closure)
+                    finally:
+                        self._set_params(x_init)
+
+                loss, flat_grad, t, ls_func_evals = strong_wolfe(
+                    obj_func, t, d, loss, flat_grad, gtd, max_ls=max_eval - current_evals)
+                self._add_to_params(t, d)
+                opt_cond = np.abs(flat_grad).max() <= tolerance_grad
+            else:
+                self._add_to_params(t, d)  # a fixed step
+                if n_iter != max_iter:  # no evaluation after the last update, as torch
+                    loss, flat_grad = self._loss_and_grad(closure)
+                    opt_cond = np.abs(flat_grad).max() <= tolerance_grad
+                    ls_func_evals = 1
+            current_evals += ls_func_evals
+            state["func_evals"] += ls_func_evals
+
+            # the stopping conditions
+            if n_iter == max_iter or current_evals >= max_eval or opt_cond:
+                break
+            if np.abs(d * t).max() <= tolerance_change:  # the parameters barely move
+                break
+            if abs(loss - prev_loss) < tolerance_change:  # the loss barely changes
+                break
+
+        state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=H_diag,
+                     prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+        return orig_loss
+
+    # -- state, for checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Hyper-parameters, update count and the state: torch's names, the numbers as
+        Python numbers (None before the first update), d and prev_flat_grad as (n,) arrays
+        (None before the first update), old_dirs and old_stps as (k, n) arrays and ro as a
+        (k,) array, k <= history_size; n: the optimized parameters' size together. Copies."""
+        s = self.state
+        dtype = self.model.dtype
+        state = {k: s[k] for k in self._numbers}
+        state.update({k: None if s[k] is None else s[k].copy() for k in self._vectors})
+        for k in ("old_dirs", "old_stps"):
+            state[k] = np.array(s[k], dtype=dtype).reshape(len(s[k]), self._size)
+        state["ro"] = np.array(s["ro"], dtype=np.float64)
+        return {"type": type(self).__name__, "hyperparameters": self.hyperparameters(),
+                "steps": self.steps, "state": state}
+
+    def _load_state(self, state: dict[str, Any], steps: int) -> None:
+        expected = set(self._numbers + self._vectors + self._histories)
+        if set(state) != expected:
+            raise ValueError(f"state entries {sorted(state)} do not match {sorted(expected)}")
+        n, dtype = self._size, self.model.dtype
+        loaded: dict[str, Any] = {}
+        for k in ("func_evals", "n_iter"):
+            loaded[k] = _checks.integer(state[k], f"state[{k!r}]", low=0)
+        for k in ("t", "H_diag", "prev_loss"):
+            loaded[k] = None if state[k] is None else float(state[k])
+        for k in self._vectors:
+            v = state[k]
+            if v is not None:
+                v = np.asarray(v)
+                if v.shape != (n,):
+                    raise ValueError(f"state[{k!r}] has shape {v.shape}, expected ({n},)")
+                v = v.astype(dtype)
+            loaded[k] = v
+        dirs, stps = np.asarray(state["old_dirs"]), np.asarray(state["old_stps"])
+        ro = np.asarray(state["ro"], dtype=np.float64)
+        k = len(ro)
+        if ro.shape != (k,) or dirs.shape != (k, n) or stps.shape != (k, n):
+            raise ValueError(f"state's history has old_dirs {dirs.shape}, old_stps "
+                             f"{stps.shape} and ro {ro.shape}, expected (k, {n}), (k, {n}) "
+                             "and (k,)")
+        if k > self._config["history_size"]:
+            raise ValueError(f"state holds {k} history pairs, more than history_size="
+                             f"{self._config['history_size']}")
+        loaded["old_dirs"] = list(dirs.astype(dtype))
+        loaded["old_stps"] = list(stps.astype(dtype))
+        loaded["ro"] = [float(r) for r in ro]
+        if loaded["n_iter"] != steps:
+            raise ValueError(f"state has steps={steps} but n_iter={loaded['n_iter']}")
+        self.state = loaded
+
+    def _archived(self, state: dict) -> tuple[dict, dict]:
+        s = state["state"]
+        arrays = {k: v for k, v in s.items() if isinstance(v, np.ndarray)}
+        return {"numbers": {k: s[k] for k in self._numbers}, "history": len(s["ro"]),
+                "vectors": [k for k in self._vectors if s[k] is not None]}, arrays
+
+    @staticmethod
+    def _archive_shapes(header: dict, size: int, dtype) -> dict:
+        k = header["history"]
+        return {**{name: ((size,), dtype) for name in header["vectors"]},
+                "old_dirs": ((k, size), dtype), "old_stps": ((k, size), dtype),
+                "ro": ((k,), np.dtype(np.float64))}
+
+    @classmethod
+    def _unarchived(cls, header: dict, arrays: dict) -> dict:
+        return {**header["numbers"], **dict.fromkeys(cls._vectors), **arrays}
+
+
+# The optimizers fit and train_step drive (one core update per gradient; not LBFGS).
 OPTIMIZERS = {cls.__name__: cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
 
 
