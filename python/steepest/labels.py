@@ -37,10 +37,7 @@ def label_array(y, name: str) -> np.ndarray:
             raise TypeError(f"{name} must hold labels of one type (numbers, booleans or "
                             f"strings), got {', '.join(kinds)}")
     if y.dtype.kind == "f":
-        if not np.isfinite(y).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        if not np.array_equal(y, np.round(y)):
-            raise TypeError(f"{name} must hold integer class labels, got non-integral floats")
+        _checks.integral_floats(y, name)
     elif y.dtype.kind not in "biuU":
         raise TypeError(f"{name} must hold class labels (numbers, booleans or strings), got "
                         f"dtype {y.dtype}")
