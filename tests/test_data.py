@@ -250,6 +250,8 @@ BIG_HELPERS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.skipif(bool(os.environ.get("STEEPEST_SANITIZED")),
+                    reason="ASan's shadow memory cannot be mapped under RLIMIT_DATA")
 def test_a_file_three_times_the_allowed_memory_trains_like_in_memory(tmp_path):
     # 600 MiB of float32 under RLIMIT_DATA = 200 MiB (the heap and every private mapping; a
     # read-only file mapping is not counted): a copy of the data cannot even be allocated, yet

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import errno
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -342,6 +343,9 @@ KILLED_DURING_WRITE = textwrap.dedent("""
     path, out, kill = sys.argv[1], sys.argv[2], sys.argv[3] == "kill"
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(120, 6)), rng.integers(0, 3, 120)
+    if len(sys.argv) > 4:  # the same data read in place: two shards of X, a memory map of y
+        X = [os.path.join(sys.argv[4], name) for name in ("x0.npy", "x1.npy")]
+        y = np.load(os.path.join(sys.argv[4], "y.npy"), mmap_mode="r")
     if kill:  # the second checkpoint dies half written, with its temporary on disk
         savez, calls = np.savez, []
 
@@ -381,6 +385,78 @@ def test_a_kill_during_the_checkpoint_write_leaves_nothing_behind_after_the_next
     straight = train(tmp_path / "ref.ckpt", tmp_path / "ref.npy", "straight")
     assert straight.returncode == 0, straight.stderr
     np.testing.assert_array_equal(np.load(run / "out.npy"), np.load(tmp_path / "ref.npy"))
+
+
+READER = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import steepest as st
+
+    folder, stop = sys.argv[1], sys.argv[2]
+    model = st.Sequential(st.Dense(6, 5), st.Tanh(), st.Dense(5, 3), seed=9)
+    shards = [os.path.join(folder, name) for name in ("x0.npy", "x1.npy")]
+    y = np.load(os.path.join(folder, "y.npy"), mmap_mode="r")
+    outputs, reads = set(), 0
+    while True:
+        finished = os.path.exists(stop)  # one more read once the training is over
+        out = model.predict(shards)
+        loss = model.evaluate(shards, y, loss=st.losses.CrossEntropy())["loss"]
+        outputs.add((out.tobytes(), loss))
+        reads += 1
+        if finished:
+            break
+    (out, loss), = outputs
+    np.save(os.path.join(folder, "read.npy"), np.frombuffer(out, np.float32))
+    print(reads)
+""")
+
+
+def test_a_run_on_memory_maps_killed_mid_write_resumes_bitwise_beside_a_reader(tmp_path):
+    """The killed-checkpoint run again, on data read in place (two .npy shards of X, a memory
+    map of y) while another process keeps predicting and evaluating from the same files: the
+    next run removes the temporary and resumes to the weights of an uninterrupted run in
+    memory; the reader sees the same results on every read, those of the data in memory; the
+    files are unchanged."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(120, 6)), rng.integers(0, 3, 120)
+    data, run = tmp_path / "data", tmp_path / "runs"
+    data.mkdir()
+    run.mkdir()
+    np.save(data / "x0.npy", X[:50])
+    np.save(data / "x1.npy", X[50:])
+    np.save(data / "y.npy", y)
+    digest = {name: hashlib.sha1((data / name).read_bytes()).hexdigest()
+              for name in sorted(os.listdir(data))}
+    (tmp_path / "train.py").write_text(KILLED_DURING_WRITE)
+    (tmp_path / "read.py").write_text(READER)
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, str(tmp_path / "read.py"), str(data), str(stop)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def train(ckpt, out, mode, *folder):
+        return subprocess.run([sys.executable, str(tmp_path / "train.py"), str(ckpt), str(out),
+                               mode, *folder], capture_output=True, text=True, timeout=120)
+
+    try:
+        killed = train(run / "run.ckpt", run / "out.npy", "kill", str(data))
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert len(os.listdir(run)) == 2  # the first checkpoint and the second's temporary
+        resumed = train(run / "run.ckpt", run / "out.npy", "resume", str(data))
+        assert resumed.returncode == 0, resumed.stderr
+        assert sorted(os.listdir(run)) == ["out.npy", "run.ckpt"]
+    finally:
+        stop.touch()
+        out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, err
+    assert int(out) >= 2
+    straight = train(tmp_path / "ref.ckpt", tmp_path / "ref.npy", "straight")
+    assert straight.returncode == 0, straight.stderr
+    np.testing.assert_array_equal(np.load(run / "out.npy"), np.load(tmp_path / "ref.npy"))
+    reference = st.Sequential(st.Dense(6, 5), st.Tanh(), st.Dense(5, 3), seed=9)
+    np.testing.assert_array_equal(np.load(data / "read.npy"),
+                                  reference.predict(X.astype(np.float32)).ravel())
+    assert digest == {name: hashlib.sha1((data / name).read_bytes()).hexdigest()
+                      for name in digest}
 
 
 class Marker(st.callbacks.Callback):
@@ -719,6 +795,128 @@ def test_load_state_dict_while_another_thread_trains_is_refused():
     finally:
         thread.join(300)
     assert opt.steps == 40000 and np.abs(model.flat_params()).sum() > 0
+
+
+# -- forks and worker processes ------------------------------------------------------------------
+FORKED_WHILE_TRAINING = textwrap.dedent("""
+    import copy, os, pickle, signal, sys, threading
+    import numpy as np
+    import steepest as st
+
+    saved = sys.argv[1]
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20000, 16)).astype(np.float32)
+    y = rng.integers(0, 3, 20000)
+    ce = st.losses.CrossEntropy()
+
+    exports = sys.argv[2].split(",") if sys.argv[2] else []
+
+    def build():  # with normalization buffers and counts, which copies take with the weights
+        model = st.Sequential(st.Standardize(), st.Dense(16, 64), st.BatchNorm1d(64),
+                              st.ReLU(), st.Dropout(0.2), st.Dense(64, 64), st.LayerNorm(64),
+                              st.ReLU(), st.Dense(64, 3), seed=0)
+        model.adapt(X)
+        return model, st.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    model, opt = build()
+    model.save(saved)
+    in_epoch, forked = threading.Event(), threading.Event()
+
+    class HoldFirstStep(st.callbacks.Callback):  # the epoch holds the model while it waits
+        def wants_batches(self):
+            return True
+
+        def on_batch_end(self, batch, logs):
+            if not in_epoch.is_set():
+                in_epoch.set()
+                forked.wait()
+
+    trainer = threading.Thread(target=lambda: model.fit(
+        X, y, loss=ce, optimizer=opt, epochs=2, batch_size=4, verbose=0,
+        callbacks=[HoldFirstStep()]))
+    trainer.start()
+    in_epoch.wait()
+    pid = os.fork()
+    if pid == 0:  # no thread of the parent exists here: nothing may wait for them
+        signal.alarm(60)  # a wait that never ends ends the child
+        refused = []
+        routes = {"pickle": lambda: pickle.dumps(model),
+                  "deepcopy": lambda: copy.deepcopy(model),
+                  "save": lambda: model.save(saved + ".child"),
+                  "state_dict": lambda: model.state_dict(copy=True),
+                  "safetensors": lambda: model.save_safetensors(saved + ".safetensors"),
+                  "onnx": lambda: model.export_onnx(saved + ".onnx"),
+                  "torch": lambda: model.to_torch(),
+                  "predict": lambda: model.predict(X[:4]),
+                  "evaluate": lambda: model.evaluate(X[:4], y[:4], loss=ce),
+                  "load_state_dict": lambda: model.load_state_dict(model.state_dict()),
+                  "train_step": lambda: model.train_step(X[:4], y[:4], ce, opt)}
+        for name, route in routes.items():
+            if name in ("safetensors", "onnx", "torch") and name not in exports:
+                continue
+            try:
+                route()
+            except RuntimeError as e:
+                refused.append(name if "forked" in str(e) else f"{name}: {e}")
+        other, other_opt = build()  # a model of this process trains, a saved one loads
+        other.fit(X[:512], y[:512], loss=ce, optimizer=other_opt, epochs=1, verbose=0)
+        loaded, built = st.load(saved), build()[0]
+        ok = (np.array_equal(loaded.flat_params(), built.flat_params()) and
+              np.array_equal(loaded.flat_buffers(), built.flat_buffers()))
+        print(" ".join(refused + [str(ok)]), flush=True)
+        os._exit(0)
+    forked.set()
+    _, status = os.waitpid(pid, 0)
+    trainer.join()
+    twin, twin_opt = build()
+    twin.fit(X, y, loss=ce, optimizer=twin_opt, epochs=2, batch_size=4, verbose=0)
+    print(os.waitstatus_to_exitcode(status), np.array_equal(model.flat_params(),
+                                                            twin.flat_params()))
+""")
+
+
+def test_a_process_forked_while_a_thread_trains_refuses_what_would_wait_for_it(tmp_path):
+    """fork() while a thread of the parent trains a model with normalization buffers (held in
+    its epoch): in the child, every route that copies the model at a step boundary (pickle,
+    deepcopy, save, state_dict(copy=True), the safetensors/ONNX/torch exports whose packages
+    are installed) and every call that needs the model's lock (predict, evaluate,
+    load_state_dict, train_step) is a RuntimeError saying so - copies waited forever for a step
+    boundary no thread would reach; the child's own models train and saved ones load with
+    their buffers; the parent's run ends as an uninterrupted one."""
+    exports = [name for name, package in [("safetensors", "safetensors"), ("onnx", "onnx"),
+                                          ("torch", "torch")]
+               if importlib.util.find_spec(package) is not None]
+    script = tmp_path / "fork.py"
+    script.write_text(FORKED_WHILE_TRAINING)
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "saved.stp"),
+                             ",".join(exports)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    child, parent = result.stdout.splitlines()
+    assert child.split() == ["pickle", "deepcopy", "save", "state_dict", *exports, "predict",
+                             "evaluate", "load_state_dict", "train_step", "True"]
+    assert parent.split() == ["0", "True"]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimators_pickled_to_worker_processes_score_as_in_one():
+    """cross_val_score with n_jobs=2 pickles the estimator to worker processes, started by
+    fork (after this process's thread pool has run) or as new interpreters (loky): the scores
+    are bitwise those of one process."""
+    pytest.importorskip("sklearn")
+    joblib = pytest.importorskip("joblib")
+    from sklearn.model_selection import cross_val_score
+
+    from steepest.sklearn import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=5, random_state=3)
+    clf.fit(X, y)  # the pool has threads before the fork
+    alone = cross_val_score(clf, X, y, cv=3)
+    for backend in ("multiprocessing", "loky"):
+        with joblib.parallel_backend(backend, n_jobs=2):
+            assert cross_val_score(clf, X, y, cv=3, n_jobs=2).tolist() == alone.tolist(), backend
 
 
 # -- Ctrl-C inside a full-batch step of a checkpointed run, with a saving thread ---------------

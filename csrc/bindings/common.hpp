@@ -8,6 +8,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -59,17 +60,52 @@ struct Model {
   bool paused = false;
   std::atomic<int> asked{0};    // waiting, read between steps without the mutex
   std::atomic<int> copying{0};  // copy_state holding busy shared: exclusive() waits for them
+  std::atomic<pid_t> holder{0};  // the process whose thread holds busy exclusively (0: none)
+};
+
+// Whether busy is held by a thread of the process this one was forked from (the fork copied
+// the lock but not the thread that will release it): then nothing here can wait for it.
+template <class T>
+bool held_across_fork(const Model<T>& m) {
+  const pid_t holder = m.holder.load();
+  return holder != 0 && holder != getpid();
+}
+
+inline std::runtime_error forked_mid_call() {
+  return std::runtime_error("the model was being changed by another thread (training) "
+                            "when this process was forked: its parameters may be mid-step, and "
+                            "that thread does not exist here; fork before or after training, or "
+                            "load a saved copy in this process");
+}
+
+// The exclusive lock of the model, marking its process as the holder while it is held.
+template <class T>
+class ExclusiveLock {
+ public:
+  ExclusiveLock(Model<T>& m, std::unique_lock<std::shared_mutex> lock)
+      : m_(&m), lock_(std::move(lock)) {
+    m_->holder.store(getpid());
+  }
+  ExclusiveLock(ExclusiveLock&&) noexcept = default;
+  ~ExclusiveLock() {
+    if (lock_.owns_lock()) m_->holder.store(0);  // before the unlock
+  }
+
+ private:
+  Model<T>* m_;
+  std::unique_lock<std::shared_mutex> lock_;
 };
 
 // The model for a call that changes it; refused while another thread trains or predicts. A
 // copy_state holds the lock for a moment only: it is waited for, so that saving from another
 // thread between two epochs never makes the next epoch fail.
 template <class T>
-std::unique_lock<std::shared_mutex> exclusive(Model<T>& m) {
+ExclusiveLock<T> exclusive(Model<T>& m) {
   std::unique_lock<std::shared_mutex> lock(m.busy, std::defer_lock);
   for (;;) {
     const bool copy_running = m.copying.load() > 0;
-    if (lock.try_lock()) return lock;
+    if (lock.try_lock()) return ExclusiveLock<T>(m, std::move(lock));
+    if (held_across_fork(m)) throw forked_mid_call();
     if (!copy_running)
       throw std::runtime_error("the model is in use by another thread (training or predicting)");
     std::this_thread::yield();
@@ -80,9 +116,9 @@ std::unique_lock<std::shared_mutex> exclusive(Model<T>& m) {
 // (num_buffers) and counts (num_counts) as they are after a whole step: at once
 // when nothing changes the model; at the next step boundary of an epoch another thread runs
 // (it pauses there for the copy); after a single call another thread makes (train_step,
-// forward, an optimizer step). In the epoch's own thread (a signal handler, which the core runs
-// only before a step's update) the parameters are those of the last whole step already. Call it
-// without the GIL.
+// forward, an optimizer step); refused in a process forked while one of these ran. In the
+// epoch's own thread (a signal handler, which the core runs only before a step's update) the
+// parameters are those of the last whole step already. Call it without the GIL.
 template <class T>
 void copy_state(Model<T>& m, T* params, T* buffers, int64_t* counts) {
   auto copy = [&] {
@@ -102,6 +138,7 @@ void copy_state(Model<T>& m, T* params, T* buffers, int64_t* counts) {
     }
     m.copying.fetch_sub(1);  // after the lock is released: exclusive() waits until then
     if (copied) return;
+    if (held_across_fork(m)) throw forked_mid_call();  // no step boundary will come
     std::unique_lock<std::mutex> g(m.pause);
     if (m.epoch_thread == std::this_thread::get_id()) {
       copy();

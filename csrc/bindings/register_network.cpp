@@ -366,8 +366,10 @@ void register_model(py::module_& m, const char* name) {
            [](M& s, Array<T> x) {
              require_batch(s.net, x, nullptr, LossSpec{}, "infer");
              std::shared_lock<std::shared_mutex> lock(s.busy, std::try_to_lock);
-             if (!lock.owns_lock())
+             if (!lock.owns_lock()) {
+               if (held_across_fork(s)) throw forked_mid_call();
                throw std::runtime_error("the model is being trained by another thread");
+             }
              const int64_t N = x.shape(0);
              Array<T> out({N, s.net.out_features()});
              interruptible([&] { s.net.infer(out.mutable_data(), x.data(), N); });

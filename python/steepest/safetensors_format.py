@@ -47,8 +47,10 @@ def _safetensors() -> Any:
 def save(model: Any, path: Union[str, "os.PathLike[str]"]) -> None:
     """Writes model's state_dict and architecture to path as safetensors, atomically."""
     safetensors = _safetensors()
-    # between two steps, also while another thread trains; np.require keeps a count's shape () (ascontiguousarray would make it (1,))
-    arrays = {name: np.require(a, requirements="C") for name, a in model.state_dict(copy=True).items()}
+    # between two steps, also while another thread trains; np.require keeps a count's shape ()
+    # (ascontiguousarray would make it (1,))
+    arrays = {name: np.require(a, requirements="C")
+              for name, a in model.state_dict(copy=True).items()}
     header = {**model_header(model), "crc32": {n: zlib.crc32(a.data) for n, a in arrays.items()}}
     text = json.dumps(header)
     metadata = {"format": "pt",  # torch's keys and layout: what safetensors tools look for

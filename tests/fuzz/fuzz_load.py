@@ -5,14 +5,15 @@ Python), outside the test suite:
     python tests/fuzz/fuzz_load.py --seconds 600            # a 10-minute run
     python tests/fuzz/fuzz_load.py --seconds 60 --corpus fuzz-corpus   # keep the corpus
 
-The script writes a seed corpus (models of several architectures and dtypes, re-zipped with
-every compression zip offers, checkpoints with callback arrays), then mutates it: libFuzzer's
-byte-level mutations, and mutations of one zip member (the JSON header, a .npy header, the
-data) re-zipped with valid checksums, so that they reach past the zip's CRC checks. Every input
-goes through st.load and steepest.checkpoint.load under a 1 GiB address-space allowance; the
-only accepted outcomes are a model (which must then predict), a restored checkpoint, or a
-ValueError. Anything else - another exception, a MemoryError from a small file, a crash, a
-hang past 10 s - is a finding: libFuzzer stops and writes the input to the artifacts folder
+The script writes a seed corpus (models of several architectures and dtypes, with and without
+normalization buffers, re-zipped with every compression zip offers, checkpoints with callback
+arrays and buffers), then mutates it: libFuzzer's byte-level mutations, and mutations of one
+zip member (the JSON header, a .npy header, the data) re-zipped with valid checksums, so that
+they reach past the zip's CRC checks. Every input goes through st.load and
+steepest.checkpoint.load under a 1 GiB address-space allowance; the only accepted outcomes are
+a model (which must then predict, or refuse with RuntimeError when a Standardize / MinMaxScale
+layer has no statistics), a restored checkpoint, or a ValueError. Anything else - another
+exception, a MemoryError from a small file, a crash, a hang past 10 s - is a finding: libFuzzer stops and writes the input to the artifacts folder
 (--artifacts, default the current folder) as crash-<sha1>. Replay one with
 `python tests/fuzz/fuzz_load.py crash-<sha1>`. Exit status 0: no finding within the time.
 """
@@ -43,7 +44,8 @@ RUN_X, RUN_Y = RNG.normal(size=(24, 3)), RNG.integers(0, 2, 24)
 
 def run_parts():
     """(model, optimizer, callbacks, loss) of the checkpointed run, fresh."""
-    model = st.Sequential(st.Dense(3, 4), st.ReLU(), st.Dropout(0.25), st.Dense(4, 2), seed=1)
+    model = st.Sequential(st.Standardize(), st.Dense(3, 4), st.BatchNorm1d(4), st.ReLU(),
+                          st.Dropout(0.25), st.Dense(4, 2), seed=1)  # buffers and counts too
     opt = st.optim.Adam(model.parameters(), lr=0.01)
     callbacks = [st.schedules.StepLR(opt, step_size=1, gamma=0.5),
                  st.callbacks.EarlyStopping(monitor="loss", patience=9)]
@@ -77,7 +79,18 @@ def write_seeds(folder: str) -> int:
                       st.Softmax(), dtype="float64", seed=2),
         st.Sequential(st.Dense(3, 3), st.LeakyReLU(0.1), st.ELU(0.5), st.Dense(3, 1),
                       st.Sigmoid(), seed=3),
+        # normalization: buffers and counts beside the parameters, adapted or not
+        st.Sequential(st.Standardize(), st.Dense(3, 4), st.BatchNorm1d(4), st.ReLU(),
+                      st.LayerNorm(4), st.Dense(4, 2), seed=4).adapt(RUN_X),
+        st.Sequential(st.MinMaxScale(), st.Dense(3, 2),
+                      st.BatchNorm1d(2, affine=False, track_running_stats=False),
+                      st.LayerNorm(2, elementwise_affine=False), dtype="float64",
+                      seed=5).adapt(RUN_X),
+        st.Sequential(st.Standardize(), st.Dense(3, 2), seed=6),
     ]
+    normalized = models[4]
+    normalized.fit(RUN_X, RUN_Y, loss=st.losses.CrossEntropy(), epochs=1, batch_size=8,
+                   optimizer=st.optim.SGD(normalized.parameters(), lr=0.1), verbose=0)
     files = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, model in enumerate(models):
@@ -181,6 +194,13 @@ def mutate(data: bytes, max_size: int, seed: int) -> bytes:
 
 
 # -- the target -------------------------------------------------------------------------------
+def unadapted(model) -> bool:
+    """Whether a Standardize / MinMaxScale layer of model has learned no statistics."""
+    state = model.state_dict()
+    return any(isinstance(layer, (st.Standardize, st.MinMaxScale)) and state[f"{i}.count"] == 0
+               for i, layer in enumerate(model.layers))
+
+
 class Target:
     def __init__(self, folder: str):
         self.path = os.path.join(folder, "input.stp")
@@ -193,8 +213,16 @@ class Target:
         except ValueError:
             pass
         else:
-            out = model.predict(np.zeros((2, model.in_features), model.dtype))
-            assert out.shape == (2, model.out_features)
+            x = np.zeros((2, model.in_features), model.dtype)
+            if unadapted(model):  # a saved model may have no statistics yet: refused to run
+                try:
+                    model.predict(x)
+                except RuntimeError as e:
+                    assert "has not learned its statistics" in str(e), e
+                else:
+                    raise AssertionError("an unadapted model predicted")
+            else:
+                assert model.predict(x).shape == (2, model.out_features)
         model, opt, callbacks, loss = run_parts()
         run = run_fingerprint(model, opt, loss)
         try:
