@@ -599,6 +599,19 @@ def cpu_flags():
     return set()
 
 
+def print_header(cols):
+    """A Markdown table's header and rule."""
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join(" --- " for _ in cols) + "|")
+
+
+def step_batch(sizes, batch):
+    """The batch a train step of an MLP of these sizes is timed on: X (batch, in), labels."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
+    return X, rng.integers(0, sizes[-1], batch).astype(np.int64)
+
+
 def norm_steps(threads, repeat, budget):
     """The normalization rows: a train step of an MLP with BatchNorm1d or LayerNorm before
     every hidden ReLU, steepest vs PyTorch eager, each next to the same MLP without
@@ -608,14 +621,11 @@ def norm_steps(threads, repeat, budget):
           "library's step time with the normalization / without it (same rounds)\n")
     cols = ["model", "batch", "optimizer", "norm", "threads", "steepest", "PyTorch",
             "PyTorch / steepest", "steepest norm / plain", "PyTorch norm / plain"]
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "|".join(" --- " for _ in cols) + "|")
+    print_header(cols)
     for t in threads:
         set_threads(t)
         for sizes, batch, opt in NORM_CONFIGS:
-            rng = np.random.default_rng(0)
-            X = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
-            y = rng.integers(0, sizes[-1], batch).astype(np.int64)
+            X, y = step_batch(sizes, batch)
             for norm in NORMS:
                 fns = {"steepest": steepest_step(sizes, batch, opt, X, y, norm),
                        "steepest plain": steepest_step(sizes, batch, opt, X, y)}
@@ -714,16 +724,13 @@ def main(argv=None):
 
     header = ["model", "batch", "optimizer", "threads"] + names + \
         [f"{n} / steepest" for n in names[1:]]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join(" --- " for _ in header) + "|")
+    print_header(header)
     results = {}
     gemm_rows = []
     for t in threads:
         set_threads(t)
         for sizes, batch, opt in configs:
-            rng = np.random.default_rng(0)
-            X = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
-            y = rng.integers(0, sizes[-1], batch).astype(np.int64)
+            X, y = step_batch(sizes, batch)
             fns = {n: STEPPERS[n](sizes, batch, opt, X, y) for n in names}
             fns["sgemm"] = gemm_only(sizes, batch, X)  # the step's products alone
             big = batch >= 1024
