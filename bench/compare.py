@@ -780,8 +780,7 @@ def main(argv=None):
               f"products (numpy matmul, same threads)\n")
         hdr = (["threads"] + names + [f"steepest / {n}" for n in names[1:]] +
                ["products alone (sgemm)"])
-        print("| " + " | ".join(hdr) + " |")
-        print("|" + "|".join(" --- " for _ in hdr) + "|")
+        print_header(hdr)
         for t in threads:
             set_threads(t)
             fns = fit_epochs(X, y, sizes, batch)
