@@ -123,8 +123,21 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError("`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {classes}.")
-        y = self._label_binarizer.transform(y).astype(bool)
-        return X, y
+        return X, self._one_hot(y)
+
+    def _one_hot(self, y):
+        """The binarizer's transform of y (every label of y is one of classes_ here): one
+        column for two classes, one per class otherwise, as bool. Single-label targets are
+        looked up in the sorted classes_ directly (the binarizer checks the target type twice
+        more and builds a sparse matrix: most of a short fit's set-up time)."""
+        binarizer, classes = self._label_binarizer, self.classes_
+        if binarizer.y_type_ in ("binary", "multiclass") and y.ndim == 1 and len(classes) > 1:
+            index = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
+            if np.array_equal(classes[index], y):
+                if len(classes) == 2:
+                    return (index == 1)[:, None]
+                return index[:, None] == np.arange(len(classes))
+        return binarizer.transform(y).astype(bool)
 
     def _class_weighted(self, Y, sample_weight, incremental):
         if self.class_weight is None:

@@ -259,7 +259,9 @@ class BaseMLP(Solvers, BaseEstimator):
 
     # -- pickling: the bytes of a steepest archive (steepest.sklearn.state) -----------------
     def __getstate__(self):
-        """Parameters and fitted state as JSON and plain arrays in a steepest archive."""
+        """Parameters and fitted state as JSON and plain arrays in a steepest archive; the
+        model as its file's bytes, the optimizer's state as its archive's (rebuilt over the
+        model when unpickled)."""
         return estimator_bytes(self)
 
     def __setstate__(self, state):
