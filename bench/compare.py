@@ -11,9 +11,12 @@ columns are skipped when they are not installed. torch.compile compiles the mode
 backward; the optimizer step runs eagerly); JAX runs the whole step (loss, gradients, update)
 under jax.jit. At N threads every thread of the process is pinned to the first N CPUs (JAX's
 thread pool cannot be resized once started), and each library is set to N threads. The end of
-the report prints the goals of the performance issue as met / not met.
+the report prints the goals of the performance issue as met / not met. A second table times
+MLPs with BatchNorm1d or LayerNorm before every hidden ReLU against PyTorch eager, each next to
+the same MLP without normalization (--norm only: just that table; --norm off: without it).
 
     python bench/compare.py                # full run (a few minutes)
+    python bench/compare.py --norm only    # the normalization rows alone
     python bench/compare.py --quick        # fewer rounds, smaller budget per timing
     python bench/compare.py --threads 1 --configs 0,1
 """
@@ -64,6 +67,14 @@ CONFIGS = [
     ((784, 256, 128, 10), 1, "adam"),
     ((784, 256, 128, 10), 64, "adam"),
 ]
+# the normalization rows: (sizes, batch, optimizer), each hidden layer Dense -> norm -> ReLU,
+# timed with BatchNorm1d and with LayerNorm, next to the same MLP without normalization
+NORM_CONFIGS = [
+    ((784, 128, 10), 32, "sgd"),
+    ((784, 256, 128, 10), 64, "adam"),
+    ((784, 512, 512, 10), 256, "adam"),
+]
+NORMS = ("batch", "layer")
 LR = {"sgd": 1e-3, "adam": 1e-3}
 MOMENTUM = 0.9
 
@@ -102,30 +113,39 @@ def set_threads(n):
 
 # -- the implementations: each builds a model and returns a step() (and an epoch()) ------------
 
-def steepest_step(sizes, batch, opt, X, y):
+def steepest_mlp(sizes, norm=None):
+    """Dense (-> BatchNorm1d / LayerNorm for norm "batch" / "layer") -> ReLU per hidden width,
+    then a Dense output layer."""
+    norm_layer = {"batch": st.BatchNorm1d, "layer": st.LayerNorm}.get(norm)
     layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [st.Dense(a, b), st.ReLU()]
-    model = st.Sequential(*layers[:-1], seed=0)
+    for a, b in zip(sizes[:-2], sizes[1:-1]):
+        layers += [st.Dense(a, b)] + ([norm_layer(b)] if norm_layer else []) + [st.ReLU()]
+    return st.Sequential(*layers, st.Dense(sizes[-2], sizes[-1]), seed=0)
+
+
+def steepest_step(sizes, batch, opt, X, y, norm=None):
+    model = steepest_mlp(sizes, norm)
     loss = st.losses.CrossEntropy()
     o = (st.optim.SGD(model.parameters(), lr=LR[opt], momentum=MOMENTUM) if opt == "sgd"
          else st.optim.Adam(model.parameters(), lr=LR[opt]))
     return lambda: model.train_step(X, y, loss, o)
 
 
-def torch_model(sizes, opt):
+def torch_model(sizes, opt, norm=None):
     torch.manual_seed(0)
+    norm_layer = {"batch": torch.nn.BatchNorm1d, "layer": torch.nn.LayerNorm}.get(norm)
     layers = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers[:-1])
+    for a, b in zip(sizes[:-2], sizes[1:-1]):
+        layers += [torch.nn.Linear(a, b)] + ([norm_layer(b)] if norm_layer else []) + \
+            [torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(sizes[-2], sizes[-1]))
     o = (torch.optim.SGD(model.parameters(), lr=LR[opt], momentum=MOMENTUM) if opt == "sgd"
          else torch.optim.Adam(model.parameters(), lr=LR[opt]))
     return model, o
 
 
-def torch_step(sizes, batch, opt, X, y):
-    model, o = torch_model(sizes, opt)
+def torch_step(sizes, batch, opt, X, y, norm=None):
+    model, o = torch_model(sizes, opt, norm)
     ce = torch.nn.CrossEntropyLoss()
     tX, ty = torch.from_numpy(X), torch.from_numpy(y)
 
@@ -579,6 +599,51 @@ def cpu_flags():
     return set()
 
 
+def print_header(cols):
+    """A Markdown table's header and rule."""
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "|".join(" --- " for _ in cols) + "|")
+
+
+def step_batch(sizes, batch):
+    """The batch a train step of an MLP of these sizes is timed on: X (batch, in), labels."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
+    return X, rng.integers(0, sizes[-1], batch).astype(np.int64)
+
+
+def norm_steps(threads, repeat, budget):
+    """The normalization rows: a train step of an MLP with BatchNorm1d or LayerNorm before
+    every hidden ReLU, steepest vs PyTorch eager, each next to the same MLP without
+    normalization in the same rounds (the cost of normalization in each library)."""
+    print("\nTrain step with normalization (Dense -> BatchNorm1d / LayerNorm -> ReLU per hidden "
+          "layer, training mode), steepest vs PyTorch eager; the last two columns: each "
+          "library's step time with the normalization / without it (same rounds)\n")
+    cols = ["model", "batch", "optimizer", "norm", "threads", "steepest", "PyTorch",
+            "PyTorch / steepest", "steepest norm / plain", "PyTorch norm / plain"]
+    print_header(cols)
+    for t in threads:
+        set_threads(t)
+        for sizes, batch, opt in NORM_CONFIGS:
+            X, y = step_batch(sizes, batch)
+            for norm in NORMS:
+                fns = {"steepest": steepest_step(sizes, batch, opt, X, y, norm),
+                       "steepest plain": steepest_step(sizes, batch, opt, X, y)}
+                if torch is not None:
+                    fns["PyTorch"] = torch_step(sizes, batch, opt, X, y, norm)
+                    fns["PyTorch plain"] = torch_step(sizes, batch, opt, X, y)
+                r = side_by_side(fns, repeat, budget)
+                theirs = "PyTorch" in fns
+                row = ["-".join(map(str, sizes)), str(batch),
+                       "SGD momentum" if opt == "sgd" else "Adam",
+                       "BatchNorm1d" if norm == "batch" else "LayerNorm", str(t),
+                       fmt_time(r["steepest"]), fmt_time(r["PyTorch"]) if theirs else "-",
+                       fmt_ratio(r.ratio("PyTorch")) if theirs else "-",
+                       f"{r.ratio('steepest', ours='steepest plain'):.2f}",
+                       f"{r.ratio('PyTorch', ours='PyTorch plain'):.2f}" if theirs else "-"]
+                print("| " + " | ".join(row) + " |", flush=True)
+
+
 def print_goals(results, epochs, gemm_rows):
     """The goals of the performance issue, each as met / not met with the measured ratios
     (peer time / steepest time; the worst case named)."""
@@ -633,6 +698,9 @@ def main(argv=None):
     ap.add_argument("--only", default=None,
                     help="comma-separated subset of steepest,PyTorch,torch.compile,JAX,sklearn,numpy")
     ap.add_argument("--no-epoch", action="store_true", help="skip the fit epoch")
+    ap.add_argument("--norm", choices=("on", "off", "only"), default="on",
+                    help="the train steps with BatchNorm1d / LayerNorm vs PyTorch: on (after "
+                         "the step table, the default), off, or only them")
     ap.add_argument("--epoch-copies", type=int, default=4,
                     help="copies of the 1797 digits in the epoch's data set (default 4)")
     args = ap.parse_args(argv)
@@ -650,18 +718,19 @@ def main(argv=None):
           f"round; float32. Ratio: the median over rounds of other's time / steepest's time "
           f"in the same round (higher: steepest faster).\n")
 
+    if args.norm == "only":
+        norm_steps(threads, repeat, budget)
+        return
+
     header = ["model", "batch", "optimizer", "threads"] + names + \
         [f"{n} / steepest" for n in names[1:]]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join(" --- " for _ in header) + "|")
+    print_header(header)
     results = {}
     gemm_rows = []
     for t in threads:
         set_threads(t)
         for sizes, batch, opt in configs:
-            rng = np.random.default_rng(0)
-            X = rng.standard_normal((batch, sizes[0]), dtype=np.float32)
-            y = rng.integers(0, sizes[-1], batch).astype(np.int64)
+            X, y = step_batch(sizes, batch)
             fns = {n: STEPPERS[n](sizes, batch, opt, X, y) for n in names}
             fns["sgemm"] = gemm_only(sizes, batch, X)  # the step's products alone
             big = batch >= 1024
@@ -675,6 +744,9 @@ def main(argv=None):
             f = step_flops(sizes, batch)
             gemm_rows.append((label, batch, t, f / r["steepest"] / 1e9, f / r["sgemm"] / 1e9,
                               r.ratio("sgemm")))
+
+    if args.norm == "on":
+        norm_steps(threads, repeat, budget)
 
     if len(threads) > 1:
         t1, t2 = threads[0], threads[1]
@@ -708,8 +780,7 @@ def main(argv=None):
               f"products (numpy matmul, same threads)\n")
         hdr = (["threads"] + names + [f"steepest / {n}" for n in names[1:]] +
                ["products alone (sgemm)"])
-        print("| " + " | ".join(hdr) + " |")
-        print("|" + "|".join(" --- " for _ in hdr) + "|")
+        print_header(hdr)
         for t in threads:
             set_threads(t)
             fns = fit_epochs(X, y, sizes, batch)

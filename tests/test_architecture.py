@@ -38,8 +38,10 @@ LEVELS = {
     # 5. the model: Sequential (model) inherits its parts (state, training, inference)
     "model_state": 4.5, "model_training": 4.5, "model_inference": 4.5,
     "model": 5,
-    # 6. what the command line and the experiments share; the scikit-learn estimators
-    "datasets": 6, "presets": 6, "sklearn": 6,
+    # 6. what the command line and the experiments share; the scikit-learn estimators (the
+    # package: the two estimators on their shared base, its solvers and pickled state)
+    "datasets": 6, "presets": 6,
+    "sklearn.solvers": 5.7, "sklearn.state": 5.7, "sklearn.common": 5.8, "sklearn": 6,
     # 7. the studies, their report, the command line
     "experiments.common": 7,
     "experiments.batch": 7.2, "experiments.learning_rates": 7.2, "experiments.depth": 7.2,

@@ -49,9 +49,17 @@ def test_quick_report_numbers_make_sense(quick_report):
     _, r = quick_report
     lr = {(x["optimizer"], x["lr"]): x["status"] for x in r["learning_rate"]["runs"]}
     assert lr[("sgd", 10.0)] == "diverged" and lr[("sgd", 0.1)] == "ok"  # recorded, not raised
-    deep = [x for x in r["depth"]["runs"] if x["activation"] == "sigmoid" and x["depth"] == 8]
+    deep = [x for x in r["depth"]["runs"] if x["activation"] == "sigmoid" and x["depth"] == 8
+            and x["norm"] is None]
     assert all(x["init_grad_norm"][0] < 1e-3 * x["init_grad_norm"][-1] for x in deep)
     assert all(x["vanishing"] for x in deep)
+    # BatchNorm between every Dense layer and its sigmoid keeps the first layer's gradient
+    # within a factor 10 of the last one's, and that net learns
+    normalized = [x for x in r["depth"]["runs"] if x["net"] == "sigmoid (torch_default) + "
+                  "BatchNorm" and x["depth"] == 8]
+    assert len(normalized) == 2
+    assert all(x["init_grad_norm"][0] > 0.1 * x["init_grad_norm"][-1] for x in normalized)
+    assert all(not x["vanishing"] and x["test_metric"] > 0.5 for x in normalized)
     bp = r["backprop"]["runs"]
     assert all(x["norm_rel_error"] < 1e-6 for x in bp)
     big = max(bp, key=lambda x: x["params"])
@@ -59,6 +67,47 @@ def test_quick_report_numbers_make_sense(quick_report):
     modes = {x["mode"]: x for x in r["batch"]["runs"]}
     assert modes["batch"]["updates_per_epoch"] == 1
     assert modes["stochastic (1)"]["updates_per_epoch"] == len(ex.prepare("digits")["X_train"])
+
+
+def test_quick_report_has_the_normalization_rows(quick_report):
+    out, _ = quick_report
+    text = (out / "report.md").read_text(encoding="utf-8")
+    for act in ("sigmoid", "relu"):
+        for norm in ("BatchNorm", "LayerNorm"):
+            assert f"| {act} (torch_default) + {norm} |" in text
+            assert f"| {act} | {norm} |" in text  # the normalization table
+        assert f"| {act} | none |" in text
+
+
+def test_build_mlp_puts_the_normalization_before_each_hidden_activation():
+    from steepest.presets import build_mlp
+
+    model = build_mlp(5, [8, 6], 3, "sigmoid", dropout=0.1, norm="batch")
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Dense", "BatchNorm1d", "Sigmoid", "Dropout", "Dense", "BatchNorm1d", "Sigmoid",
+        "Dropout", "Dense"]
+    assert [layer.num_features for layer in model.layers[1::4]] == [8, 6]
+    model = build_mlp(5, [8], 3, "relu", norm="layer")
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "LayerNorm", "ReLU",
+                                                                 "Dense"]
+
+
+def test_layer_grad_norms_in_training_mode_leaves_the_running_statistics():
+    """training=True measures the gradient of a training step (BatchNorm on the rows' own
+    statistics: not the eval-mode one) on a copy: the model's buffers stay as they were."""
+    X, y = _toy()
+    model = st.Sequential(st.Dense(16, 32), st.BatchNorm1d(32), st.Sigmoid(), st.Dense(32, 4),
+                          seed=0)
+    buffers = model.flat_buffers().copy()
+    loss = st.losses.CrossEntropy()
+    eval_mode = diag.layer_grad_norms(model, X, y, loss)  # all 256 rows
+    train_mode = diag.layer_grad_norms(model, X, y, loss, training=True)
+    np.testing.assert_array_equal(model.flat_buffers(), buffers)
+    model.zero_grad()
+    loss.forward(model.forward(X, training=True), y)
+    model.backward(loss.backward())
+    assert train_mode == pytest.approx(model.grad_norms(), rel=1e-6)
+    assert eval_mode != pytest.approx(train_mode, rel=1e-3)
 
 
 def test_cli_experiments_subcommand(tmp_path):

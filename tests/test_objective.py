@@ -135,8 +135,14 @@ def test_train_epoch_in_a_given_order(rng):
     a.train_epoch(*a.check_data(X, y, loss), loss, oa, 8, order=order)
     b.train_epoch(*b.check_data(X[order], y[order], loss), loss, ob, 8, shuffle=False)
     np.testing.assert_array_equal(a.flat_params(), b.flat_params())
-    with pytest.raises(ValueError, match="order must be a permutation of the rows"):
-        a.train_epoch(*a.check_data(X, y, loss), loss, oa, 8, order=np.zeros(30, np.int64))
+    swapped = order.copy()
+    swapped[0] = 30  # bad orders: out of range, negative, a row twice, floats, a row short
+    swapped_negative = order.copy()
+    swapped_negative[0] = -1
+    for bad in (swapped, swapped_negative, np.zeros(30, np.int64), order.astype(float),
+                order[:-1]):
+        with pytest.raises(ValueError, match="order must be a permutation of the rows"):
+            a.train_epoch(*a.check_data(X, y, loss), loss, oa, 8, order=bad)
 
 
 @pytest.mark.parametrize("bad, error, match", [

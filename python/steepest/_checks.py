@@ -107,13 +107,19 @@ def labels(y, name: str, n_samples: int, n_classes: int, dtype: np.dtype,
                          f"probabilities of shape (samples, {n_classes}), got shape {y.shape}"
                          f" of dtype {y.dtype}")
     if y.dtype.kind == "f":  # integral floats convert; others cannot
-        if not np.isfinite(y).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        if not np.array_equal(y, np.round(y)):
-            raise TypeError(f"{name} must hold integer class labels, got non-integral floats")
+        integral_floats(y, name)
     elif y.dtype.kind not in "iuf":
         raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
     return _targets(y, name, n_samples, n_classes, dtype, loss_spec, np.int64)
+
+
+def integral_floats(y: np.ndarray, name: str) -> None:
+    """Class labels of a float dtype must be finite integers (ValueError for NaN or infinity,
+    TypeError for fractions)."""
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    if not np.array_equal(y, np.round(y)):
+        raise TypeError(f"{name} must hold integer class labels, got non-integral floats")
 
 
 def values(y, name: str, n_samples: int, n_outputs: int, dtype: np.dtype,

@@ -272,10 +272,13 @@ def _pct(v):
     return "" if v is None else f"{100 * v:.1f}%"
 
 
-def layer_grad_norms(model, X, y, loss, max_rows: int = 256, seed: int = 0) -> list:
+def layer_grad_norms(model, X, y, loss, max_rows: int = 256, seed: int = 0,
+                     training: bool = False) -> list:
     """Per Dense layer, the norm of d(loss)/d(W, b) on at most max_rows rows of (X, y), as
     fit's "grad_norm" measures it; computed by one forward/backward pass on a copy of the
-    model (dropout off), so the model's own gradients are untouched."""
+    model, so the model's own gradients (and BatchNorm's running statistics) are untouched.
+    Eval mode (dropout off, BatchNorm on its running statistics), or with training the pass of
+    a training step (BatchNorm on the rows' own statistics, dropout on)."""
     Xs = _sample(model, X, max_rows, seed)
     rows = _rows(len(X), max_rows, seed)
     if rows is not None:
@@ -283,7 +286,7 @@ def layer_grad_norms(model, X, y, loss, max_rows: int = 256, seed: int = 0) -> l
     probe = type(model)(*model.layers, dtype=model.dtype.name, seed=model.seed,
                         in_features=model.in_features)
     probe.load_state_dict(model.state_dict())
-    backprop_gradient(probe, loss, *probe.check_data(Xs, y, loss))
+    backprop_gradient(probe, loss, *probe.check_data(Xs, y, loss), training=training)
     return grad_norms(probe)
 
 

@@ -12,6 +12,8 @@ import numbers
 
 import numpy as np
 
+from . import _checks
+
 _PREVIEW = 5  # labels shown in an error message
 
 
@@ -35,10 +37,7 @@ def label_array(y, name: str) -> np.ndarray:
             raise TypeError(f"{name} must hold labels of one type (numbers, booleans or "
                             f"strings), got {', '.join(kinds)}")
     if y.dtype.kind == "f":
-        if not np.isfinite(y).all():
-            raise ValueError(f"{name} contains NaN or infinity")
-        if not np.array_equal(y, np.round(y)):
-            raise TypeError(f"{name} must hold integer class labels, got non-integral floats")
+        _checks.integral_floats(y, name)
     elif y.dtype.kind not in "biuU":
         raise TypeError(f"{name} must hold class labels (numbers, booleans or strings), got "
                         f"dtype {y.dtype}")
@@ -86,3 +85,35 @@ def preview(values: np.ndarray) -> str:
     """The first few labels, for error messages."""
     shown = ", ".join(repr(v.item()) for v in values[:_PREVIEW])
     return f"[{shown}{', ...' if values.size > _PREVIEW else ''}]"
+
+
+def class_weighted(class_weight, classes: np.ndarray, n_classes: int, sample_weight=None, *,
+                   count_weights: bool = True) -> np.ndarray:
+    """Each row's weight (N,), float64: its sample weight (1 when sample_weight is None) times
+    its class's weight under class_weight, as scikit-learn means it: "balanced" weighs class c
+    by n / (k count(c)), over the n rows counted and the k classes present (with
+    count_weights, n and count(c) add up sample weights instead of rows); {class index:
+    weight} gives those classes theirs, the others weigh 1. classes (N,): each row's class
+    index in [0, n_classes), or -1 for a row no class weight applies to (it weighs 1: the
+    rows of CrossEntropy's ignore_index)."""
+    counted = classes >= 0
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        by = None if sample_weight is None or not count_weights else sample_weight[counted]
+        counts = np.bincount(classes[counted], minlength=n_classes, weights=by)
+        present = counts > 0
+        table = np.ones(n_classes)
+        table[present] = counts.sum() / (present.sum() * counts[present])
+    elif isinstance(class_weight, dict):
+        table = np.ones(n_classes)
+        for key, value in class_weight.items():
+            if isinstance(key, bool) or not isinstance(key, numbers.Integral) or \
+                    not 0 <= key < n_classes:
+                raise ValueError(f"class_weight has the key {key!r}: keys must be class "
+                                 f"indices in [0, {n_classes - 1}]")
+            table[int(key)] = _checks.real(value, f"class_weight[{key!r}]", low=0.0)
+    else:
+        raise ValueError(f"class_weight must be None, 'balanced' or a dict "
+                         f"{{class: weight}}, got {class_weight!r}")
+    per_row = np.where(counted, table[np.where(counted, classes, 0)], 1.0)
+    return np.ascontiguousarray(per_row if sample_weight is None else sample_weight * per_row,
+                                dtype=np.float64)

@@ -207,8 +207,8 @@ class ModelTraining:
         penalty."""
         if order is not None:
             order = np.asarray(order)
-            if (order.dtype != np.int64 or order.shape != (len(X),) or
-                    not np.array_equal(np.sort(order), np.arange(len(X)))):
+            if (order.dtype != np.int64 or order.shape != (len(X),) or (len(X) and (
+                    order.min() < 0 or order.max() >= len(X) or not (np.bincount(order, minlength=len(X)) == 1).all()))):
                 raise ValueError("order must be a permutation of the rows (int64)")
             order = np.ascontiguousarray(order)
         self._last = None  # backward() needs a new forward() after training

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import optim
-from .layers import ACTIVATIONS, Dense, Dropout, Standardize
+from .layers import ACTIVATIONS, BatchNorm1d, Dense, Dropout, LayerNorm, Standardize
 from .model import Sequential
 
 # recipe name -> optimizer of params with learning rate lr and weight decay wd
@@ -28,15 +28,23 @@ DEFAULT_LRS = {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, "adam": 1e-3, "a
                "rmsprop": 1e-3, "adagrad": 1e-2}
 
 
+# normalization name -> the layer of a hidden width that build_mlp puts after each hidden Dense
+NORMALIZATIONS = {"batch": BatchNorm1d, "layer": LayerNorm}
+
+
 def build_mlp(n_in, hidden, n_out, activation="relu", dropout=0.0, dtype="float32", seed=0,
-              init="torch_default", standardize=False) -> Sequential:
-    """An MLP: Dense -> activation (-> Dropout) per hidden width, then a Dense output layer;
-    standardize: a Standardize layer first (fit adapts it on its training data), so that the
-    model takes raw features."""
+              init="torch_default", standardize=False, norm=None) -> Sequential:
+    """An MLP: Dense (-> normalization) -> activation (-> Dropout) per hidden width, then a
+    Dense output layer; norm: None, "batch" (BatchNorm1d) or "layer" (LayerNorm) before each
+    hidden activation, as in the BatchNorm paper; standardize: a Standardize layer first (fit
+    adapts it on its training data), so that the model takes raw features."""
     act = ACTIVATIONS[activation]
     layers, width = [Standardize()] if standardize else [], n_in
     for h in hidden:
-        layers += [Dense(width, h, init=init), act()]
+        layers.append(Dense(width, h, init=init))
+        if norm is not None:
+            layers.append(NORMALIZATIONS[norm](h))
+        layers.append(act())
         if dropout > 0:
             layers.append(Dropout(dropout))
         width = h

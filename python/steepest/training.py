@@ -8,7 +8,6 @@ EpochIterator from the model. The model is an argument, never imported; the loop
 """
 from __future__ import annotations
 
-import numbers
 import os
 import time
 
@@ -20,6 +19,7 @@ from .callbacks import Callback, ConsoleLogger
 from .diagnostics import Diagnostics
 from .distributed import group_of, params_digest
 from .errors import TrainingDiverged, check_step
+from .labels import class_weighted
 from .data import Shards
 from .losses import BinaryCrossEntropy, CrossEntropy, check_loss
 from .optim import check_optimizer, clip_threshold
@@ -164,33 +164,14 @@ def split_validation(X, y, w, fraction):
 
 def row_weights(loss, y, n_outputs, sample_weight, class_weight):
     """fit's weight of each row (N,) in float64, or None for all 1: sample_weight times the
-    weight of the row's class under class_weight ("balanced" or {class: weight},
-    scikit-learn's meaning; classes are output indices, or the model's labels through
-    check_data's encoding)."""
+    weight of the row's class under class_weight ("balanced", counting sample weights, or
+    {class: weight}: see steepest.labels.class_weighted; classes are output indices, or the
+    model's labels through check_data's encoding)."""
     w = _checks.sample_weight(sample_weight, "sample_weight", len(y))
     if class_weight is None:
         return w
     classes, n_classes = row_classes(loss, y, n_outputs)
-    counted = classes >= 0  # not ignore_index
-    if isinstance(class_weight, str) and class_weight == "balanced":
-        counts = np.bincount(classes[counted], minlength=n_classes,
-                             weights=None if w is None else w[counted])
-        present = counts > 0
-        table = np.ones(n_classes)
-        table[present] = counts.sum() / (present.sum() * counts[present])
-    elif isinstance(class_weight, dict):
-        table = np.ones(n_classes)
-        for key, value in class_weight.items():
-            if isinstance(key, bool) or not isinstance(key, numbers.Integral) or \
-                    not 0 <= key < n_classes:
-                raise ValueError(f"class_weight has the key {key!r}: keys must be class "
-                                 f"indices in [0, {n_classes - 1}]")
-            table[int(key)] = _checks.real(value, f"class_weight[{key!r}]", low=0.0)
-    else:
-        raise ValueError(f"class_weight must be None, 'balanced' or a dict "
-                         f"{{class: weight}}, got {class_weight!r}")
-    per_row = np.where(counted, table[np.where(counted, classes, 0)], 1.0)
-    return np.ascontiguousarray(per_row if w is None else w * per_row, dtype=np.float64)
+    return class_weighted(class_weight, classes, n_classes, w)
 
 
 def row_classes(loss, y, n_outputs):

@@ -149,6 +149,68 @@ inline LossResult regression(const std::vector<double>& out, const std::vector<d
   return r;
 }
 
+// d f / d x by central differences in double: the gradient of the option-laden losses below,
+// derived independently of the kernels' closed forms.
+template <class F>
+std::vector<double> numeric_gradient(const F& f, std::vector<double> x, double h = 1e-6) {
+  std::vector<double> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double xi = x[i];
+    x[i] = xi + h;
+    const double up = f(x);
+    x[i] = xi - h;
+    const double down = f(x);
+    x[i] = xi;
+    g[i] = (up - down) / (2 * h);
+  }
+  return g;
+}
+
+// CrossEntropy with torch's options, as torch.nn.functional.cross_entropy defines it, of logits
+// out (B, C) against class indices labels (B) or, when labels is empty, class probabilities
+// probs (B, C): each counted row r loses -sum_c w_c q_c log softmax(out_r)_c, q = (1 - eps)
+// target + eps / C, w the class weights (empty: all 1). Rows labelled ignore_index count for
+// nothing. The mean divides by sum_r w[y_r] over the counted rows with labels, by B with
+// probabilities; 0 when nothing counts.
+inline double cross_entropy_with_options(const std::vector<double>& out,
+                                         const std::vector<int64_t>& labels,
+                                         const std::vector<double>& probs, int64_t B, int64_t C,
+                                         double eps, const std::vector<double>& w,
+                                         int64_t ignore_index) {
+  const std::vector<double> p = softmax(out, B, C);
+  auto weight = [&](int64_t c) { return w.empty() ? 1.0 : w[size_t(c)]; };
+  double total = 0, norm = 0;
+  for (int64_t r = 0; r < B; ++r) {
+    if (!labels.empty() && labels[size_t(r)] == ignore_index) continue;
+    norm += labels.empty() ? 1.0 : weight(labels[size_t(r)]);
+    for (int64_t c = 0; c < C; ++c) {
+      const double target = labels.empty() ? probs[size_t(r * C + c)]
+                                           : double(c == labels[size_t(r)]);
+      const double q = (1 - eps) * target + eps / double(C);
+      total -= weight(c) * q * std::log(p[size_t(r * C + c)]);
+    }
+  }
+  return norm > 0 ? total / norm : 0.0;
+}
+
+// BinaryCrossEntropy on logits out (B, C) with torch's per-output weight and pos_weight (empty:
+// all 1), as nn.BCEWithLogitsLoss defines it: the mean over all B C entries of
+// -weight_c (pos_weight_c t log sigmoid(o) + (1 - t) log(1 - sigmoid(o))).
+inline double binary_cross_entropy_with_options(const std::vector<double>& out,
+                                                const std::vector<double>& target, int64_t C,
+                                                const std::vector<double>& weight,
+                                                const std::vector<double>& pos_weight) {
+  double total = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const size_t c = i % size_t(C);
+    const double s = sigmoid(out[i]), t = target[i];
+    const double pw = pos_weight.empty() ? 1.0 : pos_weight[c];
+    const double w = weight.empty() ? 1.0 : weight[c];
+    total -= w * (pw * t * std::log(s) + (1 - t) * std::log(1 - s));
+  }
+  return total / double(out.size());
+}
+
 // The state of one optimizer over n parameters, and one update of p from g in T, as torch.optim
 // computes it (step counts from 1).
 template <class T>

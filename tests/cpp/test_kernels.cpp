@@ -1,7 +1,9 @@
 // The kernels against the naive references: products (every transpose, batch 1, tiled sizes),
 // the dense layer with its fused epilogues, activations, softmax, dropout, losses, reductions.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 
 #include "check.hpp"
 #include "reference.hpp"
@@ -315,6 +317,110 @@ void check_losses() {
 TEST(losses_match_reference) {
   check_losses<float>();
   check_losses<double>();
+}
+
+namespace {
+
+// The kernel's value and gradient of `spec` against the naive reference `value_of` (a function of
+// the logits in double): value, and the gradient against central differences of it.
+template <class T, class Kernel, class Reference>
+void check_loss_option(const std::vector<T>& out, const Kernel& kernel, const Reference& value_of,
+                       const std::string& what) {
+  const double tol = tolerance<T>() * 10, fd_tol = std::max(tol, 1e-7);
+  const std::vector<double> out_d(out.begin(), out.end());
+  std::vector<T> d(out.size());
+  const double value = kernel(d.data());
+  const double want = value_of(out_d);
+  if (!(std::fabs(value - want) <= tol * (1 + std::fabs(want))))
+    test::fail(__FILE__, __LINE__, what + ": value " + std::to_string(value) + ", reference " +
+                                       std::to_string(want));
+  CHECK_CLOSE(d, ref::numeric_gradient(value_of, out_d), fd_tol, fd_tol, what + ": gradient");
+  CHECK(kernel(static_cast<T*>(nullptr)) == value);  // the value alone, the same bits
+}
+
+// CrossEntropy's class weights, ignore_index (the default -100 and a class index) and class-
+// probability targets, each alone and together with label smoothing; a batch with every row
+// ignored has loss 0 and no gradient.
+template <class T>
+void check_cross_entropy_options() {
+  const int64_t B = 11, C = 5;
+  const auto logits = ref::randn<T>(size_t(B * C), 21, 3.0);
+  const std::vector<double> class_weight = {0.5, 2.0, 1.0, 0.25, 3.0};
+  const std::vector<double> probs = ref::softmax(ref::randn<double>(size_t(B * C), 22, 2.0), B, C);
+  const std::vector<T> probs_t(probs.begin(), probs.end());
+  std::vector<int64_t> labels(static_cast<size_t>(B));
+  for (int64_t r = 0; r < B; ++r) labels[size_t(r)] = (r * 3) % C;
+  for (double eps : {0.0, 0.2})
+    for (bool weighted : {false, true})
+      for (int64_t ignore_index : {int64_t(-100), int64_t(1)})  // 1: a class index ignored
+        for (int targets = 0; targets < 3; ++targets) {  // labels, some ignored, probabilities
+          std::vector<int64_t> some_ignored = labels;
+          some_ignored[0] = some_ignored[5] = some_ignored[9] = ignore_index;
+          LossSpec spec(LossKind::CrossEntropy);
+          spec.label_smoothing = eps;
+          spec.ignore_index = ignore_index;
+          if (weighted) spec.weight = class_weight;
+          const std::vector<int64_t> none, &lab = targets == 0 ? labels
+                                                  : targets == 1 ? some_ignored : none;
+          const std::string what = "cross_entropy_loss, eps " + std::to_string(eps) +
+                                   (weighted ? ", class weights" : "") + ", ignore_index " +
+                                   std::to_string(ignore_index) + ", targets " +
+                                   std::to_string(targets);
+          check_loss_option(
+              logits,
+              [&](T* d) {
+                return cross_entropy_loss(d, logits.data(), lab.empty() ? nullptr : lab.data(),
+                                          lab.empty() ? probs_t.data() : nullptr, B, C, spec);
+              },
+              [&](const std::vector<double>& o) {
+                return ref::cross_entropy_with_options(o, lab, probs, B, C, eps, spec.weight,
+                                                       ignore_index);
+              },
+              what);
+        }
+  LossSpec spec(LossKind::CrossEntropy);
+  spec.weight = class_weight;
+  const std::vector<int64_t> all_ignored(size_t(B), spec.ignore_index);
+  std::vector<T> d(size_t(B * C), T(1));
+  CHECK(cross_entropy_loss(d.data(), logits.data(), all_ignored.data(),
+                           static_cast<const T*>(nullptr), B, C, spec) == 0.0);
+  CHECK(d == std::vector<T>(size_t(B * C), T(0)));
+}
+
+// BinaryCrossEntropy's per-output weight and pos_weight, alone and together.
+template <class T>
+void check_binary_cross_entropy_options() {
+  const int64_t B = 9, C = 5;
+  const auto out = ref::randn<T>(size_t(B * C), 31, 3.0);
+  std::vector<double> target = ref::randn<double>(size_t(B * C), 32);
+  for (double& t : target) t = ref::sigmoid(2 * t);
+  const std::vector<T> target_t(target.begin(), target.end());
+  const std::vector<double> weight = {0.5, 2.0, 1.0, 0.25, 3.0}, pos_weight = {3.0, 0.5, 1.0,
+                                                                               10.0, 0.1};
+  for (int options = 1; options < 4; ++options) {  // bit 0: weight, bit 1: pos_weight
+    LossSpec spec(LossKind::BinaryCrossEntropy);
+    if (options & 1) spec.weight = weight;
+    if (options & 2) spec.pos_weight = pos_weight;
+    check_loss_option(
+        out, [&](T* d) { return regression_loss(d, out.data(), target_t.data(), B, C, spec); },
+        [&](const std::vector<double>& o) {
+          return ref::binary_cross_entropy_with_options(o, target, C, spec.weight,
+                                                        spec.pos_weight);
+        },
+        "binary cross entropy, options " + std::to_string(options));
+  }
+}
+
+}  // namespace
+
+TEST(cross_entropy_options_match_reference) {
+  check_cross_entropy_options<float>();
+  check_cross_entropy_options<double>();
+}
+
+TEST(binary_cross_entropy_options_match_reference) {
+  check_binary_cross_entropy_options<float>();
+  check_binary_cross_entropy_options<double>();
 }
 
 namespace {

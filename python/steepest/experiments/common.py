@@ -104,10 +104,11 @@ def describe(data) -> str:
 
 # -- one training run ------------------------------------------------------------------------------
 def build(data, hidden=(64,), activation="relu", init="torch_default", dropout=0.0, seed=0,
-          dtype="float32"):
-    """The MLP of the studies: Dense -> activation (-> Dropout) per hidden width -> Dense."""
+          dtype="float32", norm=None):
+    """The MLP of the studies: Dense (-> BatchNorm1d / LayerNorm when norm is "batch" /
+    "layer") -> activation (-> Dropout) per hidden width -> Dense."""
     return build_mlp(data["X_train"].shape[1], list(hidden), n_outputs(data), activation,
-                     dropout, dtype, seed, init)
+                     dropout, dtype, seed, init, norm=norm)
 
 
 def optimizer(name, model, lr, weight_decay=0.0):
@@ -121,7 +122,7 @@ def seed_list(seeds) -> list:
 
 def train_run(data, *, hidden=(64,), activation="relu", init="torch_default", dropout=0.0,
               opt="sgd", lr=0.1, weight_decay=0.0, epochs=20, batch_size=64, seed=0,
-              diagnostics=False, train_loss=False, callbacks=()) -> dict:
+              diagnostics=False, train_loss=False, callbacks=(), norm=None) -> dict:
     """Trains one model and measures it. Never raises on divergence: a TrainingDiverged
     becomes status "diverged" with the epoch where it happened.
 
@@ -130,8 +131,9 @@ def train_run(data, *, hidden=(64,), activation="relu", init="torch_default", dr
     "test_metric" (accuracy or MSE at the end, dropout off), "history" (fit's, plus
     "train_loss_full" per epoch with train_loss=True), "problems" (diagnostics'
     vanishing/exploding findings with diagnostics=True), "init_grad_norm" (per Dense layer
-    on 256 training rows before training, with diagnostics=True)}."""
-    model = build(data, hidden, activation, init, dropout, seed)
+    on 256 training rows before training, with diagnostics=True; with BatchNorm on those
+    rows' statistics, as a training step normalizes)}. norm: see build()."""
+    model = build(data, hidden, activation, init, dropout, seed, norm=norm)
     optim = optimizer(opt, model, lr, weight_decay)
     loss = loss_for(data)
     cbs = list(callbacks)
@@ -139,7 +141,7 @@ def train_run(data, *, hidden=(64,), activation="relu", init="torch_default", dr
     result = {"status": "ok", "diverged_epoch": None}
     if diagnostics:
         result["init_grad_norm"] = layer_grad_norms(model, data["X_train"], data["y_train"],
-                                                    loss)
+                                                    loss, training=norm == "batch")
         result["init_activations"] = [  # the forward signal: std of each activation's output
             st["std"] for st in activation_stats(model, data["X_train"][:256])]
         diag = Diagnostics(data["X_train"], warn=False)

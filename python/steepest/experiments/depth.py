@@ -1,4 +1,5 @@
-"""Study 3: depth x activation, where gradients vanish."""
+"""Study 3: depth x activation, where gradients vanish, and what BatchNorm and LayerNorm do
+to them."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,40 +15,57 @@ RECOMMENDED_INIT = {"relu": "he_normal", "gelu": "he_normal", "silu": "he_normal
                     "leaky_relu": "he_normal", "elu": "he_normal", "sigmoid": "glorot_uniform",
                     "tanh": "glorot_uniform", "softplus": "glorot_uniform"}
 STUDIED_ACTIVATIONS = ("sigmoid", "tanh", "relu", "gelu", "silu")  # the default
+NORM_NAMES = {"batch": "BatchNorm", "layer": "LayerNorm"}  # build_mlp's norm -> row label
+
+
+def _init_of(act, init_spec):
+    return RECOMMENDED_INIT[act] if init_spec == "recommended" else init_spec
+
+
+def _net_name(act, init, norm=None):
+    return f"{act} ({init})" + (f" + {NORM_NAMES[norm]}" if norm else "")
 
 
 def depth_activation(data, seeds=3, depths=(1, 2, 3, 4, 5, 6, 7, 8),
                      activations=STUDIED_ACTIVATIONS,
                      inits=("torch_default", "recommended"), width=64, epochs=15,
-                     batch_size=64, opt="sgd", lr=0.1, verbose=False) -> dict:
+                     batch_size=64, opt="sgd", lr=0.1, normalizations=("batch", "layer"),
+                     normalized_activations=("sigmoid", "relu"), verbose=False) -> dict:
     """Networks of 1..8 hidden layers of `width` units with each activation, trained with
     plain SGD (whose steps are proportional to the gradient, so a vanishing gradient shows).
     inits: initializer names, or "recommended" (He for ReLU/GELU/SiLU, Glorot for
-    sigmoid/tanh: RECOMMENDED_INIT). Per run: test metric, per-Dense-layer gradient norms at
-    initialization (256 training rows) and per epoch (fit's "grad_norm"), update-to-weight
+    sigmoid/tanh: RECOMMENDED_INIT). Then the normalized nets: each of normalized_activations
+    with the first of inits and each of normalizations ("batch": BatchNorm1d, "layer":
+    LayerNorm) between every hidden Dense layer and its activation. Per run: test metric,
+    per-Dense-layer gradient norms at initialization (256 training rows; BatchNorm on their
+    statistics, as in a training step) and per epoch (fit's "grad_norm"), update-to-weight
     ratios, dead/saturated units."""
+    plain = [(act, _init_of(act, spec), None) for spec in inits for act in activations]
+    normalized = [(act, _init_of(act, inits[0]), norm) for norm in normalizations
+                  for act in normalized_activations]
     runs, nets = [], []
-    for init_spec in inits:
-        for act in activations:
-            init = RECOMMENDED_INIT[act] if init_spec == "recommended" else init_spec
-            net = f"{act} ({init})"
-            nets.append(net)
-            for depth in depths:
-                for seed in seed_list(seeds):
-                    runs.append(_depth_run(data, act, init, net, depth, width, opt, lr, epochs,
-                                           batch_size, seed))
-            say(verbose, f"  {net}: done")
+    for act, init, norm in plain + normalized:
+        net = _net_name(act, init, norm)
+        nets.append(net)
+        for depth in depths:
+            for seed in seed_list(seeds):
+                runs.append(_depth_run(data, act, init, norm, net, depth, width, opt, lr,
+                                       epochs, batch_size, seed))
+        say(verbose, f"  {net}: done")
     return {"study": "depth", "data": describe(data), "metric": metric_name(data),
             "depths": list(depths), "activations": list(activations), "nets": nets,
-            "inits": list(inits), "width": width, "epochs": epochs, "batch_size": batch_size,
-            "optimizer": opt, "lr": lr, "runs": runs, "seeds": len(seed_list(seeds))}
+            "inits": list(inits), "normalizations": list(normalizations),
+            "normalized_activations": list(normalized_activations), "width": width,
+            "epochs": epochs, "batch_size": batch_size, "optimizer": opt, "lr": lr,
+            "runs": runs, "seeds": len(seed_list(seeds))}
 
 
-def _depth_run(data, act, init, net, depth, width, opt, lr, epochs, batch_size, seed):
+def _depth_run(data, act, init, norm, net, depth, width, opt, lr, epochs, batch_size, seed):
     r = train_run(data, hidden=(width,) * depth, activation=act, init=init, opt=opt, lr=lr,
-                  epochs=epochs, batch_size=batch_size, seed=seed, diagnostics=True)
+                  epochs=epochs, batch_size=batch_size, seed=seed, diagnostics=True, norm=norm)
     h = r["history"]
-    return {"net": net, "activation": act, "init": init, "depth": depth, "seed": seed,
+    return {"net": net, "activation": act, "init": init, "norm": norm, "depth": depth,
+            "seed": seed,
             "status": r["status"], "test_metric": r["test_metric"],
             "train_metric": r["train_metric"], "init_grad_norm": r["init_grad_norm"],
             "epoch_grad_norm": h["grad_norm"],
@@ -58,18 +76,67 @@ def _depth_run(data, act, init, net, depth, width, opt, lr, epochs, batch_size, 
 
 
 # -- the report ------------------------------------------------------------------------------
+def _init_ratio(runs) -> float:
+    """First / last Dense layer's gradient norm at initialization (geometric mean)."""
+    return geo_mean([r["init_grad_norm"][0] / r["init_grad_norm"][-1] for r in runs])
+
+
+def _trained_ratio(runs) -> float:
+    """The same ratio in the last training epoch (fit's per-epoch mean gradient norms)."""
+    return geo_mean([r["epoch_grad_norm"][-1][0] / r["epoch_grad_norm"][-1][-1] for r in runs
+                     if r["epoch_grad_norm"]])
+
+
+def _normalized_groups(res) -> list:
+    """[(activation, init, [(norm or None, net name)])]: each normalized activation's plain net
+    and its normalized ones (empty for a result without normalized nets)."""
+    norms = res.get("normalizations", [])
+    groups = []
+    for act in res.get("normalized_activations", []) if norms else []:
+        init = _init_of(act, res["inits"][0])
+        groups.append((act, init, [(norm, _net_name(act, init, norm))
+                                   for norm in [None] + list(norms)]))
+    return groups
+
+
+def _normalization_markdown(res, by) -> str:
+    groups = _normalized_groups(res)
+    if not groups:
+        return ""
+    m, deepest = res["metric"], res["depths"][-1]
+    rows = []
+    for act, init, nets in groups:
+        for norm, n in nets:
+            rs = by[(n, deepest)]
+            rows.append([act, NORM_NAMES.get(norm, "none"), metric_cells(rs, "test_metric", m),
+                         sci(_init_ratio(rs)), sci(_trained_ratio(rs)),
+                         " · ".join(sci(g) for g in np.exp(np.mean(np.log(np.maximum(
+                             [r["init_grad_norm"] for r in rs], 1e-30)), axis=0)))])
+    return (f"\n\nNormalization, the other classic cure: the {deepest}-hidden-layer networks "
+            f"({_init_text(res)}) without normalization and with BatchNorm1d or LayerNorm "
+            "between every hidden Dense layer and its activation (torch's defaults; the gradient "
+            "at initialization with BatchNorm on the 256 rows' own statistics, as a training "
+            "step normalizes). The last column: each Dense layer's gradient norm at "
+            "initialization, input side first (geometric mean over seeds):\n\n"
+            + table(["activation", "normalization", f"test {m}", "first / last at init",
+                     "first / last, last epoch", "per-layer gradient norms at init"], rows))
+
+
+def _init_text(res) -> str:
+    """The initialization of the normalized nets, for the report."""
+    spec = res["inits"][0]
+    return ("each activation's usual initialization" if spec == "recommended"
+            else f"init {spec}")
+
+
 def _markdown(res) -> str:
     m = res["metric"]
     by = {k: rs for k, rs in group(res["runs"], "net", "depth")}
     cols = ["activation (init)"] + [f"{d} hidden" for d in res["depths"]]
     acc = [[n] + [metric_cells(by[(n, d)], "test_metric", m) for d in res["depths"]]
            for n in res["nets"]]
-    ratio = [[n] + [sci(geo_mean([r["init_grad_norm"][0] / r["init_grad_norm"][-1]
-                                  for r in by[(n, d)]])) for d in res["depths"]]
-             for n in res["nets"]]
-    trained = [[n] + [sci(geo_mean([r["epoch_grad_norm"][-1][0] /
-                                    r["epoch_grad_norm"][-1][-1] for r in by[(n, d)]
-                                    if r["epoch_grad_norm"]])) for d in res["depths"]]
+    ratio = [[n] + [sci(_init_ratio(by[(n, d)])) for d in res["depths"]] for n in res["nets"]]
+    trained = [[n] + [sci(_trained_ratio(by[(n, d)])) for d in res["depths"]]
                for n in res["nets"]]
     deepest = res["depths"][-1]
     units = []
@@ -85,7 +152,10 @@ def _markdown(res) -> str:
                       "for sigmoid/tanh)" if i == "recommended" else i for i in res["inits"])
     return (f"Setup: {res['data']}. 1 to {deepest} hidden layers of {res['width']} units; "
             f"initialization: {inits}; plain SGD (lr {res['lr']}), {res['epochs']} epochs, "
-            f"mini-batches of {res['batch_size']}. {res['seeds']} seeds.\n\n"
+            f"mini-batches of {res['batch_size']}. {res['seeds']} seeds."
+            + (" Rows marked + BatchNorm / + LayerNorm have that layer between every hidden "
+               "Dense layer and its activation (see the last table)."
+               if _normalized_groups(res) else "") + "\n\n"
             f"Test {m}:\n\n" + table(cols, acc) +
             "\n\nGradient norm of the first Dense layer divided by the last one's, at "
             "initialization (256 training rows; geometric mean over seeds). Below 1e-3 (the "
@@ -98,7 +168,8 @@ def _markdown(res) -> str:
             "saturated sigmoid/tanh values after training (256 training rows), and runs where "
             "the diagnostics flagged vanishing gradients:\n\n"
             + table(["activation (init)", "first-layer update ratio", "dead ReLU units",
-                     "saturated values", "vanishing flagged"], units))
+                     "saturated values", "vanishing flagged"], units)
+            + _normalization_markdown(res, by))
 
 
 def _plot(res, out) -> list:
@@ -109,27 +180,34 @@ def _plot(res, out) -> list:
     by = {k: rs for k, rs in group(res["runs"], "net", "depth")}
     deepest = res["depths"][-1]
     inits = res["inits"]
-    fig = Figure(figsize=(15, 4.3 * len(inits)), layout="constrained")
-    grid = fig.subplots(len(inits), 3, squeeze=False)
-    for row, spec in enumerate(inits):
-        ax1, ax2, ax3 = grid[row]
-        for k, a in enumerate(res["activations"]):
-            init = RECOMMENDED_INIT[a] if spec == "recommended" else spec
-            n = f"{a} ({init})"
+    # a row of panels per init, and one for normalization: (title, [(net, label, style)])
+    rows = [("usual init per activation" if spec == "recommended" else f"init {spec}",
+             [(_net_name(a, _init_of(a, spec)),
+               _net_name(a, _init_of(a, spec)) if spec == "recommended" else a,
+               {"color": f"C{k}"}) for k, a in enumerate(res["activations"])])
+            for spec in inits]
+    groups = _normalized_groups(res)
+    if groups:
+        rows.append((f"normalization ({_init_text(res)})",
+                     [(n, f"{a} + {NORM_NAMES[norm]}" if norm else a,
+                       {"color": f"C{k}", "ls": ("-", "--", ":")[j % 3]})
+                      for k, (a, _, nets) in enumerate(groups)
+                      for j, (norm, n) in enumerate(nets)]))
+    fig = Figure(figsize=(15, 4.3 * len(rows)), layout="constrained")
+    grid = fig.subplots(len(rows), 3, squeeze=False)
+    for (which, nets), (ax1, ax2, ax3) in zip(rows, grid):
+        for n, label, style in nets:
             rs = by[(n, deepest)]
-            label = a if spec != "recommended" else n
             g0 = np.exp(np.mean(np.log(np.maximum([r["init_grad_norm"] for r in rs], 1e-30)),
                                 axis=0))
             layers = np.arange(1, len(g0) + 1)
-            ax1.plot(layers, g0, marker="o", ms=3, label=label, color=f"C{k}")
+            ax1.plot(layers, g0, marker="o", ms=3, label=label, **style)
             last = [r["epoch_grad_norm"][-1] for r in rs if r["epoch_grad_norm"]]
             if last:
                 ax2.plot(layers, np.exp(np.mean(np.log(np.maximum(last, 1e-30)), axis=0)),
-                         marker="o", ms=3, label=label, color=f"C{k}")
-            ratio = [geo_mean([r["init_grad_norm"][0] / r["init_grad_norm"][-1]
-                               for r in by[(n, d)]]) for d in res["depths"]]
-            ax3.plot(res["depths"], ratio, marker="o", ms=3, label=label, color=f"C{k}")
-        which = "usual init per activation" if spec == "recommended" else f"init {spec}"
+                         marker="o", ms=3, label=label, **style)
+            ax3.plot(res["depths"], [_init_ratio(by[(n, d)]) for d in res["depths"]],
+                     marker="o", ms=3, label=label, **style)
         ax1.set_title(f"{which}: at initialization, {deepest} hidden layers", fontsize=10)
         ax2.set_title(f"{which}: last training epoch, {deepest} hidden layers", fontsize=10)
         ax3.set_title(f"{which}: first / last layer, at initialization", fontsize=10)
@@ -145,22 +223,21 @@ def _plot(res, out) -> list:
             ax.grid(alpha=0.3)
         ax1.legend(fontsize=8)
         ax3.legend(fontsize=8)
-    fig.suptitle("Vanishing gradients: per-layer gradient norms by activation "
+    fig.suptitle("Vanishing gradients: per-layer gradient norms by activation, and with "
+                 f"normalization (plain SGD, lr {res['lr']}; geometric mean over seeds)"
+                 if groups else "Vanishing gradients: per-layer gradient norms by activation "
                  f"(plain SGD, lr {res['lr']}; geometric mean over seeds)")
     files.append(save_figure(fig, out, "depth_gradients.png"))
 
-    fig, axes = figure(len(inits), 5.5, 4.2)
-    for ax, spec in zip(axes, inits):
-        for k, a in enumerate(res["activations"]):
-            init = RECOMMENDED_INIT[a] if spec == "recommended" else spec
-            n = f"{a} ({init})"
+    fig, axes = figure(len(rows), 5.5, 4.2)
+    for ax, (which, nets) in zip(axes, rows):
+        for n, label, style in nets:
             stats = [mean_std([r["test_metric"] for r in by[(n, d)]]) for d in res["depths"]]
             ax.errorbar(res["depths"], [s[0] for s in stats], yerr=[s[1] for s in stats],
-                        marker="o", ms=4, capsize=2, label=n if spec == "recommended" else a,
-                        color=f"C{k}")
+                        marker="o", ms=4, capsize=2, label=label, **style)
         ax.set_xlabel("hidden layers")
         ax.set_ylabel(f"test {res['metric']}")
-        ax.set_title("usual init per activation" if spec == "recommended" else f"init {spec}")
+        ax.set_title(which)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -171,8 +248,8 @@ def _plot(res, out) -> list:
 
 
 DEPTH_STUDY = Study(
-    key="depth", title="3. Depth x activation: vanishing gradients", run=depth_activation,
-    markdown=_markdown, plot=_plot,
+    key="depth", title="3. Depth x activation: vanishing gradients, and normalization",
+    run=depth_activation, markdown=_markdown, plot=_plot,
     jobs=(Job("depth", "digits", {},
               {"depths": (1, 4, 8), "activations": ("sigmoid", "tanh", "relu"), "epochs": 4,
                "width": 32}),))
