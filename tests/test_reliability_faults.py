@@ -358,15 +358,21 @@ KILLED_DURING_WRITE = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
             savez(f, **arrays)
         np.savez = half_then_die
-    model = st.Sequential(st.Dense(6, 16), st.ReLU(), st.Dropout(0.2), st.Dense(16, 3), seed=1)
+    # BatchNorm1d's running statistics and count are in the checkpoint beside the weights
+    model = st.Sequential(st.Dense(6, 16), st.BatchNorm1d(16), st.ReLU(), st.Dropout(0.2),
+                          st.Dense(16, 8), st.LayerNorm(8), st.Dense(8, 3), seed=1)
     opt = st.optim.Adam(model.parameters(), lr=0.01)
     model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=4, batch_size=16,
               checkpoint=path, verbose=0)
-    np.save(out, model.flat_params())
+    np.save(out, np.concatenate([model.flat_params(), model.flat_buffers(),
+                                 model.flat_counts()]))
 """)
 
 
 def test_a_kill_during_the_checkpoint_write_leaves_nothing_behind_after_the_next_run(tmp_path):
+    """SIGKILL in the middle of the second checkpoint's write (a model with normalization
+    buffers and counts): the next run removes the temporary and resumes to the weights,
+    buffers and counts of an uninterrupted run."""
     script = tmp_path / "train.py"
     script.write_text(KILLED_DURING_WRITE)
     run = tmp_path / "runs"
