@@ -640,22 +640,27 @@ def test_a_batch_too_large_for_memory_changes_nothing(tmp_path, how):
 
 # -- saving while another thread trains --------------------------------------------------------
 def flat_of(state: dict, model) -> np.ndarray:
-    """state (name -> array) as one flat vector in the model's parameter order."""
-    return np.concatenate([np.asarray(state[p.name]).ravel() for p in model.parameters()])
+    """state (name -> array: parameters, buffers, counts) as one flat vector of the model's
+    dtype in its state_dict order."""
+    return np.concatenate([np.asarray(state[name], model.dtype).ravel()
+                           for name in model.state_dict()])
 
 
-def torn_copies_while_training(copy_of) -> tuple:
-    """Runs fit in one thread while another keeps calling copy_of(model, i) (flat copies of the
-    parameters, by some routes); returns (copies that match no whole step, number of copies).
-    The fit's result is checked against the same steps taken one at a time."""
+def torn_copies_while_training(copy_of, normalized=False) -> tuple:
+    """Runs fit in one thread while another keeps calling copy_of(model, i) (flat_of copies of
+    the model's state, by some routes); returns (copies that match no whole step, number of
+    copies). The fit's result is checked against the same steps taken one at a time. With
+    normalized, the model has a BatchNorm1d: its running statistics and count change every
+    step with the weights."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(960, 64)).astype(np.float32)
     y = rng.integers(0, 10, 960)
     ce = st.losses.CrossEntropy()
 
     def build():
-        model = st.Sequential(st.Dense(64, 256), st.ReLU(), st.Dense(256, 256), st.ReLU(),
-                              st.Dense(256, 10), seed=0)
+        norm = [st.BatchNorm1d(256)] if normalized else []
+        model = st.Sequential(st.Dense(64, 256), *norm, st.ReLU(), st.Dense(256, 256),
+                              st.ReLU(), st.Dense(256, 10), seed=0)
         return model, st.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
     model, opt = build()
@@ -700,34 +705,40 @@ def torn_copies_while_training(copy_of) -> tuple:
 
     # every state the trained model passed through, step by step
     twin, twin_opt = build()
-    whole = {hashlib.sha1(twin.flat_params().tobytes()).hexdigest()}
+    def digest(m):
+        return hashlib.sha1(flat_of(m.state_dict(), m).tobytes()).hexdigest()
+
+    whole = {digest(twin)}
     for _ in range(epochs):
         for i in range(0, len(X), 8):
             twin.train_step(X[i:i + 8], y[i:i + 8], ce, twin_opt)
-            whole.add(hashlib.sha1(twin.flat_params().tobytes()).hexdigest())
-    np.testing.assert_array_equal(model.flat_params(), twin.flat_params())
+            whole.add(digest(twin))
+    assert digest(model) == digest(twin)
     torn = [c for c in copies if hashlib.sha1(c.tobytes()).hexdigest() not in whole]
     return torn, len(copies)
 
 
-def test_save_and_state_dict_copies_while_another_thread_trains_are_whole_steps(tmp_path):
+@pytest.mark.parametrize("normalized", [False, True], ids=["plain", "batchnorm"])
+def test_save_and_state_dict_copies_while_another_thread_trains_are_whole_steps(tmp_path,
+                                                                             normalized):
     """model.save, state_dict(copy=True) and pickling from a second thread while fit runs: each
-    waits for a step boundary, so every copy is the model after some step, never a mix of
-    two."""
+    waits for a step boundary, so every copy is the model after some step (weights, running
+    statistics and counts alike), never a mix of two."""
     def save_and_copy(model, i):
         path = tmp_path / f"m{i % 4}.stp"
         model.save(path)
-        return [st.load(path).flat_params(), flat_of(model.state_dict(copy=True), model),
-                pickle.loads(pickle.dumps(model)).flat_params()]
+        return [flat_of(copy.state_dict(), model) for copy in
+                (st.load(path), pickle.loads(pickle.dumps(model)))] + \
+            [flat_of(model.state_dict(copy=True), model)]
 
-    torn, count = torn_copies_while_training(save_and_copy)
+    torn, count = torn_copies_while_training(save_and_copy, normalized)
     assert count >= 10
     assert torn == [], f"{len(torn)} of {count} copies mix two steps"
 
 
 def read_safetensors(model, path):
     model.save_safetensors(path)
-    return st.load_safetensors(path).flat_params()
+    return flat_of(st.load_safetensors(path).state_dict(), model)
 
 
 def read_onnx(model, path):
