@@ -149,17 +149,24 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
     X, y = rng.normal(size=(50, 4)), rng.integers(0, 3, 50)
     path = tmp_path / "run.ckpt"
 
-    def fit(batch_size, X=X):
-        model = st.Sequential(st.Dense(4, 3), seed=0)
-        opt = st.optim.Adam(model.parameters())
-        return model.fit(X, y, loss=st.losses.CrossEntropy(), optimizer=opt, epochs=2,
-                         batch_size=batch_size, checkpoint=path, verbose=0)
+    def fit(batch_size, X=X, layers=(st.Dense(4, 3),), optimizer=st.optim.Adam,
+            loss=st.losses.CrossEntropy()):
+        model = st.Sequential(*layers, seed=0)
+        opt = optimizer(model.parameters())
+        return model.fit(X, y, loss=loss, optimizer=opt, epochs=2, batch_size=batch_size,
+                         checkpoint=path, verbose=0)
 
     fit(10)
     with pytest.raises(ValueError, match="different run.*batch_size"):
         fit(20)
     with pytest.raises(ValueError, match="different run.*data"):
         fit(10, X=X + 1)
+    with pytest.raises(ValueError, match="different run.*layers"):
+        fit(10, layers=(st.Dense(4, 5), st.ReLU(), st.Dense(5, 3)))
+    with pytest.raises(ValueError, match="different run.*optimizer"):
+        fit(10, optimizer=st.optim.AdamW)
+    with pytest.raises(ValueError, match="different run.*loss"):
+        fit(10, loss=st.losses.CrossEntropy(label_smoothing=0.1))
     # The same run again is complete already: it resumes at the end and trains no more.
     assert len(fit(10)["loss"]) == 2
 
