@@ -44,6 +44,12 @@ std::string describe_far(const std::vector<T>& got, const std::vector<U>& want, 
          ", reference " + std::to_string(double(want[size_t(i)]));
 }
 
+// The relative tolerance of a float32 (T = float) or float64 result against a float64 reference.
+template <class T>
+double tolerance() {
+  return sizeof(T) == 4 ? 2e-5 : 1e-12;
+}
+
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() &&

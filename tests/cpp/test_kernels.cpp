@@ -11,13 +11,9 @@
 
 using namespace steepest;
 namespace ref = steepest::reference;
+using test::tolerance;
 
 namespace {
-
-template <class T>
-double tolerance() {
-  return sizeof(T) == 4 ? 2e-5 : 1e-12;
-}
 
 // (M, N, K): a plain product, the batch-1 shapes (M, N or K of 1, served without GEMM, some in
 // row tiles), and products large enough to be split in 2 and 8 tiles.

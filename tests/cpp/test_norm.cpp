@@ -11,13 +11,9 @@
 
 using namespace steepest;
 namespace ref = steepest::reference;
+using test::tolerance;
 
 namespace {
-
-template <class T>
-double tolerance() {
-  return sizeof(T) == 4 ? 2e-5 : 1e-12;
-}
 
 template <class T>
 std::vector<double> as_double(const std::vector<T>& v) {
