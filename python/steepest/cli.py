@@ -50,7 +50,7 @@ def _fraction(low_closed):
 
 
 DATA_HELP = (f"one of {', '.join(NAMES)} (scikit-learn's real data sets need the sklearn "
-             "extra; spirals and sine need nothing), a .npz file with arrays X and y, or a "
+             "extra, mnist the mnist extra; spirals and sine need nothing), a .npz file with arrays X and y, or a "
              ".csv file of numbers whose last column is the target (it may hold text labels)")
 
 

