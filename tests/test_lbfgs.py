@@ -1,5 +1,5 @@
 """L-BFGS (st.optim.LBFGS): trajectories and state against torch.optim.LBFGS as the oracle (in
-float64), with and without the strong-Wolfe line search; state_dict and pickling mid-run; the
+float64, and a first step in float32), with and without the strong-Wolfe line search; state_dict and pickling mid-run; the
 arguments it refuses; fit and train_step refusing a closure-based optimizer."""
 from __future__ import annotations
 
@@ -87,6 +87,29 @@ def test_trajectory_matches_torch(kw, torch, rng):
         return
     assert opt.steps == tstate["n_iter"] >= STEPS
     _assert_state_matches_torch(opt.state_dict()["state"], tstate)
+
+
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_float32_first_step_matches_torch(line_search_fn, torch, rng):
+    """A float32 model against torch in float32: the first step's updates (five of them) agree
+    to float32 accuracy (the two libraries' float32 gradients differ in their last bits, which
+    the later updates amplify, so only the first few are compared)."""
+    _, X, y, loss = _problem(rng)
+    model = mlp(5, 8, 2, activation=st.Tanh, dtype="float32", seed=3)
+    start = model.flat_params().copy()
+    X, y = X.astype(np.float32), y.astype(np.float32)
+    tmodel = to_torch(model)
+    opt = st.optim.LBFGS(model.parameters(), line_search_fn=line_search_fn, max_iter=5)
+    topt = torch.optim.LBFGS(tmodel.parameters(), line_search_fn=line_search_fn, max_iter=5)
+    value = opt.step(lambda: model.loss_and_grad(X, y, loss))
+    tvalue = topt.step(_torch_closure(torch, tmodel, topt, X, y))
+    assert value == pytest.approx(tvalue.item(), rel=1e-5)
+    assert model.flat_params().dtype == np.float32
+    moved = np.abs(model.flat_params() - start).max()
+    assert moved > 0.05  # five updates that move the weights far more than the tolerance
+    np.testing.assert_allclose(model.flat_params(), _torch_params(tmodel.parameters()),
+                               rtol=1e-5, atol=1e-6)
+    assert opt.state["func_evals"] == topt.state[next(iter(tmodel.parameters()))]["func_evals"]
 
 
 def test_last_layer_only_matches_torch(torch, rng):
