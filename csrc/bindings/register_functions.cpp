@@ -33,15 +33,8 @@ void register_typed(py::module_& m) {
           const Target<T> t = target_of<T>(y, sample_weight);
           {
             py::gil_scoped_release release;
-            RowWeights rw;
-            rw.w = t.weights;
-            for (int64_t r = 0; rw.w && r < B; ++r) rw.total += rw.w[r];
-            weight = loss_normalizer(t.labels, B, spec, rw);
-            value = spec.kind == LossKind::CrossEntropy
-                        ? cross_entropy_loss(grad.mutable_data(), out.data(), t.labels, t.values,
-                                             B, C, spec, rw)
-                        : regression_loss(grad.mutable_data(), out.data(), t.values, B, C, spec,
-                                          rw);
+            value = batch_loss(grad.mutable_data(), out.data(), t.labels, t.values, B, C, spec,
+                               RowWeights::over(t.weights, B), weight);
           }
           return py::make_tuple(value, grad, weight);
         },

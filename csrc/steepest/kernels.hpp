@@ -273,6 +273,13 @@ struct RowWeights {
   bool weigh_grad = true;  // each gradient row times its weight
   double at(int64_t r) const { return w ? w[r] : 1.0; }
   double sum(int64_t B) const { return w ? total : double(B); }
+  // w (B) or nullptr, its total summed in row order from 0: the one order of every normalizer.
+  static RowWeights over(const double* w, int64_t B) {
+    RowWeights rw;
+    rw.w = w;
+    for (int64_t r = 0; w && r < B; ++r) rw.total += w[r];
+    return rw;
+  }
 };
 
 // out (B, C), target (B, C): MSE, L1, Huber, BinaryCrossEntropy (on logits, with torch's
@@ -367,14 +374,17 @@ inline double loss_normalizer(const int64_t* labels, int64_t B, const LossSpec& 
 // (spec.weight) and ignore_index. A row's loss is sum_c w_c q_c (lse - o_c); its gradient
 // (softmax(o) sum_c w_c q_c - w q), times spec.scale and the row's sample weight over the
 // normalizer (loss_normalizer; weights: see above).
+// *normalizer (when not nullptr) <- that normalizer.
 template <class T>
 double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, const T* probs,
-                          int64_t B, int64_t C, const LossSpec& spec, RowWeights rw = {}) {
+                          int64_t B, int64_t C, const LossSpec& spec, RowWeights rw = {},
+                          double* normalizer = nullptr) {
   const double eps = spec.label_smoothing, scale = spec.scale;
   const double* cw = spec.weight.empty() ? nullptr : spec.weight.data();
   double cw_sum = 0;
   for (int64_t c = 0; cw && c < C; ++c) cw_sum += cw[c];
   const double weight = loss_normalizer(labels, B, spec, rw);
+  if (normalizer) *normalizer = weight;
   if (!(weight > 0)) {  // nothing counts: no loss, no gradient
     if (dout) std::fill(dout, dout + B * C, T(0));
     return 0.0;
@@ -433,6 +443,17 @@ double cross_entropy_loss(T* dout, const T* out, const int64_t* labels, const T*
     }
   }
   return total / weight * scale;
+}
+
+// A batch's loss for spec (CrossEntropy on labels or probabilities, else regression_loss on
+// values) and d(loss)/d(out) into dout; normalizer <- its loss_normalizer.
+template <class T>
+double batch_loss(T* dout, const T* out, const int64_t* labels, const T* values, int64_t B,
+                  int64_t C, const LossSpec& spec, RowWeights rw, double& normalizer) {
+  if (spec.kind == LossKind::CrossEntropy)
+    return cross_entropy_loss(dout, out, labels, values, B, C, spec, rw, &normalizer);
+  normalizer = rw.sum(B);
+  return regression_loss(dout, out, values, B, C, spec, rw);
 }
 
 // Float64 sums (Network::set_float64_sums): dw (OUT, IN) and db (OUT) (+)= the weighted sums

@@ -221,17 +221,10 @@ template <class T>
 double Network<T>::loss(const LossSpec& spec, Target<T> y) {
   const T* out = layer_out(layers_.size() - 1);
   const int64_t C = out_features();
-  RowWeights rw;
-  rw.w = y.weights;
+  RowWeights rw = RowWeights::over(y.weights, batch_);
   rw.weigh_grad = !float64_sums_;  // else the backward's sums apply them
-  if (y.weights) {
-    for (int64_t r = 0; r < batch_; ++r) rw.total += y.weights[r];
-  }
   weight_sum_ = rw.sum(batch_);
-  loss_weight_ = loss_normalizer(y.labels, batch_, spec, rw);
-  if (spec.kind == LossKind::CrossEntropy)
-    return cross_entropy_loss(grad_a_.data(), out, y.labels, y.values, batch_, C, spec, rw);
-  return regression_loss(grad_a_.data(), out, y.values, batch_, C, spec, rw);
+  return batch_loss(grad_a_.data(), out, y.labels, y.values, batch_, C, spec, rw, loss_weight_);
 }
 
 template <class T>
@@ -641,8 +634,7 @@ EpochStats Network<T>::train_epoch(const Rows& X, const Rows& y, bool labels, in
       if (weights) {
         for (int64_t r = 0; r < B; ++r)
           global_w_[size_t(r)] = weights[gather ? order_[size_t(start + r)] : start + r];
-        whole.w = global_w_.data();
-        for (int64_t r = 0; r < B; ++r) whole.total += global_w_[size_t(r)];
+        whole = RowWeights::over(global_w_.data(), B);
       }
       normalizer = loss_normalizer(whole_labels, B, spec, whole);
     }

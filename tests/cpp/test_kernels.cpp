@@ -443,9 +443,7 @@ void check_weighted_losses() {
       labels_rep.push_back(labels[size_t(r)]);
     }
   const int64_t R = int64_t(labels_rep.size());
-  RowWeights rw;
-  rw.w = w.data();
-  for (double v : w) rw.total += v;
+  const RowWeights rw = RowWeights::over(w.data(), B);
   for (LossKind kind : {LossKind::CrossEntropy, LossKind::MSE, LossKind::BinaryCrossEntropy,
                         LossKind::PoissonNLL}) {
     LossSpec spec;
