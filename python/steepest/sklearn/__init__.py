@@ -51,6 +51,7 @@ try:
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import column_or_1d
     from sklearn.utils._param_validation import StrOptions
+    from sklearn.utils.class_weight import compute_class_weight
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import (_check_partial_fit_first_call, type_of_target,
                                           unique_labels)
@@ -149,8 +150,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                              "pass the class weights as a dict")
         index = Y.argmax(axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(np.int64)
         class_weight = self.class_weight
-        if isinstance(class_weight, dict):
-            class_weight = _by_index(class_weight, self.classes_, index)
+        if isinstance(class_weight, dict):  # scikit-learn's weights of the classes present
+            present = np.unique(index)
+            labels = self.classes_[present]
+            weights = compute_class_weight(class_weight, classes=labels, y=labels)
+            class_weight = dict(zip(present.tolist(), weights))
         # scikit-learn's 'balanced' counts the rows, not their sample weights
         return class_weighted(class_weight, index, len(self.classes_), sample_weight,
                               count_weights=False)
@@ -256,16 +260,3 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         y_pred = self._forward_pass_fast(X, check_input=check_input)
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
-
-def _by_index(class_weight: dict, classes: np.ndarray, index: np.ndarray) -> dict:
-    """class_weight {label: weight} as {output index: weight}, with scikit-learn's rule for
-    keys that are no class of the rows (index: each row's output index): they are passed over
-    while every class present has a weight, an error otherwise."""
-    position = {label: i for i, label in enumerate(classes.tolist())}
-    by_index = {position[k]: w for k, w in class_weight.items() if k in position}
-    present = np.unique(index)
-    unweighted = [classes[i] for i in present if i not in by_index]
-    if unweighted and len(present) - len(unweighted) != len(class_weight):
-        raise ValueError(f"The classes, {np.array(unweighted).tolist()}, are not in "
-                         "class_weight")
-    return by_index
