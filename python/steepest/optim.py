@@ -467,18 +467,21 @@ class LBFGS(Optimizer):
     def _flat_grad(self) -> np.ndarray:
         return np.concatenate([p.grad.ravel() for p in self.params])
 
-    def _set_params(self, flat: np.ndarray) -> None:
+    def _pieces(self, flat: np.ndarray):
+        """(parameter, its piece of the flat vector, in its shape), in params' order."""
         offset = 0
         for p in self.params:
-            p.data[...] = flat[offset:offset + p.size].reshape(p.shape)
+            yield p, flat[offset:offset + p.size].reshape(p.shape)
             offset += p.size
+
+    def _set_params(self, flat: np.ndarray) -> None:
+        for p, piece in self._pieces(flat):
+            p.data[...] = piece
 
     def _add_to_params(self, t: float, d: np.ndarray) -> None:
         """params += t * d."""
-        offset = 0
-        for p in self.params:
-            p.data += t * d[offset:offset + p.size].reshape(p.shape)
-            offset += p.size
+        for p, piece in self._pieces(d):
+            p.data += t * piece
 
     def _loss_and_grad(self, closure: Callable[[], Any]) -> tuple[float, np.ndarray]:
         return float(closure()), self._flat_grad()

@@ -81,6 +81,12 @@ def _init_ratio(runs) -> float:
     return geo_mean([r["init_grad_norm"][0] / r["init_grad_norm"][-1] for r in runs])
 
 
+def _layer_geo_mean(norms) -> np.ndarray:
+    """Per Dense layer, the geometric mean over the runs of their per-layer gradient norms
+    (norms: one vector per run; norms below 1e-30 count as 1e-30)."""
+    return np.exp(np.mean(np.log(np.maximum(norms, 1e-30)), axis=0))
+
+
 def _trained_ratio(runs) -> float:
     """The same ratio in the last training epoch (fit's per-epoch mean gradient norms)."""
     return geo_mean([r["epoch_grad_norm"][-1][0] / r["epoch_grad_norm"][-1][-1] for r in runs
@@ -110,8 +116,8 @@ def _normalization_markdown(res, by) -> str:
             rs = by[(n, deepest)]
             rows.append([act, NORM_NAMES.get(norm, "none"), metric_cells(rs, "test_metric", m),
                          sci(_init_ratio(rs)), sci(_trained_ratio(rs)),
-                         " · ".join(sci(g) for g in np.exp(np.mean(np.log(np.maximum(
-                             [r["init_grad_norm"] for r in rs], 1e-30)), axis=0)))])
+                         " · ".join(sci(g) for g in _layer_geo_mean(
+                             [r["init_grad_norm"] for r in rs]))])
     return (f"\n\nNormalization, the other classic cure: the {deepest}-hidden-layer networks "
             f"({_init_text(res)}) without normalization and with BatchNorm1d or LayerNorm "
             "between every hidden Dense layer and its activation (torch's defaults; the gradient "
@@ -198,14 +204,12 @@ def _plot(res, out) -> list:
     for (which, nets), (ax1, ax2, ax3) in zip(rows, grid):
         for n, label, style in nets:
             rs = by[(n, deepest)]
-            g0 = np.exp(np.mean(np.log(np.maximum([r["init_grad_norm"] for r in rs], 1e-30)),
-                                axis=0))
+            g0 = _layer_geo_mean([r["init_grad_norm"] for r in rs])
             layers = np.arange(1, len(g0) + 1)
             ax1.plot(layers, g0, marker="o", ms=3, label=label, **style)
             last = [r["epoch_grad_norm"][-1] for r in rs if r["epoch_grad_norm"]]
             if last:
-                ax2.plot(layers, np.exp(np.mean(np.log(np.maximum(last, 1e-30)), axis=0)),
-                         marker="o", ms=3, label=label, **style)
+                ax2.plot(layers, _layer_geo_mean(last), marker="o", ms=3, label=label, **style)
             ax3.plot(res["depths"], [_init_ratio(by[(n, d)]) for d in res["depths"]],
                      marker="o", ms=3, label=label, **style)
         ax1.set_title(f"{which}: at initialization, {deepest} hidden layers", fontsize=10)
