@@ -1,5 +1,6 @@
-"""Shared fixtures: small random data, digits, a model as torch in any dtype, zip members of
-steepest files, a callback that crashes a run."""
+"""Shared fixtures: small random data, digits, central differences, a model as torch in any
+dtype and a torch state as numpy, zip members of steepest files, a callback that crashes a
+run."""
 from __future__ import annotations
 
 import io
@@ -28,12 +29,32 @@ def digits():
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
 
 
+def numeric_grad(f, x, eps=1e-6):
+    """Central differences of the scalar function f at x (float64 array), entry by entry."""
+    x = np.array(x, dtype=np.float64)
+    g = np.empty_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + eps
+        plus = f(x)
+        x[i] = old - eps
+        minus = f(x)
+        x[i] = old
+        g[i] = (plus - minus) / (2 * eps)
+    return g
+
+
 def to_torch(model, dtype=None):
     """A torch.nn.Sequential with the same architecture and (copied) weights as `model`, in
     `dtype` (default: the model's); the bridge itself is checked in test_torch_bridge.py."""
     import torch
 
     return model.to_torch().to(getattr(torch, dtype or model.dtype.name))
+
+
+def torch_state(tmodel):
+    """A torch module's state_dict as numpy arrays."""
+    return {k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
 
 
 @pytest.fixture

@@ -11,26 +11,12 @@ import numpy as np
 import pytest
 
 import steepest as st
+from conftest import numeric_grad
 
 ACTIVATIONS = [st.ReLU(), st.LeakyReLU(0.1), st.ELU(), st.ELU(alpha=0.5), st.GELU(),
                st.GELU(approximate="tanh"), st.SiLU(), st.Sigmoid(), st.Tanh(), st.Softplus(),
                st.Softplus(beta=3.0, threshold=2.0), st.Softmax()]
 KINKED = (st.ReLU, st.LeakyReLU, st.ELU)
-
-
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the scalar function f at x (float64 array), entry by entry."""
-    x = np.array(x, dtype=np.float64)
-    g = np.empty_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        plus = f(x)
-        x[i] = old - eps
-        minus = f(x)
-        x[i] = old
-        g[i] = (plus - minus) / (2 * eps)
-    return g
 
 
 def gradcheck(model, loss, X, y, **kw):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import steepest as st
-from conftest import to_torch
+from conftest import to_torch, torch_state
 
 NORMS = [st.BatchNorm1d(6), st.BatchNorm1d(6, momentum=None), st.BatchNorm1d(6, affine=False),
          st.BatchNorm1d(6, track_running_stats=False), st.BatchNorm1d(6, eps=1e-2, momentum=0.5),
@@ -19,10 +19,6 @@ TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=
 
 def tensor(torch, a):
     return torch.from_numpy(np.ascontiguousarray(a))
-
-
-def torch_state(tmodel):
-    return {k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
 
 
 def assert_state_close(ours, theirs, **tol):

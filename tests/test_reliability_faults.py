@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import steepest as st
-from conftest import CrashAtEpochEnd, members, npy, write_zip
+from conftest import CrashAtEpochEnd, members, npy, torch_state, write_zip
 
 SANITIZED = bool(os.environ.get("STEEPEST_SANITIZED"))
 
@@ -750,7 +750,7 @@ def read_onnx(model, path):
 
 def read_torch(model, path):
     torch_model = model.to_torch()
-    return flat_of({k: v.detach().numpy() for k, v in torch_model.state_dict().items()}, model)
+    return flat_of(torch_state(torch_model), model)
 
 
 @pytest.mark.parametrize("export", [read_safetensors, read_onnx, read_torch],
@@ -858,7 +858,7 @@ FORKED_WHILE_TRAINING = textwrap.dedent("""
     in_epoch.wait()
     pid = os.fork()
     if pid == 0:  # no thread of the parent exists here: nothing may wait for them
-        signal.alarm(60)  # a wait that never ends ends the child
+        signal.alarm(60)  # a wait that never ends ends the child (as in valgrind_train.py)
         refused = []
         routes = {"pickle": lambda: pickle.dumps(model),
                   "deepcopy": lambda: copy.deepcopy(model),

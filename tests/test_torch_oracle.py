@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import steepest as st
-from conftest import to_torch
+from conftest import to_torch, torch_state
 
 pytest.importorskip("torch")
 
@@ -22,10 +22,6 @@ def tensor(torch, a, dtype=None):
 
 def torch_grads(tmodel):
     return {k: p.grad.detach().numpy() for k, p in tmodel.named_parameters()}
-
-
-def torch_state(tmodel):
-    return {k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
 
 
 def assert_dicts_close(a, b, **tol):

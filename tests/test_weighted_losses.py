@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import steepest as st
-from conftest import mlp, to_torch
+from conftest import mlp, numeric_grad, to_torch, torch_state
 
 C = 5
 
@@ -136,16 +136,6 @@ def per_row_torch(torch, loss, out, y):
     return rows.numpy().mean(axis=1), np.ones(len(y))
 
 
-def numeric_gradient(loss, out, y, w, h=1e-6):
-    """Central differences of loss.forward(out, y, w) with respect to out (float64)."""
-    numeric = np.zeros_like(out)
-    for idx in np.ndindex(*out.shape):
-        step = np.zeros_like(out)
-        step[idx] = h
-        numeric[idx] = (loss.forward(out + step, y, w) - loss.forward(out - step, y, w)) / (2 * h)
-    return numeric
-
-
 @pytest.mark.parametrize("case", ["mse", "labels", "weighted-labels", "probabilities"])
 def test_sample_weights_give_the_weighted_mean(case, torch, rng):
     out = rng.normal(size=(12, C))
@@ -163,7 +153,8 @@ def test_sample_weights_give_the_weighted_mean(case, torch, rng):
     assert loss.forward(out, y, sample_weight=w) == pytest.approx(expected, rel=1e-12)
     # The gradient: finite differences of the weighted value, float64.
     grad = loss.backward()
-    np.testing.assert_allclose(grad, numeric_gradient(loss, out, y, w), rtol=1e-6, atol=1e-9)
+    numeric = numeric_grad(lambda o: loss.forward(o, y, w), out)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
 
 
 def test_new_gradients_match_finite_differences(rng):
@@ -178,8 +169,8 @@ def test_new_gradients_match_finite_differences(rng):
     for loss, y in cases:
         loss.forward(out, y, w)
         grad = loss.backward()
-        np.testing.assert_allclose(grad, numeric_gradient(loss, out, y, w), rtol=1e-6,
-                                   atol=1e-9, err_msg=repr(loss))
+        numeric = numeric_grad(lambda o: loss.forward(o, y, w), out)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9, err_msg=repr(loss))
 
 
 def test_bad_sample_weights_are_refused_by_name(rng):
@@ -273,7 +264,7 @@ def test_train_step_with_weights_matches_a_torch_trajectory(torch, rng):
         tvalue.backward()
         topt.step()
         assert value == pytest.approx(tvalue.item(), rel=1e-10)
-    tstate = {k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
+    tstate = torch_state(tmodel)
     for k, v in model.state_dict().items():
         np.testing.assert_allclose(v, tstate[k], rtol=1e-10, atol=1e-12)
 
@@ -296,7 +287,7 @@ def test_fit_matches_a_torch_loop_with_the_loss_options(kw, torch, rng):
     opt = st.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
     history = model.fit(X, y, loss=loss, optimizer=opt, epochs=6, batch_size=8, shuffle=False,
                         verbose=0)
-    tstate = {k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
+    tstate = torch_state(tmodel)
     for k, v in model.state_dict().items():
         np.testing.assert_allclose(v, tstate[k], rtol=1e-10, atol=1e-12)
     if "ignore_index" in kw:  # the accuracy counts the rows that are not ignored

@@ -6,6 +6,7 @@ per-batch callback, a fork while a thread trains, normalization layers (adapted,
 modes, their buffers copied while a thread trains), then everything dropped."""
 import gc
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -110,6 +111,8 @@ Xc, yc = model.check_data(X, labels, ce)
 weights = model.check_sample_weight(rng.uniform(0.5, 2.0, 150), 150)
 model.train_epoch(Xc, yc, ce, opt, 16, order=rng.permutation(150), sample_weight=weights)
 assert np.isfinite(model.loss_and_grad(Xc, yc, ce, sample_weight=weights, training=True))
+# A fork while a thread trains (tests/test_reliability_faults.py runs the same scenario with
+# every route the child may take).
 in_epoch, forked = threading.Event(), threading.Event()
 
 
@@ -130,6 +133,7 @@ trainer.start()
 in_epoch.wait()
 pid = os.fork()
 if pid == 0:
+    signal.alarm(600)  # a copy that waits forever ends the child (valgrind is slow)
     try:
         model.state_dict(copy=True)
         os._exit(1)
